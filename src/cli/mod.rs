@@ -1,0 +1,132 @@
+//! The `bakery` command line: one binary for the bot (`serve`) and for people and CI
+//! (`build`, `validate`, `plan`...). Each subcommand lives in its own module.
+
+mod build;
+mod config_check;
+mod janitor;
+mod jobs;
+mod plan;
+mod serve;
+mod sync;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bakery",
+    version,
+    about = "Turns a git tag into finished, versioned, encrypted VM images"
+)]
+pub struct Cli {
+    /// Log output: `pretty` for people, `json` for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty, env = "BAKERY_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by the commands that read the server configuration.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// Server configuration file (TOML). `BAKERY_*` environment variables override it.
+    #[arg(long, short = 'c', env = "BAKERY_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Output format for commands that print results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Options shared by the commands that read recipes.
+#[derive(Debug, Clone, Args)]
+pub struct RecipeArgs {
+    /// The repository (or any folder inside it) holding `bakery.toml` and `recipes/`.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Override a recipe variable: `--var name=value`. May be repeated.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// A TOML file of variable values.
+    #[arg(long = "var-file", value_name = "PATH")]
+    pub var_files: Vec<PathBuf>,
+    /// The git SHA to plan for. Defaults to the repository's HEAD.
+    #[arg(long)]
+    pub git_sha: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook listener and the build workers.
+    Serve(serve::ServeArgs),
+    /// List the jobs in the store.
+    Jobs(jobs::JobsArgs),
+    /// Inspect the server configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Check every recipe and the repository config; report every error at once.
+    Validate(validate::ValidateArgs),
+    /// Print exactly what a build would do, without calling any cloud.
+    Plan(plan::PlanArgs),
+    /// Build a recipe into images, like `packer build`.
+    Build(build::BuildArgs),
+    /// Delete leftover cloud resources of finished, failed or unknown builds.
+    Janitor(janitor::JanitorArgs),
+    /// Enqueue release jobs for tags whose delivery was missed.
+    Sync(sync::SyncArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the resolved configuration, secrets masked, and check it.
+    Check(config_check::ConfigCheckArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Jobs(args) => jobs::run(args).await,
+        Command::Config {
+            command: ConfigCommand::Check(args),
+        } => config_check::run(args).await,
+        Command::Validate(args) => validate::run(args).await,
+        Command::Plan(args) => plan::run(args).await,
+        Command::Build(args) => build::run(args).await,
+        Command::Janitor(args) => janitor::run(args).await,
+        Command::Sync(args) => sync::run(args).await,
+    }
+}

@@ -1,0 +1,401 @@
+//! Server configuration: a TOML file plus `BAKERY_*` environment overrides.
+//!
+//! Every key can be overridden from the environment: `BAKERY_` + the key path in upper
+//! case, with `__` between sections, e.g. `BAKERY_LISTEN=0.0.0.0:8080` or
+//! `BAKERY_WORKERS__CONCURRENCY=4`. Secrets are read from the environment or from files
+//! (`*_file` keys) and are never printed: see [`Secret`].
+
+mod secret;
+
+pub use secret::Secret;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// Environment variables with the `BAKERY_` prefix that are not configuration keys.
+const NON_CONFIG_ENV: &[&str] = &["BAKERY_CONFIG", "BAKERY_LOG", "BAKERY_LOG_FORMAT"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the webhook listener binds.
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// Public base URL of this bot, used for links on GitHub (`details_url`).
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// `sqlite://path/to/bakery.db` (default) or `postgres://...` for several replicas.
+    #[serde(default = "defaults::database_url")]
+    pub database_url: String,
+    #[serde(default)]
+    pub webhook: WebhookConfig,
+    #[serde(default)]
+    pub workers: WorkerConfig,
+    #[serde(default)]
+    pub github: GitHubConfig,
+    #[serde(default)]
+    pub aws: AwsConfig,
+    /// Where jobs check out repositories (a mirror cache and per-job workspaces).
+    #[serde(default = "defaults::work_dir")]
+    pub work_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Webhook secrets. More than one may be configured while a secret is rotated.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub secrets: Vec<Secret>,
+    /// Files that each hold one webhook secret.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub secret_files: Vec<PathBuf>,
+    /// Tags that start a release build (globs).
+    #[serde(default = "defaults::tag_patterns", deserialize_with = "one_or_many")]
+    pub tag_patterns: Vec<String>,
+    /// Largest delivery body accepted, in bytes. GitHub caps payloads at 25 MiB.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Jobs run at once by this process.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: usize,
+    /// How long a job's lease lasts without renewal. A worker that dies leaves its lease
+    /// to expire, and another worker picks the job up again.
+    #[serde(default = "defaults::lease_secs")]
+    pub lease_secs: u64,
+    /// How often an idle worker looks for queued jobs.
+    #[serde(default = "defaults::poll_millis")]
+    pub poll_millis: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubConfig {
+    /// REST API base URL; set it for GitHub Enterprise Server.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// GitHub App id (with `private_key` or `private_key_file`).
+    #[serde(default)]
+    pub app_id: Option<u64>,
+    #[serde(default)]
+    pub private_key: Option<Secret>,
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    /// A personal access token, instead of a GitHub App.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Send every AWS call to this endpoint (a test server, or a VPC endpoint).
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// How old a leftover resource must be before `janitor` deletes it, e.g. `6h`.
+    #[serde(default)]
+    pub janitor_ttl: Option<String>,
+}
+
+mod defaults {
+    use super::*;
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    pub fn database_url() -> String {
+        "sqlite://.bakery/bakery.db".into()
+    }
+    pub fn work_dir() -> PathBuf {
+        PathBuf::from(".bakery/work")
+    }
+    pub fn tag_patterns() -> Vec<String> {
+        vec!["release-*".into()]
+    }
+    pub fn max_body_bytes() -> usize {
+        25 * 1024 * 1024
+    }
+    pub fn concurrency() -> usize {
+        2
+    }
+    pub fn lease_secs() -> u64 {
+        60
+    }
+    pub fn poll_millis() -> u64 {
+        500
+    }
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            secrets: vec![],
+            secret_files: vec![],
+            tag_patterns: defaults::tag_patterns(),
+            max_body_bytes: defaults::max_body_bytes(),
+        }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: defaults::concurrency(),
+            lease_secs: defaults::lease_secs(),
+            poll_millis: defaults::poll_millis(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads the file (if any), applies `BAKERY_*` overrides from `env`, and resolves
+    /// secret files.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read config file {}", p.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("config file {} is not valid TOML", p.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env_overrides(&mut table, env)?;
+        let config: ServerConfig = table.try_into().with_context(|| match path {
+            Some(p) => format!(
+                "invalid configuration in {} or BAKERY_* variables",
+                p.display()
+            ),
+            None => "invalid configuration in BAKERY_* variables".to_string(),
+        })?;
+        config.resolved()
+    }
+
+    /// Loads from the process environment.
+    pub fn from_env(path: Option<&Path>) -> anyhow::Result<Self> {
+        Self::load(path, std::env::vars())
+    }
+
+    /// Reads secret files into secrets, and checks the values fit together.
+    fn resolved(mut self) -> anyhow::Result<Self> {
+        for file in std::mem::take(&mut self.webhook.secret_files) {
+            let secret = Secret::from_file(&file).context("webhook.secret_files")?;
+            self.webhook.secrets.push(secret);
+        }
+        self.webhook.secrets.retain(|s| !s.is_empty());
+        if let Some(file) = self.github.private_key_file.take() {
+            self.github.private_key =
+                Some(Secret::from_file(&file).context("github.private_key_file")?);
+        }
+        if let Some(file) = self.github.token_file.take() {
+            self.github.token = Some(Secret::from_file(&file).context("github.token_file")?);
+        }
+        anyhow::ensure!(
+            self.workers.concurrency >= 1,
+            "workers.concurrency must be at least 1"
+        );
+        anyhow::ensure!(
+            self.workers.lease_secs >= 5,
+            "workers.lease_secs must be at least 5 seconds"
+        );
+        anyhow::ensure!(
+            self.webhook.max_body_bytes >= 1024,
+            "webhook.max_body_bytes must be at least 1024"
+        );
+        for p in &self.webhook.tag_patterns {
+            globset::Glob::new(p)
+                .with_context(|| format!("webhook.tag_patterns: {p:?} is not a valid glob"))?;
+        }
+        if self.github.app_id.is_some() != self.github.private_key.is_some() {
+            anyhow::bail!(
+                "github.app_id and github.private_key (or private_key_file) go together: set both for a GitHub App"
+            );
+        }
+        Ok(self)
+    }
+
+    /// Problems worth a warning that do not stop the server.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = vec![];
+        if self.webhook.secrets.is_empty() {
+            w.push("no webhook secret is configured: every delivery will be rejected with 401 (set BAKERY_WEBHOOK__SECRETS or webhook.secret_files)".into());
+        }
+        if self.github.app_id.is_none() && self.github.token.is_none() {
+            w.push("no GitHub credentials are configured: builds cannot report back (set github.app_id + github.private_key_file, or github.token_file)".into());
+        }
+        w
+    }
+
+    /// The resolved configuration as TOML, secrets masked.
+    pub fn to_masked_toml(&self) -> anyhow::Result<String> {
+        toml::to_string_pretty(self).context("cannot render the configuration")
+    }
+}
+
+/// Applies `BAKERY_SECTION__KEY=value` variables onto the TOML table. A value that
+/// parses as a TOML value (number, boolean, array) takes that type; anything else is a
+/// string.
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("BAKERY_") else {
+            continue;
+        };
+        if NON_CONFIG_ENV.contains(&name.as_str()) || rest.is_empty() {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let parsed = parse_env_value(&value);
+        let mut cursor = &mut *table;
+        for section in &path[..path.len() - 1] {
+            let entry = cursor
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cursor = entry.as_table_mut().with_context(|| {
+                format!("{name}: `{section}` is not a section of the configuration")
+            })?;
+        }
+        cursor.insert(path[path.len() - 1].clone(), parsed);
+    }
+    Ok(())
+}
+
+fn parse_env_value(value: &str) -> toml::Value {
+    let trimmed = value.trim();
+    if trimmed == "true" || trimmed == "false" || trimmed.starts_with('[') {
+        if let Ok(t) = format!("v = {trimmed}").parse::<toml::Table>() {
+            if let Some(v) = t.get("v") {
+                return v.clone();
+            }
+        }
+    }
+    if let Ok(i) = trimmed.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    toml::Value::String(value.to_string())
+}
+
+/// Accepts a single value where a list is expected (`BAKERY_WEBHOOK__SECRETS=abc`).
+fn one_or_many<'de, D, T>(de: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        Many(Vec<T>),
+        One(T),
+    }
+    Ok(match OneOrMany::<T>::deserialize(de)? {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(v) => vec![v],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        let c = ServerConfig::load(None, env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite://.bakery/bakery.db");
+        assert_eq!(c.webhook.tag_patterns, vec!["release-*"]);
+        assert_eq!(c.webhook.max_body_bytes, 25 * 1024 * 1024);
+        assert_eq!(c.warnings().len(), 2);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bakery.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\n[workers]\nconcurrency = 3\n",
+        )
+        .unwrap();
+        let c = ServerConfig::load(
+            Some(&file),
+            env(&[
+                ("BAKERY_WORKERS__CONCURRENCY", "5"),
+                ("BAKERY_WEBHOOK__SECRETS", "s3cr3t-value"),
+                ("BAKERY_WEBHOOK__TAG_PATTERNS", "[\"release-*\", \"v*\"]"),
+                ("BAKERY_LOG", "debug"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.workers.concurrency, 5);
+        assert_eq!(c.webhook.secrets, vec![Secret::new("s3cr3t-value")]);
+        assert_eq!(c.webhook.tag_patterns, vec!["release-*", "v*"]);
+    }
+
+    #[test]
+    fn secret_files_are_read_and_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        std::fs::write(&f, "from-a-file-secret\n").unwrap();
+        let c = ServerConfig::load(
+            None,
+            env(&[
+                ("BAKERY_WEBHOOK__SECRET_FILES", f.to_str().unwrap()),
+                ("BAKERY_WEBHOOK__SECRETS", "inline-env-secret"),
+                ("BAKERY_GITHUB__TOKEN", "ghp_tokenvalue1234"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.webhook.secrets.len(), 2);
+        assert_eq!(c.webhook.secrets[1].expose(), "from-a-file-secret");
+        let shown = format!("{c:?}\n{}", c.to_masked_toml().unwrap());
+        for secret in [
+            "from-a-file-secret",
+            "inline-env-secret",
+            "ghp_tokenvalue1234",
+        ] {
+            assert!(!shown.contains(secret), "{secret} leaked into {shown}");
+        }
+        assert!(shown.contains("***"));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = ServerConfig::load(None, env(&[("BAKERY_LISTN", "127.0.0.1:1")])).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown field `listn`"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn missing_secret_file_names_the_file() {
+        let err = ServerConfig::load(
+            None,
+            env(&[("BAKERY_WEBHOOK__SECRET_FILES", "/nonexistent/bakery-secret")]),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent/bakery-secret"));
+    }
+}

@@ -1,0 +1,74 @@
+//! The durable store: deliveries, jobs with leases and logs, builds and their journals.
+//!
+//! Everything goes through the [`Store`] trait; [`SqlStore`] implements it for SQLite (the
+//! embedded default) and PostgreSQL (for several replicas) with the same SQL, apart from
+//! the `FOR UPDATE SKIP LOCKED` clause that PostgreSQL's leasing adds.
+
+mod model;
+mod sql;
+
+pub use model::*;
+pub use sql::SqlStore;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub type DynStore = Arc<dyn Store>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Is the store reachable? Used by `/readyz`.
+    async fn ping(&self) -> anyhow::Result<()>;
+
+    /// Records a delivery and, atomically with it, the job it asks for.
+    ///
+    /// A delivery id seen before is answered with [`DeliveryOutcome::Duplicate`] and changes
+    /// nothing. A job whose dedup key already exists is not created again; the delivery is
+    /// attached to the existing job ([`DeliveryOutcome::Merged`]).
+    async fn record_delivery(
+        &self,
+        delivery: &NewDelivery,
+        job: Option<&NewJob>,
+    ) -> anyhow::Result<DeliveryOutcome>;
+
+    /// Enqueues a job that did not come from a delivery (`bakery sync`, comment commands).
+    /// Returns `None` when a job with the same dedup key exists.
+    async fn enqueue_job(&self, job: &NewJob) -> anyhow::Result<Option<JobId>>;
+
+    /// Takes the oldest queued job, or a running job whose lease expired, under a lease.
+    async fn lease_next_job(&self, worker: &str, lease: Duration) -> anyhow::Result<Option<Job>>;
+
+    /// Extends a lease. Returns `false` when the lease was lost (expired and taken over).
+    async fn renew_lease(&self, job: JobId, worker: &str, lease: Duration) -> anyhow::Result<bool>;
+
+    /// Ends a job held under `worker`'s lease.
+    async fn finish_job(
+        &self,
+        job: JobId,
+        worker: &str,
+        outcome: &JobOutcome,
+    ) -> anyhow::Result<()>;
+
+    /// Asks a job to stop. A queued job is cancelled at once; a running one sees
+    /// `cancel_requested` on its next lease renewal.
+    async fn request_cancel(&self, job: JobId) -> anyhow::Result<()>;
+
+    async fn get_job(&self, job: JobId) -> anyhow::Result<Option<Job>>;
+    async fn list_jobs(&self, filter: &JobFilter) -> anyhow::Result<Vec<Job>>;
+
+    /// Appends a line to a job's log. The log is append-only.
+    async fn append_job_log(&self, job: JobId, step: &str, message: &str) -> anyhow::Result<()>;
+    async fn job_log(&self, job: JobId) -> anyhow::Result<Vec<JobLogEntry>>;
+
+    /// Creates or updates a build record (keyed by build id).
+    async fn upsert_build(&self, build: &BuildRecord) -> anyhow::Result<()>;
+    async fn get_build(&self, build_id: &str) -> anyhow::Result<Option<BuildRecord>>;
+    async fn list_builds(&self, filter: &BuildFilter) -> anyhow::Result<Vec<BuildRecord>>;
+
+    /// Appends to a build's step journal (resource ids before and after creation, host
+    /// keys, step boundaries). Returns the entry's sequence number.
+    async fn append_journal(&self, build_id: &str, entry: &JournalEntry) -> anyhow::Result<i64>;
+    async fn journal(&self, build_id: &str) -> anyhow::Result<Vec<StoredJournalEntry>>;
+}

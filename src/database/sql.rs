@@ -1,0 +1,680 @@
+//! [`Store`] over SQLite (the embedded default) and PostgreSQL, with one set of SQL.
+//!
+//! Timestamps are stored as milliseconds since the epoch and JSON as text, so the
+//! statements are the same for both engines. The only difference is leasing: PostgreSQL
+//! adds `FOR UPDATE SKIP LOCKED` so that replicas never wait on each other's candidate
+//! rows; SQLite serializes writers anyway.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// Release jobs for a tag whose `create` event arrived without a SHA are merged with the
+/// tag's `push` if both arrive within this window.
+const CREATE_PUSH_MERGE_WINDOW_MS: i64 = 10 * 60 * 1000;
+
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("engine", &self.engine)
+            .finish()
+    }
+}
+
+const JOB_COLUMNS: &str =
+    "id, kind, repo, git_ref, sha, pr_number, dedup_key, payload, state, attempts, \
+     lease_owner, lease_expires_at, cancel_requested, result, error, created_at, updated_at";
+
+impl SqlStore {
+    /// Connects to `sqlite://path` (created if missing) or `postgres://...`, and runs the
+    /// migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (engine, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let (path, _) = path.split_once('?').unwrap_or((path, ""));
+            if path != ":memory:" && !path.is_empty() {
+                if let Some(dir) = Path::new(path).parent() {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir).with_context(|| {
+                            format!("cannot create the database folder {}", dir.display())
+                        })?;
+                    }
+                }
+            }
+            let url = if url.contains('?') {
+                url.to_string()
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Engine::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Engine::Postgres, url.to_string())
+        } else {
+            anyhow::bail!(
+                "unsupported database URL {:?}: use sqlite://path/to/bakery.db or postgres://host/db",
+                redact_url(url)
+            );
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .with_context(|| format!("invalid database URL {:?}", redact_url(&url)))?;
+        let memory = url.contains(":memory:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if memory { 1 } else { 8 })
+            .min_connections(if memory { 1 } else { 0 })
+            .idle_timeout(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(1800))
+            })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        // WAL lets readers run beside the writer; FULL makes every commit
+                        // durable before the webhook is answered.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA busy_timeout = 15000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the store at {}", redact_url(&url)))?;
+        let store = SqlStore { pool, engine };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A private in-memory SQLite store, for tests.
+    pub async fn open_sqlite_memory() -> anyhow::Result<Self> {
+        Self::connect("sqlite://:memory:").await
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let (sqlite, postgres): (&'static str, &'static str) = (
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../migrations/postgres/0001_init.sql"),
+        );
+        let sql = match self.engine {
+            Engine::Sqlite => sqlite,
+            Engine::Postgres => postgres,
+        };
+        let migrator = Migrator::with_migrations(vec![Migration::new(
+            1,
+            Cow::Borrowed("init"),
+            MigrationType::Simple,
+            sqlx::SqlSafeStr::into_sql_str(sql),
+            false,
+        )]);
+        migrator
+            .run(&self.pool)
+            .await
+            .context("cannot migrate the store's schema")?;
+        Ok(())
+    }
+
+    async fn job_by_id<'e, E>(&self, exec: E, id: JobId) -> anyhow::Result<Option<Job>>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(exec)
+            .await?;
+        match row {
+            Some(r) => Ok(Some(job_from_row(&r, vec![])?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn attach_delivery_ids(&self, jobs: &mut [Job]) -> anyhow::Result<()> {
+        for job in jobs.iter_mut() {
+            let rows = sqlx::query(
+                "SELECT delivery_id FROM deliveries WHERE job_id = $1 ORDER BY received_at, delivery_id",
+            )
+            .bind(job.id)
+            .fetch_all(&self.pool)
+            .await?;
+            job.delivery_ids = rows
+                .iter()
+                .map(|r| r.try_get::<String, _>(0))
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(())
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    // postgres://user:password@host/db → postgres://user:***@host/db
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((creds, host)) = rest.split_once('@') {
+            if let Some((user, _)) = creds.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_string()
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn ts(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn json_col(r: &AnyRow, col: &str) -> anyhow::Result<serde_json::Value> {
+    let text: String = r.try_get(col)?;
+    serde_json::from_str(&text).with_context(|| format!("column {col} holds invalid JSON"))
+}
+
+fn opt_json_col(r: &AnyRow, col: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    let text: Option<String> = r.try_get(col)?;
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .with_context(|| format!("column {col} holds invalid JSON"))
+}
+
+fn job_from_row(r: &AnyRow, delivery_ids: Vec<String>) -> anyhow::Result<Job> {
+    Ok(Job {
+        id: r.try_get("id")?,
+        kind: JobKind::parse(&r.try_get::<String, _>("kind")?)?,
+        repo: r.try_get("repo")?,
+        git_ref: r.try_get("git_ref")?,
+        sha: r.try_get("sha")?,
+        pr_number: r.try_get("pr_number")?,
+        dedup_key: r.try_get("dedup_key")?,
+        payload: json_col(r, "payload")?,
+        state: JobState::parse(&r.try_get::<String, _>("state")?)?,
+        attempts: r.try_get("attempts")?,
+        lease_owner: r.try_get("lease_owner")?,
+        lease_expires_at: r.try_get::<Option<i64>, _>("lease_expires_at")?.map(ts),
+        cancel_requested: r.try_get::<i64, _>("cancel_requested")? != 0,
+        result: opt_json_col(r, "result")?,
+        error: r.try_get("error")?,
+        delivery_ids,
+        created_at: ts(r.try_get("created_at")?),
+        updated_at: ts(r.try_get("updated_at")?),
+    })
+}
+
+fn build_from_row(r: &AnyRow) -> anyhow::Result<BuildRecord> {
+    Ok(BuildRecord {
+        build_id: r.try_get("build_id")?,
+        job_id: r.try_get("job_id")?,
+        recipe: r.try_get("recipe")?,
+        version: r.try_get("version")?,
+        git_sha: r.try_get("git_sha")?,
+        state: BuildState::parse(&r.try_get::<String, _>("state")?)?,
+        plan: json_col(r, "plan")?,
+        manifest: opt_json_col(r, "manifest")?,
+        error: r.try_get("error")?,
+        created_at: ts(r.try_get("created_at")?),
+        updated_at: ts(r.try_get("updated_at")?),
+    })
+}
+
+/// Whether an error is a unique-constraint violation (a racing insert of the same key).
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation()
+                || db.message().contains("UNIQUE constraint failed")
+                || db.code().as_deref() == Some("23505")
+        }
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .context("store is not reachable")?;
+        Ok(())
+    }
+
+    async fn record_delivery(
+        &self,
+        delivery: &NewDelivery,
+        job: Option<&NewJob>,
+    ) -> anyhow::Result<DeliveryOutcome> {
+        let now = now_ms();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("cannot start a transaction")?;
+        // The delivery row goes first: a redelivery stops here, and on SQLite the
+        // transaction takes the write lock at once.
+        let inserted = sqlx::query(
+            "INSERT INTO deliveries (delivery_id, event, summary, job_id, received_at) \
+             VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (delivery_id) DO NOTHING",
+        )
+        .bind(&delivery.delivery_id)
+        .bind(&delivery.event)
+        .bind(&delivery.summary)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .context("cannot record the delivery")?;
+        if inserted.rows_affected() == 0 {
+            tx.rollback().await.ok();
+            return Ok(DeliveryOutcome::Duplicate);
+        }
+        let Some(job) = job else {
+            tx.commit().await.context("cannot commit the delivery")?;
+            return Ok(DeliveryOutcome::Recorded);
+        };
+
+        let existing: Option<i64> = if job.kind == JobKind::Release && job.sha.is_empty() {
+            // A tag's `create` carries no SHA: it belongs with the tag's `push`.
+            sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE kind = 'release' AND repo = $1 AND git_ref = $2 \
+                 AND created_at >= $3 ORDER BY id DESC LIMIT 1",
+            )
+            .bind(&job.repo)
+            .bind(&job.git_ref)
+            .bind(now - CREATE_PUSH_MERGE_WINDOW_MS)
+            .fetch_optional(&mut *tx)
+            .await?
+        } else {
+            let by_key: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM jobs WHERE dedup_key = $1")
+                    .bind(&job.dedup_key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match by_key {
+                Some(id) => Some(id),
+                None if job.kind == JobKind::Release => {
+                    // A `create` came first: give its job the SHA from this push.
+                    let pending: Option<i64> = sqlx::query_scalar(
+                        "SELECT id FROM jobs WHERE kind = 'release' AND repo = $1 AND git_ref = $2 \
+                         AND sha = '' AND state = 'queued' ORDER BY id DESC LIMIT 1",
+                    )
+                    .bind(&job.repo)
+                    .bind(&job.git_ref)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(id) = pending {
+                        sqlx::query(
+                            "UPDATE jobs SET sha = $1, dedup_key = $2, payload = $3, updated_at = $4 WHERE id = $5",
+                        )
+                        .bind(&job.sha)
+                        .bind(&job.dedup_key)
+                        .bind(job.payload.to_string())
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    pending
+                }
+                None => None,
+            }
+        };
+
+        let outcome = match existing {
+            Some(id) => DeliveryOutcome::Merged(id),
+            None => {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO jobs (kind, repo, git_ref, sha, pr_number, dedup_key, payload, state, \
+                     attempts, cancel_requested, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, 0, $8, $8) RETURNING id",
+                )
+                .bind(job.kind.as_str())
+                .bind(&job.repo)
+                .bind(&job.git_ref)
+                .bind(&job.sha)
+                .bind(job.pr_number)
+                .bind(&job.dedup_key)
+                .bind(job.payload.to_string())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .context("cannot enqueue the job")?;
+                DeliveryOutcome::Created(id)
+            }
+        };
+        let job_id = match outcome {
+            DeliveryOutcome::Created(id) | DeliveryOutcome::Merged(id) => id,
+            _ => unreachable!("a job outcome"),
+        };
+        sqlx::query("UPDATE deliveries SET job_id = $1 WHERE delivery_id = $2")
+            .bind(job_id)
+            .bind(&delivery.delivery_id)
+            .execute(&mut *tx)
+            .await?;
+        match tx.commit().await {
+            Ok(()) => Ok(outcome),
+            // Two deliveries for the same new job raced (PostgreSQL replicas): the loser's
+            // transaction is gone, so try once more; it now finds the winner's job.
+            Err(e) if is_unique_violation(&e) => {
+                Box::pin(self.record_delivery(delivery, Some(job))).await
+            }
+            Err(e) => Err(e).context("cannot commit the delivery and its job"),
+        }
+    }
+
+    async fn enqueue_job(&self, job: &NewJob) -> anyhow::Result<Option<JobId>> {
+        let now = now_ms();
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO jobs (kind, repo, git_ref, sha, pr_number, dedup_key, payload, state, \
+             attempts, cancel_requested, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, 0, $8, $8) \
+             ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
+        )
+        .bind(job.kind.as_str())
+        .bind(&job.repo)
+        .bind(&job.git_ref)
+        .bind(&job.sha)
+        .bind(job.pr_number)
+        .bind(&job.dedup_key)
+        .bind(job.payload.to_string())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .context("cannot enqueue the job")?;
+        Ok(id)
+    }
+
+    async fn lease_next_job(&self, worker: &str, lease: Duration) -> anyhow::Result<Option<Job>> {
+        let now = now_ms();
+        let lock = match self.engine {
+            Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+            Engine::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires_at = $2, \
+             attempts = attempts + 1, updated_at = $3 \
+             WHERE id = (SELECT id FROM jobs WHERE state = 'queued' \
+                         OR (state = 'running' AND lease_expires_at < $3) \
+                         ORDER BY id LIMIT 1{lock}) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .context("cannot lease a job")?;
+        match row {
+            Some(r) => {
+                let mut jobs = vec![job_from_row(&r, vec![])?];
+                self.attach_delivery_ids(&mut jobs).await?;
+                Ok(jobs.pop())
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn renew_lease(&self, job: JobId, worker: &str, lease: Duration) -> anyhow::Result<bool> {
+        let now = now_ms();
+        let r = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 \
+             WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
+        )
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .bind(job)
+        .bind(worker)
+        .execute(&self.pool)
+        .await
+        .context("cannot renew a job's lease")?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn finish_job(
+        &self,
+        job: JobId,
+        worker: &str,
+        outcome: &JobOutcome,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            outcome.state.is_finished(),
+            "finish_job needs a finished state, not {}",
+            outcome.state.as_str()
+        );
+        let r = sqlx::query(
+            "UPDATE jobs SET state = $1, result = $2, error = $3, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = $4 \
+             WHERE id = $5 AND lease_owner = $6 AND state = 'running'",
+        )
+        .bind(outcome.state.as_str())
+        .bind(outcome.result.as_ref().map(|v| v.to_string()))
+        .bind(outcome.error.as_deref())
+        .bind(now_ms())
+        .bind(job)
+        .bind(worker)
+        .execute(&self.pool)
+        .await
+        .context("cannot finish the job")?;
+        anyhow::ensure!(
+            r.rows_affected() == 1,
+            "job {job} is no longer leased to {worker}; its result was not recorded"
+        );
+        Ok(())
+    }
+
+    async fn request_cancel(&self, job: JobId) -> anyhow::Result<()> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2 AND state = 'running'",
+        )
+        .bind(now)
+        .bind(job)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', cancel_requested = 1, updated_at = $1 \
+             WHERE id = $2 AND state = 'queued'",
+        )
+        .bind(now)
+        .bind(job)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await.context("cannot cancel the job")?;
+        Ok(())
+    }
+
+    async fn get_job(&self, job: JobId) -> anyhow::Result<Option<Job>> {
+        let Some(j) = self.job_by_id(&self.pool, job).await? else {
+            return Ok(None);
+        };
+        let mut jobs = vec![j];
+        self.attach_delivery_ids(&mut jobs).await?;
+        Ok(jobs.pop())
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> anyhow::Result<Vec<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs \
+             WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR state = $2) AND ($3 IS NULL OR repo = $3) \
+             ORDER BY id LIMIT $4"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(filter.kind.map(|k| k.as_str()))
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.repo.as_deref())
+            .bind(filter.limit.unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .context("cannot list jobs")?;
+        let mut jobs = rows
+            .iter()
+            .map(|r| job_from_row(r, vec![]))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.attach_delivery_ids(&mut jobs).await?;
+        Ok(jobs)
+    }
+
+    async fn append_job_log(&self, job: JobId, step: &str, message: &str) -> anyhow::Result<()> {
+        for attempt in 0..5 {
+            let r = sqlx::query(
+                "INSERT INTO job_log (job_id, seq, at, step, message) \
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM job_log WHERE job_id = $1",
+            )
+            .bind(job)
+            .bind(now_ms())
+            .bind(step)
+            .bind(message)
+            .execute(&self.pool)
+            .await;
+            match r {
+                Ok(_) => return Ok(()),
+                Err(e) if is_unique_violation(&e) && attempt < 4 => continue,
+                Err(e) => return Err(e).context("cannot append to the job log"),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn job_log(&self, job: JobId) -> anyhow::Result<Vec<JobLogEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, step, message FROM job_log WHERE job_id = $1 ORDER BY seq",
+        )
+        .bind(job)
+        .fetch_all(&self.pool)
+        .await
+        .context("cannot read the job log")?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobLogEntry {
+                    seq: r.try_get("seq")?,
+                    at: ts(r.try_get("at")?),
+                    step: r.try_get("step")?,
+                    message: r.try_get("message")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn upsert_build(&self, b: &BuildRecord) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO builds (build_id, job_id, recipe, version, git_sha, state, plan, manifest, error, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (build_id) DO UPDATE SET job_id = excluded.job_id, state = excluded.state, \
+             plan = excluded.plan, manifest = excluded.manifest, error = excluded.error, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(&b.build_id)
+        .bind(b.job_id)
+        .bind(&b.recipe)
+        .bind(&b.version)
+        .bind(&b.git_sha)
+        .bind(b.state.as_str())
+        .bind(b.plan.to_string())
+        .bind(b.manifest.as_ref().map(|m| m.to_string()))
+        .bind(b.error.as_deref())
+        .bind(b.created_at.timestamp_millis())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .with_context(|| format!("cannot save build {}", b.build_id))?;
+        Ok(())
+    }
+
+    async fn get_build(&self, build_id: &str) -> anyhow::Result<Option<BuildRecord>> {
+        let row = sqlx::query("SELECT * FROM builds WHERE build_id = $1")
+            .bind(build_id)
+            .fetch_optional(&self.pool)
+            .await
+            .context("cannot read the build")?;
+        row.as_ref().map(build_from_row).transpose()
+    }
+
+    async fn list_builds(&self, filter: &BuildFilter) -> anyhow::Result<Vec<BuildRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM builds WHERE ($1 IS NULL OR recipe = $1) AND ($2 IS NULL OR version = $2) \
+             AND ($3 IS NULL OR state = $3) ORDER BY created_at, build_id",
+        )
+        .bind(filter.recipe.as_deref())
+        .bind(filter.version.as_deref())
+        .bind(filter.state.map(|s| s.as_str()))
+        .fetch_all(&self.pool)
+        .await
+        .context("cannot list builds")?;
+        rows.iter().map(build_from_row).collect()
+    }
+
+    async fn append_journal(&self, build_id: &str, entry: &JournalEntry) -> anyhow::Result<i64> {
+        for attempt in 0..5 {
+            let r: Result<i64, _> = sqlx::query_scalar(
+                "INSERT INTO build_journal (build_id, seq, at, kind, data) \
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM build_journal WHERE build_id = $1 \
+                 RETURNING seq",
+            )
+            .bind(build_id)
+            .bind(now_ms())
+            .bind(&entry.kind)
+            .bind(entry.data.to_string())
+            .fetch_one(&self.pool)
+            .await;
+            match r {
+                Ok(seq) => return Ok(seq),
+                Err(e) if is_unique_violation(&e) && attempt < 4 => continue,
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot write the journal of build {build_id}"))
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn journal(&self, build_id: &str) -> anyhow::Result<Vec<StoredJournalEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, data FROM build_journal WHERE build_id = $1 ORDER BY seq",
+        )
+        .bind(build_id)
+        .fetch_all(&self.pool)
+        .await
+        .with_context(|| format!("cannot read the journal of build {build_id}"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredJournalEntry {
+                    seq: r.try_get("seq")?,
+                    at: ts(r.try_get("at")?),
+                    kind: r.try_get("kind")?,
+                    data: json_col(r, "data")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,18 @@
+//! bakery: turns a git tag into finished, versioned, encrypted VM images.
+//!
+//! See `docs/ARCHITECTURE.md` for the map of these modules and the flow of a build.
+
+pub mod aws;
+pub mod build;
+pub mod cli;
+pub mod config;
+pub mod database;
+pub mod github;
+pub mod plan;
+pub mod provision;
+pub mod recipe;
+pub mod redact;
+pub mod retry;
+pub mod server;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,3 @@
+//! The HTTP front door: webhook intake and health endpoints.
+
+pub mod signature;
