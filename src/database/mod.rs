@@ -43,7 +43,8 @@ pub trait Store: Send + Sync + 'static {
     /// Extends a lease. Returns `false` when the lease was lost (expired and taken over).
     async fn renew_lease(&self, job: JobId, worker: &str, lease: Duration) -> anyhow::Result<bool>;
 
-    /// Ends a job held under `worker`'s lease.
+    /// Ends a job held under `worker`'s lease. `JobState::Queued` hands it back to the
+    /// queue (a worker shutting down), keeping its attempt count.
     async fn finish_job(
         &self,
         job: JobId,

@@ -466,8 +466,8 @@ impl Store for SqlStore {
         outcome: &JobOutcome,
     ) -> anyhow::Result<()> {
         anyhow::ensure!(
-            outcome.state.is_finished(),
-            "finish_job needs a finished state, not {}",
+            outcome.state.is_finished() || outcome.state == JobState::Queued,
+            "finish_job needs a finished state (or queued, to hand the job back), not {}",
             outcome.state.as_str()
         );
         let r = sqlx::query(

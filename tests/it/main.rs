@@ -1,0 +1,7 @@
+//! bakery's integration tests: one binary, one module per area. Each test starts the
+//! real components it needs (the store, the HTTP router, the `bakery` binary).
+
+mod intake;
+mod store;
+mod support;
+mod worker;

@@ -1,0 +1,390 @@
+//! The store's contract, run against SQLite and PostgreSQL alike.
+
+use std::time::Duration;
+
+use bakery::database::*;
+use serde_json::json;
+
+use crate::support::stores::TestStore;
+
+fn release_job(tag: &str, sha: &str) -> NewJob {
+    NewJob {
+        kind: JobKind::Release,
+        repo: "acme/images".into(),
+        git_ref: tag.into(),
+        sha: sha.into(),
+        pr_number: None,
+        dedup_key: format!("release:acme/images:{tag}:{sha}"),
+        payload: json!({"tag": tag}),
+    }
+}
+
+fn delivery(id: &str, event: &str) -> NewDelivery {
+    NewDelivery {
+        delivery_id: id.into(),
+        event: event.into(),
+        summary: "test".into(),
+    }
+}
+
+const SHA_A: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
+const SHA_B: &str = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c";
+
+async fn redelivery_never_creates_a_second_job(s: &TestStore) {
+    let store = &s.store;
+    let job = release_job("release-0.1.0", SHA_A);
+    let first = store
+        .record_delivery(&delivery("d-1", "push"), Some(&job))
+        .await
+        .unwrap();
+    assert!(matches!(first, DeliveryOutcome::Created(_)));
+    for _ in 0..10 {
+        let again = store
+            .record_delivery(&delivery("d-1", "push"), Some(&job))
+            .await
+            .unwrap();
+        assert_eq!(again, DeliveryOutcome::Duplicate);
+    }
+    // Another delivery for the same (repo, tag, SHA) joins the same job.
+    let other = store
+        .record_delivery(&delivery("d-2", "push"), Some(&job))
+        .await
+        .unwrap();
+    let DeliveryOutcome::Created(id) = first else {
+        unreachable!()
+    };
+    assert_eq!(other, DeliveryOutcome::Merged(id));
+    let jobs = store.list_jobs(&JobFilter::default()).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].delivery_ids, vec!["d-1", "d-2"]);
+    assert_eq!(jobs[0].state, JobState::Queued);
+}
+
+async fn create_then_push_is_one_job(s: &TestStore) {
+    let store = &s.store;
+    let mut create = release_job("release-0.2.0", "");
+    create.dedup_key = "release:acme/images:release-0.2.0:unresolved:c-1".into();
+    let a = store
+        .record_delivery(&delivery("c-1", "create"), Some(&create))
+        .await
+        .unwrap();
+    let b = store
+        .record_delivery(
+            &delivery("p-1", "push"),
+            Some(&release_job("release-0.2.0", SHA_A)),
+        )
+        .await
+        .unwrap();
+    let DeliveryOutcome::Created(id) = a else {
+        panic!("{a:?}")
+    };
+    assert_eq!(b, DeliveryOutcome::Merged(id));
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job.sha, SHA_A, "the push fills in the SHA");
+    assert_eq!(
+        job.dedup_key,
+        format!("release:acme/images:release-0.2.0:{SHA_A}")
+    );
+
+    // And the other order: push, then create.
+    let p = store
+        .record_delivery(
+            &delivery("p-2", "push"),
+            Some(&release_job("release-0.3.0", SHA_B)),
+        )
+        .await
+        .unwrap();
+    let mut create = release_job("release-0.3.0", "");
+    create.dedup_key = "release:acme/images:release-0.3.0:unresolved:c-2".into();
+    let c = store
+        .record_delivery(&delivery("c-2", "create"), Some(&create))
+        .await
+        .unwrap();
+    let DeliveryOutcome::Created(id2) = p else {
+        panic!("{p:?}")
+    };
+    assert_eq!(c, DeliveryOutcome::Merged(id2));
+    assert_eq!(
+        store.list_jobs(&JobFilter::default()).await.unwrap().len(),
+        2
+    );
+}
+
+async fn moved_tag_is_a_new_job(s: &TestStore) {
+    let store = &s.store;
+    store
+        .record_delivery(
+            &delivery("m-1", "push"),
+            Some(&release_job("release-1.0.0", SHA_A)),
+        )
+        .await
+        .unwrap();
+    let moved = store
+        .record_delivery(
+            &delivery("m-2", "push"),
+            Some(&release_job("release-1.0.0", SHA_B)),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(moved, DeliveryOutcome::Created(_)), "{moved:?}");
+}
+
+async fn leases_expire_and_are_taken_over(s: &TestStore) {
+    let store = &s.store;
+    store
+        .record_delivery(
+            &delivery("l-1", "push"),
+            Some(&release_job("release-2.0.0", SHA_A)),
+        )
+        .await
+        .unwrap();
+    let job = store
+        .lease_next_job("worker-a", Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state, JobState::Running);
+    assert_eq!(job.attempts, 1);
+    assert_eq!(job.lease_owner.as_deref(), Some("worker-a"));
+    assert!(
+        store
+            .lease_next_job("worker-b", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_none(),
+        "leased jobs are not handed out twice"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let again = store
+        .lease_next_job("worker-b", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.id, job.id);
+    assert_eq!(again.attempts, 2);
+    // worker-a lost it: it can neither renew nor finish.
+    assert!(!store
+        .renew_lease(job.id, "worker-a", Duration::from_secs(30))
+        .await
+        .unwrap());
+    let done = JobOutcome {
+        state: JobState::Succeeded,
+        result: Some(json!({"ok": true})),
+        error: None,
+    };
+    assert!(store.finish_job(job.id, "worker-a", &done).await.is_err());
+    assert!(store
+        .renew_lease(job.id, "worker-b", Duration::from_secs(30))
+        .await
+        .unwrap());
+    store.finish_job(job.id, "worker-b", &done).await.unwrap();
+    let job = store.get_job(job.id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Succeeded);
+    assert_eq!(job.result, Some(json!({"ok": true})));
+    assert!(job.lease_owner.is_none());
+}
+
+async fn concurrent_leases_hand_out_each_job_once(s: &TestStore) {
+    let store = &s.store;
+    for i in 0..12 {
+        store
+            .record_delivery(
+                &delivery(&format!("c-{i}"), "push"),
+                Some(&release_job(&format!("release-3.{i}"), SHA_A)),
+            )
+            .await
+            .unwrap();
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut got = vec![];
+            while let Some(j) = store
+                .lease_next_job(&format!("w{w}"), Duration::from_secs(60))
+                .await
+                .unwrap()
+            {
+                got.push(j.id);
+            }
+            got
+        });
+    }
+    let mut all = vec![];
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r.unwrap());
+    }
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, 12, "every job leased");
+    assert_eq!(all.len(), 12, "no job leased twice");
+}
+
+async fn cancel_queued_and_running(s: &TestStore) {
+    let store = &s.store;
+    let a = store
+        .enqueue_job(&release_job("release-4.0.0", SHA_A))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .enqueue_job(&release_job("release-4.0.0", SHA_A))
+            .await
+            .unwrap(),
+        None,
+        "same dedup key"
+    );
+    store.request_cancel(a).await.unwrap();
+    assert_eq!(
+        store.get_job(a).await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+    let b = store
+        .enqueue_job(&release_job("release-4.1.0", SHA_A))
+        .await
+        .unwrap()
+        .unwrap();
+    let leased = store
+        .lease_next_job("w", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased.id, b);
+    store.request_cancel(b).await.unwrap();
+    let j = store.get_job(b).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Running);
+    assert!(j.cancel_requested);
+}
+
+async fn logs_builds_and_journal(s: &TestStore) {
+    let store = &s.store;
+    let id = store
+        .enqueue_job(&release_job("release-5.0.0", SHA_A))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .append_job_log(id, "checkout", "cloned")
+        .await
+        .unwrap();
+    store
+        .append_job_log(id, "build", "launched i-123")
+        .await
+        .unwrap();
+    let log = store.job_log(id).await.unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|l| (l.seq, l.step.as_str(), l.message.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(1, "checkout", "cloned"), (2, "build", "launched i-123")]
+    );
+
+    let now = chrono::Utc::now();
+    let mut build = BuildRecord {
+        build_id: "b-1".into(),
+        job_id: Some(id),
+        recipe: "base-ubuntu".into(),
+        version: "release-5.0.0".into(),
+        git_sha: SHA_A.into(),
+        state: BuildState::Running,
+        plan: json!({"recipe": "base-ubuntu"}),
+        manifest: None,
+        error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.upsert_build(&build).await.unwrap();
+    build.state = BuildState::Succeeded;
+    build.manifest = Some(json!({"builds": []}));
+    store.upsert_build(&build).await.unwrap();
+    let got = store.get_build("b-1").await.unwrap().unwrap();
+    assert_eq!(got.state, BuildState::Succeeded);
+    assert_eq!(got.manifest, Some(json!({"builds": []})));
+    let by_recipe = store
+        .list_builds(&BuildFilter {
+            recipe: Some("base-ubuntu".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_recipe.len(), 1);
+    assert!(store
+        .list_builds(&BuildFilter {
+            state: Some(BuildState::Failed),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty());
+
+    let e1 = store
+        .append_journal(
+            "b-1",
+            &JournalEntry {
+                kind: "creating".into(),
+                data: json!({"type": "instance"}),
+            },
+        )
+        .await
+        .unwrap();
+    let e2 = store
+        .append_journal(
+            "b-1",
+            &JournalEntry {
+                kind: "created".into(),
+                data: json!({"type": "instance", "id": "i-1"}),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((e1, e2), (1, 2));
+    let j = store.journal("b-1").await.unwrap();
+    assert_eq!(j.len(), 2);
+    assert_eq!(j[1].data["id"], "i-1");
+    assert!(store.journal("b-2").await.unwrap().is_empty());
+}
+
+macro_rules! store_contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(&crate::support::stores::TestStore::sqlite().await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(&crate::support::stores::TestStore::postgres().await).await })*
+        }
+    };
+}
+
+store_contract!(
+    redelivery_never_creates_a_second_job,
+    create_then_push_is_one_job,
+    moved_tag_is_a_new_job,
+    leases_expire_and_are_taken_over,
+    concurrent_leases_hand_out_each_job_once,
+    cancel_queued_and_running,
+    logs_builds_and_journal,
+);
+
+#[tokio::test]
+async fn sqlite_store_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/nested/bakery.db", dir.path().display());
+    {
+        let s = SqlStore::connect(&url).await.unwrap();
+        s.enqueue_job(&release_job("release-9.0.0", SHA_A))
+            .await
+            .unwrap();
+    }
+    let s = SqlStore::connect(&url).await.unwrap();
+    assert_eq!(s.list_jobs(&JobFilter::default()).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn unsupported_url_names_the_fix() {
+    let err = SqlStore::connect("mysql://x@localhost/db")
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("use sqlite://"), "{err:#}");
+}
