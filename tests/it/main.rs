@@ -2,6 +2,7 @@
 //! real components it needs (the store, the HTTP router, the `bakery` binary).
 
 mod intake;
+mod serve;
 mod store;
 mod support;
 mod worker;
