@@ -63,7 +63,8 @@ pub struct WebhookConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
-    /// Jobs run at once by this process.
+    /// Jobs run at once by this process. `0` takes deliveries only (an intake-only
+    /// replica); other replicas sharing the PostgreSQL store run the jobs.
     #[serde(default = "defaults::concurrency")]
     pub concurrency: usize,
     /// How long a job's lease lasts without renewal. A worker that dies leaves its lease
@@ -201,10 +202,6 @@ impl ServerConfig {
         if let Some(file) = self.github.token_file.take() {
             self.github.token = Some(Secret::from_file(&file).context("github.token_file")?);
         }
-        anyhow::ensure!(
-            self.workers.concurrency >= 1,
-            "workers.concurrency must be at least 1"
-        );
         anyhow::ensure!(
             self.workers.lease_secs >= 5,
             "workers.lease_secs must be at least 5 seconds"

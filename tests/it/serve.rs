@@ -145,9 +145,9 @@ async fn config_check_masks_secrets() {
 
     let bad = std::process::Command::new(bakery_bin())
         .args(["config", "check"])
-        .env("BAKERY_WORKERS__CONCURRENCY", "0")
+        .env("BAKERY_WORKERS__LEASE_SECS", "1")
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("workers.concurrency must be at least 1"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("workers.lease_secs must be at least 5 seconds"));
 }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Signed deliveries to `bakery serve` (SQLite store, every accepted delivery committed
+# before the reply) against a bare axum endpoint that only answers 200, side by side in
+# one run. Prints deliveries/s, p50 and p99 latency, the ratio bakery/bare, and checks
+# that every accepted delivery is in the store.
+#   bench/webhook/run.sh [duration=15s] [connections=32]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION=${1:-15s}
+CONNECTIONS=${2:-32}
+THREADS=2
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+
+cargo build --release --quiet --bin bakery --example bare_webhook
+BIN=target/release
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+SECRET=bench-secret
+python3 bench/webhook/gen_deliveries.py "$SECRET" 400000 "$WORK/deliveries.tsv" \
+  tests/fixtures/node_modules/@octokit/webhooks-examples/api.github.com/index.json
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { for _ in $(seq 1 100); do curl -s -o /dev/null "http://$1/" && return 0; sleep 0.1; done; echo "no server at $1" >&2; exit 1; }
+
+BARE=127.0.0.1:$(port)
+"$BIN/examples/bare_webhook" "$BARE" & wait_up "$BARE"
+
+BAKERY=127.0.0.1:$(port)
+(cd "$WORK" && BAKERY_LOG=warn BAKERY_LISTEN=$BAKERY BAKERY_WEBHOOK__SECRETS=$SECRET \
+  BAKERY_WORKERS__CONCURRENCY=0 "$OLDPWD/$BIN/bakery" serve) & wait_up "$BAKERY"
+
+run() { DELIVERIES="$WORK/deliveries.tsv" WRK_THREADS=$THREADS wrk -t$THREADS -c"$CONNECTIONS" -d"$DURATION" \
+  -s bench/webhook/deliveries.lua "http://$1" | grep '^RESULT'; }
+
+echo "warm-up"; run "$BARE" >/dev/null; run "$BAKERY" > "$WORK/bakery-warm"
+echo "bare:   $(run "$BARE" | tee "$WORK/bare")"
+echo "bakery: $(run "$BAKERY" | tee "$WORK/bakery")"
+field() { sed -E "s/.*$2=([0-9.]+).*/\1/" "$WORK/$1"; }
+stored=$(cd "$WORK" && "$OLDPWD/$BIN/bakery" jobs --format json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+python3 - "$(field bare rps)" "$(field bakery rps)" <<PY
+import sys
+bare, bakery = float(sys.argv[1]), float(sys.argv[2])
+print(f"deliveries/s  bare={bare:.0f}  bakery={bakery:.0f}")
+print(f"ratio bakery/bare = {bakery / bare:.2f}  (goal >= 0.5)")
+PY
+accepted=$(( $(field bakery-warm accepted) + $(field bakery accepted) ))
+echo "accepted by bakery: $accepted; jobs in the store: $stored"
+[ "$accepted" -eq "$stored" ] && echo "every accepted delivery is stored" || { echo "MISMATCH: accepted deliveries missing from the store" >&2; exit 1; }

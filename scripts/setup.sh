@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs everything bakery and its tests need on a Debian 12 machine, idempotently:
+# build tools and libraries, the test components (PostgreSQL, OpenSSH for the sandboxed
+# builder, moto for AWS, Ansible, GitHub's REST description and webhook examples).
+# Run as root (or with sudo available). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+log() { echo "==> $*"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: Rust is not installed. Install Rust 1.85 or newer with rustup, then run this again." >&2
+  exit 1
+fi
+
+APT_PACKAGES=(
+  build-essential pkg-config libssl-dev mold   # building bakery (git2 needs OpenSSL)
+  git curl ca-certificates python3-pip npm      # test tooling
+  postgresql postgresql-client                  # the multi-replica store engine
+  debootstrap openssh-server openssh-client     # the sandboxed builder instance
+  wrk                                           # benchmarks
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# PostgreSQL on 127.0.0.1:5432 with a `test` database and trust auth for local tests.
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  log "starting PostgreSQL"
+  cluster_version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)
+  if [ -n "$cluster_version" ]; then
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$cluster_version" main start || true
+  fi
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+if ! psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
+  log "configuring PostgreSQL for local tests (trust on 127.0.0.1, database test)"
+  hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n1)
+  if ! grep -q "bakery-tests" "$hba"; then
+    # pg_hba.conf is first-match: the trust lines go on top.
+    $SUDO sed -i '1i # bakery-tests: local test server\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  fi
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main reload || true
+  sleep 1
+  su postgres -s /bin/sh -c "psql -q -c 'CREATE DATABASE test'" 2>/dev/null || true
+fi
+
+# GitHub's REST description and webhook payload examples, pinned by the lockfile.
+if [ ! -d tests/fixtures/node_modules/@octokit/webhooks-examples ] || [ ! -d tests/fixtures/node_modules/@octokit/openapi ]; then
+  log "npm ci (GitHub fixtures)"
+  (cd tests/fixtures && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+for part in scripts/moto/setup.sh scripts/sandbox/setup.sh; do
+  if [ -x "$part" ]; then
+    log "$part"
+    "$part"
+  fi
+done
+
+log "setup done"
