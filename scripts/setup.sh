@@ -11,18 +11,24 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 log() { echo "==> $*"; }
 
+# --build-only: just what building and running bakery needs (no test components).
+BUILD_ONLY=0
+[ "${1:-}" = "--build-only" ] && BUILD_ONLY=1
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: Rust is not installed. Install Rust 1.85 or newer with rustup, then run this again." >&2
   exit 1
 fi
 
-APT_PACKAGES=(
-  build-essential pkg-config libssl-dev mold   # building bakery (git2 needs OpenSSL)
-  git curl ca-certificates python3-pip npm      # test tooling
-  postgresql postgresql-client                  # the multi-replica store engine
-  debootstrap openssh-server openssh-client     # the sandboxed builder instance
-  wrk                                           # benchmarks
-)
+APT_PACKAGES=(build-essential pkg-config libssl-dev mold git openssh-client ansible-core)  # build and run
+if [ "$BUILD_ONLY" -eq 0 ]; then
+  APT_PACKAGES+=(
+    curl ca-certificates python3-pip npm          # test tooling
+    postgresql postgresql-client                  # the multi-replica store engine
+    debootstrap openssh-server                    # the sandboxed builder instance
+    wrk                                           # benchmarks
+  )
+fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,6 +37,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   log "apt-get install ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$BUILD_ONLY" -eq 1 ]; then
+  log "build dependencies ready"
+  exit 0
 fi
 
 # PostgreSQL on 127.0.0.1:5432 with a `test` database and trust auth for local tests.
