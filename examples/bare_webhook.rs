@@ -9,7 +9,10 @@ async fn main() {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:18081".into());
     let app = axum::Router::new()
-        .route("/webhooks/github", post(|_body: bytes::Bytes| async { "ok" }))
+        .route(
+            "/webhooks/github",
+            post(|_body: bytes::Bytes| async { "ok" }),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(25 * 1024 * 1024));
     let listener = tokio::net::TcpListener::bind(&addr).await.expect("bind");
     axum::serve(listener, app).await.expect("serve");

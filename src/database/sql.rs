@@ -52,6 +52,11 @@ impl SqlStore {
     /// migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
         sqlx::any::install_default_drivers();
+        let url = if url == "sqlite::memory:" {
+            "sqlite://:memory:"
+        } else {
+            url
+        };
         let (engine, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let (path, _) = path.split_once('?').unwrap_or((path, ""));
             if path != ":memory:" && !path.is_empty() {
@@ -63,7 +68,9 @@ impl SqlStore {
                     }
                 }
             }
-            let url = if url.contains('?') {
+            let url = if path == ":memory:" {
+                "sqlite::memory:".to_string()
+            } else if url.contains('?') {
                 url.to_string()
             } else {
                 format!("{url}?mode=rwc")

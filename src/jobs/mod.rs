@@ -1,5 +1,9 @@
 //! Job handlers: what a worker does with a leased job, by kind.
 
+mod log_sink;
+
+pub use log_sink::JobLogSink;
+
 use async_trait::async_trait;
 
 use crate::database::JobKind;

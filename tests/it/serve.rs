@@ -149,5 +149,6 @@ async fn config_check_masks_secrets() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("workers.lease_secs must be at least 5 seconds"));
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("workers.lease_secs must be at least 5 seconds"));
 }
