@@ -105,6 +105,7 @@ struct AuthenticatedApp {
 
 impl GitHubClient {
     /// A client for `api_url` (default [`DEFAULT_API_URL`]). A trailing slash is ignored.
+    /// Must be called within a Tokio runtime.
     pub fn new(api_url: Option<&str>, credentials: Credentials) -> anyhow::Result<Self> {
         let api_url = api_url
             .unwrap_or(DEFAULT_API_URL)
@@ -334,8 +335,8 @@ mod tests {
         assert_eq!(slugify("Bakery Bot (prod)"), "bakery-bot-prod");
     }
 
-    #[test]
-    fn a_bad_key_names_the_fix() {
+    #[tokio::test]
+    async fn a_bad_key_names_the_fix() {
         let err = GitHubClient::new(
             None,
             Credentials::App {

@@ -229,9 +229,9 @@ mod tests {
 
     #[tokio::test]
     async fn enqueues_once_per_tag_and_sha() {
-        let store = crate::database::SqlStore::open_sqlite_memory()
-            .await
-            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bakery.db").display());
+        let store = crate::database::SqlStore::connect(&url).await.unwrap();
         let target = SyncTarget {
             repo: RepoName::new("acme", "images"),
             clone_url: "https://github.com/acme/images.git".into(),
