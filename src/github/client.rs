@@ -96,6 +96,12 @@ struct AuthenticatedUser {
     login: String,
 }
 
+/// Answer of `GET /repos/{owner}/{repo}/installation` (`apps/get-repo-installation`).
+#[derive(Deserialize)]
+struct RepoInstallation {
+    id: u64,
+}
+
 /// Answer of `GET /app` (`apps/get-authenticated`); only the slug is read.
 #[derive(Deserialize)]
 struct AuthenticatedApp {
@@ -259,6 +265,25 @@ impl GitHubClient {
                 })
             })
             .await
+    }
+
+    /// The App's installation on `repo` (`None` with a token, which needs none).
+    pub async fn repo_installation(&self, repo: &super::RepoName) -> anyhow::Result<Option<u64>> {
+        if !self.is_app() {
+            return Ok(None);
+        }
+        let route = format!("{}/installation", repo.route());
+        let app = &self.inner.principal;
+        let found: RepoInstallation = retry::call(
+            &self.inner.policy,
+            &format!("get the installation on {repo}"),
+            || app.get(route.as_str(), None::<&()>),
+        )
+        .await
+        .with_context(|| {
+            format!("the GitHub App is not installed on {repo}: install it from the App's page")
+        })?;
+        Ok(Some(found.id))
     }
 
     /// Forgets a cached installation token (after GitHub answered 401 with it).

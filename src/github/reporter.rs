@@ -181,6 +181,20 @@ struct TagCommit {
     sha: String,
 }
 
+/// `repos/get` answer; only the fields bakery reads.
+#[derive(Deserialize)]
+struct RepositoryAnswer {
+    clone_url: String,
+    default_branch: String,
+}
+
+/// Where a repository is cloned from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryInfo {
+    pub clone_url: String,
+    pub default_branch: String,
+}
+
 /// Pagination: GitHub's largest page.
 const PER_PAGE: usize = 100;
 /// Pages read at most when listing (10,000 items).
@@ -690,6 +704,28 @@ impl GitHubReporter {
                 sha: t.commit.sha,
             })
             .collect())
+    }
+
+    /// The repository's clone URL and default branch.
+    pub async fn repository(&self) -> anyhow::Result<RepositoryInfo> {
+        let route = self.repo.route();
+        let crab = &self.session.crab;
+        let answer: RepositoryAnswer = retry::call(
+            self.session.policy(),
+            &format!("get repository {}", self.repo),
+            || crab.get(route.as_str(), None::<&()>),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot read repository {}: check its name and that bakery can see it",
+                self.repo
+            )
+        })?;
+        Ok(RepositoryInfo {
+            clone_url: answer.clone_url,
+            default_branch: answer.default_branch,
+        })
     }
 
     /// The login bakery comments as.

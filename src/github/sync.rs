@@ -166,6 +166,27 @@ pub async fn enqueue_missing(
     Ok(report)
 }
 
+/// Syncs one repository end to end: finds its installation and clone URL, lists its
+/// tags through the API, and enqueues what is missing.
+pub async fn sync_repo(
+    store: &dyn Store,
+    client: &super::GitHubClient,
+    repo: &RepoName,
+    patterns: &[String],
+    dry_run: bool,
+) -> anyhow::Result<SyncReport> {
+    let installation_id = client.repo_installation(repo).await?;
+    let reporter = super::GitHubReporter::new(client, repo.clone(), installation_id).await?;
+    let info = reporter.repository().await?;
+    let tags = reporter.list_tags().await?;
+    let target = SyncTarget {
+        repo: repo.clone(),
+        clone_url: info.clone_url,
+        installation_id: installation_id.map(|i| i as i64),
+    };
+    enqueue_missing(store, &target, &tags, patterns, dry_run).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
