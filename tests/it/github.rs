@@ -651,3 +651,66 @@ async fn sync_command_enqueues_release_jobs_for_missed_tags() {
     assert_eq!(jobs[0].payload["clone_url"], "/nonexistent");
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
+
+#[test]
+fn app_manifest_asks_for_exactly_what_bakery_uses() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/github-app-manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let permissions = manifest["default_permissions"].as_object().unwrap();
+    let mut granted: Vec<(String, String)> = permissions
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    granted.sort();
+    assert_eq!(
+        granted,
+        [
+            ("checks", "write"),
+            ("contents", "write"),
+            ("issues", "write"),
+            ("metadata", "read"),
+            ("pull_requests", "write"),
+            ("statuses", "write"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    // Every permission and level is one GitHub knows (the description's app-permissions).
+    let spec = crate::support::fake_github::spec();
+    let schema = spec.resolve(&json!({"$ref": "#/components/schemas/app-permissions"}));
+    for (name, level) in permissions {
+        let prop = schema["properties"]
+            .get(name)
+            .unwrap_or_else(|| panic!("GitHub has no App permission {name:?}"));
+        assert!(
+            prop["enum"].as_array().unwrap().contains(level),
+            "{name}: {level} is not a level GitHub offers"
+        );
+    }
+    // Every event is one GitHub sends (webhook payload examples exist for it).
+    let examples: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join(
+            "tests/fixtures/node_modules/@octokit/webhooks-examples/api.github.com/index.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let known: Vec<&str> = examples
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    let events: Vec<&str> = manifest["default_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["push", "create", "pull_request", "issue_comment"]);
+    for e in events {
+        assert!(known.contains(&e), "GitHub sends no {e:?} event");
+    }
+}

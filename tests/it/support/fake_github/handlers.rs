@@ -548,9 +548,12 @@ pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failur
             let id: u64 = req.param("release_id").parse().map_err(|_| not_found())?;
             let repo = repo_for(state, req)?;
             let release = repo.releases.get_mut(&id).ok_or_else(not_found)?;
+            // Request fields that are also answer fields (make_latest, for one, is not).
             if let Some(fields) = req.body.as_object() {
                 for (k, v) in fields {
-                    set(release, k, v.clone());
+                    if release.get(k).is_some() {
+                        set(release, k, v.clone());
+                    }
                 }
             }
             Ok((200, release.clone()))
