@@ -679,7 +679,8 @@ fn app_manifest_asks_for_exactly_what_bakery_uses() {
     );
     // Every permission and level is one GitHub knows (the description's app-permissions).
     let spec = crate::support::fake_github::spec();
-    let schema = spec.resolve(&json!({"$ref": "#/components/schemas/app-permissions"}));
+    let reference = json!({"$ref": "#/components/schemas/app-permissions"});
+    let schema = spec.resolve(&reference);
     for (name, level) in permissions {
         let prop = schema["properties"]
             .get(name)
