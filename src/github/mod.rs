@@ -6,6 +6,7 @@ pub mod auth;
 pub mod checkout;
 pub mod client;
 pub mod commands;
+pub mod publish;
 pub mod release_notes;
 pub mod render;
 pub mod repo;

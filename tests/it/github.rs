@@ -715,3 +715,167 @@ fn app_manifest_asks_for_exactly_what_bakery_uses() {
         assert!(known.contains(&e), "GitHub sends no {e:?} event");
     }
 }
+
+#[tokio::test]
+async fn release_publishing_comments_and_updates_the_release_on_rerun() {
+    let (work, bare, _) = git::bare_with(&[
+        ("bakery.toml", "[defaults]\n"),
+        ("recipes/base/recipe.toml", "name = \"base\"\n"),
+    ]);
+    git::git(work.path(), &["tag", "release-0.1.0"]);
+    std::fs::create_dir_all(work.path().join("recipes/web")).unwrap();
+    std::fs::write(
+        work.path().join("recipes/web/recipe.toml"),
+        "name = \"web\"\n",
+    )
+    .unwrap();
+    git::git(work.path(), &["add", "-A"]);
+    git::git(
+        work.path(),
+        &["commit", "-q", "-m", "feat(web): add the web recipe (#3)"],
+    );
+    git::git(work.path(), &["tag", "release-0.2.0"]);
+    git::git(work.path(), &["push", "-q", "origin", "main", "--tags"]);
+    let sha = git::git(work.path(), &["rev-parse", "HEAD"]);
+
+    let fake = fake_with_token().await;
+    let client = token_client(&fake);
+    let repo = RepoName::parse(REPO).unwrap();
+    let reporter = GitHubReporter::new(&client, repo.clone(), None)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ws = Checkouts::new(dir.path())
+        .checkout(
+            &repo,
+            bare.path().to_str().unwrap(),
+            None,
+            &Target::Tag {
+                name: "release-0.2.0".into(),
+                sha: sha.clone(),
+            },
+            "job-9",
+        )
+        .await
+        .unwrap();
+    let summary = render::BuildSummary {
+        version: "release-0.2.0".into(),
+        git_sha: sha.clone(),
+        recipes: vec![],
+        images: vec![render::ImageRow {
+            recipe: "web".into(),
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+            ami: "ami-0web".into(),
+            kms_key: Some("alias/ami".into()),
+        }],
+        duration: Duration::from_secs(90),
+        details_url: None,
+    };
+    let patterns = vec!["release-*".to_string()];
+    let first = bakery::github::publish::publish_release(
+        &reporter,
+        &ws.path,
+        "release-0.2.0",
+        &patterns,
+        &summary,
+    )
+    .await
+    .unwrap();
+    assert!(first.release.created);
+    assert_eq!(first.notes.previous_tag.as_deref(), Some("release-0.1.0"));
+    let rerun = bakery::github::publish::publish_release(
+        &reporter,
+        &ws.path,
+        "release-0.2.0",
+        &patterns,
+        &summary,
+    )
+    .await
+    .unwrap();
+    assert!(!rerun.release.created);
+
+    let state = fake.repo(REPO);
+    assert_eq!(state.releases.len(), 1);
+    let body = state.releases.values().next().unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(body.contains("## Changes since `release-0.1.0`"), "{body}");
+    assert!(
+        body.contains("- **web:** add the web recipe (#3)"),
+        "{body}"
+    );
+    assert!(body.contains("- `web`"), "{body}");
+    assert!(body.contains("ami-0web"), "{body}");
+    assert_eq!(state.commit_comments.len(), 2, "one comment per run");
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
+#[tokio::test]
+async fn comment_commands_need_write_permission_to_build() {
+    use bakery::github::commands::Command;
+    use bakery::github::publish::{decide_command, CommandDecision};
+    let fake = fake_with_token().await;
+    fake.set_permission(REPO, "writer", "write", "write");
+    fake.set_permission(REPO, "reader", "read", "read");
+    let client = token_client(&fake);
+    let reporter = GitHubReporter::new(&client, RepoName::parse(REPO).unwrap(), None)
+        .await
+        .unwrap();
+
+    let build = decide_command(&reporter, "writer", "/bakery build web")
+        .await
+        .unwrap();
+    assert_eq!(
+        build,
+        CommandDecision::Run(Command::Build {
+            recipe: Some("web".into())
+        })
+    );
+    match decide_command(&reporter, "reader", "/bakery build")
+        .await
+        .unwrap()
+    {
+        CommandDecision::Refuse(text) => assert!(text.contains("needs write permission"), "{text}"),
+        other => panic!("a reader may not build: {other:?}"),
+    }
+    match decide_command(&reporter, "stranger", "/bakery cancel")
+        .await
+        .unwrap()
+    {
+        CommandDecision::Refuse(text) => assert!(text.contains("you have none"), "{text}"),
+        other => panic!("a stranger may not cancel: {other:?}"),
+    }
+    assert_eq!(
+        decide_command(&reporter, "reader", "/bakery validate")
+            .await
+            .unwrap(),
+        CommandDecision::Run(Command::Validate)
+    );
+    match decide_command(&reporter, "reader", "/bakery deploy")
+        .await
+        .unwrap()
+    {
+        CommandDecision::Reply(text) => assert!(text.contains("`deploy` is not a bakery command")),
+        other => panic!("unknown commands get help: {other:?}"),
+    }
+    // bakery's own comments (its help text quotes commands) are never commands.
+    assert_eq!(
+        decide_command(&reporter, "release-bot", "/bakery build")
+            .await
+            .unwrap(),
+        CommandDecision::Ignore
+    );
+    assert_eq!(
+        decide_command(&reporter, "writer", "> /bakery build")
+            .await
+            .unwrap(),
+        CommandDecision::Ignore
+    );
+    assert_eq!(
+        fake.calls_of("repos/get-collaborator-permission-level")
+            .len(),
+        3
+    );
+}
