@@ -11,6 +11,9 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+/// Decoded path parameters, by name.
+pub type PathParams = Vec<(String, String)>;
+
 pub struct Spec {
     root: Value,
     operations: Vec<Operation>,
@@ -94,9 +97,9 @@ impl Spec {
     /// The operation for `method` and the raw request path, with its decoded path
     /// parameters. Among templates that match, the one with the most literal segments wins
     /// (`/releases/tags/{tag}` over `/releases/{release_id}/...`).
-    pub fn find(&self, method: &str, path: &str) -> Option<(&Operation, Vec<(String, String)>)> {
+    pub fn find(&self, method: &str, path: &str) -> Option<(&Operation, PathParams)> {
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let mut best: Option<(usize, &Operation, Vec<(String, String)>)> = None;
+        let mut best: Option<(usize, &Operation, PathParams)> = None;
         for op in &self.operations {
             if op.method != method || op.segments.len() != parts.len() {
                 continue;
