@@ -879,3 +879,71 @@ async fn comment_commands_need_write_permission_to_build() {
         3
     );
 }
+
+#[tokio::test]
+async fn checkout_over_http_sends_the_installation_token_only_through_the_callback() {
+    let (work, bare, sha) = git::bare_with(&[("recipes/base/recipe.toml", "name = \"base\"\n")]);
+    git::git(work.path(), &["tag", "release-0.1.0"]);
+    git::git(work.path(), &["push", "-q", "origin", "release-0.1.0"]);
+    let fake = FakeGitHub::start().await;
+    let key = app_private_key();
+    fake.set_app(77, "bakery-bot");
+    fake.add_repo(REPO, "", Some(5));
+    let clone_url = fake.serve_git(REPO, bare.path());
+
+    let client = app_client(&fake, 77, &key);
+    let repo = RepoName::parse(REPO).unwrap();
+    let reporter = GitHubReporter::new(&client, repo.clone(), Some(5))
+        .await
+        .unwrap();
+    assert_eq!(reporter.repository().await.unwrap().clone_url, clone_url);
+    let token = reporter.session().git_token().clone();
+    let target = Target::Tag {
+        name: "release-0.1.0".into(),
+        sha: sha.clone(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let checkouts = Checkouts::new(dir.path()).with_policy(FAST);
+
+    // Without a token the server refuses, and bakery says what to check.
+    let err = checkouts
+        .checkout(&repo, &clone_url, None, &target, "job-1")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("cannot fetch acme/images"),
+        "{err:#}"
+    );
+
+    let ws = checkouts
+        .checkout(&repo, &clone_url, Some(&token), &target, "job-1")
+        .await
+        .unwrap();
+    assert_eq!(ws.sha, sha);
+    assert!(ws.path.join("recipes/base/recipe.toml").exists());
+    let git_calls: Vec<_> = fake
+        .calls_of("git")
+        .into_iter()
+        .filter(|c| c.status == 200)
+        .collect();
+    assert!(!git_calls.is_empty());
+    assert!(git_calls.iter().all(|c| c.auth == "token:bakery-bot[bot]"));
+
+    // The token is in no file bakery wrote (mirror, workspace).
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(token.expose()),
+                    "token written to {}",
+                    path.display()
+                );
+            }
+        }
+    }
+}

@@ -11,6 +11,7 @@
 //! response schema: an answer that does not validate is answered 500 and recorded in
 //! [`FakeGitHub::violations`], which tests assert empty.
 
+mod git_http;
 mod handlers;
 pub mod openapi;
 
@@ -56,6 +57,9 @@ pub struct CheckRun {
 #[derive(Debug, Clone, Default)]
 pub struct RepoState {
     pub clone_url: String,
+    /// A bare repository served over HTTP at `/git/{owner}/{repo}.git` (see
+    /// [`FakeGitHub::serve_git`]).
+    pub git_dir: Option<std::path::PathBuf>,
     pub default_branch: String,
     /// `(name, sha)`, listed in this order.
     pub tags: Vec<(String, String)>,
@@ -142,7 +146,13 @@ impl FakeGitHub {
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let shared = shared.clone();
-                async move { handle(&shared, method, uri, headers, body) }
+                async move {
+                    if uri.path().starts_with("/git/") {
+                        git_http::serve(&shared, method, uri, headers, body).await
+                    } else {
+                        handle(&shared, method, uri, headers, body)
+                    }
+                }
             },
         );
         let task = tokio::spawn(async move {
@@ -187,6 +197,18 @@ impl FakeGitHub {
                 ..RepoState::default()
             },
         );
+    }
+
+    /// Serves the bare repository `git_dir` over HTTP, behind token authentication, and
+    /// makes that the repository's clone URL. Returns the URL.
+    pub fn serve_git(&self, repo: &str, git_dir: &std::path::Path) -> String {
+        let url = format!("{}/git/{repo}.git", self.url);
+        let u = url.clone();
+        self.repo_mut(repo, move |r| {
+            r.git_dir = Some(git_dir.to_path_buf());
+            r.clone_url = u;
+        });
+        url
     }
 
     pub fn add_tag(&self, repo: &str, name: &str, sha: &str) {
