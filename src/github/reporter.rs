@@ -201,10 +201,14 @@ const PER_PAGE: usize = 100;
 const MAX_PAGES: usize = 100;
 
 /// The facade jobs use to report on one repository.
+///
+/// Every call takes a current session from the client, so an installation token that
+/// nears its expiry during a long build is replaced before it is refused.
 #[derive(Debug, Clone)]
 pub struct GitHubReporter {
     client: GitHubClient,
-    session: Session,
+    installation_id: Option<u64>,
+    kind: AuthKind,
     repo: RepoName,
 }
 
@@ -217,7 +221,8 @@ impl GitHubReporter {
         let session = client.session(installation_id).await?;
         Ok(GitHubReporter {
             client: client.clone(),
-            session,
+            installation_id,
+            kind: session.kind(),
             repo,
         })
     }
@@ -226,13 +231,14 @@ impl GitHubReporter {
         &self.repo
     }
 
-    pub fn session(&self) -> &Session {
-        &self.session
+    /// A current session (its token is fresh for at least the refresh margin).
+    pub async fn session(&self) -> anyhow::Result<Session> {
+        self.client.session(self.installation_id).await
     }
 
     /// Whether progress goes to check runs (an App) or commit statuses (a token).
     pub fn uses_checks(&self) -> bool {
-        self.session.kind() == AuthKind::Installation
+        self.kind == AuthKind::Installation
     }
 
     async fn post<B: Serialize, R: serde::de::DeserializeOwned>(
@@ -241,8 +247,9 @@ impl GitHubReporter {
         route: &str,
         body: &B,
     ) -> anyhow::Result<R> {
-        let crab = &self.session.crab;
-        retry::call(self.session.policy(), what, || crab.post(route, Some(body))).await
+        let session = self.session().await?;
+        let crab = &session.crab;
+        retry::call(session.policy(), what, || crab.post(route, Some(body))).await
     }
 
     async fn patch<B: Serialize, R: serde::de::DeserializeOwned>(
@@ -251,11 +258,9 @@ impl GitHubReporter {
         route: &str,
         body: &B,
     ) -> anyhow::Result<R> {
-        let crab = &self.session.crab;
-        retry::call(self.session.policy(), what, || {
-            crab.patch(route, Some(body))
-        })
-        .await
+        let session = self.session().await?;
+        let crab = &session.crab;
+        retry::call(session.policy(), what, || crab.patch(route, Some(body))).await
     }
 
     /// GET that answers `None` for 404.
@@ -264,8 +269,9 @@ impl GitHubReporter {
         what: &str,
         route: &str,
     ) -> anyhow::Result<Option<R>> {
-        let crab = &self.session.crab;
-        retry::call(self.session.policy(), what, || async {
+        let session = self.session().await?;
+        let crab = &session.crab;
+        retry::call(session.policy(), what, || async {
             match crab.get::<R, _, ()>(route, None).await {
                 Ok(v) => Ok(Some(v)),
                 Err(e) if retry::status_of(&e) == Some(http::StatusCode::NOT_FOUND) => Ok(None),
@@ -280,11 +286,12 @@ impl GitHubReporter {
         what: &str,
         route: &str,
     ) -> anyhow::Result<Vec<R>> {
-        let crab = &self.session.crab;
+        let session = self.session().await?;
+        let crab = &session.crab;
         let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
             let url = format!("{route}?per_page={PER_PAGE}&page={page}");
-            let items: Vec<R> = retry::call(self.session.policy(), what, || {
+            let items: Vec<R> = retry::call(session.policy(), what, || {
                 crab.get(url.as_str(), None::<&()>)
             })
             .await?;
@@ -314,9 +321,10 @@ impl GitHubReporter {
             check_run_id: None,
         };
         if self.uses_checks() {
-            let crab = &self.session.crab;
+            let session = self.session().await?;
+            let crab = &session.crab;
             let run = retry::call(
-                self.session.policy(),
+                session.policy(),
                 &format!("create check run {name} on {}", self.repo),
                 || async move {
                     let checks = crab.checks(&self.repo.owner, &self.repo.name);
@@ -356,10 +364,11 @@ impl GitHubReporter {
     ) -> anyhow::Result<()> {
         match progress.check_run_id {
             Some(id) => {
-                let crab = &self.session.crab;
+                let session = self.session().await?;
+                let crab = &session.crab;
                 let summary = limit_chars(summary_markdown, MAX_BODY_CHARS);
                 retry::call(
-                    self.session.policy(),
+                    session.policy(),
                     &format!("update check run {} on {}", progress.name, self.repo),
                     || async {
                         crab.checks(&self.repo.owner, &self.repo.name)
@@ -399,7 +408,8 @@ impl GitHubReporter {
             };
             return self.post_status(progress, state, title).await;
         };
-        let crab = &self.session.crab;
+        let session = self.session().await?;
+        let crab = &session.crab;
         let summary = limit_chars(summary_markdown, MAX_BODY_CHARS);
         let mut batches: Vec<&[Annotation]> = annotations.chunks(ANNOTATIONS_PER_REQUEST).collect();
         if batches.is_empty() {
@@ -412,7 +422,7 @@ impl GitHubReporter {
             Conclusion::Cancelled => CheckRunConclusion::Cancelled,
         };
         let what = format!("complete check run {} on {}", progress.name, self.repo);
-        retry::call(self.session.policy(), &what, || async {
+        retry::call(session.policy(), &what, || async {
             crab.checks(&self.repo.owner, &self.repo.name)
                 .update_check_run(CheckRunId(id))
                 .status(CheckRunStatus::Completed)
@@ -430,7 +440,7 @@ impl GitHubReporter {
             )
         })?;
         for batch in rest {
-            retry::call(self.session.policy(), &what, || async {
+            retry::call(session.policy(), &what, || async {
                 crab.checks(&self.repo.owner, &self.repo.name)
                     .update_check_run(CheckRunId(id))
                     .output(output(title, &summary, batch))
@@ -709,9 +719,10 @@ impl GitHubReporter {
     /// The repository's clone URL and default branch.
     pub async fn repository(&self) -> anyhow::Result<RepositoryInfo> {
         let route = self.repo.route();
-        let crab = &self.session.crab;
+        let session = self.session().await?;
+        let crab = &session.crab;
         let answer: RepositoryAnswer = retry::call(
-            self.session.policy(),
+            session.policy(),
             &format!("get repository {}", self.repo),
             || crab.get(route.as_str(), None::<&()>),
         )

@@ -430,6 +430,8 @@ async fn app_checks_go_queued_in_progress_completed_with_batched_annotations() {
     let key = app_private_key();
     fake.set_app(77, "bakery-bot");
     fake.add_repo(REPO, "/nonexistent", Some(5));
+    // Tokens inside the refresh margin: every call takes a fresh one.
+    fake.set_token_ttl(chrono::Duration::minutes(3));
     let client = app_client(&fake, 77, &key);
     assert_eq!(client.bot_login().await.unwrap(), "bakery-bot[bot]");
 
@@ -506,6 +508,11 @@ async fn app_checks_go_queued_in_progress_completed_with_batched_annotations() {
         .iter()
         .all(|c| c.auth == "token:bakery-bot[bot]"));
     assert_eq!(fake.calls_of("apps/get-authenticated")[0].auth, "jwt:77");
+    assert_eq!(
+        fake.calls_of("apps/create-installation-access-token").len(),
+        4,
+        "a near-expiry token is replaced for each step: new, start, update, complete"
+    );
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
 
@@ -584,7 +591,7 @@ async fn checkout_uses_the_clone_url_the_api_reports() {
         .checkout(
             &repo,
             &info.clone_url,
-            Some(reporter.session().git_token()),
+            Some(reporter.session().await.unwrap().git_token()),
             &Target::Tag {
                 name: "release-0.1.0".into(),
                 sha: sha.clone(),
@@ -897,7 +904,7 @@ async fn checkout_over_http_sends_the_installation_token_only_through_the_callba
         .await
         .unwrap();
     assert_eq!(reporter.repository().await.unwrap().clone_url, clone_url);
-    let token = reporter.session().git_token().clone();
+    let token = reporter.session().await.unwrap().git_token().clone();
     let target = Target::Tag {
         name: "release-0.1.0".into(),
         sha: sha.clone(),
