@@ -954,3 +954,52 @@ async fn checkout_over_http_sends_the_installation_token_only_through_the_callba
         }
     }
 }
+
+#[test]
+fn fake_validator_covers_the_schema_keywords_github_uses() {
+    let spec = crate::support::fake_github::spec();
+    let schema = json!({
+        "type": "object",
+        "required": ["kind"],
+        "additionalProperties": false,
+        "properties": {
+            "kind": {"type": "string", "enum": ["a", "b"]},
+            "note": {"type": "string", "nullable": true, "maxLength": 3},
+            "items": {"type": "array", "maxItems": 2, "items": {"type": "integer"}},
+            "one": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+            "any": {"anyOf": [{"type": "boolean"}, {"$ref": "#/components/schemas/simple-user"}]}
+        }
+    });
+    let ok = json!({"kind": "a", "note": null, "items": [1, 2], "one": 5, "any": true});
+    assert!(
+        spec.validate(&ok, &schema).is_empty(),
+        "{:?}",
+        spec.validate(&ok, &schema)
+    );
+    let cases = [
+        (json!({}), "missing required property \"kind\""),
+        (json!({"kind": "c"}), "is not one of"),
+        (json!({"kind": "a", "extra": 1}), "\"extra\" is not allowed"),
+        (json!({"kind": "a", "note": "long"}), "at most 3"),
+        (
+            json!({"kind": "a", "items": [1, 2, 3]}),
+            "at most 2 allowed",
+        ),
+        (
+            json!({"kind": "a", "items": ["x"]}),
+            "$.items[0]: expected integer",
+        ),
+        (json!({"kind": "a", "one": true}), "matches 0 of oneOf"),
+        (
+            json!({"kind": "a", "any": {"login": "x"}}),
+            "matches none of anyOf",
+        ),
+    ];
+    for (value, expected) in cases {
+        let errors = spec.validate(&value, &schema).join("; ");
+        assert!(
+            errors.contains(expected),
+            "{value}: expected {expected:?} in {errors:?}"
+        );
+    }
+}
