@@ -1,8 +1,76 @@
+//! `bakery sync`: enqueue release jobs for release tags whose delivery was missed.
+
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct SyncArgs {}
+use anyhow::Context;
 
-pub async fn run(_args: SyncArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`bakery sync` is not available in this build")
+use super::{ConfigArgs, OutputFormat};
+use crate::config::ServerConfig;
+use crate::database::SqlStore;
+use crate::github::{sync, GitHubClient, RepoName};
+
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The repository to sync, as owner/name. May be repeated.
+    #[arg(long = "repo", value_name = "OWNER/NAME", required = true)]
+    pub repos: Vec<String>,
+    /// Release tag globs; defaults to the configuration's `webhook.tag_patterns`.
+    #[arg(long = "pattern", value_name = "GLOB")]
+    pub patterns: Vec<String>,
+    /// List the tags that would be enqueued, and enqueue nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let config = ServerConfig::from_env(args.config.config.as_deref())?;
+    let repos = args
+        .repos
+        .iter()
+        .map(|r| RepoName::parse(r))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let patterns = if args.patterns.is_empty() {
+        config.webhook.tag_patterns.clone()
+    } else {
+        args.patterns.clone()
+    };
+    let store = SqlStore::connect(&config.database_url).await?;
+    let client = GitHubClient::from_config(&config.github)?;
+    let mut reports = Vec::new();
+    for repo in &repos {
+        let report = sync::sync_repo(&store, &client, repo, &patterns, args.dry_run)
+            .await
+            .with_context(|| format!("cannot sync {repo}"))?;
+        reports.push(report);
+    }
+    match args.format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+        OutputFormat::Text => {
+            for r in &reports {
+                println!(
+                    "{}: {} tags, {} matching, {} enqueued",
+                    r.repo,
+                    r.tags_seen,
+                    r.matching,
+                    r.enqueued.len()
+                );
+                for (tag, job) in &r.enqueued {
+                    println!("  enqueued {tag} as job {job}");
+                }
+                for tag in &r.skipped {
+                    let why = if args.dry_run {
+                        "would enqueue"
+                    } else {
+                        "already queued"
+                    };
+                    println!("  {why} {tag}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,22 @@
-//! Everything that speaks GitHub: typed webhook events (intake), and the API client,
-//! checkout and reporting used by jobs.
+//! Everything that speaks GitHub: typed webhook events (intake); the API client and the
+//! reporting facade jobs use; checkout of the tagged commit; release notes; comment
+//! commands; and `bakery sync`.
 
+pub mod auth;
+pub mod checkout;
+pub mod client;
+pub mod commands;
+pub mod publish;
+pub mod release_notes;
+pub mod render;
+pub mod repo;
+pub mod reporter;
+pub mod retry;
+pub mod sync;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod webhook;
+
+pub use client::{AuthKind, GitHubClient, Session};
+pub use repo::RepoName;
+pub use reporter::GitHubReporter;

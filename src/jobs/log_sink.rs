@@ -92,7 +92,7 @@ impl LogSink for JobLogSink {
 mod tests {
     use super::*;
     use crate::build::BuildLog;
-    use crate::database::{JobKind, NewJob, SqlStore, Store};
+    use crate::database::{JobKind, NewJob, SqlStore};
     use crate::redact::Redactor;
 
     #[tokio::test]

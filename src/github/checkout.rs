@@ -1,0 +1,558 @@
+//! Checking out the commit a job builds, with git2.
+//!
+//! Each repository has a cached bare mirror under `<work_dir>/mirrors/`, fetched into
+//! before every job, so a job downloads only what is new. The job's commit is then checked
+//! out into its own workspace under `<work_dir>/jobs/<job>/`, with the repository's tags
+//! (release notes need them).
+//!
+//! The clone URL comes from the webhook payload (GitHub, GitHub Enterprise Server, or a
+//! local path in tests). Over HTTPS the installation token is handed to git by a
+//! credentials callback as user `x-access-token`: it never appears in a URL, in a git
+//! config file, or in a log line. Remotes are anonymous, so no URL is stored either.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use git2::{AutotagOption, FetchOptions, Oid, RemoteCallbacks, Repository};
+
+use super::repo::RepoName;
+use crate::config::Secret;
+use crate::retry::{retry_with, RetryPolicy};
+
+/// Three attempts, 2 s to 20 s apart; a fetch of a large repository may take minutes.
+pub const GIT_FETCH: RetryPolicy = RetryPolicy::new(
+    "git-fetch",
+    3,
+    Duration::from_secs(2),
+    Duration::from_secs(20),
+    Duration::from_secs(15 * 60),
+);
+
+/// What to check out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A tag, which must point at `sha` (the SHA the job was created for): a tag moved
+    /// since then is refused.
+    Tag { name: String, sha: String },
+    /// A pull request's head commit, fetched through `refs/pull/<number>/head` (which
+    /// also holds the head of a fork's pull request).
+    PullRequest { number: u64, sha: String },
+}
+
+impl Target {
+    fn sha(&self) -> &str {
+        match self {
+            Target::Tag { sha, .. } | Target::PullRequest { sha, .. } => sha,
+        }
+    }
+}
+
+/// A job's checkout.
+#[derive(Debug)]
+pub struct Workspace {
+    pub path: PathBuf,
+    pub sha: String,
+}
+
+impl Workspace {
+    pub fn repository(&self) -> anyhow::Result<Repository> {
+        Repository::open(&self.path)
+            .with_context(|| format!("cannot open the workspace {}", self.path.display()))
+    }
+
+    /// Deletes the workspace.
+    pub fn remove(self) -> anyhow::Result<()> {
+        std::fs::remove_dir_all(&self.path)
+            .with_context(|| format!("cannot delete the workspace {}", self.path.display()))
+    }
+}
+
+/// Mirrors and workspaces under one folder (the server's `work_dir`).
+#[derive(Debug, Clone)]
+pub struct Checkouts {
+    root: PathBuf,
+    /// One fetch at a time per mirror within this process.
+    locks: Arc<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>>,
+    policy: RetryPolicy,
+}
+
+impl Checkouts {
+    pub fn new(work_dir: impl Into<PathBuf>) -> Self {
+        Checkouts {
+            root: work_dir.into(),
+            locks: Arc::default(),
+            policy: GIT_FETCH,
+        }
+    }
+
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn mirror_path(&self, repo: &RepoName) -> anyhow::Result<PathBuf> {
+        Ok(self
+            .root
+            .join("mirrors")
+            .join(safe_component(&repo.owner)?)
+            .join(format!("{}.git", safe_component(&repo.name)?)))
+    }
+
+    pub fn workspace_path(&self, job: &str) -> anyhow::Result<PathBuf> {
+        Ok(self.root.join("jobs").join(safe_component(job)?))
+    }
+
+    /// Fetches `clone_url` into the repository's mirror, then checks `target` out into
+    /// the workspace of `job` (replacing a leftover one from an earlier attempt).
+    pub async fn checkout(
+        &self,
+        repo: &RepoName,
+        clone_url: &str,
+        token: Option<&Secret>,
+        target: &Target,
+        job: &str,
+    ) -> anyhow::Result<Workspace> {
+        let mirror = self.mirror_path(repo)?;
+        let lock = {
+            let mut locks = self.locks.lock().expect("checkout locks poisoned");
+            locks.entry(mirror.clone()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+
+        let refspecs = mirror_refspecs(target);
+        let what = format!("fetch {repo} into its mirror");
+        retry_with(&self.policy, &what, is_transient, || {
+            let (mirror, url, token, refspecs) = (
+                mirror.clone(),
+                clone_url.to_string(),
+                token.cloned(),
+                refspecs.clone(),
+            );
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    fetch_into_mirror(&mirror, &url, token.as_ref(), &refspecs)
+                })
+                .await
+                .unwrap_or_else(|e| Err(git2::Error::from_str(&format!("fetch task died: {e}"))))
+            }
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "cannot fetch {repo} from {}: check the clone URL and that the GitHub App is \
+                 installed on the repository (contents: read)",
+                redact_userinfo(clone_url)
+            )
+        })?;
+
+        let workspace = self.workspace_path(job)?;
+        let (target, repo_name) = (target.clone(), repo.clone());
+        tokio::task::spawn_blocking(move || {
+            check_out(&mirror, &workspace, &target).with_context(|| {
+                format!(
+                    "cannot check out {} of {repo_name} into {}",
+                    describe(&target),
+                    workspace.display()
+                )
+            })
+        })
+        .await
+        .context("checkout task died")?
+    }
+}
+
+fn describe(target: &Target) -> String {
+    match target {
+        Target::Tag { name, sha } => format!("tag {name} ({sha})"),
+        Target::PullRequest { number, sha } => format!("pull request #{number} ({sha})"),
+    }
+}
+
+/// What a mirror fetch asks for: every branch and tag, plus the pull request's head.
+fn mirror_refspecs(target: &Target) -> Vec<String> {
+    let mut specs = vec![
+        "+refs/heads/*:refs/heads/*".to_string(),
+        "+refs/tags/*:refs/tags/*".to_string(),
+    ];
+    if let Target::PullRequest { number, .. } = target {
+        specs.push(format!("+refs/pull/{number}/head:refs/pull/{number}/head"));
+    }
+    specs
+}
+
+/// Network trouble is worth another attempt; a refused login or a missing repository is not.
+fn is_transient(e: &git2::Error) -> bool {
+    use git2::{ErrorClass, ErrorCode};
+    if matches!(
+        e.code(),
+        ErrorCode::Auth | ErrorCode::Certificate | ErrorCode::NotFound
+    ) {
+        return false;
+    }
+    matches!(
+        e.class(),
+        ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssl | ErrorClass::Os
+    )
+}
+
+fn callbacks(token: Option<&Secret>) -> RemoteCallbacks<'static> {
+    let mut cb = RemoteCallbacks::new();
+    if let Some(token) = token {
+        let token = token.clone();
+        let mut offered = false;
+        cb.credentials(move |_url, _user, allowed| {
+            // libgit2 asks again after a refused login; asking once is enough.
+            if offered || !allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+                return Err(git2::Error::new(
+                    git2::ErrorCode::Auth,
+                    git2::ErrorClass::Http,
+                    "the repository refused the installation token",
+                ));
+            }
+            offered = true;
+            git2::Cred::userpass_plaintext("x-access-token", token.expose())
+        });
+    }
+    cb
+}
+
+fn fetch_into_mirror(
+    mirror: &Path,
+    url: &str,
+    token: Option<&Secret>,
+    refspecs: &[String],
+) -> Result<(), git2::Error> {
+    let repo = match Repository::open_bare(mirror) {
+        Ok(r) => r,
+        Err(_) => {
+            if let Some(parent) = mirror.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    git2::Error::from_str(&format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+            Repository::init_bare(mirror)?
+        }
+    };
+    let mut remote = repo.remote_anonymous(url)?;
+    let mut opts = FetchOptions::new();
+    opts.remote_callbacks(callbacks(token));
+    opts.download_tags(AutotagOption::None);
+    opts.prune(git2::FetchPrune::On);
+    let specs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
+    remote.fetch(&specs, Some(&mut opts), None)
+}
+
+fn check_out(mirror: &Path, workspace: &Path, target: &Target) -> anyhow::Result<Workspace> {
+    let source = Repository::open_bare(mirror)
+        .with_context(|| format!("cannot open the mirror {}", mirror.display()))?;
+    let wanted = Oid::from_str(target.sha())
+        .with_context(|| format!("{:?} is not a commit SHA", target.sha()))?;
+    match target {
+        Target::Tag { name, .. } => {
+            let found = source
+                .find_reference(&format!("refs/tags/{name}"))
+                .with_context(|| format!("the repository has no tag {name} (deleted since?)"))?
+                .peel_to_commit()
+                .with_context(|| format!("tag {name} does not point at a commit"))?
+                .id();
+            anyhow::ensure!(
+                found == wanted,
+                "tag {name} now points at {found}, not at {wanted} as when the job was created: \
+                 the tag was moved"
+            );
+        }
+        Target::PullRequest { number, .. } => {
+            source.find_commit(wanted).with_context(|| {
+                format!("commit {wanted} of pull request #{number} is not in the repository")
+            })?;
+        }
+    }
+
+    if workspace.exists() {
+        std::fs::remove_dir_all(workspace)
+            .with_context(|| format!("cannot clear the old workspace {}", workspace.display()))?;
+    }
+    std::fs::create_dir_all(workspace)
+        .with_context(|| format!("cannot create the workspace {}", workspace.display()))?;
+    let repo = Repository::init(workspace)?;
+    {
+        let mirror_url = mirror
+            .to_str()
+            .context("the mirror path is not valid UTF-8")?;
+        let mut remote = repo.remote_anonymous(mirror_url)?;
+        let mut specs = vec![
+            "+refs/tags/*:refs/tags/*".to_string(),
+            "+refs/heads/*:refs/remotes/origin/*".to_string(),
+        ];
+        if let Target::PullRequest { number, .. } = target {
+            specs.push(format!("+refs/pull/{number}/head:refs/pull/{number}/head"));
+        }
+        let mut opts = FetchOptions::new();
+        opts.download_tags(AutotagOption::None);
+        remote
+            .fetch(&specs, Some(&mut opts), None)
+            .context("cannot copy the commit from the mirror")?;
+    }
+    repo.set_head_detached(wanted)?;
+    let mut co = git2::build::CheckoutBuilder::new();
+    co.force();
+    repo.checkout_head(Some(&mut co))
+        .context("cannot write the commit's files")?;
+    Ok(Workspace {
+        path: workspace.to_path_buf(),
+        sha: wanted.to_string(),
+    })
+}
+
+/// A path component from untrusted text: no separators, no `.`/`..`.
+fn safe_component(s: &str) -> anyhow::Result<String> {
+    let cleaned: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    anyhow::ensure!(
+        !cleaned.is_empty() && cleaned != "." && cleaned != "..",
+        "{s:?} cannot name a folder"
+    );
+    Ok(cleaned)
+}
+
+/// The URL without a `user:password@` part, for messages.
+fn redact_userinfo(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((_, host)) = rest.split_once('@').filter(|(u, _)| !u.contains('/')) {
+            return format!("{scheme}://***@{host}");
+        }
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::github::testutil::{run_git, GitRepo};
+
+    /// A working repository and a bare "origin" it pushes to, both via the git CLI.
+    struct Origin {
+        work: GitRepo,
+        bare: tempfile::TempDir,
+    }
+
+    impl Origin {
+        fn new() -> Self {
+            let work = GitRepo::init();
+            work.write("bakery.toml", "[defaults]\n");
+            work.write("recipes/base/recipe.toml", "name = \"base\"\n");
+            work.commit("initial");
+            let bare = tempfile::tempdir().unwrap();
+            run_git(bare.path(), &["init", "-q", "--bare", "-b", "main"], 0);
+            work.git(&["remote", "add", "origin", bare.path().to_str().unwrap()]);
+            work.git(&["push", "-q", "origin", "main"]);
+            Origin { work, bare }
+        }
+        fn url(&self) -> String {
+            self.bare.path().display().to_string()
+        }
+        fn tag_and_push(&self, tag: &str) -> String {
+            self.work.git(&["tag", "-a", tag, "-m", tag]);
+            self.work.git(&["push", "-q", "origin", "main", tag]);
+            self.work.git(&["rev-parse", &format!("{tag}^{{commit}}")])
+        }
+    }
+
+    fn repo() -> RepoName {
+        RepoName::new("acme", "images")
+    }
+
+    #[tokio::test]
+    async fn checks_out_a_tag_and_reuses_the_mirror() {
+        let origin = Origin::new();
+        let sha1 = origin.tag_and_push("release-0.1.0");
+        let work = tempfile::tempdir().unwrap();
+        let checkouts = Checkouts::new(work.path());
+
+        let ws = checkouts
+            .checkout(
+                &repo(),
+                &origin.url(),
+                None,
+                &Target::Tag {
+                    name: "release-0.1.0".into(),
+                    sha: sha1.clone(),
+                },
+                "job-1",
+            )
+            .await
+            .unwrap();
+        assert_eq!(ws.sha, sha1);
+        assert_eq!(ws.path, work.path().join("jobs/job-1"));
+        let recipe = std::fs::read_to_string(ws.path.join("recipes/base/recipe.toml")).unwrap();
+        assert_eq!(recipe, "name = \"base\"\n");
+        let head = ws.repository().unwrap().head().unwrap().target().unwrap();
+        assert_eq!(head.to_string(), sha1);
+
+        // A second release: the same mirror is fetched into, the workspace has both tags.
+        origin
+            .work
+            .write("recipes/web/recipe.toml", "name = \"web\"\n");
+        origin.work.commit("add web");
+        let sha2 = origin.tag_and_push("release-0.2.0");
+        let mirror = checkouts.mirror_path(&repo()).unwrap();
+        let mirror_config_before = std::fs::read_to_string(mirror.join("config")).unwrap();
+        let ws2 = checkouts
+            .checkout(
+                &repo(),
+                &format!("file://{}", origin.url()),
+                None,
+                &Target::Tag {
+                    name: "release-0.2.0".into(),
+                    sha: sha2.clone(),
+                },
+                "job-2",
+            )
+            .await
+            .unwrap();
+        assert!(ws2.path.join("recipes/web/recipe.toml").exists());
+        let r = ws2.repository().unwrap();
+        assert!(r.find_reference("refs/tags/release-0.1.0").is_ok());
+        assert_eq!(
+            std::fs::read_to_string(mirror.join("config")).unwrap(),
+            mirror_config_before,
+            "no remote URL is written into the mirror"
+        );
+        // The first job's files are untouched by the second checkout.
+        assert!(!ws.path.join("recipes/web").exists());
+        ws.remove().unwrap();
+        assert!(!work.path().join("jobs/job-1").exists());
+    }
+
+    #[tokio::test]
+    async fn refuses_a_moved_tag() {
+        let origin = Origin::new();
+        let old = origin.tag_and_push("release-0.1.0");
+        origin.work.write("README.md", "x\n");
+        origin.work.commit("later");
+        origin
+            .work
+            .git(&["tag", "-f", "-a", "release-0.1.0", "-m", "moved"]);
+        origin
+            .work
+            .git(&["push", "-q", "-f", "origin", "main", "release-0.1.0"]);
+        let work = tempfile::tempdir().unwrap();
+        let err = Checkouts::new(work.path())
+            .checkout(
+                &repo(),
+                &origin.url(),
+                None,
+                &Target::Tag {
+                    name: "release-0.1.0".into(),
+                    sha: old,
+                },
+                "job-1",
+            )
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("the tag was moved"), "{err:#}");
+    }
+
+    #[tokio::test]
+    async fn checks_out_a_pull_request_head() {
+        let origin = Origin::new();
+        origin.work.git(&["checkout", "-q", "-b", "feature"]);
+        origin
+            .work
+            .write("recipes/base/recipe.toml", "name = \"base\"\n# changed\n");
+        let head = origin.work.commit("change base");
+        origin
+            .work
+            .git(&["push", "-q", "origin", "HEAD:refs/pull/7/head"]);
+        let work = tempfile::tempdir().unwrap();
+        let ws = Checkouts::new(work.path())
+            .checkout(
+                &repo(),
+                &origin.url(),
+                Some(&Secret::new("ghs_unused_over_file_transport")),
+                &Target::PullRequest {
+                    number: 7,
+                    sha: head.clone(),
+                },
+                "job-pr",
+            )
+            .await
+            .unwrap();
+        assert_eq!(ws.sha, head);
+        let text = std::fs::read_to_string(ws.path.join("recipes/base/recipe.toml")).unwrap();
+        assert!(text.contains("# changed"));
+        // The token is nowhere on disk.
+        for entry in walk(work.path()) {
+            let bytes = std::fs::read(&entry).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("ghs_unused"),
+                "token found in {}",
+                entry.display()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_repository_fails_without_retrying_forever() {
+        let work = tempfile::tempdir().unwrap();
+        let fast = RetryPolicy::new(
+            "test",
+            2,
+            Duration::from_millis(1),
+            Duration::from_millis(2),
+            Duration::from_secs(60),
+        );
+        let err = Checkouts::new(work.path())
+            .with_policy(fast)
+            .checkout(
+                &repo(),
+                "/nonexistent/repo.git",
+                None,
+                &Target::Tag {
+                    name: "release-0.1.0".into(),
+                    sha: "0".repeat(40),
+                },
+                "job-x",
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("cannot fetch acme/images"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn unsafe_names_are_cleaned() {
+        assert_eq!(safe_component("a/b").unwrap(), "a_b");
+        assert!(safe_component("..").is_err());
+        assert_eq!(
+            redact_userinfo("https://x-access-token:ghs_1@github.com/a/b.git"),
+            "https://***@github.com/a/b.git"
+        );
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = vec![];
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+}

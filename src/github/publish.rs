@@ -1,0 +1,122 @@
+//! The reports a finished job leaves on GitHub, composed from the rendering functions
+//! and the reporting calls: the release's commit comment and GitHub Release, the
+//! failure comment, and the answer to a comment command.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::client::is_own_comment;
+use super::commands::{parse_command, Command};
+use super::render::{self, BuildFailure, BuildSummary};
+use super::reporter::{GitHubReporter, ReleaseRef};
+use crate::redact::Redactor;
+
+/// What [`publish_release`] left on GitHub.
+#[derive(Debug, Clone)]
+pub struct PublishedRelease {
+    pub comment_url: String,
+    pub release: ReleaseRef,
+    pub notes: super::release_notes::ReleaseNotes,
+}
+
+/// After a successful release build: the commit comment with the image table, and the
+/// GitHub Release for the tag with the notes since the previous tag (created, or updated
+/// on a rerun). `workspace` is the job's checkout (it holds the tags).
+pub async fn publish_release(
+    reporter: &GitHubReporter,
+    workspace: &Path,
+    tag: &str,
+    patterns: &[String],
+    summary: &BuildSummary,
+) -> anyhow::Result<PublishedRelease> {
+    let notes = {
+        let (workspace, tag, patterns) =
+            (workspace.to_path_buf(), tag.to_string(), patterns.to_vec());
+        tokio::task::spawn_blocking(move || {
+            let repo = git2::Repository::open(&workspace)
+                .with_context(|| format!("cannot open the checkout {}", workspace.display()))?;
+            super::release_notes::compute(&repo, &tag, &patterns)
+        })
+        .await
+        .context("release notes task died")??
+    };
+    let comment_url = reporter
+        .comment_on_commit(&summary.git_sha, &render::success_comment(summary))
+        .await?;
+    let body = render::release_notes(&notes, &summary.images);
+    let release = reporter
+        .upsert_release(tag, &summary.git_sha, tag, &body)
+        .await?;
+    Ok(PublishedRelease {
+        comment_url,
+        release,
+        notes,
+    })
+}
+
+/// After a failed build: the failure comment on the commit, secrets masked.
+pub async fn publish_failure(
+    reporter: &GitHubReporter,
+    failure: &BuildFailure,
+    redactor: &Redactor,
+) -> anyhow::Result<String> {
+    reporter
+        .comment_on_commit(
+            &failure.git_sha,
+            &render::failure_comment(failure, redactor),
+        )
+        .await
+}
+
+/// What to do about a pull request comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandDecision {
+    /// Not a command, or bakery's own comment.
+    Ignore,
+    /// Answer with this comment (the help text).
+    Reply(String),
+    /// Carry the command out.
+    Run(Command),
+    /// The author may not do this; answer with this comment.
+    Refuse(String),
+}
+
+/// Decides what a comment by `author` asks for. Builds (which run with the repository's
+/// cloud credentials, for fork pull requests too) and cancels need write permission,
+/// checked through the API; validation does not.
+pub async fn decide_command(
+    reporter: &GitHubReporter,
+    author: &str,
+    body: &str,
+) -> anyhow::Result<CommandDecision> {
+    let bot = reporter.bot_login().await?;
+    if is_own_comment(author, &bot) {
+        return Ok(CommandDecision::Ignore);
+    }
+    let Some(command) = parse_command(body) else {
+        return Ok(CommandDecision::Ignore);
+    };
+    match command {
+        Command::Help { problem } => Ok(CommandDecision::Reply(render::help_text(
+            problem.as_deref(),
+        ))),
+        Command::Validate => Ok(CommandDecision::Run(Command::Validate)),
+        Command::Build { .. } | Command::Cancel => {
+            let permission = reporter.user_permission(author).await?;
+            if permission.can_build() {
+                Ok(CommandDecision::Run(command))
+            } else {
+                let verb = match command {
+                    Command::Cancel => "/bakery cancel",
+                    _ => "/bakery build",
+                };
+                Ok(CommandDecision::Refuse(format!(
+                    "@{author}, `{verb}` needs write permission on this repository (you have \
+                     {}). Ask a maintainer to comment it.\n",
+                    permission.permission
+                )))
+            }
+        }
+    }
+}

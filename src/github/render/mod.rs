@@ -1,0 +1,190 @@
+//! What bakery writes on GitHub, as pure functions from small input types to Markdown:
+//! build comments, the live step summary, refusals, pull-request comments and release
+//! notes. Everything that can hold build output goes through a [`crate::redact::Redactor`].
+
+mod build;
+mod pr;
+mod refusal;
+mod release;
+
+pub use build::{failure_comment, progress_summary, success_comment, StepProgress, StepState};
+pub use pr::{fork_needs_approval, help_text, plan_comment, PlanProblem, PLAN_MARKER};
+pub use refusal::{already_built, moved_tag};
+pub use release::release_notes;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One finished image: a row of the image table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRow {
+    pub recipe: String,
+    /// The account id the copy lives in.
+    pub account: String,
+    pub region: String,
+    pub ami: String,
+    /// Key id, ARN or alias; `None` is the account's default EBS key.
+    pub kms_key: Option<String>,
+}
+
+/// One recipe's part of a successful build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipeOutcome {
+    pub recipe: String,
+    pub source_ami: String,
+    /// The release file written into the image (`/etc/release`).
+    pub release_file: String,
+    pub duration: Duration,
+}
+
+/// A successful release build, as the commit comment and release notes show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSummary {
+    pub version: String,
+    pub git_sha: String,
+    pub recipes: Vec<RecipeOutcome>,
+    pub images: Vec<ImageRow>,
+    pub duration: Duration,
+    /// The build's page on bakery's server.
+    pub details_url: Option<String>,
+}
+
+/// A failed build, as the failure comment shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildFailure {
+    pub version: String,
+    pub git_sha: String,
+    pub recipe: String,
+    /// The step that failed, e.g. `provision: install packages`.
+    pub step: String,
+    pub error: String,
+    /// The step's last log lines, oldest first (redacted again when rendered).
+    pub log_tail: Vec<String>,
+    pub duration: Duration,
+    pub details_url: Option<String>,
+    /// What cleanup did, e.g. `terminated i-0abc; deleted sg-0def`.
+    pub cleanup: Option<String>,
+}
+
+/// A hidden HTML comment that identifies a comment kind, so bakery finds its own comment
+/// again to edit it: `<!-- bakery:plan -->`.
+pub fn marker(kind: &str) -> String {
+    format!("<!-- bakery:{kind} -->")
+}
+
+/// A duration in whole seconds, as `4m 5s`.
+pub fn duration(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+/// Escapes text for a Markdown table cell.
+pub(crate) fn cell(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
+}
+
+/// A Markdown code span for `s`, with a fence long enough for backticks inside it.
+pub(crate) fn code(s: &str) -> String {
+    let longest = longest_run(s, '`');
+    let fence = "`".repeat(longest + 1);
+    if longest > 0 || s.starts_with(' ') || s.ends_with(' ') {
+        format!("{fence} {s} {fence}")
+    } else {
+        format!("{fence}{s}{fence}")
+    }
+}
+
+/// A fenced code block for `s`, with a fence longer than any backtick run inside it.
+pub(crate) fn code_block(lang: &str, s: &str) -> String {
+    let fence = "`".repeat((longest_run(s, '`') + 1).max(3));
+    let body = s.trim_end_matches('\n');
+    format!("{fence}{lang}\n{body}\n{fence}\n")
+}
+
+fn longest_run(s: &str, ch: char) -> usize {
+    let (mut best, mut cur) = (0, 0);
+    for c in s.chars() {
+        if c == ch {
+            cur += 1;
+            best = best.max(cur);
+        } else {
+            cur = 0;
+        }
+    }
+    best
+}
+
+/// The image table: every AMI by recipe, account and region, with its KMS key.
+pub fn image_table(images: &[ImageRow]) -> String {
+    if images.is_empty() {
+        return "_No images._\n".into();
+    }
+    let mut rows: Vec<&ImageRow> = images.iter().collect();
+    rows.sort_by(|a, b| {
+        (&a.recipe, &a.account, &a.region).cmp(&(&b.recipe, &b.account, &b.region))
+    });
+    let mut out = String::from("| Recipe | Account | Region | AMI | KMS key |\n");
+    out.push_str("| --- | --- | --- | --- | --- |\n");
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            cell(&r.recipe),
+            cell(&r.account),
+            cell(&r.region),
+            code(&r.ami),
+            r.kms_key
+                .as_deref()
+                .map(|k| code(&cell(k)))
+                .unwrap_or_else(|| "default EBS key".into()),
+        ));
+    }
+    out
+}
+
+/// The first 7 characters of a SHA, as GitHub shows them.
+pub(crate) fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_cells_are_escaped_and_rows_sorted() {
+        let t = image_table(&[
+            ImageRow {
+                recipe: "web".into(),
+                account: "222222222222".into(),
+                region: "eu-west-1".into(),
+                ami: "ami-2".into(),
+                kms_key: None,
+            },
+            ImageRow {
+                recipe: "base|x".into(),
+                account: "111111111111".into(),
+                region: "us-east-1".into(),
+                ami: "ami-1".into(),
+                kms_key: Some("alias/ami".into()),
+            },
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[2].starts_with("| base\\|x | 111111111111 |"), "{t}");
+        assert!(lines[3].ends_with("| default EBS key |"), "{t}");
+    }
+
+    #[test]
+    fn code_spans_survive_backticks() {
+        assert_eq!(code("ami-1"), "`ami-1`");
+        assert_eq!(code("a`b"), "`` a`b ``");
+        assert!(code_block("", "```\nx").starts_with("````\n"));
+    }
+
+    #[test]
+    fn durations_are_whole_seconds() {
+        assert_eq!(duration(Duration::from_millis(245_678)), "4m 5s");
+    }
+}

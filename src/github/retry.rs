@@ -1,0 +1,238 @@
+//! The one retry helper every GitHub API call goes through.
+//!
+//! GitHub answers transient trouble with 5xx, with 429, and with 403 for secondary rate
+//! limits (a `retry-after` header, `x-ratelimit-remaining: 0`, or a message that says
+//! "rate limit"). Those are retried with the [`GITHUB`] policy's backoff, or after the
+//! `retry-after` GitHub asks for when that is longer (capped). Any other 4xx is the
+//! caller's mistake or a missing permission and fails at once.
+
+use std::future::Future;
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+
+use crate::retry::RetryPolicy;
+
+/// Five attempts, 1 s to 30 s apart, 30 s per attempt.
+pub const GITHUB: RetryPolicy = RetryPolicy::new(
+    "github",
+    5,
+    Duration::from_secs(1),
+    Duration::from_secs(30),
+    Duration::from_secs(30),
+);
+
+/// The longest `retry-after` honoured; a longer one is treated as this long.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Try again, after at least this long when GitHub said so.
+    Retry {
+        after: Option<Duration>,
+    },
+    Fail,
+}
+
+/// Classifies an HTTP error answer from GitHub.
+pub fn classify_response(status: StatusCode, message: &str, headers: &HeaderMap) -> Decision {
+    let retry_after = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        return Decision::Retry { after: retry_after };
+    }
+    if status == StatusCode::FORBIDDEN {
+        let exhausted = headers
+            .get("x-ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() == "0");
+        let says_rate_limit = message.to_ascii_lowercase().contains("rate limit");
+        if retry_after.is_some() || exhausted || says_rate_limit {
+            let until_reset = exhausted
+                .then(|| reset_wait(headers))
+                .flatten()
+                .map(|d| d.min(MAX_RETRY_AFTER));
+            return Decision::Retry {
+                after: retry_after.or(until_reset),
+            };
+        }
+    }
+    Decision::Fail
+}
+
+/// Time until `x-ratelimit-reset` (epoch seconds), if the header is there.
+fn reset_wait(headers: &HeaderMap) -> Option<Duration> {
+    let reset = headers
+        .get("x-ratelimit-reset")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<i64>()
+        .ok()?;
+    let now = chrono::Utc::now().timestamp();
+    Some(Duration::from_secs(reset.saturating_sub(now).max(1) as u64))
+}
+
+/// Classifies any error octocrab returns: GitHub's answers by [`classify_response`],
+/// transport failures as transient, everything else (bad URI, JSON that does not parse,
+/// a key that does not load) as permanent.
+pub fn classify(error: &octocrab::Error) -> Decision {
+    match error {
+        octocrab::Error::GitHub { source, .. } => {
+            let empty = HeaderMap::new();
+            classify_response(
+                source.status_code,
+                &source.message,
+                source.headers.as_ref().unwrap_or(&empty),
+            )
+        }
+        octocrab::Error::Hyper { .. } | octocrab::Error::Service { .. } => {
+            Decision::Retry { after: None }
+        }
+        _ => Decision::Fail,
+    }
+}
+
+/// The HTTP status of a GitHub error answer, if that is what `error` is.
+pub fn status_of(error: &octocrab::Error) -> Option<StatusCode> {
+    match error {
+        octocrab::Error::GitHub { source, .. } => Some(source.status_code),
+        _ => None,
+    }
+}
+
+/// Runs one GitHub call under `policy` (normally [`GITHUB`]). `what` names the call in
+/// errors and logs, e.g. `"create check run bakery/base on acme/images"`.
+pub async fn call<T, F, Fut>(policy: &RetryPolicy, what: &str, mut op: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, octocrab::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        let (err, decision) = match tokio::time::timeout(policy.attempt_timeout, op()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => {
+                let d = classify(&e);
+                (anyhow::Error::new(e), d)
+            }
+            Err(_) => (
+                anyhow::anyhow!("no answer from GitHub within {:?}", policy.attempt_timeout),
+                Decision::Retry { after: None },
+            ),
+        };
+        let after = match decision {
+            Decision::Retry { after } if attempt < policy.max_attempts => after,
+            _ => {
+                return Err(err.context(format!(
+                    "GitHub call \"{what}\" failed (attempt {attempt} of {}, {} policy)",
+                    policy.max_attempts, policy.name
+                )))
+            }
+        };
+        let wait = policy.backoff(attempt).max(after.unwrap_or_default());
+        tracing::warn!(
+            policy = policy.name,
+            attempt,
+            wait_ms = wait.as_millis() as u64,
+            "GitHub call \"{what}\": {err:#}; retrying"
+        );
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn server_errors_and_429_are_retried() {
+        for code in [500, 502, 503, 504] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(
+                classify_response(status, "oops", &HeaderMap::new()),
+                Decision::Retry { after: None },
+                "{code}"
+            );
+        }
+        assert_eq!(
+            classify_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "slow down",
+                &headers(&[("retry-after", "7")])
+            ),
+            Decision::Retry {
+                after: Some(Duration::from_secs(7))
+            }
+        );
+    }
+
+    #[test]
+    fn secondary_rate_limits_are_retried() {
+        let by_message = classify_response(
+            StatusCode::FORBIDDEN,
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            &HeaderMap::new(),
+        );
+        assert_eq!(by_message, Decision::Retry { after: None });
+        let by_header = classify_response(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &headers(&[("retry-after", "600")]),
+        );
+        assert_eq!(
+            by_header,
+            Decision::Retry {
+                after: Some(MAX_RETRY_AFTER)
+            },
+            "long waits are capped"
+        );
+        let reset = (chrono::Utc::now().timestamp() + 5).to_string();
+        let exhausted = classify_response(
+            StatusCode::FORBIDDEN,
+            "API rate limit exceeded for installation",
+            &headers(&[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", &reset),
+            ]),
+        );
+        match exhausted {
+            Decision::Retry { after: Some(d) } => assert!(d <= Duration::from_secs(6)),
+            other => panic!("expected a wait until reset, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_client_errors_fail_at_once() {
+        for code in [400, 401, 404, 409, 410, 422] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(
+                classify_response(status, "Validation Failed", &HeaderMap::new()),
+                Decision::Fail,
+                "{code}"
+            );
+        }
+        assert_eq!(
+            classify_response(
+                StatusCode::FORBIDDEN,
+                "Resource not accessible by integration",
+                &headers(&[("x-ratelimit-remaining", "4999")])
+            ),
+            Decision::Fail,
+            "a missing permission is not a rate limit"
+        );
+    }
+}

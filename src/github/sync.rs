@@ -1,0 +1,292 @@
+//! `bakery sync`: enqueue release jobs for release tags whose delivery was missed.
+//!
+//! GitHub sends no push events when more than three tags are pushed at once, and
+//! deliveries can be lost. Sync lists the repository's tags through the API, keeps those
+//! that match a release pattern, and enqueues a release job for each (repo, tag, SHA)
+//! the store has no job for. The job's dedup key is the one intake uses, so a delivery
+//! that arrives late merges with the synced job instead of building twice.
+
+use std::collections::HashSet;
+
+use anyhow::Context;
+use globset::{Glob, GlobMatcher};
+use serde::{Deserialize, Serialize};
+
+use super::repo::RepoName;
+use super::reporter::TagRef;
+use crate::database::{JobFilter, JobKind, NewJob, Store};
+
+/// The dedup key of a release job. Intake and sync must agree on it exactly.
+pub fn release_dedup_key(repo: &str, tag: &str, sha: &str) -> String {
+    format!("release:{repo}:{tag}:{sha}")
+}
+
+/// True when `tag` matches the glob `pattern` (an invalid glob matches nothing).
+pub fn tag_matches(pattern: &str, tag: &str) -> bool {
+    Glob::new(pattern)
+        .map(|g| g.compile_matcher().is_match(tag))
+        .unwrap_or(false)
+}
+
+/// Compiled release tag patterns.
+#[derive(Debug, Clone)]
+pub struct TagPatterns {
+    matchers: Vec<GlobMatcher>,
+}
+
+impl TagPatterns {
+    pub fn new(patterns: &[String]) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !patterns.is_empty(),
+            "no release tag patterns: set webhook.tag_patterns, e.g. [\"release-*\"]"
+        );
+        let matchers = patterns
+            .iter()
+            .map(|p| {
+                Glob::new(p)
+                    .map(|g| g.compile_matcher())
+                    .with_context(|| format!("release tag pattern {p:?} is not a valid glob"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(TagPatterns { matchers })
+    }
+
+    pub fn matches(&self, tag: &str) -> bool {
+        self.matchers.iter().any(|m| m.is_match(tag))
+    }
+}
+
+/// What the worker needs to run a synced release job, stored as the job's payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseJobPayload {
+    pub tag: String,
+    pub clone_url: String,
+    pub installation_id: Option<i64>,
+    /// `sync` for jobs from here (intake's jobs say `webhook`).
+    pub source: String,
+}
+
+/// The tags that match a pattern and have no job under their dedup key, in the order
+/// given.
+pub fn select_missing<'a>(
+    repo: &RepoName,
+    tags: &'a [TagRef],
+    patterns: &TagPatterns,
+    known_keys: &HashSet<String>,
+) -> Vec<&'a TagRef> {
+    let full = repo.to_string();
+    tags.iter()
+        .filter(|t| patterns.matches(&t.name))
+        .filter(|t| !known_keys.contains(&release_dedup_key(&full, &t.name, &t.sha)))
+        .collect()
+}
+
+/// The outcome of syncing one repository.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncReport {
+    pub repo: String,
+    /// Tags the API listed.
+    pub tags_seen: usize,
+    /// Tags that matched a release pattern.
+    pub matching: usize,
+    /// Tags a job was enqueued for: `(tag, job id)`.
+    pub enqueued: Vec<(String, i64)>,
+    /// Tags that would be enqueued (`dry_run`), or that another process enqueued first.
+    pub skipped: Vec<String>,
+}
+
+/// Where the repository lives, for the jobs sync creates.
+#[derive(Debug, Clone)]
+pub struct SyncTarget {
+    pub repo: RepoName,
+    pub clone_url: String,
+    pub installation_id: Option<i64>,
+}
+
+/// Enqueues release jobs for `target`'s tags (as listed in `tags`) that have none.
+pub async fn enqueue_missing(
+    store: &dyn Store,
+    target: &SyncTarget,
+    tags: &[TagRef],
+    patterns: &[String],
+    dry_run: bool,
+) -> anyhow::Result<SyncReport> {
+    let patterns = TagPatterns::new(patterns)?;
+    let full = target.repo.to_string();
+    let known: HashSet<String> = store
+        .list_jobs(&JobFilter {
+            kind: Some(JobKind::Release),
+            repo: Some(full.clone()),
+            ..JobFilter::default()
+        })
+        .await
+        .with_context(|| format!("cannot list the release jobs of {full}"))?
+        .into_iter()
+        .map(|j| j.dedup_key)
+        .collect();
+    let missing = select_missing(&target.repo, tags, &patterns, &known);
+    let mut report = SyncReport {
+        repo: full.clone(),
+        tags_seen: tags.len(),
+        matching: tags.iter().filter(|t| patterns.matches(&t.name)).count(),
+        ..SyncReport::default()
+    };
+    for tag in missing {
+        if dry_run {
+            report.skipped.push(tag.name.clone());
+            continue;
+        }
+        let payload = ReleaseJobPayload {
+            tag: tag.name.clone(),
+            clone_url: target.clone_url.clone(),
+            installation_id: target.installation_id,
+            source: "sync".into(),
+        };
+        let job = NewJob {
+            kind: JobKind::Release,
+            repo: full.clone(),
+            git_ref: tag.name.clone(),
+            sha: tag.sha.clone(),
+            pr_number: None,
+            dedup_key: release_dedup_key(&full, &tag.name, &tag.sha),
+            payload: serde_json::to_value(&payload)?,
+        };
+        match store
+            .enqueue_job(&job)
+            .await
+            .with_context(|| format!("cannot enqueue a release job for {full}@{}", tag.name))?
+        {
+            Some(id) => {
+                tracing::info!(repo = %full, tag = %tag.name, job = id, "sync enqueued a release job");
+                report.enqueued.push((tag.name.clone(), id));
+            }
+            None => report.skipped.push(tag.name.clone()),
+        }
+    }
+    Ok(report)
+}
+
+/// Syncs one repository end to end: finds its installation and clone URL, lists its
+/// tags through the API, and enqueues what is missing.
+pub async fn sync_repo(
+    store: &dyn Store,
+    client: &super::GitHubClient,
+    repo: &RepoName,
+    patterns: &[String],
+    dry_run: bool,
+) -> anyhow::Result<SyncReport> {
+    let installation_id = client.repo_installation(repo).await?;
+    let reporter = super::GitHubReporter::new(client, repo.clone(), installation_id).await?;
+    let info = reporter.repository().await?;
+    let tags = reporter.list_tags().await?;
+    let target = SyncTarget {
+        repo: repo.clone(),
+        clone_url: info.clone_url,
+        installation_id: installation_id.map(|i| i as i64),
+    };
+    enqueue_missing(store, &target, &tags, patterns, dry_run).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(name: &str, sha: &str) -> TagRef {
+        TagRef {
+            name: name.into(),
+            sha: sha.into(),
+        }
+    }
+
+    #[test]
+    fn dedup_key_format_is_fixed() {
+        assert_eq!(
+            release_dedup_key("acme/images", "release-0.1.0", "abc123"),
+            "release:acme/images:release-0.1.0:abc123"
+        );
+    }
+
+    #[test]
+    fn selects_matching_tags_without_jobs() {
+        let repo = RepoName::new("acme", "images");
+        let tags = vec![
+            tag("release-0.1.0", "a1"),
+            tag("release-0.2.0", "b2"),
+            tag("v1.0", "c3"),
+            tag("staging-3", "d4"),
+        ];
+        let patterns = TagPatterns::new(&["release-*".into(), "staging-*".into()]).unwrap();
+        let known: HashSet<String> =
+            [release_dedup_key("acme/images", "release-0.1.0", "a1")].into();
+        let names: Vec<&str> = select_missing(&repo, &tags, &patterns, &known)
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["release-0.2.0", "staging-3"]);
+    }
+
+    #[test]
+    fn a_moved_tag_is_new_work() {
+        let repo = RepoName::new("acme", "images");
+        let tags = vec![tag("release-0.1.0", "moved")];
+        let patterns = TagPatterns::new(&["release-*".into()]).unwrap();
+        let known: HashSet<String> = [release_dedup_key(
+            "acme/images",
+            "release-0.1.0",
+            "original",
+        )]
+        .into();
+        assert_eq!(select_missing(&repo, &tags, &patterns, &known).len(), 1);
+    }
+
+    #[test]
+    fn patterns_are_checked() {
+        assert!(TagPatterns::new(&[]).is_err());
+        let err = TagPatterns::new(&["release-[".into()]).unwrap_err();
+        assert!(err.to_string().contains("not a valid glob"));
+        assert!(tag_matches("release-*", "release-1"));
+        assert!(!tag_matches("release-[", "release-1"));
+    }
+
+    #[tokio::test]
+    async fn enqueues_once_per_tag_and_sha() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bakery.db").display());
+        let store = crate::database::SqlStore::connect(&url).await.unwrap();
+        let target = SyncTarget {
+            repo: RepoName::new("acme", "images"),
+            clone_url: "https://github.com/acme/images.git".into(),
+            installation_id: Some(42),
+        };
+        let tags = vec![tag("release-0.1.0", "a1"), tag("v2", "b2")];
+        let patterns = vec!["release-*".to_string()];
+
+        let dry = enqueue_missing(&store, &target, &tags, &patterns, true)
+            .await
+            .unwrap();
+        assert_eq!(dry.skipped, vec!["release-0.1.0"]);
+        assert!(dry.enqueued.is_empty());
+
+        let first = enqueue_missing(&store, &target, &tags, &patterns, false)
+            .await
+            .unwrap();
+        assert_eq!(first.enqueued.len(), 1);
+        assert_eq!(first.matching, 1);
+        let job = store.get_job(first.enqueued[0].1).await.unwrap().unwrap();
+        assert_eq!(job.kind, JobKind::Release);
+        assert_eq!(job.dedup_key, "release:acme/images:release-0.1.0:a1");
+        assert_eq!(job.git_ref, "release-0.1.0");
+        let payload: ReleaseJobPayload = serde_json::from_value(job.payload).unwrap();
+        assert_eq!(payload.installation_id, Some(42));
+        assert_eq!(payload.source, "sync");
+
+        let second = enqueue_missing(&store, &target, &tags, &patterns, false)
+            .await
+            .unwrap();
+        assert!(second.enqueued.is_empty(), "{second:?}");
+        assert!(
+            second.skipped.is_empty(),
+            "already known, not even attempted"
+        );
+    }
+}

@@ -1,0 +1,666 @@
+//! What each operation does to the fake's state, and the answer it builds from the
+//! description's example.
+
+use std::collections::HashMap;
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::openapi::{Operation, Spec};
+use super::{CheckRun, RepoState, State};
+
+pub enum Identity {
+    Jwt(u64),
+    Pat(String),
+    Installation { id: u64, login: String },
+}
+
+impl Identity {
+    pub fn describe(&self) -> String {
+        match self {
+            Identity::Jwt(id) => format!("jwt:{id}"),
+            Identity::Pat(login) => format!("token:{login}"),
+            Identity::Installation { login, .. } => format!("token:{login}"),
+        }
+    }
+    fn login(&self) -> &str {
+        match self {
+            Identity::Jwt(_) => "",
+            Identity::Pat(l) | Identity::Installation { login: l, .. } => l,
+        }
+    }
+}
+
+/// Operations that take the App's JWT rather than a token.
+const JWT_OPERATIONS: &[&str] = &[
+    "apps/get-authenticated",
+    "apps/create-installation-access-token",
+    "apps/get-repo-installation",
+];
+
+type Failure = (u16, String);
+
+pub fn authenticate(state: &State, op_id: &str, headers: &HeaderMap) -> Result<Identity, Failure> {
+    let header = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or((401, "Requires authentication".to_string()))?;
+    let credential = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("token "))
+        .ok_or((401, "Bad credentials".to_string()))?;
+    let jwt = decode_jwt(credential);
+    if JWT_OPERATIONS.contains(&op_id) {
+        let (app_id, _) = state
+            .app
+            .clone()
+            .ok_or((401, "A JSON web token could not be decoded".to_string()))?;
+        return match jwt {
+            Some(claims) if claims_ok(&claims, app_id) => Ok(Identity::Jwt(app_id)),
+            Some(_) => Err((
+                401,
+                "'Expiration time' claim ('exp') or issuer is invalid".into(),
+            )),
+            None => Err((401, "A JSON web token could not be decoded".into())),
+        };
+    }
+    if jwt.is_some() {
+        return Err((
+            401,
+            "A JSON web token cannot be used to access this resource".into(),
+        ));
+    }
+    if let Some((token, login)) = &state.pat {
+        if token == credential {
+            return Ok(Identity::Pat(login.clone()));
+        }
+    }
+    if let Some((installation, expires)) = state.tokens.get(credential) {
+        if *expires <= chrono::Utc::now() {
+            return Err((401, "Bad credentials".into()));
+        }
+        let slug = state
+            .app
+            .as_ref()
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default();
+        return Ok(Identity::Installation {
+            id: *installation,
+            login: format!("{slug}[bot]"),
+        });
+    }
+    Err((401, "Bad credentials".into()))
+}
+
+fn decode_jwt(s: &str) -> Option<Value> {
+    let mut parts = s.split('.');
+    let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn claims_ok(claims: &Value, app_id: u64) -> bool {
+    let iss_ok = match &claims["iss"] {
+        Value::String(s) => s == &app_id.to_string(),
+        Value::Number(n) => n.as_u64() == Some(app_id),
+        _ => false,
+    };
+    let exp_ok = claims["exp"]
+        .as_i64()
+        .is_some_and(|exp| exp > chrono::Utc::now().timestamp());
+    iss_ok && exp_ok
+}
+
+pub struct Request<'a> {
+    pub spec: &'a Spec,
+    pub op: &'a Operation,
+    pub params: &'a HashMap<String, String>,
+    pub query: &'a str,
+    pub body: Value,
+    pub identity: &'a Identity,
+}
+
+impl Request<'_> {
+    fn param(&self, name: &str) -> &str {
+        self.params.get(name).map(String::as_str).unwrap_or("")
+    }
+    fn repo_name(&self) -> String {
+        format!("{}/{}", self.param("owner"), self.param("repo"))
+    }
+    fn query_u64(&self, name: &str) -> Option<u64> {
+        self.query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.parse().ok())
+    }
+    /// The description's example answer for `status`.
+    fn example(&self, status: u16) -> Value {
+        let mut v = self.spec.example(self.op, status).unwrap_or_else(|| {
+            panic!(
+                "the description has no example answer {status} for {}",
+                self.op.operation_id
+            )
+        });
+        if let Some(schema) = self.spec.response_schema(self.op, status) {
+            self.spec.complete(&mut v, schema);
+        }
+        v
+    }
+    /// The first item of a list example.
+    fn item_example(&self, status: u16) -> Value {
+        self.example(status)
+            .as_array()
+            .and_then(|a| a.first().cloned())
+            .expect("list example with an item")
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn not_found() -> Failure {
+    (404, "Not Found".into())
+}
+
+/// The repository a request names, if it exists and the caller may see it.
+fn repo_for<'s>(state: &'s mut State, req: &Request) -> Result<&'s mut RepoState, Failure> {
+    let name = req.repo_name();
+    let repo = state.repos.get_mut(&name).ok_or_else(not_found)?;
+    if let Identity::Installation { id, .. } = req.identity {
+        if repo.installation_id != Some(*id) {
+            return Err(not_found());
+        }
+    }
+    Ok(repo)
+}
+
+fn set(v: &mut Value, key: &str, value: Value) {
+    v.as_object_mut()
+        .expect("object")
+        .insert(key.to_string(), value);
+}
+
+fn set_login(user: &mut Value, login: &str) {
+    if user.is_object() {
+        set(user, "login", json!(login));
+    }
+}
+
+pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failure> {
+    let api = state.api_url.clone();
+    match req.op.operation_id.as_str() {
+        "apps/get-authenticated" => {
+            let (id, slug) = state.app.clone().expect("authenticated as the App");
+            let mut v = req.example(200);
+            set(&mut v, "id", json!(id));
+            set(&mut v, "slug", json!(slug));
+            set(&mut v, "name", json!(slug));
+            Ok((200, v))
+        }
+        "users/get-authenticated" => {
+            let mut v = req.example(200);
+            set(&mut v, "login", json!(req.identity.login()));
+            Ok((200, v))
+        }
+        "apps/create-installation-access-token" => {
+            let installation: u64 = req
+                .param("installation_id")
+                .parse()
+                .map_err(|_| not_found())?;
+            if !state
+                .repos
+                .values()
+                .any(|r| r.installation_id == Some(installation))
+            {
+                return Err(not_found());
+            }
+            let token = format!("ghs_fake{}", uuid::Uuid::new_v4().simple());
+            let expires = chrono::Utc::now() + state.token_ttl;
+            state.tokens.insert(token.clone(), (installation, expires));
+            let mut v = req.example(201);
+            set(&mut v, "token", json!(token));
+            set(
+                &mut v,
+                "expires_at",
+                json!(expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            );
+            Ok((201, v))
+        }
+        "apps/get-repo-installation" => {
+            let repo = state.repos.get(&req.repo_name()).ok_or_else(not_found)?;
+            let id = repo.installation_id.ok_or_else(not_found)?;
+            let mut v = req.example(200);
+            set(&mut v, "id", json!(id));
+            Ok((200, v))
+        }
+        "repos/get" => {
+            let full = req.repo_name();
+            let repo = repo_for(state, req)?;
+            let mut v = req.example(200);
+            set(&mut v, "name", json!(req.param("repo")));
+            set(&mut v, "full_name", json!(full));
+            set(&mut v, "clone_url", json!(repo.clone_url));
+            set(&mut v, "default_branch", json!(repo.default_branch));
+            set_login(&mut v["owner"], req.param("owner"));
+            Ok((200, v))
+        }
+        "repos/list-tags" => {
+            let full = req.repo_name();
+            let tags = repo_for(state, req)?.tags.clone();
+            let template = req.item_example(200);
+            let items: Vec<Value> = tags
+                .iter()
+                .map(|(name, sha)| {
+                    let mut t = template.clone();
+                    set(&mut t, "name", json!(name));
+                    set(
+                        &mut t["commit"],
+                        "url",
+                        json!(format!("{api}/repos/{full}/commits/{sha}")),
+                    );
+                    set(&mut t["commit"], "sha", json!(sha));
+                    set(
+                        &mut t,
+                        "zipball_url",
+                        json!(format!("{api}/repos/{full}/zipball/{name}")),
+                    );
+                    set(
+                        &mut t,
+                        "tarball_url",
+                        json!(format!("{api}/repos/{full}/tarball/{name}")),
+                    );
+                    t
+                })
+                .collect();
+            Ok((200, Value::Array(page(req, items))))
+        }
+        "repos/get-collaborator-permission-level" => {
+            let user = req.param("username").to_string();
+            let repo = repo_for(state, req)?;
+            let (permission, role) = repo.permissions.get(&user).cloned().ok_or_else(not_found)?;
+            let mut v = req.example(200);
+            set(&mut v, "permission", json!(permission));
+            set(&mut v, "role_name", json!(role));
+            set_login(&mut v["user"], &user);
+            set(&mut v["user"], "role_name", json!(role));
+            Ok((200, v))
+        }
+        "checks/create" => {
+            if matches!(req.identity, Identity::Pat(_)) {
+                return Err((403, "You must authenticate via a GitHub App.".into()));
+            }
+            let full = req.repo_name();
+            let id = state.next_id();
+            let repo = repo_for(state, req)?;
+            let b = &req.body;
+            let mut v = req.example(201);
+            set(&mut v, "id", json!(id));
+            set(&mut v, "node_id", json!(format!("CR_{id}")));
+            set(&mut v, "name", b["name"].clone());
+            set(&mut v, "head_sha", b["head_sha"].clone());
+            set(
+                &mut v,
+                "url",
+                json!(format!("{api}/repos/{full}/check-runs/{id}")),
+            );
+            set(&mut v, "html_url", json!(format!("{api}/{full}/runs/{id}")));
+            set(
+                &mut v,
+                "details_url",
+                b.get("details_url").cloned().unwrap_or(Value::Null),
+            );
+            set(
+                &mut v,
+                "external_id",
+                b.get("external_id").cloned().unwrap_or(json!("")),
+            );
+            set(
+                &mut v,
+                "status",
+                b.get("status").cloned().unwrap_or(json!("queued")),
+            );
+            set(&mut v, "conclusion", Value::Null);
+            set(&mut v, "started_at", json!(now()));
+            set(&mut v, "completed_at", Value::Null);
+            set(&mut v, "pull_requests", json!([]));
+            let mut run = CheckRun {
+                current: v,
+                annotations: vec![],
+                status_history: vec![],
+                summaries: vec![],
+            };
+            apply_check_update(&mut run, b, &api, &full, id);
+            let answer = run.current.clone();
+            repo.check_runs.insert(id, run);
+            Ok((201, answer))
+        }
+        "checks/update" => {
+            if matches!(req.identity, Identity::Pat(_)) {
+                return Err((403, "You must authenticate via a GitHub App.".into()));
+            }
+            let full = req.repo_name();
+            let id: u64 = req.param("check_run_id").parse().map_err(|_| not_found())?;
+            let repo = repo_for(state, req)?;
+            let run = repo.check_runs.get_mut(&id).ok_or_else(not_found)?;
+            apply_check_update(run, &req.body, &api, &full, id);
+            Ok((200, run.current.clone()))
+        }
+        "repos/create-commit-status" => {
+            let id = state.next_id();
+            let full = req.repo_name();
+            let sha = req.param("sha").to_string();
+            let login = req.identity.login().to_string();
+            let repo = repo_for(state, req)?;
+            let b = &req.body;
+            let mut v = req.example(201);
+            set(&mut v, "id", json!(id));
+            set(&mut v, "node_id", json!(format!("SC_{id}")));
+            set(
+                &mut v,
+                "url",
+                json!(format!("{api}/repos/{full}/statuses/{sha}")),
+            );
+            set(&mut v, "state", b["state"].clone());
+            set(
+                &mut v,
+                "description",
+                b.get("description").cloned().unwrap_or(Value::Null),
+            );
+            set(
+                &mut v,
+                "target_url",
+                b.get("target_url").cloned().unwrap_or(Value::Null),
+            );
+            set(
+                &mut v,
+                "context",
+                b.get("context").cloned().unwrap_or(json!("default")),
+            );
+            set(&mut v, "created_at", json!(now()));
+            set(&mut v, "updated_at", json!(now()));
+            set_login(&mut v["creator"], &login);
+            repo.statuses.push(v.clone());
+            Ok((201, v))
+        }
+        "repos/create-commit-comment" => {
+            let id = state.next_id();
+            let full = req.repo_name();
+            let sha = req.param("commit_sha").to_string();
+            let login = req.identity.login().to_string();
+            let repo = repo_for(state, req)?;
+            let mut v = req.example(201);
+            set(&mut v, "id", json!(id));
+            set(&mut v, "node_id", json!(format!("CC_{id}")));
+            set(
+                &mut v,
+                "url",
+                json!(format!("{api}/repos/{full}/comments/{id}")),
+            );
+            set(
+                &mut v,
+                "html_url",
+                json!(format!("{api}/{full}/commit/{sha}#commitcomment-{id}")),
+            );
+            set(&mut v, "body", req.body["body"].clone());
+            set(&mut v, "commit_id", json!(sha));
+            set(&mut v, "path", Value::Null);
+            set(&mut v, "position", Value::Null);
+            set(&mut v, "line", Value::Null);
+            set(&mut v, "created_at", json!(now()));
+            set(&mut v, "updated_at", json!(now()));
+            set_login(&mut v["user"], &login);
+            repo.commit_comments.push(v.clone());
+            Ok((201, v))
+        }
+        "issues/list-comments" => {
+            let number: u64 = req.param("issue_number").parse().map_err(|_| not_found())?;
+            let repo = repo_for(state, req)?;
+            let items: Vec<Value> = repo
+                .issue_comments
+                .values()
+                .filter(|(n, _)| *n == number)
+                .map(|(_, c)| c.clone())
+                .collect();
+            Ok((200, Value::Array(page(req, items))))
+        }
+        "issues/create-comment" => {
+            let number: u64 = req.param("issue_number").parse().map_err(|_| not_found())?;
+            let id = state.next_id();
+            let full = req.repo_name();
+            let login = req.identity.login().to_string();
+            let repo = repo_for(state, req)?;
+            let body = req.body["body"].as_str().unwrap_or_default();
+            let v = issue_comment_value(&api, &full, number, id, &login, body);
+            repo.issue_comments.insert(id, (number, v.clone()));
+            Ok((201, v))
+        }
+        "issues/update-comment" => {
+            let id: u64 = req.param("comment_id").parse().map_err(|_| not_found())?;
+            let login = req.identity.login().to_string();
+            let repo = repo_for(state, req)?;
+            let (_, comment) = repo.issue_comments.get_mut(&id).ok_or_else(not_found)?;
+            if comment["user"]["login"].as_str() != Some(login.as_str()) {
+                return Err((403, "Resource not accessible by integration".into()));
+            }
+            set(comment, "body", req.body["body"].clone());
+            set(comment, "updated_at", json!(now()));
+            Ok((200, comment.clone()))
+        }
+        "repos/get-release-by-tag" => {
+            let tag = req.param("tag").to_string();
+            let repo = repo_for(state, req)?;
+            let found = repo
+                .releases
+                .values()
+                .find(|r| r["tag_name"].as_str() == Some(tag.as_str()))
+                .cloned()
+                .ok_or_else(not_found)?;
+            Ok((200, found))
+        }
+        "repos/create-release" => {
+            let id = state.next_id();
+            let full = req.repo_name();
+            let login = req.identity.login().to_string();
+            let repo = repo_for(state, req)?;
+            let b = &req.body;
+            let tag = b["tag_name"].as_str().unwrap_or_default().to_string();
+            if repo
+                .releases
+                .values()
+                .any(|r| r["tag_name"].as_str() == Some(tag.as_str()))
+            {
+                return Err((422, "Validation Failed: tag_name already_exists".into()));
+            }
+            let mut v = req.example(201);
+            set(&mut v, "id", json!(id));
+            set(&mut v, "node_id", json!(format!("RE_{id}")));
+            set(
+                &mut v,
+                "url",
+                json!(format!("{api}/repos/{full}/releases/{id}")),
+            );
+            set(
+                &mut v,
+                "html_url",
+                json!(format!("{api}/{full}/releases/tag/{tag}")),
+            );
+            set(
+                &mut v,
+                "assets_url",
+                json!(format!("{api}/repos/{full}/releases/{id}/assets")),
+            );
+            set(
+                &mut v,
+                "upload_url",
+                json!(format!(
+                    "{api}/repos/{full}/releases/{id}/assets{{?name,label}}"
+                )),
+            );
+            set(
+                &mut v,
+                "tarball_url",
+                json!(format!("{api}/repos/{full}/tarball/{tag}")),
+            );
+            set(
+                &mut v,
+                "zipball_url",
+                json!(format!("{api}/repos/{full}/zipball/{tag}")),
+            );
+            set(&mut v, "tag_name", json!(tag));
+            set(
+                &mut v,
+                "target_commitish",
+                b.get("target_commitish").cloned().unwrap_or(json!("main")),
+            );
+            set(
+                &mut v,
+                "name",
+                b.get("name").cloned().unwrap_or(Value::Null),
+            );
+            set(
+                &mut v,
+                "body",
+                b.get("body").cloned().unwrap_or(Value::Null),
+            );
+            set(
+                &mut v,
+                "draft",
+                b.get("draft").cloned().unwrap_or(json!(false)),
+            );
+            set(
+                &mut v,
+                "prerelease",
+                b.get("prerelease").cloned().unwrap_or(json!(false)),
+            );
+            set(&mut v, "created_at", json!(now()));
+            set(&mut v, "published_at", json!(now()));
+            set(&mut v, "assets", json!([]));
+            set_login(&mut v["author"], &login);
+            repo.releases.insert(id, v.clone());
+            Ok((201, v))
+        }
+        "repos/update-release" => {
+            let id: u64 = req.param("release_id").parse().map_err(|_| not_found())?;
+            let repo = repo_for(state, req)?;
+            let release = repo.releases.get_mut(&id).ok_or_else(not_found)?;
+            // Request fields that are also answer fields (make_latest, for one, is not).
+            if let Some(fields) = req.body.as_object() {
+                for (k, v) in fields {
+                    if release.get(k).is_some() {
+                        set(release, k, v.clone());
+                    }
+                }
+            }
+            Ok((200, release.clone()))
+        }
+        other => Err((
+            404,
+            format!("the fake GitHub does not implement {other} (it is in the description)"),
+        )),
+    }
+}
+
+/// `per_page` and `page` as GitHub applies them (30 per page by default).
+fn page(req: &Request, items: Vec<Value>) -> Vec<Value> {
+    let per_page = req.query_u64("per_page").unwrap_or(30).clamp(1, 100) as usize;
+    let page = req.query_u64("page").unwrap_or(1).max(1) as usize;
+    items
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect()
+}
+
+/// Applies a create or update body to a check run, as GitHub does: a conclusion
+/// completes the run; annotations are appended.
+fn apply_check_update(run: &mut CheckRun, b: &Value, api: &str, full: &str, id: u64) {
+    let v = &mut run.current;
+    for key in [
+        "name",
+        "details_url",
+        "external_id",
+        "started_at",
+        "completed_at",
+    ] {
+        if let Some(x) = b.get(key) {
+            set(v, key, x.clone());
+        }
+    }
+    if let Some(s) = b.get("status") {
+        set(v, "status", s.clone());
+    }
+    if let Some(c) = b.get("conclusion") {
+        set(v, "conclusion", c.clone());
+        set(v, "status", json!("completed"));
+        if v["completed_at"].is_null() {
+            set(v, "completed_at", json!(now()));
+        }
+    }
+    if let Some(out) = b.get("output") {
+        if let Some(a) = out.get("annotations").and_then(Value::as_array) {
+            run.annotations.extend(a.iter().cloned());
+        }
+        if let Some(s) = out.get("summary").and_then(Value::as_str) {
+            run.summaries.push(s.to_string());
+        }
+    }
+    let output = json!({
+        "title": b.pointer("/output/title").cloned().unwrap_or_else(|| v["output"]["title"].clone()),
+        "summary": b.pointer("/output/summary").cloned().unwrap_or_else(|| v["output"]["summary"].clone()),
+        "text": b.pointer("/output/text").cloned().unwrap_or_else(|| v["output"]["text"].clone()),
+        "annotations_count": run.annotations.len(),
+        "annotations_url": format!("{api}/repos/{full}/check-runs/{id}/annotations"),
+    });
+    set(v, "output", output);
+    let status = v["status"].as_str().unwrap_or_default().to_string();
+    if run.status_history.last() != Some(&status) {
+        run.status_history.push(status);
+    }
+}
+
+/// An issue comment shaped like the description's example.
+pub fn issue_comment_value(
+    api: &str,
+    full: &str,
+    number: u64,
+    id: u64,
+    login: &str,
+    body: &str,
+) -> Value {
+    let spec = super::spec();
+    let (op, _) = spec
+        .find("POST", &format!("/repos/{full}/issues/{number}/comments"))
+        .expect("issues/create-comment in the description");
+    let mut v = spec.example(op, 201).expect("issue comment example");
+    spec.complete(
+        &mut v,
+        spec.response_schema(op, 201).expect("issue comment schema"),
+    );
+    set(&mut v, "id", json!(id));
+    set(&mut v, "node_id", json!(format!("IC_{id}")));
+    set(
+        &mut v,
+        "url",
+        json!(format!("{api}/repos/{full}/issues/comments/{id}")),
+    );
+    set(
+        &mut v,
+        "html_url",
+        json!(format!("{api}/{full}/pull/{number}#issuecomment-{id}")),
+    );
+    set(
+        &mut v,
+        "issue_url",
+        json!(format!("{api}/repos/{full}/issues/{number}")),
+    );
+    set(&mut v, "body", json!(body));
+    set(&mut v, "created_at", json!(now()));
+    set(&mut v, "updated_at", json!(now()));
+    set_login(&mut v["user"], login);
+    v
+}
