@@ -32,7 +32,7 @@ use crate::plan::model::BuildFacts;
 pub const DEFAULT_PER_REGION_CONCURRENCY: usize = 4;
 
 /// The unencrypted image taken from the builder.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Intermediate {
     pub target: Target,
     pub image_id: String,
@@ -40,7 +40,7 @@ pub struct Intermediate {
 }
 
 /// One finished copy.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct CopyOutcome {
     pub target: Target,
     pub image_id: String,

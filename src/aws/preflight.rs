@@ -15,7 +15,7 @@ use super::{policy, tags, EngineCtx};
 use crate::plan::model::{tag_keys, AccountTarget, BuildPlan, SourcePlan};
 
 /// The image the builder boots from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SourceImage {
     pub id: String,
     pub name: Option<String>,
@@ -23,7 +23,7 @@ pub struct SourceImage {
 }
 
 /// A copy target with its KMS key resolved to an ARN.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ResolvedCopy {
     pub target: Target,
     /// The role used for this account; `None` for the home account.
@@ -34,7 +34,7 @@ pub struct ResolvedCopy {
     pub kms_key_arn: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Preflight {
     pub source: SourceImage,
     pub copies: Vec<ResolvedCopy>,
