@@ -163,8 +163,12 @@ fn parse_vars(vars: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 fn head_sha(repo: &Path) -> anyhow::Result<String> {
-    let repo = git2::Repository::discover(repo)
-        .with_context(|| format!("{} is not inside a git repository: pass --git-sha", repo.display()))?;
+    let repo = git2::Repository::discover(repo).with_context(|| {
+        format!(
+            "{} is not inside a git repository: pass --git-sha",
+            repo.display()
+        )
+    })?;
     let head = repo
         .head()
         .context("the repository has no HEAD commit: commit first or pass --git-sha")?;

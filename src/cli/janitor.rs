@@ -20,7 +20,12 @@ pub struct JanitorArgs {
     #[arg(long = "region", value_name = "REGION")]
     pub regions: Vec<String>,
     /// The build state store.
-    #[arg(long, value_name = "URL", env = "BAKERY_DATABASE_URL", default_value = "sqlite://.bakery/bakery.db")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "BAKERY_DATABASE_URL",
+        default_value = "sqlite://.bakery/bakery.db"
+    )]
     pub state_db: String,
     /// Send every AWS call to this endpoint.
     #[arg(long, value_name = "URL", env = "BAKERY_AWS__ENDPOINT_URL")]
