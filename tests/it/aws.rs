@@ -200,8 +200,14 @@ impl Provisioner for RecordingProvisioner {
     }
 }
 
-async fn memory_store() -> DynStore {
-    Arc::new(SqlStore::open_sqlite_memory().await.unwrap())
+/// A store in an SQLite file of its own (removed with the returned folder).
+async fn temp_store() -> (DynStore, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("bakery-store-")
+        .tempdir()
+        .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bakery.db").display());
+    (Arc::new(SqlStore::connect(&url).await.unwrap()), dir)
 }
 
 async fn build(
@@ -352,7 +358,7 @@ fn tag_map(t: &[Tag]) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_build_to_three_regions_and_two_accounts() {
     let w = world().await;
-    let store = memory_store().await;
+    let (store, _store_dir) = temp_store().await;
     let plan = plan(
         "release-1.0.0",
         copies(&REGIONS, &[None, Some(other_account())]),
@@ -739,7 +745,7 @@ async fn roles_land_in_their_own_account() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflight_failures_cost_nothing_and_name_the_fix() {
     let w = world().await;
-    let store = memory_store().await;
+    let (store, _store_dir) = temp_store().await;
     let mut copies = copies(&["us-east-1", "eu-west-1"], &[None, Some(other_account())]);
     copies[3].kms_key_id = Some("alias/missing".into());
     let mut p = plan("release-2.0.0", copies);
@@ -775,7 +781,7 @@ async fn preflight_failures_cost_nothing_and_name_the_fix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_at_each_step_leaves_nothing() {
     let w = world().await;
-    let store = memory_store().await;
+    let (store, _store_dir) = temp_store().await;
     struct Case {
         name: &'static str,
         inject: Box<dyn Fn(&AwsProxy)>,
@@ -902,7 +908,7 @@ async fn a_failure_at_each_step_leaves_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_release_builds_nothing_and_a_moved_tag_is_refused() {
     let w = world().await;
-    let store = memory_store().await;
+    let (store, _store_dir) = temp_store().await;
     let mut cs = copies(&["us-east-1", "eu-west-1"], &[None]);
     cs.extend(copies(&["ap-southeast-2"], &[Some(other_account())]));
     let p = plan("release-3.0.0", cs);
@@ -1030,7 +1036,7 @@ async fn instance_alive(w: &World, t: &Target, id: &str) -> bool {
 async fn janitor_deletes_leftovers_of_finished_and_unknown_builds_only() {
     use bakery::aws::janitor::{self, JanitorOptions, Verdict};
     let w = world().await;
-    let store = memory_store().await;
+    let (store, _store_dir) = temp_store().await;
     let p = plan("release-4.0.0", copies(&["us-east-1"], &[None]));
     let (ok, log) = build(
         &w,
