@@ -223,7 +223,8 @@ pub struct TaggedResource {
     pub build_id: String,
     /// `bakery:role`.
     pub role: Option<String>,
-    /// From the resource itself, else from its `bakery:created-at` tag.
+    /// From its `bakery:created-at` tag (bakery's one clock for every kind), else from
+    /// the resource itself.
     pub created_at: Option<DateTime<Utc>>,
     pub name: Option<String>,
     pub tags: std::collections::BTreeMap<String, String>,
@@ -269,7 +270,7 @@ pub async fn find_tagged(
             resource: ResourceRef::new(kind, id, target),
             build_id: build,
             role: tags::value(t, tags::ROLE).map(str::to_string),
-            created_at: created.or_else(|| parse_time(tags::value(t, tags::CREATED_AT))),
+            created_at: parse_time(tags::value(t, tags::CREATED_AT)).or(created),
             name: tags::value(t, tag_keys::NAME).map(str::to_string),
             tags: tags::to_map(t),
         })
