@@ -791,7 +791,7 @@ async fn a_failure_at_each_step_leaves_nothing() {
     let cases = vec![
         Case {
             name: "credentials",
-            inject: Box::new(|p| p.fail("AssumeRole", "AccessDenied", 1, |_| true)),
+            inject: Box::new(|p| p.fail("AssumeRole", "AccessDenied", 100, |_| true)),
             provisioner_fails: false,
             expect: "cannot assume role",
         },
