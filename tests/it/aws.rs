@@ -1335,3 +1335,104 @@ async fn kill_9_at_each_step_boundary_then_restart() {
         }
     }
 }
+
+const BENCH_REGIONS: [&str; 16] = [
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-south-1",
+    "ca-central-1",
+    "sa-east-1",
+];
+
+/// The benchmark behind `bench/aws-parallel/run.sh`: the same recipe built to 1 region
+/// and to 16 regions through a proxy that adds latency to every EC2 call. Prints the
+/// ratio of the two build times and the EC2 calls per build; asserts nothing about time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run bench/aws-parallel/run.sh"]
+async fn bench_parallel_copies() {
+    let latency_ms: u64 = std::env::var("BAKERY_BENCH_LATENCY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let rounds: usize = std::env::var("BAKERY_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
+    let proxy = AwsProxy::start(moto.port).await;
+    let check = AwsSession::connect(settings(&moto.endpoint), "us-east-1")
+        .await
+        .unwrap();
+    for region in BENCH_REGIONS {
+        let kms = check.kms(&target(HOME, region)).unwrap();
+        let key = kms.create_key().send().await.unwrap();
+        kms.create_alias()
+            .alias_name("alias/ami")
+            .target_key_id(key.key_metadata().unwrap().key_id())
+            .send()
+            .await
+            .unwrap();
+    }
+    let w = World {
+        moto,
+        proxy,
+        check,
+        keys: BTreeMap::new(),
+    };
+    let (store, _dir) = temp_store().await;
+    w.proxy.set_ec2_latency(Duration::from_millis(latency_ms));
+
+    let mut times: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut calls: BTreeMap<usize, usize> = BTreeMap::new();
+    for round in 0..=rounds {
+        for n in [1usize, 16] {
+            let version = format!("bench-{round}-{n}");
+            let p = plan(&version, copies(&BENCH_REGIONS[..n], &[None]));
+            w.proxy.clear();
+            let started = Instant::now();
+            let (result, log) =
+                build(&w, &store, p, Arc::new(RecordingProvisioner::default())).await;
+            let elapsed = started.elapsed().as_secs_f64();
+            result.unwrap_or_else(|e| panic!("{e:#}\n{}", log.text()));
+            let ec2 = w
+                .proxy
+                .requests()
+                .iter()
+                .filter(|r| r.service == "ec2")
+                .count();
+            if round == 0 {
+                continue; // warm-up
+            }
+            times.entry(n).or_default().push(elapsed);
+            calls.insert(n, ec2);
+        }
+    }
+    let median = |v: &Vec<f64>| {
+        let mut v = v.clone();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let t1 = median(&times[&1]);
+    let t16 = median(&times[&16]);
+    println!("latency per EC2 call: {latency_ms} ms, rounds: {rounds}");
+    println!(
+        "build to  1 region : {t1:.2} s (median), {} EC2 calls",
+        calls[&1]
+    );
+    println!(
+        "build to 16 regions: {t16:.2} s (median), {} EC2 calls",
+        calls[&16]
+    );
+    println!("time(16)/time(1) = {:.2} (goal <= 1.3)", t16 / t1);
+}
