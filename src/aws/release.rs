@@ -10,7 +10,6 @@ use aws_sdk_ec2::types::Filter;
 use futures::future::join_all;
 
 use super::error::SdkResultExt;
-use super::resource::image_snapshots;
 use super::session::{AwsSession, Target};
 use super::{policy, tags};
 use crate::plan::model::{tag_keys, BuildPlan};
@@ -125,7 +124,12 @@ async fn released_in(
             build_id: tags::value(i.tags(), tag_keys::BUILD_ID)
                 .unwrap_or_default()
                 .to_string(),
-            snapshot_ids: image_snapshots(&ec2, &id).await?,
+            snapshot_ids: i
+                .block_device_mappings()
+                .iter()
+                .filter_map(|b| b.ebs().and_then(|e| e.snapshot_id()))
+                .map(str::to_string)
+                .collect(),
             image_id: id,
         });
     }

@@ -169,10 +169,13 @@ fn plan(version: &str, copies: Vec<CopyPlan>) -> BuildPlan {
     }
 }
 
+/// What the provisioner was handed: host, port, user, facts, the public key.
+type ProvisionCall = (String, u16, String, BuildFacts, String);
+
 /// A provisioner that records what it was handed and can be told to fail.
 #[derive(Default)]
 struct RecordingProvisioner {
-    calls: Mutex<Vec<(String, u16, String, BuildFacts, String)>>,
+    calls: Mutex<Vec<ProvisionCall>>,
     fail: Option<String>,
 }
 
