@@ -508,7 +508,13 @@ impl BuildRunner {
 
     async fn begin(&self, journal: &Journal, step: Step) -> anyhow::Result<()> {
         if let Some(p) = &self.options.pause {
-            p.maybe_pause(step.as_str(), journal.build_id()).await;
+            tokio::select! {
+                _ = p.maybe_pause(step.as_str(), journal.build_id()) => {}
+                _ = self.options.cancel.cancelled() => {}
+            }
+        }
+        if self.options.cancel.is_cancelled() {
+            return Err(anyhow::Error::new(Cancelled));
         }
         journal.step_started(step.as_str()).await
     }

@@ -1439,3 +1439,98 @@ async fn bench_parallel_copies() {
     );
     println!("time(16)/time(1) = {:.2} (goal <= 1.3)", t16 / t1);
 }
+
+/// SIGTERM while copies exist: the build deletes everything it made, copies in every
+/// account and region included, and records itself cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_cancels_and_cleans_up() {
+    let w = world().await;
+    let dir = tempfile::Builder::new()
+        .prefix("bakery-term-")
+        .tempdir()
+        .unwrap();
+    let db = format!("sqlite://{}", dir.path().join("bakery.db").display());
+    let mut p = plan(
+        "release-5.0.0",
+        copies(&["us-east-1", "eu-west-1"], &[None, Some(other_account())]),
+    );
+    p.distribute.deprecate_after_secs = None;
+    let plan_file = dir.path().join("plan.json");
+    std::fs::write(&plan_file, serde_json::to_string(&p).unwrap()).unwrap();
+    let marker = dir.path().join("paused");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bakery"))
+        .args(["build", "--plan-file"])
+        .arg(&plan_file)
+        .args([
+            "--state-db",
+            &db,
+            "--endpoint-url",
+            &w.moto.endpoint,
+            "--provisioner",
+            "none",
+        ])
+        .arg("--repo")
+        .arg(dir.path())
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("no-aws-credentials"),
+        )
+        .env("BAKERY_TEST_PAUSE_AT", "distribute:copied")
+        .env("BAKERY_TEST_PAUSE_FILE", &marker)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !marker.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "bakery exited before pausing"
+        );
+        assert!(started.elapsed() < Duration::from_secs(300), "never paused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let build_id = std::fs::read_to_string(&marker).unwrap();
+    // Every copy exists now.
+    for c in &p.distribute.copies {
+        let t = target(
+            c.account
+                .as_ref()
+                .map(|a| a.account_id.as_str())
+                .unwrap_or(HOME),
+            &c.region,
+        );
+        assert_eq!(images_named(&w, &t, &p.image.name).await.len(), 1);
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    let store = SqlStore::connect(&db).await.unwrap();
+    assert_eq!(
+        store.get_build(&build_id).await.unwrap().unwrap().state,
+        BuildState::Cancelled
+    );
+    let targets = plan_targets(&p);
+    let left = leftovers(&w, &targets, &build_id, false).await;
+    assert!(left.is_empty(), "left behind: {left:#?}\n{stderr}");
+    for t in &targets {
+        assert!(
+            images_named(&w, t, &p.image.name).await.is_empty(),
+            "copy left in {t}"
+        );
+        no_builder_resources(&w, t).await;
+    }
+}
