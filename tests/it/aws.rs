@@ -1534,3 +1534,96 @@ async fn sigterm_cancels_and_cleans_up() {
         no_builder_resources(&w, t).await;
     }
 }
+
+/// `bakery janitor` from the command line: dry run, then a real run; an untagged
+/// instance is never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn janitor_command_line() {
+    let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
+    let proxy = AwsProxy::start(moto.port).await;
+    let check = AwsSession::connect(settings(&moto.endpoint), "eu-west-1")
+        .await
+        .unwrap();
+    let w = World {
+        moto,
+        proxy,
+        check,
+        keys: BTreeMap::new(),
+    };
+    let t = target(HOME, "eu-west-1");
+    let old = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let leftover = run_instance(
+        &w,
+        &t,
+        &[
+            ("bakery:build-id", "gone-build"),
+            ("bakery:created-at", &old),
+        ],
+    )
+    .await;
+    let untagged = run_instance(&w, &t, &[]).await;
+    let dir = tempfile::Builder::new()
+        .prefix("bakery-janitor-")
+        .tempdir()
+        .unwrap();
+    let db = format!("sqlite://{}", dir.path().join("bakery.db").display());
+    let janitor = |dry_run: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_bakery"));
+        c.args([
+            "janitor",
+            "--region",
+            "eu-west-1",
+            "--ttl",
+            "6h",
+            "--state-db",
+            &db,
+        ])
+        .args(["--endpoint-url", &w.moto.endpoint])
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("no-aws-credentials"),
+        );
+        if dry_run {
+            c.arg("--dry-run");
+        }
+        c
+    };
+    let mut dry = janitor(true);
+    let out = tokio::task::spawn_blocking(move || dry.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("would delete instance") && stdout.contains(&leftover),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 resource(s) would be deleted (dry run)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&untagged), "{stdout}");
+    assert!(instance_alive(&w, &t, &leftover).await);
+
+    let mut real = janitor(false);
+    let out = tokio::task::spawn_blocking(move || real.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 resource(s) deleted"), "{stdout}");
+    assert!(!instance_alive(&w, &t, &leftover).await);
+    assert!(instance_alive(&w, &t, &untagged).await);
+}
