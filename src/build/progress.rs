@@ -80,3 +80,26 @@ impl LogSink for TerminalSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_display_follows_steps_without_a_terminal() {
+        let sink = TerminalSink {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::hidden()),
+            current: Mutex::new(None),
+        };
+        sink.line("preflight", OutputStream::Info, "checking");
+        sink.line("preflight", OutputStream::Stdout, "more");
+        assert_eq!(
+            sink.current.lock().unwrap().as_ref().unwrap().0,
+            "preflight"
+        );
+        sink.line("access", OutputStream::Info, "key pair imported");
+        assert_eq!(sink.current.lock().unwrap().as_ref().unwrap().0, "access");
+        sink.finish();
+        assert!(sink.current.lock().unwrap().is_none());
+    }
+}
