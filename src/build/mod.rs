@@ -2,6 +2,13 @@
 //! and release jobs. The log handle (`BuildLog`) lives here so that every layer (AWS
 //! engine, SSH provisioner, GitHub reporting) writes to one place.
 
+pub mod hooks;
+pub mod journal;
 pub mod log;
+pub mod manifest;
+pub mod progress;
+pub mod runner;
 
 pub use log::{BuildLog, LogSink, OutputStream};
+pub use manifest::Manifest;
+pub use runner::{BuildOptions, BuildOutcome, BuildRunner, Recovery, Step};

@@ -1,8 +1,239 @@
+//! `bakery build`: builds a recipe into images, like `packer build`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::ValueEnum;
+
+use super::RecipeArgs;
+use crate::aws::{AwsSession, AwsSettings, Budgets};
+use crate::build::hooks::{NoProvisioner, PauseAt};
+use crate::build::progress::{PlainSink, TerminalSink};
+use crate::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner, LogSink};
+use crate::database::{DynStore, SqlStore};
+use crate::plan::model::BuildPlan;
+use crate::provision::Provisioner;
+use crate::redact::Redactor;
 
 #[derive(Debug, clap::Args)]
-pub struct BuildArgs {}
+pub struct BuildArgs {
+    /// The recipe to build (a name under `recipes/`). Not needed with `--plan-file`.
+    pub recipe: Option<String>,
+    /// The version to build, e.g. `release-1.4.0`. Not needed with `--plan-file`.
+    #[arg(long)]
+    pub version: Option<String>,
+    #[command(flatten)]
+    pub recipe_args: RecipeArgs,
+    /// Build this plan (JSON, as `bakery plan --format json` prints it) instead of
+    /// planning from the repository.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["recipe", "version"])]
+    pub plan_file: Option<PathBuf>,
+    /// Write the result (Packer manifest format) here.
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+    /// The build state store; it keeps the step journal that lets an interrupted build
+    /// be resumed or cleaned up. Default: `sqlite://<repo>/.bakery/bakery.db`.
+    #[arg(long, value_name = "URL", env = "BAKERY_DATABASE_URL")]
+    pub state_db: Option<String>,
+    /// Send every AWS call to this endpoint.
+    #[arg(long, value_name = "URL", env = "BAKERY_AWS__ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// How long the intermediate image may take to become available.
+    #[arg(long, default_value = "90m", value_parser = humantime::parse_duration)]
+    pub image_timeout: Duration,
+    /// How long one copy may take to become available.
+    #[arg(long, default_value = "3h", value_parser = humantime::parse_duration)]
+    pub copy_timeout: Duration,
+    /// Copies running at once into one region.
+    #[arg(long, default_value_t = crate::aws::distribute::DEFAULT_PER_REGION_CONCURRENCY)]
+    pub copy_concurrency: usize,
+    /// Test hook: `none` skips SSH for plans without provision steps.
+    #[arg(long, value_enum, default_value_t = ProvisionerKind::Ssh, hide = true)]
+    pub provisioner: ProvisionerKind,
+}
 
-pub async fn run(_args: BuildArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`bakery build` is not available in this build")
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProvisionerKind {
+    Ssh,
+    /// Test hook: connects to nothing.
+    None,
+}
+
+pub async fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let plan = load_plan(&args)?;
+    let repo_root = args.recipe_args.repo.clone();
+    let store = open_store(args.state_db.as_deref(), &repo_root).await?;
+    let provisioner: Arc<dyn Provisioner> = match args.provisioner {
+        ProvisionerKind::Ssh => ssh_provisioner()?,
+        ProvisionerKind::None => Arc::new(NoProvisioner),
+    };
+
+    let terminal = std::io::stderr().is_terminal();
+    let terminal_sink = terminal.then(|| Arc::new(TerminalSink::new()));
+    let sink: Arc<dyn LogSink> = match &terminal_sink {
+        Some(t) => t.clone(),
+        None => Arc::new(PlainSink),
+    };
+    let log = BuildLog::new(Redactor::new(), vec![sink]);
+
+    let settings = AwsSettings {
+        endpoint_url: args.endpoint_url.clone(),
+        ..AwsSettings::default()
+    };
+    let session = Arc::new(AwsSession::connect(settings, &plan.builder.region).await?);
+
+    let cancel = tokio_util::sync::CancellationToken::new();
+    spawn_signal_handler(cancel.clone(), log.clone());
+    let options = BuildOptions {
+        repo_root,
+        job_id: None,
+        budgets: Budgets {
+            image_available: args.image_timeout,
+            copy_available: args.copy_timeout,
+            ..Budgets::default()
+        },
+        per_region_concurrency: args.copy_concurrency,
+        cancel,
+        pause: PauseAt::from_env(),
+    };
+    let runner = BuildRunner::new(session, store, provisioner, log, options);
+    let outcome = runner.run(plan).await;
+    if let Some(t) = &terminal_sink {
+        t.finish();
+    }
+    let outcome = outcome?;
+    if let Some(path) = &args.manifest {
+        outcome.manifest().write(path)?;
+    }
+    print_outcome(&outcome);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_plan(args: &BuildArgs) -> anyhow::Result<BuildPlan> {
+    if let Some(path) = &args.plan_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read plan file {}", path.display()))?;
+        return serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a plan: write it with `bakery plan RECIPE --version V --format json`",
+                path.display()
+            )
+        });
+    }
+    let recipe = args
+        .recipe
+        .as_deref()
+        .context("name the recipe to build (or give --plan-file)")?;
+    let version = args
+        .version
+        .as_deref()
+        .context("give the version to build with --version")?;
+    let repo = &args.recipe_args.repo;
+    let git_sha = match &args.recipe_args.git_sha {
+        Some(sha) => sha.clone(),
+        None => head_sha(repo)?,
+    };
+    let vars = parse_vars(&args.recipe_args.vars)?;
+    crate::plan::plan_from_repo(&crate::plan::PlanRequest {
+        repo_root: repo,
+        recipe,
+        version,
+        git_sha: &git_sha,
+        build_time: chrono::Utc::now(),
+        vars,
+        var_files: args.recipe_args.var_files.clone(),
+        ephemeral: false,
+    })
+}
+
+fn parse_vars(vars: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    vars.iter()
+        .map(|v| {
+            let (k, val) = v
+                .split_once('=')
+                .with_context(|| format!("--var {v:?}: write it as name=value"))?;
+            Ok((k.trim().to_string(), val.to_string()))
+        })
+        .collect()
+}
+
+fn head_sha(repo: &Path) -> anyhow::Result<String> {
+    let repo = git2::Repository::discover(repo).with_context(|| {
+        format!(
+            "{} is not inside a git repository: pass --git-sha",
+            repo.display()
+        )
+    })?;
+    let head = repo
+        .head()
+        .context("the repository has no HEAD commit: commit first or pass --git-sha")?;
+    let commit = head.peel_to_commit().context("HEAD is not a commit")?;
+    Ok(commit.id().to_string())
+}
+
+/// Opens the build state store (default: an SQLite file under the repository).
+pub async fn open_store(url: Option<&str>, repo_root: &Path) -> anyhow::Result<DynStore> {
+    let url = match url {
+        Some(u) => u.to_string(),
+        None => format!(
+            "sqlite://{}",
+            repo_root.join(".bakery").join("bakery.db").display()
+        ),
+    };
+    Ok(Arc::new(SqlStore::connect(&url).await?))
+}
+
+fn ssh_provisioner() -> anyhow::Result<Arc<dyn Provisioner>> {
+    anyhow::bail!(
+        "the SSH provisioner is not available in this build of bakery: build from a release that includes it"
+    )
+}
+
+/// SIGINT or SIGTERM cancels the build, which then deletes what it created.
+fn spawn_signal_handler(cancel: tokio_util::sync::CancellationToken, log: BuildLog) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        log.info("cancel", "interrupted: cleaning up before exiting");
+        cancel.cancel();
+    });
+}
+
+fn print_outcome(outcome: &BuildOutcome) {
+    let manifest = outcome.manifest();
+    match outcome {
+        BuildOutcome::Built {
+            build_id, resumed, ..
+        } => {
+            let how = if *resumed { " (resumed)" } else { "" };
+            println!("build {build_id} succeeded{how}");
+        }
+        BuildOutcome::AlreadyReleased { .. } => {
+            println!("already released from this commit: nothing was built");
+        }
+    }
+    println!("{:<14} {:<16} {:<24} KMS key", "account", "region", "image");
+    for b in &manifest.builds {
+        for c in &b.copies {
+            println!(
+                "{:<14} {:<16} {:<24} {}",
+                c.account,
+                c.region,
+                c.ami,
+                c.kms_key_id.as_deref().unwrap_or("-")
+            );
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! bakery's integration tests: one binary, one module per area. Each test starts the
-//! real components it needs (the store, the HTTP router, the `bakery` binary, a fake
-//! GitHub that follows GitHub's REST description, real git repositories).
+//! real components it needs (the store, the HTTP router, the `bakery` binary, moto, a
+//! fake GitHub that follows GitHub's REST description, real git repositories).
 
+mod aws;
 mod github;
 mod intake;
 mod serve;

@@ -1,0 +1,176 @@
+//! The intermediate image: taken from the stopped builder in the builder region, tagged
+//! (image and snapshots), and waited on under a time budget.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_sdk_ec2::types::{ImageState, ResourceType};
+use serde_json::json;
+
+use super::error::SdkResultExt;
+use super::resource::{ResourceKind, ResourceRef};
+use super::session::Target;
+use super::wait::{self, Poll};
+use super::{policy, tags, EngineCtx};
+use crate::plan::model::BuildFacts;
+
+/// The intermediate's name: the final name plus the build, so it never takes the final
+/// copy's name in the builder region.
+pub fn intermediate_name(final_name: &str, build_id: &str) -> String {
+    let suffix = format!(" bakery-intermediate-{build_id}");
+    let keep = 128usize.saturating_sub(suffix.len());
+    let head: String = final_name.chars().take(keep).collect();
+    format!("{head}{suffix}")
+}
+
+/// Tags for the intermediate image and its snapshots.
+pub fn intermediate_tags(ctx: &EngineCtx<'_>, facts: &BuildFacts) -> BTreeMap<String, String> {
+    let mut t = ctx.plan.image_tags(facts);
+    t.insert(
+        crate::plan::model::tag_keys::NAME.into(),
+        intermediate_name(&ctx.plan.image.name, ctx.build_id),
+    );
+    t.insert(tags::ROLE.into(), tags::role::INTERMEDIATE.into());
+    t.insert(tags::CREATED_AT.into(), ctx.now());
+    t
+}
+
+/// Creates the intermediate image from the stopped builder.
+pub async fn create_intermediate(
+    ctx: EngineCtx<'_>,
+    target: &Target,
+    instance_id: &str,
+    facts: &BuildFacts,
+) -> anyhow::Result<String> {
+    let ec2 = ctx.session.ec2(target)?;
+    let name = intermediate_name(&ctx.plan.image.name, ctx.build_id);
+    let tags = intermediate_tags(&ctx, facts);
+    ctx.journal
+        .creating(ResourceKind::Image, target, json!({ "name": name }))
+        .await?;
+    let out = policy::call(&format!("create image {name:?} in {target}"), || async {
+        ec2.create_image()
+            .instance_id(instance_id)
+            .name(&name)
+            .description(&ctx.plan.image.description)
+            .tag_specifications(tags::spec(ResourceType::Image, &tags))
+            .send()
+            .await
+            .aws()
+    })
+    .await
+    .with_context(|| format!("cannot create an image of builder {instance_id} in {target}"))?;
+    let image_id = out
+        .image_id()
+        .context("CreateImage returned no image id")?
+        .to_string();
+    ctx.journal
+        .created(
+            &ResourceRef::new(ResourceKind::Image, &image_id, target),
+            json!({ "role": tags::role::INTERMEDIATE }),
+        )
+        .await?;
+    ctx.log.info(
+        "image",
+        format!("intermediate image {image_id} created from {instance_id}"),
+    );
+    Ok(image_id)
+}
+
+/// Waits until an image is available; `failed` is an error. Returns its snapshot ids.
+pub async fn wait_available(
+    ctx: EngineCtx<'_>,
+    target: &Target,
+    image_id: &str,
+    budget: Duration,
+) -> anyhow::Result<Vec<String>> {
+    let ec2 = ctx.session.ec2(target)?;
+    wait::until(
+        &format!("image {image_id} in {target} to be available"),
+        budget,
+        ctx.session.settings().poll,
+        || async {
+            let out = policy::call_fresh(&format!("describe image {image_id}"), || async {
+                ec2.describe_images().image_ids(image_id).send().await.aws()
+            })
+            .await?;
+            let image = out
+                .images()
+                .first()
+                .with_context(|| format!("image {image_id} is gone from {target}"))?;
+            match image.state() {
+                Some(ImageState::Available) => Ok(Poll::Ready(
+                    image
+                        .block_device_mappings()
+                        .iter()
+                        .filter_map(|b| b.ebs().and_then(|e| e.snapshot_id()))
+                        .map(str::to_string)
+                        .collect(),
+                )),
+                Some(ImageState::Failed) | Some(ImageState::Error) => {
+                    let reason = image
+                        .state_reason()
+                        .and_then(|r| r.message())
+                        .unwrap_or("no reason given");
+                    anyhow::bail!("image {image_id} in {target} failed: {reason}")
+                }
+                other => Ok(Poll::Pending(
+                    other.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                )),
+            }
+        },
+    )
+    .await
+}
+
+/// Tags snapshots (at once after their image exists: EC2 creates them with the image) and
+/// records them in the journal as belonging to `image_id`.
+pub async fn tag_snapshots(
+    ctx: EngineCtx<'_>,
+    target: &Target,
+    image_id: &str,
+    snapshot_ids: &[String],
+    tags: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    if snapshot_ids.is_empty() {
+        return Ok(());
+    }
+    let ec2 = ctx.session.ec2(target)?;
+    for snap in snapshot_ids {
+        ctx.journal
+            .created(
+                &ResourceRef::new(ResourceKind::Snapshot, snap, target),
+                json!({ "image": image_id }),
+            )
+            .await?;
+    }
+    policy::call_fresh(
+        &format!("tag snapshots of {image_id} in {target}"),
+        || async {
+            ec2.create_tags()
+                .set_resources(Some(snapshot_ids.to_vec()))
+                .set_tags(Some(tags::to_ec2(tags)))
+                .send()
+                .await
+                .aws()
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intermediate_names_differ_from_the_final_name_and_fit_ec2() {
+        let id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+        let n = intermediate_name("base-release-1.0", id);
+        assert_eq!(n, format!("base-release-1.0 bakery-intermediate-{id}"));
+        let long = intermediate_name(&"x".repeat(200), id);
+        assert_eq!(long.chars().count(), 128);
+        assert!(long.ends_with(id));
+    }
+}

@@ -1,0 +1,206 @@
+//! The builder instance: launched with tags, IMDSv2 and an idempotency token; waited on
+//! until it runs and has an address; stopped before the image is taken.
+
+use anyhow::Context;
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, InstanceMetadataEndpointState,
+    InstanceMetadataOptionsRequest, InstanceStateName, InstanceType, ResourceType, VolumeType,
+};
+use serde_json::json;
+
+use super::error::SdkResultExt;
+use super::preflight::SourceImage;
+use super::resource::{ResourceKind, ResourceRef};
+use super::session::Target;
+use super::wait::{self, Poll};
+use super::{policy, tags, EngineCtx};
+
+/// A running builder and its addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Builder {
+    pub id: String,
+    pub public_ip: Option<String>,
+    pub private_ip: Option<String>,
+}
+
+/// RunInstances' idempotency token: the same build never launches twice.
+pub fn client_token(build_id: &str) -> String {
+    format!("bakery-{build_id}").chars().take(64).collect()
+}
+
+/// Launches the builder from `source`, with the key pair and security group.
+pub async fn launch(
+    ctx: EngineCtx<'_>,
+    target: &Target,
+    source: &SourceImage,
+    key_name: &str,
+    security_group: &str,
+) -> anyhow::Result<String> {
+    let plan = &ctx.plan.builder;
+    let ec2 = ctx.session.ec2(target)?;
+    let tags = tags::builder_tags(ctx.plan, ctx.build_id, &ctx.now());
+    let token = client_token(ctx.build_id);
+    let root = source.root_device_name.as_ref().map(|device| {
+        BlockDeviceMapping::builder()
+            .device_name(device)
+            .ebs(
+                EbsBlockDevice::builder()
+                    .volume_size(plan.volume_size_gb as i32)
+                    .volume_type(VolumeType::from(plan.volume_type.as_str()))
+                    .delete_on_termination(true)
+                    .build(),
+            )
+            .build()
+    });
+    let metadata = InstanceMetadataOptionsRequest::builder()
+        .http_endpoint(InstanceMetadataEndpointState::Enabled)
+        .http_tokens(if plan.imdsv2_required {
+            HttpTokensState::Required
+        } else {
+            HttpTokensState::Optional
+        })
+        .build();
+    ctx.journal
+        .creating(
+            ResourceKind::Instance,
+            target,
+            json!({ "client_token": token }),
+        )
+        .await?;
+    let out = policy::call(&format!("launch the builder in {target}"), || async {
+        ec2.run_instances()
+            .image_id(&source.id)
+            .instance_type(InstanceType::from(plan.instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .key_name(key_name)
+            .security_group_ids(security_group)
+            .set_subnet_id(plan.subnet_id.clone())
+            .set_block_device_mappings(root.clone().map(|r| vec![r]))
+            .metadata_options(metadata.clone())
+            .client_token(&token)
+            .tag_specifications(tags::spec(ResourceType::Instance, &tags))
+            .tag_specifications(tags::spec(ResourceType::Volume, &tags))
+            .send()
+            .await
+            .aws()
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "cannot launch a {} builder from {} in {target}: check the instance type is offered there and the role may ec2:RunInstances",
+            plan.instance_type, source.id
+        )
+    })?;
+    let id = out
+        .instances()
+        .first()
+        .and_then(|i| i.instance_id())
+        .context("RunInstances returned no instance")?
+        .to_string();
+    ctx.journal
+        .created(
+            &ResourceRef::new(ResourceKind::Instance, &id, target),
+            json!({}),
+        )
+        .await?;
+    ctx.log.info(
+        "instance",
+        format!(
+            "builder {id} launched ({}) from {}",
+            plan.instance_type, source.id
+        ),
+    );
+    Ok(id)
+}
+
+/// Waits until the builder runs and has the address the plan connects through.
+pub async fn wait_running(
+    ctx: EngineCtx<'_>,
+    target: &Target,
+    id: &str,
+) -> anyhow::Result<Builder> {
+    let ec2 = ctx.session.ec2(target)?;
+    let need_public = matches!(
+        ctx.plan.builder.connect,
+        crate::plan::model::ConnectVia::PublicIp
+    );
+    wait::until(
+        &format!("builder {id} to run"),
+        ctx.budgets.instance_running,
+        ctx.session.settings().poll,
+        || async {
+            let out = policy::call_fresh(&format!("describe builder {id}"), || async {
+                ec2.describe_instances().instance_ids(id).send().await.aws()
+            })
+            .await?;
+            let inst = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .next()
+                .with_context(|| format!("builder {id} is gone from {target}"))?;
+            let state = inst.state().and_then(|s| s.name()).cloned();
+            match state {
+                Some(InstanceStateName::Running) => {
+                    let b = Builder {
+                        id: id.to_string(),
+                        public_ip: inst.public_ip_address().map(str::to_string),
+                        private_ip: inst.private_ip_address().map(str::to_string),
+                    };
+                    if need_public && b.public_ip.is_none() {
+                        return Ok(Poll::Pending("running, no public address yet".into()));
+                    }
+                    Ok(Poll::Ready(b))
+                }
+                Some(InstanceStateName::Pending) | None => Ok(Poll::Pending("pending".into())),
+                Some(other) => {
+                    let reason = inst
+                        .state_reason()
+                        .and_then(|r| r.message())
+                        .unwrap_or("no reason given");
+                    anyhow::bail!(
+                        "builder {id} is {} instead of running: {reason}",
+                        other.as_str()
+                    )
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// Stops the builder and waits until it is stopped, so the image is consistent.
+pub async fn stop(ctx: EngineCtx<'_>, target: &Target, id: &str) -> anyhow::Result<()> {
+    let ec2 = ctx.session.ec2(target)?;
+    policy::call(&format!("stop builder {id}"), || async {
+        ec2.stop_instances().instance_ids(id).send().await.aws()
+    })
+    .await?;
+    wait::until(
+        &format!("builder {id} to stop"),
+        ctx.budgets.instance_stopped,
+        ctx.session.settings().poll,
+        || async {
+            let out = policy::call(&format!("describe builder {id}"), || async {
+                ec2.describe_instances().instance_ids(id).send().await.aws()
+            })
+            .await?;
+            let state = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .find_map(|i| i.state().and_then(|s| s.name()).cloned());
+            match state {
+                Some(InstanceStateName::Stopped) => Ok(Poll::Ready(())),
+                Some(InstanceStateName::Terminated) | Some(InstanceStateName::ShuttingDown) => {
+                    anyhow::bail!("builder {id} was terminated while it was being stopped")
+                }
+                other => Ok(Poll::Pending(
+                    other.map(|s| s.as_str().to_string()).unwrap_or_default(),
+                )),
+            }
+        },
+    )
+    .await
+}

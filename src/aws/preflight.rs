@@ -1,0 +1,349 @@
+//! Checks before anything is launched: they cost nothing and say exactly what is wrong.
+//!
+//! - every target account's role can be assumed (see [`assume_roles`]);
+//! - the source image resolves;
+//! - the image name is free in every target account and region;
+//! - every KMS key exists and is enabled.
+
+use anyhow::Context;
+use aws_sdk_ec2::types::{Filter, ImageState};
+use futures::future::join_all;
+
+use super::error::{AwsError, SdkResultExt};
+use super::session::{AwsSession, Target};
+use super::{policy, tags, EngineCtx};
+use crate::plan::model::{tag_keys, AccountTarget, BuildPlan, SourcePlan};
+
+/// The image the builder boots from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SourceImage {
+    pub id: String,
+    pub name: Option<String>,
+    pub root_device_name: Option<String>,
+}
+
+/// A copy target with its KMS key resolved to an ARN.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ResolvedCopy {
+    pub target: Target,
+    /// The role used for this account; `None` for the home account.
+    pub account: Option<AccountTarget>,
+    /// The key as the plan names it.
+    pub kms_key_requested: Option<String>,
+    /// The key's ARN; `None` uses the account's default EBS key.
+    pub kms_key_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Preflight {
+    pub source: SourceImage,
+    pub copies: Vec<ResolvedCopy>,
+}
+
+/// Every account the plan copies to, once.
+pub fn target_accounts(plan: &BuildPlan) -> Vec<AccountTarget> {
+    let mut accounts: Vec<AccountTarget> = plan
+        .distribute
+        .copies
+        .iter()
+        .filter_map(|c| c.account.clone())
+        .collect();
+    accounts.sort();
+    accounts.dedup();
+    accounts
+}
+
+/// Assumes every target account's role (session name `bakery-<build id>`), all at once.
+pub async fn assume_roles(
+    session: &AwsSession,
+    plan: &BuildPlan,
+    build_id: &str,
+) -> anyhow::Result<()> {
+    let session_name = format!("bakery-{build_id}");
+    let accounts = target_accounts(plan);
+    let results = join_all(
+        accounts
+            .iter()
+            .map(|a| session.assume_role(a, &session_name)),
+    )
+    .await;
+    collect_errors("cannot reach every target account", results).map(|_| ())
+}
+
+/// Every copy target, resolved to an account id.
+pub fn copy_targets(
+    session: &AwsSession,
+    plan: &BuildPlan,
+) -> Vec<(Target, Option<AccountTarget>)> {
+    plan.distribute
+        .copies
+        .iter()
+        .map(|c| {
+            (
+                Target {
+                    account: session.account_of(c.account.as_ref()),
+                    region: c.region.clone(),
+                },
+                c.account.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Runs the checks. Every failure is reported, not just the first.
+pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
+    let plan = ctx.plan;
+    anyhow::ensure!(
+        !plan.distribute.copies.is_empty(),
+        "the plan has no copy targets: add at least one region to the recipe's distribute targets"
+    );
+    let builder = ctx.builder_target();
+    let targets = copy_targets(ctx.session, plan);
+
+    let source = resolve_source(ctx.session, &builder, &plan.source);
+    let names = join_all(
+        targets
+            .iter()
+            .map(|(t, _)| name_is_free(ctx.session, t, &plan.image.name)),
+    );
+    let keys = join_all(
+        plan.distribute
+            .copies
+            .iter()
+            .zip(&targets)
+            .map(|(c, (t, _))| resolve_kms_key(ctx.session, t, c.kms_key_id.as_deref())),
+    );
+    let (source, names, keys) = tokio::join!(source, names, keys);
+
+    let mut errors: Vec<String> = vec![];
+    if let Err(e) = &source {
+        errors.push(format!("{e:#}"));
+    }
+    errors.extend(
+        names
+            .iter()
+            .filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}"))),
+    );
+    errors.extend(
+        keys.iter()
+            .filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}"))),
+    );
+    if !errors.is_empty() {
+        anyhow::bail!("pre-flight checks failed:\n  - {}", errors.join("\n  - "));
+    }
+    let copies = targets
+        .into_iter()
+        .zip(plan.distribute.copies.iter())
+        .zip(keys)
+        .map(|(((target, account), copy), key)| ResolvedCopy {
+            target,
+            account,
+            kms_key_requested: copy.kms_key_id.clone(),
+            kms_key_arn: key.expect("errors were handled above"),
+        })
+        .collect();
+    Ok(Preflight {
+        source: source.expect("errors were handled above"),
+        copies,
+    })
+}
+
+fn collect_errors<T>(what: &str, results: Vec<anyhow::Result<T>>) -> anyhow::Result<Vec<T>> {
+    let mut ok = vec![];
+    let mut errors = vec![];
+    for r in results {
+        match r {
+            Ok(v) => ok.push(v),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(ok)
+    } else {
+        anyhow::bail!("{what}:\n  - {}", errors.join("\n  - "))
+    }
+}
+
+/// Finds the builder's source image in the builder region of the home account.
+pub async fn resolve_source(
+    session: &AwsSession,
+    builder: &Target,
+    source: &SourcePlan,
+) -> anyhow::Result<SourceImage> {
+    let ec2 = session.ec2(builder)?;
+    let to_source = |i: &aws_sdk_ec2::types::Image| SourceImage {
+        id: i.image_id().unwrap_or_default().to_string(),
+        name: i.name().map(str::to_string),
+        root_device_name: i.root_device_name().map(str::to_string),
+    };
+    match source {
+        SourcePlan::AmiId { id } => {
+            let out = policy::call(&format!("describe source image {id}"), || async {
+                ec2.describe_images().image_ids(id).send().await.aws()
+            })
+            .await;
+            let image = match out {
+                Ok(out) => out.images().first().cloned(),
+                Err(e) if super::error::is_not_found(&e) => None,
+                Err(e) => return Err(e),
+            };
+            let image = image.with_context(|| {
+                format!("source image {id} not found in {builder}: check the id and the region")
+            })?;
+            anyhow::ensure!(
+                image.state() == Some(&ImageState::Available),
+                "source image {id} in {builder} is {}, not available",
+                image
+                    .state()
+                    .map(|s| s.as_str())
+                    .unwrap_or("in an unknown state")
+            );
+            Ok(to_source(&image))
+        }
+        SourcePlan::Filter {
+            owners,
+            name,
+            architecture,
+            most_recent,
+        } => {
+            let out = policy::call(&format!("find source image {name:?}"), || async {
+                let mut req = ec2
+                    .describe_images()
+                    .set_owners(Some(owners.clone()))
+                    .filters(Filter::builder().name("name").values(name).build())
+                    .filters(Filter::builder().name("state").values("available").build());
+                if let Some(arch) = architecture {
+                    req = req.filters(Filter::builder().name("architecture").values(arch).build());
+                }
+                req.send().await.aws()
+            })
+            .await?;
+            let mut images = out.images().to_vec();
+            anyhow::ensure!(
+                !images.is_empty(),
+                "no source image named {name:?} owned by {} in {builder}: check the filter in the recipe's source",
+                owners.join(", ")
+            );
+            if !most_recent && images.len() > 1 {
+                let ids: Vec<_> = images.iter().filter_map(|i| i.image_id()).collect();
+                anyhow::bail!(
+                    "{} source images match {name:?} in {builder} ({}): narrow the filter or set most_recent = true",
+                    images.len(),
+                    ids.join(", ")
+                );
+            }
+            images.sort_by(|a, b| a.creation_date().cmp(&b.creation_date()));
+            Ok(to_source(images.last().expect("not empty")))
+        }
+        SourcePlan::Recipe { recipe, version } => {
+            let out = policy::call(
+                &format!("find released image of recipe {recipe}"),
+                || async {
+                    let mut req = ec2
+                        .describe_images()
+                        .owners("self")
+                        .filters(
+                            Filter::builder()
+                                .name(format!("tag:{}", tag_keys::RECIPE))
+                                .values(recipe)
+                                .build(),
+                        )
+                        .filters(
+                            Filter::builder()
+                                .name("tag-key")
+                                .values(tags::RELEASED)
+                                .build(),
+                        )
+                        .filters(Filter::builder().name("state").values("available").build());
+                    if version != "latest" {
+                        req = req.filters(
+                            Filter::builder()
+                                .name(format!("tag:{}", tag_keys::IMAGE_VERSION))
+                                .values(version)
+                                .build(),
+                        );
+                    }
+                    req.send().await.aws()
+                },
+            )
+            .await?;
+            let mut images = out.images().to_vec();
+            images.sort_by(|a, b| a.creation_date().cmp(&b.creation_date()));
+            let image = images.last().with_context(|| {
+                format!(
+                    "no released image of recipe {recipe} version {version} in {builder}: release it first (or copy it to {})",
+                    builder.region
+                )
+            })?;
+            Ok(to_source(image))
+        }
+    }
+}
+
+async fn name_is_free(session: &AwsSession, target: &Target, name: &str) -> anyhow::Result<()> {
+    let ec2 = session.ec2(target)?;
+    let out = policy::call(
+        &format!("look up image name {name:?} in {target}"),
+        || async {
+            ec2.describe_images()
+                .owners("self")
+                .filters(Filter::builder().name("name").values(name).build())
+                .send()
+                .await
+                .aws()
+        },
+    )
+    .await?;
+    if let Some(existing) = out.images().first() {
+        anyhow::bail!(
+            "image name {name:?} is taken in {target} by {}: image names are unique per region, \
+             so bump the version or deregister that image",
+            existing.image_id().unwrap_or("an image")
+        );
+    }
+    Ok(())
+}
+
+/// Resolves a KMS key to its ARN and checks it is enabled. `None` (the account's default
+/// EBS key) needs no check.
+pub async fn resolve_kms_key(
+    session: &AwsSession,
+    target: &Target,
+    key: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let kms = session.kms(target)?;
+    let out = policy::call(&format!("describe KMS key {key} in {target}"), || async {
+        kms.describe_key().key_id(key).send().await.aws()
+    })
+    .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(e) if super::error::aws_error(&e).is_some_and(AwsError::is_not_found) => {
+            anyhow::bail!(
+                "KMS key {key} not found in {target}: create it there or fix the recipe's kms key for this target"
+            )
+        }
+        Err(e) => {
+            return Err(e.context(format!(
+                "cannot use KMS key {key} in {target}: the role needs kms:DescribeKey on it"
+            )))
+        }
+    };
+    let meta = out
+        .key_metadata()
+        .with_context(|| format!("KMS DescribeKey for {key} in {target} returned no metadata"))?;
+    let state = meta.key_state().map(|s| s.as_str().to_string());
+    anyhow::ensure!(
+        meta.enabled() && state.as_deref().unwrap_or("Enabled") == "Enabled",
+        "KMS key {key} in {target} is {}: enable it, or pick another key",
+        state.unwrap_or_else(|| "disabled".into())
+    );
+    Ok(Some(
+        meta.arn()
+            .with_context(|| format!("KMS key {key} in {target} has no ARN"))?
+            .to_string(),
+    ))
+}

@@ -1,0 +1,137 @@
+//! Immutable releases: a recipe's version is built once.
+//!
+//! Final images carry `bakery:recipe`, `ImageVersion`, `bakery:git-sha`, and
+//! `bakery:released` once every copy of their build is available. Before anything is
+//! launched, each copy target is searched for such images: if they exist from the same
+//! commit the build is already done; from another commit, the tag was moved and the build
+//! is refused.
+
+use aws_sdk_ec2::types::Filter;
+use futures::future::join_all;
+
+use super::error::SdkResultExt;
+use super::session::{AwsSession, Target};
+use super::{policy, tags};
+use crate::plan::model::{tag_keys, BuildPlan};
+
+/// A final image of an earlier, complete build of this version.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReleasedImage {
+    pub target: Target,
+    pub image_id: String,
+    pub git_sha: String,
+    pub build_id: String,
+    pub snapshot_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReleaseState {
+    /// Nothing released yet: build.
+    New,
+    /// Every target already has this version from this commit: build nothing.
+    Released(Vec<ReleasedImage>),
+}
+
+/// Looks for released images of `plan`'s recipe and version in `targets`.
+pub async fn check(
+    session: &AwsSession,
+    plan: &BuildPlan,
+    targets: &[Target],
+) -> anyhow::Result<ReleaseState> {
+    let found = join_all(targets.iter().map(|t| released_in(session, plan, t))).await;
+    let mut images = vec![];
+    for r in found {
+        images.extend(r?);
+    }
+    if images.is_empty() {
+        return Ok(ReleaseState::New);
+    }
+    if let Some(moved) = images.iter().find(|i| i.git_sha != plan.git_sha) {
+        anyhow::bail!(
+            "{} {} was already released from commit {} ({} in {}), but the tag now points at {}: \
+             a released version is immutable, so tag a new version instead of moving this one",
+            plan.recipe,
+            plan.version,
+            moved.git_sha,
+            moved.image_id,
+            moved.target,
+            plan.git_sha
+        );
+    }
+    let missing: Vec<String> = targets
+        .iter()
+        .filter(|t| !images.iter().any(|i| &i.target == *t))
+        .map(|t| t.to_string())
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "{} {} was released from this commit, but its image is missing in {}: it was removed \
+             by hand; release a new version (a released version is never rebuilt)",
+            plan.recipe,
+            plan.version,
+            missing.join(", ")
+        );
+    }
+    Ok(ReleaseState::Released(images))
+}
+
+async fn released_in(
+    session: &AwsSession,
+    plan: &BuildPlan,
+    target: &Target,
+) -> anyhow::Result<Vec<ReleasedImage>> {
+    let ec2 = session.ec2(target)?;
+    let out = policy::call(
+        &format!(
+            "look for released {} {} in {target}",
+            plan.recipe, plan.version
+        ),
+        || async {
+            ec2.describe_images()
+                .owners("self")
+                .filters(
+                    Filter::builder()
+                        .name(format!("tag:{}", tag_keys::RECIPE))
+                        .values(&plan.recipe)
+                        .build(),
+                )
+                .filters(
+                    Filter::builder()
+                        .name(format!("tag:{}", tag_keys::IMAGE_VERSION))
+                        .values(&plan.version)
+                        .build(),
+                )
+                .filters(
+                    Filter::builder()
+                        .name("tag-key")
+                        .values(tags::RELEASED)
+                        .build(),
+                )
+                .send()
+                .await
+                .aws()
+        },
+    )
+    .await?;
+    let mut images = vec![];
+    for i in out.images() {
+        let id = i.image_id().unwrap_or_default().to_string();
+        images.push(ReleasedImage {
+            target: target.clone(),
+            git_sha: tags::value(i.tags(), tag_keys::GIT_SHA)
+                .unwrap_or_default()
+                .to_string(),
+            build_id: tags::value(i.tags(), tag_keys::BUILD_ID)
+                .unwrap_or_default()
+                .to_string(),
+            snapshot_ids: i
+                .block_device_mappings()
+                .iter()
+                .filter_map(|b| b.ebs().and_then(|e| e.snapshot_id()))
+                .map(str::to_string)
+                .collect(),
+            image_id: id,
+        });
+    }
+    Ok(images)
+}

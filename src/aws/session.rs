@@ -1,0 +1,300 @@
+//! AWS clients for every (account, region) a build touches, sharing one endpoint and one
+//! retry configuration.
+//!
+//! The home account uses the default credential chain (or the credentials given in
+//! [`AwsSettings`]). Every other account is reached through STS AssumeRole with
+//! `aws_config::sts::AssumeRoleProvider`, which inherits the endpoint, and a shared lazy
+//! identity cache that refreshes the role's credentials before they expire, so a
+//! three-hour copy outlives a one-hour role session.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_config::identity::IdentityCache;
+use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_types::sdk_config::SharedCredentialsProvider;
+use serde::{Deserialize, Serialize};
+
+use super::error::SdkResultExt;
+use super::policy;
+use super::wait::PollSettings;
+use crate::plan::model::AccountTarget;
+
+/// Attempts per call for throttling and 5xx answers; the SDK's default is 3.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
+
+/// How bakery talks to AWS.
+#[derive(Clone)]
+pub struct AwsSettings {
+    /// Send every call to this endpoint (a test server, a VPC endpoint).
+    pub endpoint_url: Option<String>,
+    /// Home-account credentials. `None` uses the default credential chain.
+    pub credentials: Option<SharedCredentialsProvider>,
+    pub max_attempts: u32,
+    /// How long waits poll.
+    pub poll: PollSettings,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            endpoint_url: None,
+            credentials: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            poll: PollSettings::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for AwsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsSettings")
+            .field("endpoint_url", &self.endpoint_url)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "<explicit, redacted>"),
+            )
+            .field("max_attempts", &self.max_attempts)
+            .field("poll", &self.poll)
+            .finish()
+    }
+}
+
+/// One account in one region: where a resource lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Target {
+    pub account: String,
+    pub region: String,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} for account {}", self.region, self.account)
+    }
+}
+
+/// Clients for the home account and every assumed account.
+pub struct AwsSession {
+    settings: AwsSettings,
+    home_account: String,
+    /// Account id → config carrying that account's credentials.
+    accounts: Mutex<HashMap<String, SdkConfig>>,
+    ec2: Mutex<HashMap<Target, aws_sdk_ec2::Client>>,
+    kms: Mutex<HashMap<Target, aws_sdk_kms::Client>>,
+}
+
+impl std::fmt::Debug for AwsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsSession")
+            .field("home_account", &self.home_account)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl AwsSession {
+    /// Loads the home account's configuration and asks STS who it is.
+    pub async fn connect(settings: AwsSettings, home_region: &str) -> anyhow::Result<Self> {
+        let base = base_config(&settings, home_region).await;
+        let sts = aws_sdk_sts::Client::new(&base);
+        let me = policy::call("sts GetCallerIdentity", || async {
+            sts.get_caller_identity().send().await.aws()
+        })
+        .await
+        .context(
+            "cannot identify the AWS account: configure credentials (AWS_PROFILE, \
+             AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or an instance role)",
+        )?;
+        let home_account = me
+            .account()
+            .context("STS GetCallerIdentity returned no account id")?
+            .to_string();
+        let mut accounts = HashMap::new();
+        accounts.insert(home_account.clone(), base);
+        Ok(AwsSession {
+            settings,
+            home_account,
+            accounts: Mutex::new(accounts),
+            ec2: Mutex::new(HashMap::new()),
+            kms: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn home_account(&self) -> &str {
+        &self.home_account
+    }
+
+    pub fn settings(&self) -> &AwsSettings {
+        &self.settings
+    }
+
+    /// The account a copy goes to: its target account, or the home account.
+    pub fn account_of(&self, target: Option<&AccountTarget>) -> String {
+        target
+            .map(|t| t.account_id.clone())
+            .unwrap_or_else(|| self.home_account.clone())
+    }
+
+    /// Makes `target`'s account reachable through its role, and checks the role can be
+    /// assumed and lands in the expected account. `session_name` carries the build id.
+    pub async fn assume_role(
+        &self,
+        target: &AccountTarget,
+        session_name: &str,
+    ) -> anyhow::Result<()> {
+        if self
+            .accounts
+            .lock()
+            .expect("session lock")
+            .contains_key(&target.account_id)
+        {
+            return Ok(());
+        }
+        let base = self.config_for(&self.home_account)?;
+        let mut builder = AssumeRoleProvider::builder(target.role_arn.clone())
+            .session_name(session_name_safe(session_name))
+            .session_length(Duration::from_secs(3600))
+            .configure(&base);
+        if let Some(ext) = &target.external_id {
+            builder = builder.external_id(ext.clone());
+        }
+        let provider = builder.build().await;
+        let config = base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .identity_cache(
+                IdentityCache::lazy()
+                    .load_timeout(Duration::from_secs(30))
+                    .buffer_time(Duration::from_secs(600))
+                    .build(),
+            )
+            .build();
+        let sts = aws_sdk_sts::Client::new(&config);
+        let me = policy::call("sts GetCallerIdentity (assumed role)", || async {
+            sts.get_caller_identity().send().await.aws()
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "cannot assume role {} for account {}: check the role's trust policy allows \
+                 account {} (and the external id, if the role requires one)",
+                target.role_arn, target.account_id, self.home_account
+            )
+        })?;
+        let got = me.account().unwrap_or_default();
+        anyhow::ensure!(
+            got == target.account_id,
+            "role {} belongs to account {got}, not {}: fix the role ARN or the account id",
+            target.role_arn,
+            target.account_id
+        );
+        self.accounts
+            .lock()
+            .expect("session lock")
+            .insert(target.account_id.clone(), config);
+        Ok(())
+    }
+
+    fn config_for(&self, account: &str) -> anyhow::Result<SdkConfig> {
+        self.accounts
+            .lock()
+            .expect("session lock")
+            .get(account)
+            .cloned()
+            .with_context(|| {
+                format!(
+                    "no credentials for account {account}: add it to the recipe's targets with a role_arn"
+                )
+            })
+    }
+
+    pub fn ec2(&self, target: &Target) -> anyhow::Result<aws_sdk_ec2::Client> {
+        if let Some(c) = self.ec2.lock().expect("session lock").get(target) {
+            return Ok(c.clone());
+        }
+        let config = self.config_for(&target.account)?;
+        let conf = aws_sdk_ec2::config::Builder::from(&config)
+            .region(Region::new(target.region.clone()))
+            .build();
+        let client = aws_sdk_ec2::Client::from_conf(conf);
+        self.ec2
+            .lock()
+            .expect("session lock")
+            .insert(target.clone(), client.clone());
+        Ok(client)
+    }
+
+    pub fn kms(&self, target: &Target) -> anyhow::Result<aws_sdk_kms::Client> {
+        if let Some(c) = self.kms.lock().expect("session lock").get(target) {
+            return Ok(c.clone());
+        }
+        let config = self.config_for(&target.account)?;
+        let conf = aws_sdk_kms::config::Builder::from(&config)
+            .region(Region::new(target.region.clone()))
+            .build();
+        let client = aws_sdk_kms::Client::from_conf(conf);
+        self.kms
+            .lock()
+            .expect("session lock")
+            .insert(target.clone(), client.clone());
+        Ok(client)
+    }
+}
+
+async fn base_config(settings: &AwsSettings, region: &str) -> SdkConfig {
+    let retry = RetryConfig::adaptive()
+        .with_max_attempts(settings.max_attempts)
+        .with_initial_backoff(Duration::from_millis(500))
+        .with_max_backoff(Duration::from_secs(20));
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .operation_attempt_timeout(Duration::from_secs(120))
+        .build();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .retry_config(retry)
+        .timeout_config(timeouts);
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url.clone());
+    }
+    if let Some(creds) = &settings.credentials {
+        loader = loader.credentials_provider(creds.clone());
+    }
+    loader.load().await
+}
+
+/// STS session names allow `[\w+=,.@-]` and at most 64 characters.
+fn session_name_safe(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@-_".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    cleaned.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_names_fit_sts_rules() {
+        let n =
+            session_name_safe("bakery-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/extra long tail here");
+        assert!(n.len() <= 64);
+        assert!(n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c)));
+        assert!(n.starts_with("bakery-0190a1b2"));
+    }
+}

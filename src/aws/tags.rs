@@ -1,0 +1,72 @@
+//! Tags bakery puts on what it creates, beyond the image tags of the plan
+//! ([`crate::plan::model::tag_keys`]).
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+
+use crate::plan::model::{tag_keys, BuildPlan};
+
+/// What a resource is for: [`role::BUILDER`], [`role::INTERMEDIATE`] or [`role::FINAL`].
+pub const ROLE: &str = "bakery:role";
+/// When bakery created the resource (RFC 3339); the janitor's clock for resources that
+/// have no creation time of their own (security groups).
+pub const CREATED_AT: &str = "bakery:created-at";
+/// On final images once every copy of the build is available: the release is complete.
+pub const RELEASED: &str = "bakery:released";
+
+pub mod role {
+    /// The builder instance, its key pair and security group.
+    pub const BUILDER: &str = "builder";
+    /// The unencrypted image taken from the builder, removed once the copies exist.
+    pub const INTERMEDIATE: &str = "intermediate";
+    /// An encrypted copy in a target account and region: the product.
+    pub const FINAL: &str = "final";
+}
+
+/// Tags for the builder's resources (instance, volumes, key pair, security group).
+pub fn builder_tags(plan: &BuildPlan, build_id: &str, now: &str) -> BTreeMap<String, String> {
+    let mut t = BTreeMap::new();
+    t.insert(
+        tag_keys::NAME.to_string(),
+        format!("bakery builder {} {}", plan.recipe, plan.version),
+    );
+    t.insert(tag_keys::BUILD_ID.to_string(), build_id.to_string());
+    t.insert(tag_keys::RECIPE.to_string(), plan.recipe.clone());
+    t.insert(tag_keys::IMAGE_VERSION.to_string(), plan.version.clone());
+    t.insert(ROLE.to_string(), role::BUILDER.to_string());
+    t.insert(CREATED_AT.to_string(), now.to_string());
+    t
+}
+
+pub fn to_ec2(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+pub fn spec(kind: ResourceType, tags: &BTreeMap<String, String>) -> TagSpecification {
+    TagSpecification::builder()
+        .resource_type(kind)
+        .set_tags(Some(to_ec2(tags)))
+        .build()
+}
+
+/// A tag's value in an EC2 tag list.
+pub fn value<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// An EC2 tag list as a map.
+pub fn to_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}

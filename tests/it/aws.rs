@@ -1,0 +1,1629 @@
+//! The AWS image pipeline against a real moto server: full builds to several regions and
+//! accounts, failure injection at each step, kill -9 and restart at each step boundary,
+//! the janitor, and immutable releases. Every assertion about what exists is made
+//! through the EC2 API; assertions about what bakery asked for (CopyImage's encryption,
+//! which moto ignores) are made on the requests recorded by the proxy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_ec2::config::{Credentials, SharedCredentialsProvider};
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use bakery::aws::resource::{find_tagged, TaggedResource};
+use bakery::aws::wait::PollSettings;
+use bakery::aws::{tags, AwsSession, AwsSettings, ResourceKind, Target};
+use bakery::build::log::MemorySink;
+use bakery::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner};
+use bakery::database::{BuildFilter, BuildRecord, BuildState, DynStore, SqlStore, Store};
+use bakery::plan::model::*;
+use bakery::provision::{ProvisionContext, ProvisionReport, Provisioner, SshTarget};
+use bakery::redact::Redactor;
+
+use crate::support::aws_proxy::AwsProxy;
+use crate::support::moto::Moto;
+
+const HOME: &str = "123456789012";
+const OTHER: &str = "222222222222";
+const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
+
+fn other_account() -> AccountTarget {
+    AccountTarget {
+        account_id: OTHER.into(),
+        role_arn: format!("arn:aws:iam::{OTHER}:role/bakery-publisher"),
+        external_id: Some("bakery-external-id".into()),
+    }
+}
+
+const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+fn settings(endpoint: &str) -> AwsSettings {
+    AwsSettings {
+        endpoint_url: Some(endpoint.into()),
+        credentials: Some(SharedCredentialsProvider::new(Credentials::new(
+            ACCESS_KEY, SECRET_KEY, None, None, "tests",
+        ))),
+        max_attempts: 3,
+        poll: PollSettings {
+            initial_interval: Duration::from_millis(50),
+            max_interval: Duration::from_millis(500),
+            factor: 2.0,
+        },
+    }
+}
+
+/// moto, the recording proxy in front of it, a session straight to moto for checks, and
+/// a KMS key `alias/ami` in every account and region the tests use.
+struct World {
+    moto: Moto,
+    proxy: AwsProxy,
+    check: AwsSession,
+    keys: BTreeMap<Target, String>,
+}
+
+async fn world() -> World {
+    let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
+    let proxy = AwsProxy::start(moto.port).await;
+    let check = AwsSession::connect(settings(&moto.endpoint), "us-east-1")
+        .await
+        .unwrap();
+    assert_eq!(check.home_account(), HOME);
+    check
+        .assume_role(&other_account(), "bakery-test-setup")
+        .await
+        .unwrap();
+    let mut keys = BTreeMap::new();
+    for account in [HOME, OTHER] {
+        for region in REGIONS {
+            let t = target(account, region);
+            let kms = check.kms(&t).unwrap();
+            let key = kms.create_key().description("ami").send().await.unwrap();
+            let meta = key.key_metadata().unwrap();
+            kms.create_alias()
+                .alias_name("alias/ami")
+                .target_key_id(meta.key_id())
+                .send()
+                .await
+                .unwrap();
+            keys.insert(t, meta.arn().unwrap().to_string());
+        }
+    }
+    World {
+        moto,
+        proxy,
+        check,
+        keys,
+    }
+}
+
+fn target(account: &str, region: &str) -> Target {
+    Target {
+        account: account.into(),
+        region: region.into(),
+    }
+}
+
+fn copies(regions: &[&str], accounts: &[Option<AccountTarget>]) -> Vec<CopyPlan> {
+    let mut out = vec![];
+    for a in accounts {
+        for r in regions {
+            out.push(CopyPlan {
+                account: a.clone(),
+                region: r.to_string(),
+                kms_key_id: Some("alias/ami".into()),
+            });
+        }
+    }
+    out
+}
+
+fn plan(version: &str, copies: Vec<CopyPlan>) -> BuildPlan {
+    BuildPlan {
+        recipe: "base".into(),
+        version: version.into(),
+        git_sha: SHA.into(),
+        build_time: "2026-01-02T03:04:05Z".into(),
+        source: SourcePlan::Filter {
+            owners: vec!["amazon".into()],
+            name: "amzn2-ami-hvm-*-x86_64-gp2".into(),
+            architecture: Some("x86_64".into()),
+            most_recent: true,
+        },
+        builder: BuilderPlan {
+            region: "us-east-1".into(),
+            instance_type: "t3.micro".into(),
+            subnet_id: None,
+            volume_size_gb: 16,
+            volume_type: "gp3".into(),
+            ssh_user: "ec2-user".into(),
+            connect: ConnectVia::PublicIp,
+            ssh_cidr: "203.0.113.0/24".into(),
+            imdsv2_required: true,
+        },
+        provision: vec![],
+        stamp: StampPlan {
+            path: "/etc/release".into(),
+            extra: BTreeMap::new(),
+        },
+        verify: vec![],
+        seal: SealPlan::default(),
+        image: ImagePlan {
+            name: format!("base-{version}"),
+            description: format!("base image {version}"),
+            tags: BTreeMap::from([("team".to_string(), "platform".to_string())]),
+            snapshot_tags: BTreeMap::from([("backup".to_string(), "none".to_string())]),
+            ephemeral: false,
+        },
+        distribute: DistributePlan {
+            encrypted: true,
+            copies,
+            launch_permissions: LaunchPermissions {
+                account_ids: vec!["333333333333".into()],
+                ..LaunchPermissions::default()
+            },
+            deprecate_after_secs: Some(365 * 24 * 3600),
+        },
+    }
+}
+
+/// What the provisioner was handed: host, port, user, facts, the public key.
+type ProvisionCall = (String, u16, String, BuildFacts, String);
+
+/// A provisioner that records what it was handed and can be told to fail.
+#[derive(Default)]
+struct RecordingProvisioner {
+    calls: Mutex<Vec<ProvisionCall>>,
+    fail: Option<String>,
+}
+
+#[async_trait]
+impl Provisioner for RecordingProvisioner {
+    async fn provision(
+        &self,
+        target: &SshTarget,
+        ctx: &ProvisionContext,
+    ) -> anyhow::Result<ProvisionReport> {
+        self.calls.lock().unwrap().push((
+            target.host.clone(),
+            target.port,
+            target.user.clone(),
+            ctx.facts.clone(),
+            target.key.public_key().to_openssh().unwrap(),
+        ));
+        if let Some(msg) = &self.fail {
+            anyhow::bail!("{msg}");
+        }
+        Ok(ProvisionReport {
+            release_file: ctx.plan.release_file(&ctx.facts),
+            host_key_fingerprint: "SHA256:testhostkey".into(),
+        })
+    }
+}
+
+/// A store in an SQLite file of its own (removed with the returned folder).
+async fn temp_store() -> (DynStore, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix("bakery-store-")
+        .tempdir()
+        .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bakery.db").display());
+    (Arc::new(SqlStore::connect(&url).await.unwrap()), dir)
+}
+
+async fn build(
+    w: &World,
+    store: &DynStore,
+    plan: BuildPlan,
+    provisioner: Arc<dyn Provisioner>,
+) -> (anyhow::Result<BuildOutcome>, Arc<MemorySink>) {
+    let session = Arc::new(
+        AwsSession::connect(settings(&w.proxy.endpoint), &plan.builder.region)
+            .await
+            .unwrap(),
+    );
+    let sink = Arc::new(MemorySink::default());
+    let log = BuildLog::new(Redactor::new(), vec![sink.clone()]);
+    let runner = BuildRunner::new(
+        session,
+        store.clone(),
+        provisioner,
+        log,
+        BuildOptions::default(),
+    );
+    (runner.run(plan).await, sink)
+}
+
+fn plan_targets(plan: &BuildPlan) -> Vec<Target> {
+    let mut t: BTreeSet<Target> = plan
+        .distribute
+        .copies
+        .iter()
+        .map(|c| {
+            target(
+                c.account
+                    .as_ref()
+                    .map(|a| a.account_id.as_str())
+                    .unwrap_or(HOME),
+                &c.region,
+            )
+        })
+        .collect();
+    t.insert(target(HOME, &plan.builder.region));
+    t.into_iter().collect()
+}
+
+/// Resources tagged with `build_id` left in `targets`, final images and their
+/// snapshots excepted when `keep_final`.
+async fn leftovers(
+    w: &World,
+    targets: &[Target],
+    build_id: &str,
+    keep_final: bool,
+) -> Vec<TaggedResource> {
+    let mut left = vec![];
+    for t in targets {
+        for r in find_tagged(&w.check, t, Some(build_id)).await.unwrap() {
+            let is_final = r.role.as_deref() == Some(tags::role::FINAL)
+                && matches!(
+                    r.resource.kind,
+                    ResourceKind::Image | ResourceKind::Snapshot
+                );
+            if !(keep_final && is_final) {
+                left.push(r);
+            }
+        }
+    }
+    left
+}
+
+async fn images_named(w: &World, t: &Target, name: &str) -> Vec<aws_sdk_ec2::types::Image> {
+    w.check
+        .ec2(t)
+        .unwrap()
+        .describe_images()
+        .owners("self")
+        .filters(Filter::builder().name("name").values(name).build())
+        .send()
+        .await
+        .unwrap()
+        .images()
+        .to_vec()
+}
+
+/// No builder, key pair, security group or intermediate image of any build in `t`.
+async fn no_builder_resources(w: &World, t: &Target) {
+    let ec2 = w.check.ec2(t).unwrap();
+    let running = ec2
+        .describe_instances()
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .values("stopping")
+                .values("stopped")
+                .build(),
+        )
+        .filters(
+            Filter::builder()
+                .name("tag-key")
+                .values("bakery:build-id")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let n: usize = running
+        .reservations()
+        .iter()
+        .map(|r| r.instances().len())
+        .sum();
+    assert_eq!(n, 0, "builder instances left in {t}");
+    let keys = ec2.describe_key_pairs().send().await.unwrap();
+    let bakery_keys: Vec<_> = keys
+        .key_pairs()
+        .iter()
+        .filter(|k| k.key_name().unwrap_or_default().starts_with("bakery-"))
+        .collect();
+    assert!(
+        bakery_keys.is_empty(),
+        "key pairs left in {t}: {bakery_keys:?}"
+    );
+    let groups = ec2.describe_security_groups().send().await.unwrap();
+    let bakery_groups: Vec<_> = groups
+        .security_groups()
+        .iter()
+        .filter(|g| g.group_name().unwrap_or_default().starts_with("bakery-"))
+        .collect();
+    assert!(
+        bakery_groups.is_empty(),
+        "security groups left in {t}: {bakery_groups:?}"
+    );
+    let images = ec2.describe_images().owners("self").send().await.unwrap();
+    let intermediates: Vec<_> = images
+        .images()
+        .iter()
+        .filter(|i| i.name().unwrap_or_default().contains("bakery-intermediate"))
+        .collect();
+    assert!(
+        intermediates.is_empty(),
+        "intermediate images left in {t}: {intermediates:?}"
+    );
+}
+
+fn tag_map(t: &[Tag]) -> BTreeMap<String, String> {
+    tags::to_map(t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_build_to_three_regions_and_two_accounts() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let plan = plan(
+        "release-1.0.0",
+        copies(&REGIONS, &[None, Some(other_account())]),
+    );
+    let provisioner = Arc::new(RecordingProvisioner::default());
+    let (outcome, log) = build(&w, &store, plan.clone(), provisioner.clone()).await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+    let BuildOutcome::Built {
+        build_id,
+        manifest,
+        resumed,
+    } = outcome
+    else {
+        panic!("expected a build, got {outcome:?}");
+    };
+    assert!(!resumed);
+
+    // The manifest: Packer's shape, one copy per account and region.
+    let m = &manifest.builds[0];
+    assert_eq!(m.builder_type, "bakery");
+    assert_eq!(m.packer_run_uuid, build_id);
+    assert_eq!(manifest.last_run_uuid, build_id);
+    assert_eq!(m.copies.len(), 6);
+    assert_eq!(m.artifact_id.split(',').count(), 6);
+    for part in m.artifact_id.split(',') {
+        let (region, ami) = part.split_once(':').unwrap();
+        assert!(
+            REGIONS.contains(&region) && ami.starts_with("ami-"),
+            "{part}"
+        );
+    }
+    let json = serde_json::to_value(&manifest).unwrap();
+    assert!(json["builds"][0]["files"].is_null());
+
+    // Every account and region has exactly the manifest's image, with every tag, and
+    // so do its snapshots.
+    let journal = store.journal(&build_id).await.unwrap();
+    let intermediate: serde_json::Value = journal
+        .iter()
+        .find(|e| e.kind == "intermediate")
+        .unwrap()
+        .data
+        .clone();
+    let intermediate_id = intermediate["image_id"].as_str().unwrap().to_string();
+    let intermediate_snaps: Vec<String> = intermediate["snapshot_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert!(!intermediate_snaps.is_empty());
+    for copy in &m.copies {
+        let t = target(&copy.account, &copy.region);
+        let images = images_named(&w, &t, &plan.image.name).await;
+        assert_eq!(
+            images.len(),
+            1,
+            "one image named {} in {t}",
+            plan.image.name
+        );
+        let image = &images[0];
+        assert_eq!(image.image_id(), Some(copy.ami.as_str()));
+        assert_eq!(image.owner_id(), Some(copy.account.as_str()));
+        let tags = tag_map(image.tags());
+        for (k, v) in [
+            ("ImageVersion", "release-1.0.0"),
+            ("bakery:recipe", "base"),
+            ("bakery:git-sha", SHA),
+            ("bakery:build-id", build_id.as_str()),
+            ("team", "platform"),
+            ("Name", "base-release-1.0.0"),
+            ("bakery:role", "final"),
+        ] {
+            assert_eq!(
+                tags.get(k).map(String::as_str),
+                Some(v),
+                "tag {k} on {} in {t}",
+                copy.ami
+            );
+        }
+        assert!(tags["bakery:source-ami"].starts_with("ami-"));
+        assert!(tags.contains_key("bakery:released"));
+        assert_eq!(copy.kms_key_id.as_deref(), Some(w.keys[&t].as_str()));
+        assert!(copy.encrypted);
+        assert!(!copy.snapshot_ids.is_empty());
+        let snaps = w
+            .check
+            .ec2(&t)
+            .unwrap()
+            .describe_snapshots()
+            .set_snapshot_ids(Some(copy.snapshot_ids.clone()))
+            .send()
+            .await
+            .unwrap();
+        for s in snaps.snapshots() {
+            let st = tag_map(s.tags());
+            for k in [
+                "ImageVersion",
+                "bakery:recipe",
+                "bakery:git-sha",
+                "bakery:source-ami",
+                "bakery:build-id",
+                "team",
+            ] {
+                assert!(
+                    st.contains_key(k),
+                    "snapshot {:?} in {t} lacks {k}: {st:?}",
+                    s.snapshot_id()
+                );
+            }
+            assert_eq!(st.get("backup").map(String::as_str), Some("none"));
+        }
+    }
+
+    // Nothing else is left: no builder, key pair, security group, intermediate image or
+    // its snapshots.
+    let targets = plan_targets(&plan);
+    let left = leftovers(&w, &targets, &build_id, true).await;
+    assert!(left.is_empty(), "left behind: {left:#?}");
+    for t in &targets {
+        no_builder_resources(&w, t).await;
+    }
+    let home = target(HOME, "us-east-1");
+    let gone = w
+        .check
+        .ec2(&home)
+        .unwrap()
+        .describe_snapshots()
+        .set_snapshot_ids(Some(intermediate_snaps.clone()))
+        .send()
+        .await;
+    assert!(gone.is_err(), "intermediate snapshots still exist");
+    assert!(images_named(
+        &w,
+        &home,
+        &bakery::aws::image::intermediate_name(&plan.image.name, &build_id)
+    )
+    .await
+    .is_empty());
+
+    // What bakery sent: every CopyImage asked for encryption with its region's key, ran
+    // from the account that owns the copy, from the intermediate image.
+    let copy_calls = w.proxy.calls("CopyImage");
+    assert_eq!(copy_calls.len(), 6);
+    for c in &copy_calls {
+        let ami = c
+            .response_field("imageId")
+            .expect("CopyImage answered an image id");
+        let copy = m
+            .copies
+            .iter()
+            .find(|x| x.ami == ami)
+            .expect("copy in manifest");
+        let t = target(&copy.account, &copy.region);
+        assert_eq!(c.region, copy.region);
+        assert_eq!(c.param("Encrypted"), Some("true"), "{c:?}");
+        assert_eq!(c.param("KmsKeyId"), Some(w.keys[&t].as_str()), "{c:?}");
+        assert_eq!(c.param("SourceImageId"), Some(intermediate_id.as_str()));
+        assert_eq!(c.param("SourceRegion"), Some("us-east-1"));
+        assert!(c.param("ClientToken").is_some());
+        if copy.account == OTHER {
+            assert_ne!(
+                c.access_key, ACCESS_KEY,
+                "copy into {OTHER} must run from that account"
+            );
+        } else {
+            assert_eq!(c.access_key, ACCESS_KEY);
+        }
+    }
+    // Shared with the other account before copying, image and snapshots.
+    let shares = w.proxy.calls("ModifyImageAttribute");
+    assert!(shares
+        .iter()
+        .any(|s| s.param("ImageId") == Some(intermediate_id.as_str())
+            && s.param("LaunchPermission.Add.1.UserId") == Some(OTHER)));
+    let snap_shares = w.proxy.calls("ModifySnapshotAttribute");
+    for snap in &intermediate_snaps {
+        assert!(snap_shares
+            .iter()
+            .any(|s| s.param("SnapshotId") == Some(snap.as_str())
+                && s.param("Attribute") == Some("createVolumePermission")
+                && s.param("OperationType") == Some("add")
+                && s.list("UserId") == vec![OTHER.to_string()]));
+    }
+    // Launch permissions and deprecation on every copy.
+    for copy in &m.copies {
+        assert!(shares
+            .iter()
+            .any(|s| s.param("ImageId") == Some(copy.ami.as_str())
+                && s.param("LaunchPermission.Add.1.UserId") == Some("333333333333")));
+        let dep = w.proxy.calls("EnableImageDeprecation");
+        let d = dep
+            .iter()
+            .find(|d| d.param("ImageId") == Some(copy.ami.as_str()))
+            .expect("deprecation requested");
+        assert!(
+            d.param("DeprecateAt")
+                .unwrap()
+                .starts_with("2027-01-02T03:04:05"),
+            "{d:?}"
+        );
+    }
+    // The roles were assumed with the build id in the session name and the external id.
+    let assumed = w.proxy.calls("AssumeRole");
+    assert!(!assumed.is_empty());
+    for a in &assumed {
+        assert_eq!(
+            a.param("RoleSessionName"),
+            Some(format!("bakery-{build_id}").as_str())
+        );
+        assert_eq!(a.param("ExternalId"), Some("bakery-external-id"));
+        assert_eq!(a.param("RoleArn"), Some(other_account().role_arn.as_str()));
+    }
+    // The builder: IMDSv2, idempotency token, tags on instance and volumes from creation.
+    let run = w.proxy.calls("RunInstances");
+    assert_eq!(run.len(), 1);
+    let r = &run[0];
+    assert_eq!(r.param("MetadataOptions.HttpTokens"), Some("required"));
+    assert_eq!(
+        r.param("ClientToken"),
+        Some(format!("bakery-{build_id}").as_str())
+    );
+    let specs: Vec<_> = r
+        .params
+        .iter()
+        .filter(|(k, _)| k.ends_with(".ResourceType"))
+        .map(|(_, v)| v.clone())
+        .collect();
+    assert!(
+        specs.contains(&"instance".to_string()) && specs.contains(&"volume".to_string()),
+        "{specs:?}"
+    );
+    for action in ["ImportKeyPair", "CreateSecurityGroup", "CreateImage"] {
+        let c = &w.proxy.calls(action)[0];
+        assert!(
+            c.params
+                .iter()
+                .any(|(k, v)| k.starts_with("TagSpecification") && v == &build_id),
+            "{action} must tag bakery:build-id at creation: {c:?}"
+        );
+    }
+    // Port 22 is open to the configured CIDR only.
+    let ingress = &w.proxy.calls("AuthorizeSecurityGroupIngress")[0];
+    assert_eq!(
+        ingress.param("IpPermissions.1.IpRanges.1.CidrIp"),
+        Some("203.0.113.0/24")
+    );
+    assert_eq!(ingress.param("IpPermissions.1.FromPort"), Some("22"));
+    // The key pair is ed25519, and only its public half left the process.
+    let import = &w.proxy.calls("ImportKeyPair")[0];
+    use base64::Engine;
+    let material = base64::engine::general_purpose::STANDARD
+        .decode(import.param("PublicKeyMaterial").unwrap())
+        .unwrap();
+    let material = String::from_utf8(material).unwrap();
+    assert!(material.starts_with("ssh-ed25519 "), "{material}");
+    for req in w.proxy.requests() {
+        assert!(!format!("{:?}", req.params).contains("PRIVATE KEY"));
+    }
+    // The unencrypted intermediate went as soon as the copies were there: before the
+    // builder was terminated.
+    let reqs = w.proxy.requests();
+    let dereg = reqs
+        .iter()
+        .find(|r| {
+            r.action == "DeregisterImage" && r.param("ImageId") == Some(intermediate_id.as_str())
+        })
+        .expect("intermediate deregistered");
+    let last_copy_wait = reqs
+        .iter()
+        .filter(|r| {
+            r.action == "DescribeImages"
+                && m.copies
+                    .iter()
+                    .any(|c| r.param("ImageId.1") == Some(c.ami.as_str()))
+        })
+        .map(|r| r.seq)
+        .max()
+        .unwrap();
+    let terminate = reqs
+        .iter()
+        .find(|r| r.action == "TerminateInstances")
+        .expect("builder terminated");
+    assert!(last_copy_wait < dereg.seq && dereg.seq < terminate.seq);
+
+    // The provisioner got the builder's public address, port 22, the user, the facts and
+    // the key that was imported.
+    let calls = provisioner.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    let (host, port, user, facts, public_key) = &calls[0];
+    let instance_ip = r
+        .response_field("ipAddress")
+        .expect("public ip in RunInstances answer");
+    assert_eq!(host, &instance_ip);
+    assert_eq!(*port, 22);
+    assert_eq!(user, "ec2-user");
+    assert_eq!(facts.build_id, build_id);
+    assert_eq!(public_key.trim(), material.trim());
+
+    // The journal recorded each resource before and after its creation.
+    let kinds: Vec<(String, String)> = journal
+        .iter()
+        .filter(|e| e.kind == "creating" || e.kind == "created")
+        .map(|e| (e.kind.clone(), e.data["type"].as_str().unwrap().to_string()))
+        .collect();
+    for t in ["key_pair", "security_group", "instance", "image"] {
+        let creating = kinds
+            .iter()
+            .filter(|(k, ty)| k == "creating" && ty == t)
+            .count();
+        let created = kinds
+            .iter()
+            .filter(|(k, ty)| k == "created" && ty == t)
+            .count();
+        assert!(
+            creating >= 1 && created >= creating,
+            "{t}: {creating} creating, {created} created"
+        );
+    }
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|(k, ty)| k == "creating" && ty == "image")
+            .count(),
+        7
+    );
+    let record = store.get_build(&build_id).await.unwrap().unwrap();
+    assert_eq!(record.state, BuildState::Succeeded);
+    assert!(record.manifest.is_some());
+    assert!(log.text().contains("copy 6/6 available"), "{}", log.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_land_in_their_own_account() {
+    let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
+    let session = AwsSession::connect(settings(&moto.endpoint), "eu-west-1")
+        .await
+        .unwrap();
+    session
+        .assume_role(&other_account(), "bakery-check")
+        .await
+        .unwrap();
+    let t = target(OTHER, "eu-west-1");
+    let ec2 = session.ec2(&t).unwrap();
+    let sg = ec2
+        .create_security_group()
+        .group_name("probe")
+        .description("probe")
+        .send()
+        .await
+        .unwrap();
+    // Created in 222222222222: the home account does not see it.
+    let home = session.ec2(&target(HOME, "eu-west-1")).unwrap();
+    let seen = home
+        .describe_security_groups()
+        .filters(Filter::builder().name("group-name").values("probe").build())
+        .send()
+        .await
+        .unwrap();
+    assert!(seen.security_groups().is_empty());
+    let mine = ec2
+        .describe_security_groups()
+        .group_ids(sg.group_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mine.security_groups()[0].owner_id(), Some(OTHER));
+    // A role in one account that claims to be another is refused.
+    let wrong = AccountTarget {
+        account_id: "444444444444".into(),
+        role_arn: format!("arn:aws:iam::{OTHER}:role/bakery-publisher"),
+        external_id: None,
+    };
+    let err = session
+        .assume_role(&wrong, "bakery-check")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("belongs to account 222222222222, not 444444444444"),
+        "{err:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_failures_cost_nothing_and_name_the_fix() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let mut copies = copies(&["us-east-1", "eu-west-1"], &[None, Some(other_account())]);
+    copies[3].kms_key_id = Some("alias/missing".into());
+    let mut p = plan("release-2.0.0", copies);
+    p.source = SourcePlan::Filter {
+        owners: vec!["amazon".into()],
+        name: "no-such-image-*".into(),
+        architecture: None,
+        most_recent: true,
+    };
+    let (result, _) = build(&w, &store, p, Arc::new(RecordingProvisioner::default())).await;
+    let msg = format!("{:#}", result.unwrap_err());
+    assert!(
+        msg.contains("KMS key alias/missing not found in eu-west-1 for account 222222222222"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("no source image named \"no-such-image-*\""),
+        "{msg}"
+    );
+    for action in [
+        "ImportKeyPair",
+        "CreateSecurityGroup",
+        "RunInstances",
+        "CreateImage",
+        "CopyImage",
+    ] {
+        assert!(w.proxy.calls(action).is_empty(), "{action} was called");
+    }
+    let builds = store.list_builds(&BuildFilter::default()).await.unwrap();
+    assert_eq!(builds[0].state, BuildState::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_at_each_step_leaves_nothing() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    struct Case {
+        name: &'static str,
+        inject: Box<dyn Fn(&AwsProxy)>,
+        provisioner_fails: bool,
+        expect: &'static str,
+    }
+    let cases = vec![
+        Case {
+            name: "credentials",
+            inject: Box::new(|p| p.fail("AssumeRole", "AccessDenied", 100, |_| true)),
+            provisioner_fails: false,
+            expect: "cannot assume role",
+        },
+        Case {
+            name: "access",
+            inject: Box::new(|p| {
+                p.fail("CreateSecurityGroup", "UnauthorizedOperation", 1, |_| true)
+            }),
+            provisioner_fails: false,
+            expect: "cannot create the builder's security group",
+        },
+        Case {
+            name: "instance",
+            inject: Box::new(|p| {
+                p.fail("RunInstances", "InsufficientInstanceCapacity", 1, |_| true)
+            }),
+            provisioner_fails: false,
+            expect: "cannot launch a t3.micro builder",
+        },
+        Case {
+            name: "provision",
+            inject: Box::new(|_| {}),
+            provisioner_fails: true,
+            expect: "provisioning broke",
+        },
+        Case {
+            name: "image",
+            inject: Box::new(|p| p.fail("CreateImage", "InvalidParameterValue", 1, |_| true)),
+            provisioner_fails: false,
+            expect: "cannot create an image of builder",
+        },
+        Case {
+            name: "distribute-copy",
+            inject: Box::new(|p| {
+                p.fail("CopyImage", "InvalidRequest", 1, |r| {
+                    r.region == "ap-southeast-2"
+                })
+            }),
+            provisioner_fails: false,
+            expect: "cannot copy",
+        },
+        Case {
+            name: "distribute-publish",
+            inject: Box::new(|p| {
+                p.fail("EnableImageDeprecation", "InvalidParameter", 1, |r| {
+                    r.region == "eu-west-1"
+                })
+            }),
+            provisioner_fails: false,
+            expect: "cannot set the deprecation time",
+        },
+        Case {
+            name: "cleanup",
+            inject: Box::new(|p| p.fail("DeleteKeyPair", "UnauthorizedOperation", 1, |_| true)),
+            provisioner_fails: false,
+            expect: "step cleanup failed",
+        },
+    ];
+    for case in cases {
+        w.proxy.clear_failures();
+        (case.inject)(&w.proxy);
+        let version = format!("fail-{}", case.name);
+        let p = plan(&version, copies(&REGIONS, &[None, Some(other_account())]));
+        let prov = Arc::new(RecordingProvisioner {
+            fail: case
+                .provisioner_fails
+                .then(|| "provisioning broke".to_string()),
+            ..Default::default()
+        });
+        let (result, log) = build(&w, &store, p.clone(), prov).await;
+        let err = match result {
+            Ok(o) => panic!(
+                "{}: the build should fail, got {o:?}\n{}",
+                case.name,
+                log.text()
+            ),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains(case.expect), "{}: {err}", case.name);
+        assert!(
+            !err.contains("cleanup was incomplete"),
+            "{}: {err}",
+            case.name
+        );
+        let record = store
+            .list_builds(&BuildFilter {
+                version: Some(version.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert_eq!(record.state, BuildState::Failed, "{}", case.name);
+        let targets = plan_targets(&p);
+        let left = leftovers(&w, &targets, &record.build_id, false).await;
+        assert!(
+            left.is_empty(),
+            "{}: left behind {left:#?}\n{}",
+            case.name,
+            log.text()
+        );
+        for t in &targets {
+            assert!(
+                images_named(&w, t, &p.image.name).await.is_empty(),
+                "{}: copy left in {t}",
+                case.name
+            );
+            no_builder_resources(&w, t).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_release_builds_nothing_and_a_moved_tag_is_refused() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let mut cs = copies(&["us-east-1", "eu-west-1"], &[None]);
+    cs.extend(copies(&["ap-southeast-2"], &[Some(other_account())]));
+    let p = plan("release-3.0.0", cs);
+    let (first, log) = build(
+        &w,
+        &store,
+        p.clone(),
+        Arc::new(RecordingProvisioner::default()),
+    )
+    .await;
+    let first = first.unwrap_or_else(|e| panic!("{e:#}\n{}", log.text()));
+    let BuildOutcome::Built { manifest, .. } = first else {
+        panic!()
+    };
+
+    w.proxy.clear();
+    let (second, _) = build(
+        &w,
+        &store,
+        p.clone(),
+        Arc::new(RecordingProvisioner::default()),
+    )
+    .await;
+    match second.unwrap() {
+        BuildOutcome::AlreadyReleased {
+            images,
+            manifest: again,
+        } => {
+            assert_eq!(images.len(), 3);
+            let mut a: Vec<_> = manifest.builds[0]
+                .copies
+                .iter()
+                .map(|c| c.ami.clone())
+                .collect();
+            let mut b: Vec<_> = again.builds[0]
+                .copies
+                .iter()
+                .map(|c| c.ami.clone())
+                .collect();
+            a.sort();
+            b.sort();
+            assert_eq!(a, b);
+        }
+        other => panic!("expected nothing to be built, got {other:?}"),
+    }
+    for action in ["ImportKeyPair", "RunInstances", "CreateImage", "CopyImage"] {
+        assert!(
+            w.proxy.calls(action).is_empty(),
+            "{action} was called for a released version"
+        );
+    }
+
+    let mut moved = p.clone();
+    moved.git_sha = "fedcba9876543210fedcba9876543210fedcba98".into();
+    let (third, _) = build(&w, &store, moved, Arc::new(RecordingProvisioner::default())).await;
+    let msg = format!("{:#}", third.unwrap_err());
+    assert!(
+        msg.contains(&format!("was already released from commit {SHA}")),
+        "{msg}"
+    );
+    assert!(msg.contains("tag a new version"), "{msg}");
+    assert!(w.proxy.calls("RunInstances").is_empty());
+}
+
+async fn run_instance(w: &World, t: &Target, tags: &[(&str, &str)]) -> String {
+    let ec2 = w.check.ec2(t).unwrap();
+    let image = ec2
+        .describe_images()
+        .owners("amazon")
+        .filters(
+            Filter::builder()
+                .name("name")
+                .values("amzn2-ami-hvm-*-x86_64-gp2")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .images()[0]
+        .image_id()
+        .unwrap()
+        .to_string();
+    let mut req = ec2
+        .run_instances()
+        .image_id(image)
+        .min_count(1)
+        .max_count(1);
+    if !tags.is_empty() {
+        let spec = TagSpecification::builder()
+            .resource_type(ResourceType::Instance)
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+                    .collect(),
+            ))
+            .build();
+        req = req.tag_specifications(spec);
+    }
+    req.send().await.unwrap().instances()[0]
+        .instance_id()
+        .unwrap()
+        .to_string()
+}
+
+async fn instance_alive(w: &World, t: &Target, id: &str) -> bool {
+    let out = w
+        .check
+        .ec2(t)
+        .unwrap()
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
+    out.reservations()[0].instances()[0]
+        .state()
+        .unwrap()
+        .name()
+        .unwrap()
+        .as_str()
+        != "terminated"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn janitor_deletes_leftovers_of_finished_and_unknown_builds_only() {
+    use bakery::aws::janitor::{self, JanitorOptions, Verdict};
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let p = plan("release-4.0.0", copies(&["us-east-1"], &[None]));
+    let (ok, log) = build(
+        &w,
+        &store,
+        p.clone(),
+        Arc::new(RecordingProvisioner::default()),
+    )
+    .await;
+    let BuildOutcome::Built { manifest, .. } =
+        ok.unwrap_or_else(|e| panic!("{e:#}\n{}", log.text()))
+    else {
+        panic!()
+    };
+    let product = manifest.builds[0].copies[0].ami.clone();
+
+    let t = target(HOME, "us-east-1");
+    let old = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    let now = chrono::Utc::now().to_rfc3339();
+    // A crashed build the store never heard of, a failed build's leftover, a young
+    // leftover, and resources that are not bakery's at all.
+    let unknown = run_instance(
+        &w,
+        &t,
+        &[
+            ("bakery:build-id", "unknown-build"),
+            ("bakery:created-at", &old),
+        ],
+    )
+    .await;
+    let failed_left = run_instance(
+        &w,
+        &t,
+        &[
+            ("bakery:build-id", "failed-build"),
+            ("bakery:created-at", &old),
+        ],
+    )
+    .await;
+    let young = run_instance(
+        &w,
+        &t,
+        &[
+            ("bakery:build-id", "young-build"),
+            ("bakery:created-at", &now),
+        ],
+    )
+    .await;
+    let untagged = run_instance(&w, &t, &[("Name", "someone else's")]).await;
+    let ec2 = w.check.ec2(&t).unwrap();
+    ec2.create_key_pair()
+        .key_name("someone-elses-key")
+        .send()
+        .await
+        .unwrap();
+    ec2.create_key_pair()
+        .key_name("bakery-unknown-build")
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::KeyPair)
+                .tags(
+                    Tag::builder()
+                        .key("bakery:build-id")
+                        .value("unknown-build")
+                        .build(),
+                )
+                .tags(Tag::builder().key("bakery:created-at").value(&old).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    store
+        .upsert_build(&BuildRecord {
+            build_id: "failed-build".into(),
+            job_id: None,
+            recipe: "base".into(),
+            version: "release-0.9.0".into(),
+            git_sha: SHA.into(),
+            state: BuildState::Failed,
+            plan: serde_json::to_value(&p).unwrap(),
+            manifest: None,
+            error: Some("broke".into()),
+            created_at: chrono::Utc::now() - chrono::Duration::days(2),
+            updated_at: chrono::Utc::now() - chrono::Duration::days(2),
+        })
+        .await
+        .unwrap();
+
+    let opts = |dry_run| JanitorOptions {
+        ttl: Duration::from_secs(6 * 3600),
+        dry_run,
+        now: chrono::Utc::now(),
+    };
+    let targets = janitor::scope_from_store(&w.check, store.as_ref(), &[])
+        .await
+        .unwrap();
+    assert!(targets.contains(&t));
+
+    let dry = janitor::run(&w.check, store.as_ref(), &targets, &opts(true))
+        .await
+        .unwrap();
+    let verdict = |r: &janitor::JanitorReport, id: &str| {
+        r.findings
+            .iter()
+            .find(|f| f.id == id)
+            .map(|f| f.verdict.clone())
+    };
+    assert!(matches!(verdict(&dry, &unknown), Some(Verdict::Delete(_))));
+    assert!(matches!(
+        verdict(&dry, &failed_left),
+        Some(Verdict::Delete(_))
+    ));
+    assert!(matches!(
+        verdict(&dry, "bakery-unknown-build"),
+        Some(Verdict::Delete(_))
+    ));
+    assert!(matches!(verdict(&dry, &young), Some(Verdict::Keep(_))));
+    assert!(matches!(verdict(&dry, &product), Some(Verdict::Keep(_))));
+    assert_eq!(
+        verdict(&dry, &untagged),
+        None,
+        "untagged resources are not even looked at"
+    );
+    assert_eq!(verdict(&dry, "someone-elses-key"), None);
+    // A dry run deletes nothing.
+    assert!(instance_alive(&w, &t, &unknown).await);
+    assert!(instance_alive(&w, &t, &failed_left).await);
+
+    let real = janitor::run(&w.check, store.as_ref(), &targets, &opts(false))
+        .await
+        .unwrap();
+    assert_eq!(real.to_delete().count(), 3, "{:#?}", real.findings);
+    assert!(!instance_alive(&w, &t, &unknown).await);
+    assert!(!instance_alive(&w, &t, &failed_left).await);
+    assert!(instance_alive(&w, &t, &young).await);
+    assert!(instance_alive(&w, &t, &untagged).await);
+    let keys: Vec<String> = ec2
+        .describe_key_pairs()
+        .send()
+        .await
+        .unwrap()
+        .key_pairs()
+        .iter()
+        .filter_map(|k| k.key_name().map(str::to_string))
+        .collect();
+    assert!(keys.contains(&"someone-elses-key".to_string()));
+    assert!(!keys.contains(&"bakery-unknown-build".to_string()));
+    assert_eq!(
+        images_named(&w, &t, &p.image.name).await.len(),
+        1,
+        "the product stays"
+    );
+    let journal = store.journal("failed-build").await.unwrap();
+    assert!(journal
+        .iter()
+        .any(|e| e.kind == "deleted" && e.data["id"] == failed_left.as_str()));
+}
+
+/// `kill -9` of `bakery build` at each step boundary, then a restart: nothing is left
+/// behind, and the build ends with exactly one image per target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_each_step_boundary_then_restart() {
+    let w = world().await;
+    let dir = tempfile::Builder::new()
+        .prefix("bakery-kill-")
+        .tempdir()
+        .unwrap();
+    let db = format!("sqlite://{}", dir.path().join("bakery.db").display());
+    let steps = [
+        ("credentials", false),
+        ("preflight", false),
+        ("access", false),
+        ("instance", false),
+        ("provision", false),
+        ("image", false),
+        ("distribute", true),
+        ("distribute:copied", true),
+        ("cleanup", true),
+        ("manifest", true),
+    ];
+    for (step, resumes) in steps {
+        let version = format!("kill-{}", step.replace(':', "-"));
+        let mut p = plan(
+            &version,
+            copies(&["us-east-1", "eu-west-1"], &[None, Some(other_account())]),
+        );
+        p.distribute.deprecate_after_secs = None;
+        let plan_file = dir.path().join(format!("{version}.json"));
+        std::fs::write(&plan_file, serde_json::to_string(&p).unwrap()).unwrap();
+        let marker = dir.path().join(format!("paused-{version}"));
+        let command = |pause: bool| {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_bakery"));
+            c.args(["build", "--plan-file"])
+                .arg(&plan_file)
+                .args([
+                    "--state-db",
+                    &db,
+                    "--endpoint-url",
+                    &w.moto.endpoint,
+                    "--provisioner",
+                    "none",
+                ])
+                .arg("--repo")
+                .arg(dir.path())
+                .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+                .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
+                .env(
+                    "AWS_SHARED_CREDENTIALS_FILE",
+                    dir.path().join("no-aws-credentials"),
+                )
+                .env("BAKERY_LOG", "warn")
+                .env_remove("BAKERY_TEST_PAUSE_AT")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            if pause {
+                c.env("BAKERY_TEST_PAUSE_AT", step)
+                    .env("BAKERY_TEST_PAUSE_FILE", &marker);
+            }
+            c
+        };
+        let mut first = command(true).spawn().unwrap();
+        let started = Instant::now();
+        while !marker.exists() {
+            if let Some(status) = first.try_wait().unwrap() {
+                let out = first.wait_with_output().unwrap();
+                panic!(
+                    "{step}: bakery exited ({status}) before pausing:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "{step}: never paused"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let crashed_build = std::fs::read_to_string(&marker).unwrap();
+        first.kill().unwrap(); // SIGKILL
+        first.wait().unwrap();
+
+        let mut restart = command(false);
+        let second = tokio::task::spawn_blocking(move || restart.output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&second.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&second.stderr).into_owned();
+        assert!(second.status.success(), "{step}: restart failed:\n{stderr}");
+        assert_eq!(
+            stdout.contains("(resumed)"),
+            resumes,
+            "{step}:\n{stdout}\n{stderr}"
+        );
+
+        let store = SqlStore::connect(&db).await.unwrap();
+        let crashed = store.get_build(&crashed_build).await.unwrap().unwrap();
+        let expected = if resumes {
+            BuildState::Succeeded
+        } else {
+            BuildState::CleanedUp
+        };
+        assert_eq!(crashed.state, expected, "{step}");
+        let builds = store
+            .list_builds(&BuildFilter {
+                version: Some(version.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let targets = plan_targets(&p);
+        for b in &builds {
+            let left = leftovers(&w, &targets, &b.build_id, true).await;
+            assert!(
+                left.is_empty(),
+                "{step}: build {} left {left:#?}",
+                b.build_id
+            );
+        }
+        for t in &targets {
+            no_builder_resources(&w, t).await;
+        }
+        for c in &p.distribute.copies {
+            let t = target(
+                c.account
+                    .as_ref()
+                    .map(|a| a.account_id.as_str())
+                    .unwrap_or(HOME),
+                &c.region,
+            );
+            let images = images_named(&w, &t, &p.image.name).await;
+            assert_eq!(images.len(), 1, "{step}: one image in {t}");
+            let tags = tag_map(images[0].tags());
+            assert!(tags.contains_key("bakery:released"), "{step}: {tags:?}");
+        }
+    }
+}
+
+const BENCH_REGIONS: [&str; 16] = [
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-south-1",
+    "ca-central-1",
+    "sa-east-1",
+];
+
+/// The benchmark behind `bench/aws-parallel/run.sh`: the same recipe built to 1 region
+/// and to 16 regions through a proxy that adds latency to every EC2 call. Prints the
+/// ratio of the two build times and the EC2 calls per build; asserts nothing about time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run bench/aws-parallel/run.sh"]
+async fn bench_parallel_copies() {
+    let latency_ms: u64 = std::env::var("BAKERY_BENCH_LATENCY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let rounds: usize = std::env::var("BAKERY_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
+    let proxy = AwsProxy::start(moto.port).await;
+    let check = AwsSession::connect(settings(&moto.endpoint), "us-east-1")
+        .await
+        .unwrap();
+    for region in BENCH_REGIONS {
+        let kms = check.kms(&target(HOME, region)).unwrap();
+        let key = kms.create_key().send().await.unwrap();
+        kms.create_alias()
+            .alias_name("alias/ami")
+            .target_key_id(key.key_metadata().unwrap().key_id())
+            .send()
+            .await
+            .unwrap();
+    }
+    let w = World {
+        moto,
+        proxy,
+        check,
+        keys: BTreeMap::new(),
+    };
+    let (store, _dir) = temp_store().await;
+    w.proxy.set_ec2_latency(Duration::from_millis(latency_ms));
+
+    let mut times: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut calls: BTreeMap<usize, usize> = BTreeMap::new();
+    for round in 0..=rounds {
+        for n in [1usize, 16] {
+            let version = format!("bench-{round}-{n}");
+            let p = plan(&version, copies(&BENCH_REGIONS[..n], &[None]));
+            w.proxy.clear();
+            let started = Instant::now();
+            let (result, log) =
+                build(&w, &store, p, Arc::new(RecordingProvisioner::default())).await;
+            let elapsed = started.elapsed().as_secs_f64();
+            result.unwrap_or_else(|e| panic!("{e:#}\n{}", log.text()));
+            let ec2 = w
+                .proxy
+                .requests()
+                .iter()
+                .filter(|r| r.service == "ec2")
+                .count();
+            if round == 0 {
+                continue; // warm-up
+            }
+            times.entry(n).or_default().push(elapsed);
+            calls.insert(n, ec2);
+        }
+    }
+    let median = |v: &Vec<f64>| {
+        let mut v = v.clone();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let t1 = median(&times[&1]);
+    let t16 = median(&times[&16]);
+    println!("latency per EC2 call: {latency_ms} ms, rounds: {rounds}");
+    println!(
+        "build to  1 region : {t1:.2} s (median), {} EC2 calls",
+        calls[&1]
+    );
+    println!(
+        "build to 16 regions: {t16:.2} s (median), {} EC2 calls",
+        calls[&16]
+    );
+    println!("time(16)/time(1) = {:.2} (goal <= 1.3)", t16 / t1);
+}
+
+/// SIGTERM while copies exist: the build deletes everything it made, copies in every
+/// account and region included, and records itself cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_cancels_and_cleans_up() {
+    let w = world().await;
+    let dir = tempfile::Builder::new()
+        .prefix("bakery-term-")
+        .tempdir()
+        .unwrap();
+    let db = format!("sqlite://{}", dir.path().join("bakery.db").display());
+    let mut p = plan(
+        "release-5.0.0",
+        copies(&["us-east-1", "eu-west-1"], &[None, Some(other_account())]),
+    );
+    p.distribute.deprecate_after_secs = None;
+    let plan_file = dir.path().join("plan.json");
+    std::fs::write(&plan_file, serde_json::to_string(&p).unwrap()).unwrap();
+    let marker = dir.path().join("paused");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bakery"))
+        .args(["build", "--plan-file"])
+        .arg(&plan_file)
+        .args([
+            "--state-db",
+            &db,
+            "--endpoint-url",
+            &w.moto.endpoint,
+            "--provisioner",
+            "none",
+        ])
+        .arg("--repo")
+        .arg(dir.path())
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("no-aws-credentials"),
+        )
+        .env("BAKERY_TEST_PAUSE_AT", "distribute:copied")
+        .env("BAKERY_TEST_PAUSE_FILE", &marker)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !marker.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "bakery exited before pausing"
+        );
+        assert!(started.elapsed() < Duration::from_secs(300), "never paused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let build_id = std::fs::read_to_string(&marker).unwrap();
+    // Every copy exists now.
+    for c in &p.distribute.copies {
+        let t = target(
+            c.account
+                .as_ref()
+                .map(|a| a.account_id.as_str())
+                .unwrap_or(HOME),
+            &c.region,
+        );
+        assert_eq!(images_named(&w, &t, &p.image.name).await.len(), 1);
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    let store = SqlStore::connect(&db).await.unwrap();
+    assert_eq!(
+        store.get_build(&build_id).await.unwrap().unwrap().state,
+        BuildState::Cancelled
+    );
+    let targets = plan_targets(&p);
+    let left = leftovers(&w, &targets, &build_id, false).await;
+    assert!(left.is_empty(), "left behind: {left:#?}\n{stderr}");
+    for t in &targets {
+        assert!(
+            images_named(&w, t, &p.image.name).await.is_empty(),
+            "copy left in {t}"
+        );
+        no_builder_resources(&w, t).await;
+    }
+}
+
+/// `bakery janitor` from the command line: dry run, then a real run; an untagged
+/// instance is never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn janitor_command_line() {
+    let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
+    let proxy = AwsProxy::start(moto.port).await;
+    let check = AwsSession::connect(settings(&moto.endpoint), "eu-west-1")
+        .await
+        .unwrap();
+    let w = World {
+        moto,
+        proxy,
+        check,
+        keys: BTreeMap::new(),
+    };
+    let t = target(HOME, "eu-west-1");
+    let old = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+    let leftover = run_instance(
+        &w,
+        &t,
+        &[
+            ("bakery:build-id", "gone-build"),
+            ("bakery:created-at", &old),
+        ],
+    )
+    .await;
+    let untagged = run_instance(&w, &t, &[]).await;
+    let dir = tempfile::Builder::new()
+        .prefix("bakery-janitor-")
+        .tempdir()
+        .unwrap();
+    let db = format!("sqlite://{}", dir.path().join("bakery.db").display());
+    let janitor = |dry_run: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_bakery"));
+        c.args([
+            "janitor",
+            "--region",
+            "eu-west-1",
+            "--ttl",
+            "6h",
+            "--state-db",
+            &db,
+        ])
+        .args(["--endpoint-url", &w.moto.endpoint])
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("no-aws-credentials"),
+        );
+        if dry_run {
+            c.arg("--dry-run");
+        }
+        c
+    };
+    let mut dry = janitor(true);
+    let out = tokio::task::spawn_blocking(move || dry.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("would delete instance") && stdout.contains(&leftover),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 resource(s) would be deleted (dry run)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&untagged), "{stdout}");
+    assert!(instance_alive(&w, &t, &leftover).await);
+
+    let mut real = janitor(false);
+    let out = tokio::task::spawn_blocking(move || real.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 resource(s) deleted"), "{stdout}");
+    assert!(!instance_alive(&w, &t, &leftover).await);
+    assert!(instance_alive(&w, &t, &untagged).await);
+}

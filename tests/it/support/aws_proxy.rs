@@ -1,0 +1,375 @@
+//! A proxy in front of moto that records every AWS request bakery sends (service,
+//! region, access key, action and parameters, and the answer), can add latency to EC2
+//! calls, and can fail chosen calls. moto ignores some parameters (CopyImage's
+//! `Encrypted` and `KmsKeyId`), so tests assert on what was *sent*.
+//!
+//! moto has no `EnableImageDeprecation`; the proxy answers it the way EC2 does
+//! (`<return>true</return>`) and records it like every other call.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub seq: usize,
+    pub service: String,
+    pub region: String,
+    pub access_key: String,
+    pub action: String,
+    pub params: BTreeMap<String, String>,
+    pub status: u16,
+    pub response: String,
+}
+
+impl Recorded {
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params.get(key).map(String::as_str)
+    }
+    /// Values of a list parameter: `Prefix.1`, `Prefix.2`...
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        (1..)
+            .map_while(|i| self.params.get(&format!("{prefix}.{i}")).cloned())
+            .collect()
+    }
+    /// The text of the first `<tag>...</tag>` in the answer.
+    pub fn response_field(&self, tag: &str) -> Option<String> {
+        let open = format!("<{tag}>");
+        let start = self.response.find(&open)? + open.len();
+        let end = self.response[start..].find(&format!("</{tag}>"))? + start;
+        Some(self.response[start..end].to_string())
+    }
+}
+
+type Matcher = Box<dyn Fn(&Recorded) -> bool + Send + Sync>;
+
+struct Injection {
+    action: String,
+    code: String,
+    remaining: usize,
+    matcher: Matcher,
+}
+
+struct State {
+    upstream: SocketAddr,
+    records: Mutex<Vec<Recorded>>,
+    ec2_latency: Mutex<Duration>,
+    injections: Mutex<Vec<Injection>>,
+}
+
+pub struct AwsProxy {
+    pub endpoint: String,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AwsProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl AwsProxy {
+    pub async fn start(upstream_port: u16) -> AwsProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(State {
+            upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
+            records: Mutex::new(vec![]),
+            ec2_latency: Mutex::new(Duration::ZERO),
+            injections: Mutex::new(vec![]),
+        });
+        let s = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    continue;
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let _ = handle(conn, s).await;
+                });
+            }
+        });
+        AwsProxy {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            state,
+            task,
+        }
+    }
+
+    pub fn set_ec2_latency(&self, d: Duration) {
+        *self.state.ec2_latency.lock().unwrap() = d;
+    }
+
+    /// Answers the next `times` calls of `action` for which `matcher` holds with an
+    /// error `code` (HTTP 400, not retried by the SDK).
+    pub fn fail(
+        &self,
+        action: &str,
+        code: &str,
+        times: usize,
+        matcher: impl Fn(&Recorded) -> bool + Send + Sync + 'static,
+    ) {
+        self.state.injections.lock().unwrap().push(Injection {
+            action: action.into(),
+            code: code.into(),
+            remaining: times,
+            matcher: Box::new(matcher),
+        });
+    }
+
+    pub fn clear_failures(&self) {
+        self.state.injections.lock().unwrap().clear();
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.records.lock().unwrap().clone()
+    }
+
+    pub fn calls(&self, action: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.action == action)
+            .collect()
+    }
+
+    pub fn clear(&self) {
+        self.state.records.lock().unwrap().clear();
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn url_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn flatten_json(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten_json(&key, v, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, v) in a.iter().enumerate() {
+                flatten_json(&format!("{prefix}.{}", i + 1), v, out);
+            }
+        }
+        serde_json::Value::String(s) => {
+            out.insert(prefix.into(), s.clone());
+        }
+        other => {
+            out.insert(prefix.into(), other.to_string());
+        }
+    }
+}
+
+async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    let head_end = loop {
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(p) = find(&buf, b"\r\n\r\n") {
+            break p + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut headers: Vec<(String, String)> = vec![];
+    for line in head.split("\r\n").skip(1) {
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..]).into_owned();
+
+    let auth = header("authorization").unwrap_or_default();
+    let scope: Vec<String> = auth
+        .split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split(',').next())
+        .map(|c| c.split('/').map(str::to_string).collect())
+        .unwrap_or_default();
+    let access_key = scope.first().cloned().unwrap_or_default();
+    let region = scope.get(2).cloned().unwrap_or_default();
+    let service = scope.get(3).cloned().unwrap_or_default();
+    let mut params = BTreeMap::new();
+    let action;
+    if let Some(target) = header("x-amz-target") {
+        action = target.rsplit('.').next().unwrap_or_default().to_string();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+            flatten_json("", &v, &mut params);
+        }
+    } else {
+        for pair in body.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            params.insert(url_decode(k), url_decode(v));
+        }
+        action = params.get("Action").cloned().unwrap_or_default();
+    }
+    let mut rec = Recorded {
+        seq: 0,
+        service: service.clone(),
+        region,
+        access_key,
+        action: action.clone(),
+        params,
+        status: 0,
+        response: String::new(),
+    };
+
+    let injected = {
+        let mut inj = state.injections.lock().unwrap();
+        let mut hit = None;
+        for i in inj.iter_mut() {
+            if i.remaining > 0 && i.action == action && (i.matcher)(&rec) {
+                i.remaining -= 1;
+                hit = Some(i.code.clone());
+                break;
+            }
+        }
+        hit
+    };
+
+    let response: Vec<u8> = if let Some(code) = injected {
+        let (ctype, body) = if header("x-amz-target").is_some() {
+            (
+                "application/x-amz-json-1.1",
+                format!("{{\"__type\":\"{code}\",\"message\":\"injected failure\"}}"),
+            )
+        } else if service == "ec2" {
+            (
+                "text/xml",
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>injected failure</Message></Error></Errors><RequestID>injected</RequestID></Response>"
+                ),
+            )
+        } else {
+            (
+                "text/xml",
+                format!(
+                    "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>injected failure</Message></Error><RequestId>injected</RequestId></ErrorResponse>"
+                ),
+            )
+        };
+        format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    } else if service == "ec2" && action == "EnableImageDeprecation" {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><EnableImageDeprecationResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>proxy</requestId><return>true</return></EnableImageDeprecationResponse>";
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    } else {
+        if service == "ec2" {
+            let latency = *state.ec2_latency.lock().unwrap();
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+        }
+        let mut up = TcpStream::connect(state.upstream).await?;
+        let mut out_head = head.lines().next().unwrap_or_default().to_string() + "\r\n";
+        for (k, v) in &headers {
+            if k.eq_ignore_ascii_case("connection") || k.eq_ignore_ascii_case("keep-alive") {
+                continue;
+            }
+            out_head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out_head.push_str("Connection: close\r\n\r\n");
+        up.write_all(out_head.as_bytes()).await?;
+        up.write_all(&buf[head_end..]).await?;
+        let mut resp = vec![];
+        up.read_to_end(&mut resp).await?;
+        let Some(rhead_end) = find(&resp, b"\r\n\r\n").map(|p| p + 4) else {
+            return Ok(());
+        };
+        let rhead = String::from_utf8_lossy(&resp[..rhead_end]).into_owned();
+        let mut new_head = String::new();
+        for line in rhead.split("\r\n").filter(|l| !l.is_empty()) {
+            let lower = line.to_ascii_lowercase();
+            if lower.starts_with("connection:") || lower.starts_with("keep-alive:") {
+                continue;
+            }
+            new_head.push_str(line);
+            new_head.push_str("\r\n");
+        }
+        new_head.push_str("Connection: close\r\n\r\n");
+        let mut full = new_head.into_bytes();
+        full.extend_from_slice(&resp[rhead_end..]);
+        full
+    };
+    let text = String::from_utf8_lossy(&response).into_owned();
+    rec.status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    rec.response = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    {
+        let mut records = state.records.lock().unwrap();
+        rec.seq = records.len();
+        records.push(rec);
+    }
+    conn.write_all(&response).await?;
+    conn.shutdown().await?;
+    Ok(())
+}
