@@ -42,7 +42,9 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     };
     let build_time = match &args.build_time {
         Some(t) => chrono::DateTime::parse_from_rfc3339(t)
-            .with_context(|| format!("--build-time {t} is not an RFC 3339 time; write e.g. 2025-01-31T12:00:00Z"))?
+            .with_context(|| {
+                format!("--build-time {t} is not an RFC 3339 time; write e.g. 2025-01-31T12:00:00Z")
+            })?
             .with_timezone(&chrono::Utc),
         None => chrono::Utc::now(),
     };
@@ -89,17 +91,30 @@ pub fn head_sha(root: &Path) -> (String, Option<String>) {
         None => {
             return (
                 "uncommitted".into(),
-                Some("the repository has no commits yet; the plan uses git sha \"uncommitted\"".into()),
+                Some(
+                    "the repository has no commits yet; the plan uses git sha \"uncommitted\""
+                        .into(),
+                ),
             )
         }
     };
     // Status paths are relative to the work tree, which may hold the recipes in a subfolder.
     let prefix = repo
         .workdir()
-        .and_then(|w| root.canonicalize().ok()?.strip_prefix(w.canonicalize().ok()?).ok().map(Path::to_path_buf))
+        .and_then(|w| {
+            root.canonicalize()
+                .ok()?
+                .strip_prefix(w.canonicalize().ok()?)
+                .ok()
+                .map(Path::to_path_buf)
+        })
         .map(|p| {
             let p = p.to_string_lossy().into_owned();
-            if p.is_empty() { p } else { format!("{p}/") }
+            if p.is_empty() {
+                p
+            } else {
+                format!("{p}/")
+            }
         })
         .unwrap_or_default();
     let config_path = format!("{prefix}{}", recipe::repo_config::FILE_NAME);

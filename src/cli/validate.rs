@@ -35,17 +35,14 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let mut recipes: Vec<String> = checked.set.build_order();
     if let Some(only) = &scope {
         let dir = format!("{RECIPES_DIR}/{only}/");
-        diagnostics.retain(|d| d.file.starts_with(&dir) || d.file == recipe::repo_config::FILE_NAME);
+        diagnostics
+            .retain(|d| d.file.starts_with(&dir) || d.file == recipe::repo_config::FILE_NAME);
         recipes.retain(|r| r == only);
     }
     let report = ValidateReport {
         ok: !diagnostics.has_errors(),
         recipes,
-        config: checked
-            .set
-            .config_file
-            .as_ref()
-            .map(|f| f.path.clone()),
+        config: checked.set.config_file.as_ref().map(|f| f.path.clone()),
         errors: diagnostics.error_count(),
         warnings: diagnostics.warning_count(),
         diagnostics: diagnostics.into_vec(),
@@ -89,7 +86,15 @@ pub fn render_text(r: &ValidateReport) -> String {
     if r.ok {
         out.push_str(&format!("{what}: ok{warnings}\n"));
     } else {
-        out.push_str(&format!("{what}: {}{}\n", plural(r.errors, "error"), if r.warnings > 0 { format!(", {}", plural(r.warnings, "warning")) } else { String::new() }));
+        out.push_str(&format!(
+            "{what}: {}{}\n",
+            plural(r.errors, "error"),
+            if r.warnings > 0 {
+                format!(", {}", plural(r.warnings, "warning"))
+            } else {
+                String::new()
+            }
+        ));
     }
     out
 }

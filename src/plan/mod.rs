@@ -15,7 +15,9 @@ use anyhow::{anyhow, bail, Context};
 use crate::recipe::aws_names;
 use crate::recipe::diagnostic::did_you_mean;
 use crate::recipe::reader::Loc;
-use crate::recipe::spec::{RecipeSpec, RegionsSpec, ShellRunSpec, SourceSpec, StepSpec, VerifySpec};
+use crate::recipe::spec::{
+    RecipeSpec, RegionsSpec, ShellRunSpec, SourceSpec, StepSpec, VerifySpec,
+};
 use crate::recipe::template::{Builtin, Scope, Template, Text};
 use crate::recipe::variables::{self, VarOverrides};
 use crate::recipe::{check, RecipeSet};
@@ -121,11 +123,20 @@ pub fn plan_build(set: &RecipeSet, input: &PlanInput<'_>) -> anyhow::Result<Buil
         .build_time
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut scope = Scope::default();
-    scope.builtins.insert(Builtin::Version, input.version.to_string());
+    scope
+        .builtins
+        .insert(Builtin::Version, input.version.to_string());
     scope.builtins.insert(Builtin::Recipe, recipe.name.clone());
-    scope.builtins.insert(Builtin::GitSha, input.git_sha.to_string());
-    scope.builtins.insert(Builtin::BuildTime, build_time.clone());
-    scope.vars = values.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+    scope
+        .builtins
+        .insert(Builtin::GitSha, input.git_sha.to_string());
+    scope
+        .builtins
+        .insert(Builtin::BuildTime, build_time.clone());
+    scope.vars = values
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
     let p = Planner { recipe, scope };
 
     let plan = BuildPlan {
@@ -182,14 +193,19 @@ impl Planner<'_> {
                 .value
                 .references()
                 .filter_map(|(r, _)| match r {
-                    crate::recipe::template::Reference::Var(n) if !self.scope.vars.contains_key(n) => {
+                    crate::recipe::template::Reference::Var(n)
+                        if !self.scope.vars.contains_key(n) =>
+                    {
                         Some(n.as_str())
                     }
                     _ => None,
                 })
                 .collect();
             match unset.first() {
-                Some(n) => anyhow!("{}: {e}; pass --var {n}=VALUE or give it a default", self.at(&t.span)),
+                Some(n) => anyhow!(
+                    "{}: {e}; pass --var {n}=VALUE or give it a default",
+                    self.at(&t.span)
+                ),
                 None => anyhow!("{}: {e}", self.at(&t.span)),
             }
         })
@@ -221,7 +237,9 @@ impl Planner<'_> {
     fn source(&self) -> anyhow::Result<SourcePlan> {
         let source = self.recipe.source.as_ref().ok_or_else(|| self.invalid())?;
         Ok(match &source.value {
-            SourceSpec::Ami(id) => SourcePlan::AmiId { id: id.value.clone() },
+            SourceSpec::Ami(id) => SourcePlan::AmiId {
+                id: id.value.clone(),
+            },
             SourceSpec::Filter {
                 owners,
                 name,
@@ -242,7 +260,10 @@ impl Planner<'_> {
 
     fn builder(&self, config: &crate::recipe::RepoConfig) -> anyhow::Result<BuilderPlan> {
         let b = &self.recipe.builder;
-        let region = self.recipe.builder_region(config).ok_or_else(|| self.invalid())?;
+        let region = self
+            .recipe
+            .builder_region(config)
+            .ok_or_else(|| self.invalid())?;
         let instance_type = match &b.instance_type {
             Some(t) => {
                 let it = self.render(t)?;
@@ -287,7 +308,11 @@ impl Planner<'_> {
         })
     }
 
-    fn step_name(&self, name: &Option<Text>, fallback: impl FnOnce() -> String) -> anyhow::Result<String> {
+    fn step_name(
+        &self,
+        name: &Option<Text>,
+        fallback: impl FnOnce() -> String,
+    ) -> anyhow::Result<String> {
         Ok(match self.render_opt(name)? {
             Some(n) => n,
             None => fallback(),
@@ -426,7 +451,11 @@ impl Planner<'_> {
             .collect()
     }
 
-    fn image(&self, config: &crate::recipe::RepoConfig, ephemeral: bool) -> anyhow::Result<ImagePlan> {
+    fn image(
+        &self,
+        config: &crate::recipe::RepoConfig,
+        ephemeral: bool,
+    ) -> anyhow::Result<ImagePlan> {
         let img = &self.recipe.image;
         let default_name;
         let name_t = match &img.name {
@@ -447,7 +476,8 @@ impl Planner<'_> {
             }
         };
         let name = self.render(name_t)?;
-        aws_names::ami_name(&name).map_err(|e| anyhow!("{}: {}; {}", self.at(&name_t.span), e.message, e.hint))?;
+        aws_names::ami_name(&name)
+            .map_err(|e| anyhow!("{}: {}; {}", self.at(&name_t.span), e.message, e.hint))?;
         let description = match self.render_opt(&img.description)? {
             Some(d) => d,
             None => format!(
@@ -468,7 +498,10 @@ impl Planner<'_> {
         tags.extend(self.render_map(&img.tags)?);
         for (k, v) in &tags {
             if v.chars().count() > 256 {
-                bail!("{}: tag `{k}` has a value longer than 256 characters", self.at(&img.span));
+                bail!(
+                    "{}: tag `{k}` has a value longer than 256 characters",
+                    self.at(&img.span)
+                );
             }
         }
         Ok(ImagePlan {
@@ -498,7 +531,12 @@ impl Planner<'_> {
                 };
                 if let Some(k) = &kms_key_id {
                     aws_names::kms_key(k, Some(region)).map_err(|e| {
-                        anyhow!("{}: {}; {}", self.at(&self.recipe.distribute.span), e.message, e.hint)
+                        anyhow!(
+                            "{}: {}; {}",
+                            self.at(&self.recipe.distribute.span),
+                            e.message,
+                            e.hint
+                        )
                     })?;
                 }
                 Ok(CopyPlan {
@@ -510,10 +548,17 @@ impl Planner<'_> {
             .collect()
     }
 
-    fn distribute(&self, config: &crate::recipe::RepoConfig, ephemeral: bool) -> anyhow::Result<DistributePlan> {
+    fn distribute(
+        &self,
+        config: &crate::recipe::RepoConfig,
+        ephemeral: bool,
+    ) -> anyhow::Result<DistributePlan> {
         let d = &self.recipe.distribute;
         let encrypted = d.encrypted.as_ref().map(|e| e.value).unwrap_or(true);
-        let builder_region = self.recipe.builder_region(config).ok_or_else(|| self.invalid())?;
+        let builder_region = self
+            .recipe
+            .builder_region(config)
+            .ok_or_else(|| self.invalid())?;
         if ephemeral {
             // A throwaway image for a pull request: one encrypted copy where it was built,
             // shared with no one.
@@ -524,7 +569,13 @@ impl Planner<'_> {
                 deprecate_after_secs: d.deprecate_after_secs.as_ref().map(|s| s.value),
             });
         }
-        let mut copies = self.copies(&d.home, &self.recipe.home_regions(config), None, encrypted, config)?;
+        let mut copies = self.copies(
+            &d.home,
+            &self.recipe.home_regions(config),
+            None,
+            encrypted,
+            config,
+        )?;
         let partition = if builder_region.starts_with("cn-") {
             "aws-cn"
         } else if builder_region.starts_with("us-gov-") {

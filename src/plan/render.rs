@@ -48,7 +48,10 @@ pub fn render_text(plan: &BuildPlan) -> String {
     let _ = writeln!(o, "  git sha     {}", plan.git_sha);
     let _ = writeln!(o, "  build time  {}", plan.build_time);
     if plan.image.ephemeral {
-        let _ = writeln!(o, "  ephemeral   yes (pull request build: one copy, shared with no one)");
+        let _ = writeln!(
+            o,
+            "  ephemeral   yes (pull request build: one copy, shared with no one)"
+        );
     }
 
     let _ = writeln!(o, "\nSource");
@@ -95,11 +98,17 @@ pub fn render_text(plan: &BuildPlan) -> String {
     let _ = writeln!(o, "\nBuilder");
     let _ = writeln!(o, "  region        {}", b.region);
     let _ = writeln!(o, "  instance      {}", b.instance_type);
-    let _ = writeln!(o, "  root volume   {} GiB {}", b.volume_size_gb, b.volume_type);
+    let _ = writeln!(
+        o,
+        "  root volume   {} GiB {}",
+        b.volume_size_gb, b.volume_type
+    );
     let _ = writeln!(
         o,
         "  subnet        {}",
-        b.subnet_id.as_deref().unwrap_or("default subnet of the default VPC")
+        b.subnet_id
+            .as_deref()
+            .unwrap_or("default subnet of the default VPC")
     );
     let _ = writeln!(
         o,
@@ -115,7 +124,11 @@ pub fn render_text(plan: &BuildPlan) -> String {
         ConnectVia::PrivateIp => "<private ip>:22".to_string(),
         ConnectVia::Explicit { host, port } => format!("{host}:{port}"),
     };
-    let _ = writeln!(o, "  ssh           {}@{addr} (port 22 open to {})", b.ssh_user, b.ssh_cidr);
+    let _ = writeln!(
+        o,
+        "  ssh           {}@{addr} (port 22 open to {})",
+        b.ssh_user, b.ssh_cidr
+    );
 
     let _ = writeln!(o, "\nProvision ({})", count(plan.provision.len(), "step"));
     for (i, step) in plan.provision.iter().enumerate() {
@@ -161,7 +174,12 @@ pub fn render_text(plan: &BuildPlan) -> String {
                     format!(" ({})", extra.join(", "))
                 };
                 let _ = writeln!(o, "  {n}. file: {}", f.name);
-                let _ = writeln!(o, "       {} -> {}{extra}", f.source.display(), f.destination);
+                let _ = writeln!(
+                    o,
+                    "       {} -> {}{extra}",
+                    f.source.display(),
+                    f.destination
+                );
             }
             ProvisionStep::Ansible(a) => {
                 let mut flags = vec![format!("timeout {}", duration(a.timeout_secs))];
@@ -230,12 +248,23 @@ pub fn render_text(plan: &BuildPlan) -> String {
         ];
         let on: Vec<&str> = items.iter().filter(|(b, _)| *b).map(|(_, n)| *n).collect();
         let off: Vec<&str> = items.iter().filter(|(b, _)| !*b).map(|(_, n)| *n).collect();
-        let _ = writeln!(o, "  removes       {}", if on.is_empty() { "nothing".into() } else { on.join(", ") });
+        let _ = writeln!(
+            o,
+            "  removes       {}",
+            if on.is_empty() {
+                "nothing".into()
+            } else {
+                on.join(", ")
+            }
+        );
         if !off.is_empty() {
             let _ = writeln!(o, "  keeps         {}", off.join(", "));
         }
     } else {
-        let _ = writeln!(o, "  off: the image keeps host keys, machine id and build files");
+        let _ = writeln!(
+            o,
+            "  off: the image keeps host keys, machine id and build files"
+        );
     }
 
     let _ = writeln!(o, "\nImage");
@@ -249,7 +278,13 @@ pub fn render_text(plan: &BuildPlan) -> String {
     }
     if !plan.image.snapshot_tags.is_empty() {
         let _ = writeln!(o, "  snapshot tags (besides the image tags)");
-        let width = plan.image.snapshot_tags.keys().map(|k| k.len()).max().unwrap_or(0);
+        let width = plan
+            .image
+            .snapshot_tags
+            .keys()
+            .map(|k| k.len())
+            .max()
+            .unwrap_or(0);
         for (k, v) in &plan.image.snapshot_tags {
             let _ = writeln!(o, "    {k:<width$}  {v}");
         }
@@ -260,7 +295,11 @@ pub fn render_text(plan: &BuildPlan) -> String {
         o,
         "\nCopies ({}, {})",
         count(d.copies.len(), "copy").replace("copys", "copies"),
-        if d.encrypted { "encrypted" } else { "NOT encrypted" }
+        if d.encrypted {
+            "encrypted"
+        } else {
+            "NOT encrypted"
+        }
     );
     let rows: Vec<[String; 3]> = d
         .copies
@@ -282,13 +321,27 @@ pub fn render_text(plan: &BuildPlan) -> String {
         .collect();
     let header = ["ACCOUNT".to_string(), "REGION".into(), "KMS KEY".into()];
     let w: Vec<usize> = (0..3)
-        .map(|i| rows.iter().chain([&header]).map(|r| r[i].len()).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .chain([&header])
+                .map(|r| r[i].len())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for r in [&header].into_iter().chain(&rows) {
-        let line = format!("  {:<w0$}  {:<w1$}  {}", r[0], r[1], r[2], w0 = w[0], w1 = w[1]);
+        let line = format!(
+            "  {:<w0$}  {:<w1$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            w0 = w[0],
+            w1 = w[1]
+        );
         let _ = writeln!(o, "{}", line.trim_end());
     }
-    let mut roles: Vec<&AccountTarget> = d.copies.iter().filter_map(|c| c.account.as_ref()).collect();
+    let mut roles: Vec<&AccountTarget> =
+        d.copies.iter().filter_map(|c| c.account.as_ref()).collect();
     roles.dedup();
     for a in roles {
         let ext = if a.external_id.is_some() {
@@ -296,7 +349,11 @@ pub fn render_text(plan: &BuildPlan) -> String {
         } else {
             ""
         };
-        let _ = writeln!(o, "  account {} is reached through {}{ext}", a.account_id, a.role_arn);
+        let _ = writeln!(
+            o,
+            "  account {} is reached through {}{ext}",
+            a.account_id, a.role_arn
+        );
     }
     let _ = writeln!(
         o,
@@ -306,7 +363,10 @@ pub fn render_text(plan: &BuildPlan) -> String {
 
     let lp = &d.launch_permissions;
     let _ = writeln!(o, "\nLaunch permissions");
-    if lp.account_ids.is_empty() && lp.organization_arns.is_empty() && lp.organizational_unit_arns.is_empty() {
+    if lp.account_ids.is_empty()
+        && lp.organization_arns.is_empty()
+        && lp.organizational_unit_arns.is_empty()
+    {
         let _ = writeln!(o, "  none: only the accounts holding a copy can launch it");
     }
     for a in &lp.account_ids {

@@ -68,7 +68,8 @@ static REGION_SHAPE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]?)?-(north|south|east|west|central|northeast|northwest|southeast|southwest)-[1-9][0-9]?$")
         .expect("region regex")
 });
-static ACCOUNT_ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[0-9]{12}$").expect("account regex"));
+static ACCOUNT_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[0-9]{12}$").expect("account regex"));
 static KEY_ID: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$")
         .expect("key id regex")
@@ -84,8 +85,10 @@ static ROLE_ARN: LazyLock<Regex> = LazyLock::new(|| {
         .expect("role arn regex")
 });
 static ORG_ARN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^arn:(aws|aws-cn|aws-us-gov):organizations::[0-9]{12}:organization/o-[a-z0-9]{10,32}$")
-        .expect("org arn regex")
+    Regex::new(
+        r"^arn:(aws|aws-cn|aws-us-gov):organizations::[0-9]{12}:organization/o-[a-z0-9]{10,32}$",
+    )
+    .expect("org arn regex")
 });
 static OU_ARN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^arn:(aws|aws-cn|aws-us-gov):organizations::[0-9]{12}:ou/o-[a-z0-9]{10,32}/ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}$")
@@ -95,9 +98,8 @@ static AMI_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$").expect("ami regex"));
 static SUBNET_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$").expect("subnet regex"));
-static INSTANCE_TYPE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$").expect("instance type regex")
-});
+static INSTANCE_TYPE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$").expect("instance type regex"));
 
 /// `Ok(None)` for a known region; `Ok(Some(warning))` for a well-formed region bakery
 /// does not know (AWS may have opened it after this release).
@@ -299,7 +301,10 @@ pub fn ami_name(s: &str) -> Result<(), Invalid> {
         let mut shown: Vec<String> = bad.iter().map(|c| format!("`{c}`")).collect();
         shown.dedup();
         return Err(invalid(
-            format!("image name `{s}` has characters EC2 does not allow: {}", shown.join(" ")),
+            format!(
+                "image name `{s}` has characters EC2 does not allow: {}",
+                shown.join(" ")
+            ),
             "an AMI name may hold letters, digits, spaces and ( ) [ ] . / - ' @ _",
         ));
     }
@@ -342,7 +347,11 @@ mod tests {
         assert!(kms_key("alias/", None).is_err());
         assert!(kms_key("1234abcd-12ab", None).is_err());
         assert!(kms_key("arn:aws:kms:eu-west-1:111111111111:key/nope", None).is_err());
-        let e = kms_key("arn:aws:kms:us-east-1:111111111111:alias/ami", Some("eu-west-1")).unwrap_err();
+        let e = kms_key(
+            "arn:aws:kms:us-east-1:111111111111:alias/ami",
+            Some("eu-west-1"),
+        )
+        .unwrap_err();
         assert_eq!(
             e.message,
             "KMS key `arn:aws:kms:us-east-1:111111111111:alias/ami` is in us-east-1, but this copy goes to eu-west-1"
@@ -360,7 +369,10 @@ mod tests {
         );
         assert!(role_arn("arn:aws:iam::2222:role/x").is_err());
         assert!(role_arn("arn:aws:iam::222222222222:user/x").is_err());
-        assert!(organization_arn("arn:aws:organizations::111111111111:organization/o-a1b2c3d4e5").is_ok());
+        assert!(
+            organization_arn("arn:aws:organizations::111111111111:organization/o-a1b2c3d4e5")
+                .is_ok()
+        );
         assert!(organization_arn("o-a1b2c3d4e5").is_err());
         assert!(organizational_unit_arn(
             "arn:aws:organizations::111111111111:ou/o-a1b2c3d4e5/ou-ab12-cd34ef56"
@@ -383,6 +395,9 @@ mod tests {
         assert!(ami_name("base-ubuntu release-0.1.0 (x86_64)").is_ok());
         assert!(ami_name("a+b").is_err());
         assert!(ami_name("ab").is_err());
-        assert_eq!(architecture("amd64").unwrap_err().hint, "EC2 calls it `x86_64`");
+        assert_eq!(
+            architecture("amd64").unwrap_err().hint,
+            "EC2 calls it `x86_64`"
+        );
     }
 }

@@ -102,7 +102,10 @@ pub fn resolve_path(dir: &str, raw: &str) -> Result<String, Invalid> {
         hint: hint.to_string(),
     };
     if raw.is_empty() {
-        return Err(refuse("the file path is empty".into(), "name a file beside the recipe, e.g. \"setup.sh\""));
+        return Err(refuse(
+            "the file path is empty".into(),
+            "name a file beside the recipe, e.g. \"setup.sh\"",
+        ));
     }
     if raw.contains("{{") {
         return Err(refuse(
@@ -196,7 +199,11 @@ fn check_builder(cx: &Cx, r: &RecipeSpec, config: &RepoConfig) {
     }
     if let Some(t) = &b.instance_type {
         if let [Segment::Literal(l)] = t.value.segments.as_slice() {
-            report(cx, &Loc::new(l.clone(), t.span.clone()), aws_names::instance_type(l));
+            report(
+                cx,
+                &Loc::new(l.clone(), t.span.clone()),
+                aws_names::instance_type(l),
+            );
         }
     }
     if let Some(s) = &b.subnet_id {
@@ -237,7 +244,9 @@ fn check_image(cx: &Cx, r: &RecipeSpec) {
 /// collide with the first: it has to use `{{ version }}`.
 fn check_image_name(cx: &Cx, name: &Text) {
     if !name.value.uses_builtin(Builtin::Version) {
-        let hint = if name.value.uses_builtin(Builtin::BuildTime) || name.value.uses_builtin(Builtin::GitSha) {
+        let hint = if name.value.uses_builtin(Builtin::BuildTime)
+            || name.value.uses_builtin(Builtin::GitSha)
+        {
             "build_time and git_sha don't identify a release; add {{ version }}, e.g. \"{{ recipe }}-{{ version }}\""
         } else {
             "add {{ version }}, e.g. name = \"{{ recipe }}-{{ version }}\""
@@ -258,7 +267,10 @@ fn check_image_name(cx: &Cx, name: &Text) {
                 let shown: Vec<String> = bad.iter().map(|c| format!("`{c}`")).collect();
                 cx.error(
                     name.span.clone(),
-                    format!("the image name has characters EC2 does not allow: {}", shown.join(" ")),
+                    format!(
+                        "the image name has characters EC2 does not allow: {}",
+                        shown.join(" ")
+                    ),
                     "an AMI name may hold letters, digits, spaces and ( ) [ ] . / - ' @ _",
                 );
                 break;
@@ -311,7 +323,10 @@ fn check_targets(cx: &Cx, t: &RegionsSpec, regions: &[String], table: &str) {
         if !regions.contains(&region.value) && aws_names::region(&region.value).is_ok() {
             cx.error(
                 region.span.clone(),
-                format!("kms_keys names `{}`, which is not a target region of {table}", region.value),
+                format!(
+                    "kms_keys names `{}`, which is not a target region of {table}",
+                    region.value
+                ),
                 format!("add `{}` to regions, or remove its key", region.value),
             );
         }
@@ -345,7 +360,10 @@ fn check_distribute(cx: &Cx, r: &RecipeSpec, config: &RepoConfig) {
         if !accounts.insert(id.value.as_str()) {
             cx.error(
                 id.span.clone(),
-                format!("account `{}` is listed twice in [[distribute.accounts]]", id.value),
+                format!(
+                    "account `{}` is listed twice in [[distribute.accounts]]",
+                    id.value
+                ),
                 "merge the two entries: list all of the account's regions in one",
             );
         }
@@ -388,7 +406,11 @@ fn check_distribute(cx: &Cx, r: &RecipeSpec, config: &RepoConfig) {
 /// Checks across recipes: `source.recipe` names a recipe, recipes don't source each other
 /// in a cycle, and the source recipe's images reach the builder region. `cxs` holds
 /// each recipe's diagnostics.
-pub fn check_links(recipes: &BTreeMap<String, RecipeSpec>, cxs: &BTreeMap<String, Cx>, config: &RepoConfig) {
+pub fn check_links(
+    recipes: &BTreeMap<String, RecipeSpec>,
+    cxs: &BTreeMap<String, Cx>,
+    config: &RepoConfig,
+) {
     let names: Vec<&str> = recipes.keys().map(String::as_str).collect();
     for (name, r) in recipes {
         let cx = &cxs[name];
@@ -402,15 +424,25 @@ pub fn check_links(recipes: &BTreeMap<String, RecipeSpec>, cxs: &BTreeMap<String
         let Some(base) = recipes.get(&src.value) else {
             let hint = match did_you_mean(&src.value, names.iter().copied()) {
                 Some(m) => format!("did you mean \"{m}\"?"),
-                None => format!("recipes are the folders under recipes/: {}", names.join(", ")),
+                None => format!(
+                    "recipes are the folders under recipes/: {}",
+                    names.join(", ")
+                ),
             };
-            cx.error(src.span.clone(), format!("source recipe `{}` does not exist", src.value), hint);
+            cx.error(
+                src.span.clone(),
+                format!("source recipe `{}` does not exist", src.value),
+                hint,
+            );
             continue;
         };
         if let Some(cycle) = cycle_from(recipes, name) {
             cx.error(
                 src.span.clone(),
-                format!("recipes source each other in a cycle: {}", cycle.join(" → ")),
+                format!(
+                    "recipes source each other in a cycle: {}",
+                    cycle.join(" → ")
+                ),
                 "one recipe in the chain must start from an AMI id or filter",
             );
             continue;
@@ -455,12 +487,27 @@ mod tests {
 
     #[test]
     fn paths_resolve_inside_the_repository() {
-        assert_eq!(resolve_path("recipes/a", "setup.sh").unwrap(), "recipes/a/setup.sh");
-        assert_eq!(resolve_path("recipes/a", "./x/../y.yml").unwrap(), "recipes/a/y.yml");
-        assert_eq!(resolve_path("recipes/a", "../common/s.sh").unwrap(), "recipes/common/s.sh");
-        assert_eq!(resolve_path("recipes/a", "../../scripts/s.sh").unwrap(), "scripts/s.sh");
+        assert_eq!(
+            resolve_path("recipes/a", "setup.sh").unwrap(),
+            "recipes/a/setup.sh"
+        );
+        assert_eq!(
+            resolve_path("recipes/a", "./x/../y.yml").unwrap(),
+            "recipes/a/y.yml"
+        );
+        assert_eq!(
+            resolve_path("recipes/a", "../common/s.sh").unwrap(),
+            "recipes/common/s.sh"
+        );
+        assert_eq!(
+            resolve_path("recipes/a", "../../scripts/s.sh").unwrap(),
+            "scripts/s.sh"
+        );
         let e = resolve_path("recipes/a", "../../../etc/passwd").unwrap_err();
-        assert_eq!(e.message, "file path `../../../etc/passwd` escapes the repository");
+        assert_eq!(
+            e.message,
+            "file path `../../../etc/passwd` escapes the repository"
+        );
         let e = resolve_path("recipes/a", "/etc/passwd").unwrap_err();
         assert_eq!(e.message, "file path `/etc/passwd` is absolute");
         assert!(resolve_path("recipes/a", "../..").is_err());

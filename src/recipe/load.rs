@@ -13,11 +13,17 @@ use super::{check, check_sources, Checked, RecipeSource, RECIPES_DIR, RECIPE_FIL
 /// The repository root for `path` (the repository, `recipes/`, a recipe folder, or a
 /// file in one), and the recipe `path` points into, if any.
 pub fn find_repo_root(path: &Path) -> anyhow::Result<(PathBuf, Option<String>)> {
-    let start = path
-        .canonicalize()
-        .with_context(|| format!("{} does not exist; pass the repository or its recipes/ folder", path.display()))?;
+    let start = path.canonicalize().with_context(|| {
+        format!(
+            "{} does not exist; pass the repository or its recipes/ folder",
+            path.display()
+        )
+    })?;
     let start_dir = if start.is_file() {
-        start.parent().map(Path::to_path_buf).unwrap_or(start.clone())
+        start
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or(start.clone())
     } else {
         start.clone()
     };
@@ -46,10 +52,12 @@ pub fn find_repo_root(path: &Path) -> anyhow::Result<(PathBuf, Option<String>)> 
 pub fn load_repo(root: &Path) -> anyhow::Result<Checked> {
     let config_path = root.join(FILE_NAME);
     let config = if config_path.is_file() {
-        Some(
-            std::fs::read_to_string(&config_path)
-                .with_context(|| format!("cannot read {}; check its permissions", config_path.display()))?,
-        )
+        Some(std::fs::read_to_string(&config_path).with_context(|| {
+            format!(
+                "cannot read {}; check its permissions",
+                config_path.display()
+            )
+        })?)
     } else {
         None
     };
@@ -57,8 +65,12 @@ pub fn load_repo(root: &Path) -> anyhow::Result<Checked> {
     let recipes_dir = root.join(RECIPES_DIR);
     let mut sources = Vec::new();
     if recipes_dir.is_dir() {
-        let entries = std::fs::read_dir(&recipes_dir)
-            .with_context(|| format!("cannot list {}; check its permissions", recipes_dir.display()))?;
+        let entries = std::fs::read_dir(&recipes_dir).with_context(|| {
+            format!(
+                "cannot list {}; check its permissions",
+                recipes_dir.display()
+            )
+        })?;
         let mut dirs: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.join(RECIPE_FILE).is_file())
@@ -70,8 +82,12 @@ pub fn load_repo(root: &Path) -> anyhow::Result<Checked> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let file = dir.join(RECIPE_FILE);
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {} as UTF-8 text; check the file", file.display()))?;
+            let text = std::fs::read_to_string(&file).with_context(|| {
+                format!(
+                    "cannot read {} as UTF-8 text; check the file",
+                    file.display()
+                )
+            })?;
             sources.push(RecipeSource::new(&name, text));
         }
     }
@@ -90,7 +106,14 @@ pub fn load_repo(root: &Path) -> anyhow::Result<Checked> {
     for spec in checked.set.recipes.values() {
         let cx = Cx::new(spec.file.clone());
         // The recipe file itself may be a symlink.
-        check_inside(&cx, &canonical_root, root, &spec.file.path, 0..0, FileKind::File);
+        check_inside(
+            &cx,
+            &canonical_root,
+            root,
+            &spec.file.path,
+            0..0,
+            FileKind::File,
+        );
         for step in &spec.provision {
             let kind = match step {
                 StepSpec::File { .. } => FileKind::FileOrDir,
@@ -144,12 +167,19 @@ fn check_inside(
     if !real.starts_with(canonical_root) {
         cx.error(
             span,
-            format!("`{rel}` is a symlink pointing outside the repository ({})", real.display()),
+            format!(
+                "`{rel}` is a symlink pointing outside the repository ({})",
+                real.display()
+            ),
             "copy the file into the repository: a build only sees the repository's own files",
         );
         return;
     }
     if matches!(kind, FileKind::File) && !real.is_file() {
-        cx.error(span, format!("`{rel}` is not a file"), "point at a file, not a folder");
+        cx.error(
+            span,
+            format!("`{rel}` is not a file"),
+            "point at a file, not a folder",
+        );
     }
 }

@@ -127,14 +127,19 @@ pub fn check_sources(config: Option<&str>, recipes: &[RecipeSource]) -> Checked 
         let cx = Cx::new(file.clone());
         for r in &recipe_refs {
             if !names.contains(&r.value) {
-                let hint = match diagnostic::did_you_mean(&r.value, names.iter().map(String::as_str)) {
-                    Some(m) => format!("did you mean \"{m}\"?"),
-                    None => format!(
-                        "recipes are the folders under recipes/: {}",
-                        names.iter().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                };
-                cx.error(r.span.clone(), format!("tag rule names recipe `{}`, which does not exist", r.value), hint);
+                let hint =
+                    match diagnostic::did_you_mean(&r.value, names.iter().map(String::as_str)) {
+                        Some(m) => format!("did you mean \"{m}\"?"),
+                        None => format!(
+                            "recipes are the folders under recipes/: {}",
+                            names.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    };
+                cx.error(
+                    r.span.clone(),
+                    format!("tag rule names recipe `{}`, which does not exist", r.value),
+                    hint,
+                );
             }
         }
         diagnostics.extend(cx.into_diagnostics());
@@ -180,7 +185,8 @@ impl RecipeSet {
             }
             d
         };
-        let mut by_depth: Vec<(usize, &str)> = self.names.iter().map(|n| (depth(n), n.as_str())).collect();
+        let mut by_depth: Vec<(usize, &str)> =
+            self.names.iter().map(|n| (depth(n), n.as_str())).collect();
         by_depth.sort();
         for (_, n) in by_depth {
             if placed.insert(n) {
@@ -207,7 +213,11 @@ impl RecipeSet {
             .into_iter()
             .filter(|name| {
                 let dir = format!("{RECIPES_DIR}/{name}/");
-                let files = self.recipes.get(name).map(|r| r.files()).unwrap_or_default();
+                let files = self
+                    .recipes
+                    .get(name)
+                    .map(|r| r.files())
+                    .unwrap_or_default();
                 paths.iter().any(|p| {
                     let p = p.as_ref();
                     p.starts_with(&dir)

@@ -20,7 +20,9 @@ pub fn parse_recipe(name: &str, file: Arc<SourceFile>) -> (Option<RecipeSpec>, D
     let cx = Cx::new(file.clone());
     let spec = cx.parse_document().map(|doc| {
         let mut root = Table::new(&cx, doc.get_ref(), 0..0, "the recipe");
-        read_recipe(name, &file, &mut root)
+        let spec = read_recipe(name, &file, &mut root);
+        root.finish();
+        spec
     });
     (spec, cx.into_diagnostics())
 }
@@ -39,7 +41,10 @@ fn read_recipe(name: &str, file: &Arc<SourceFile>, root: &mut Table<'_, '_, '_>)
         .map(parse_variables)
         .unwrap_or_default();
     let var_names: BTreeSet<String> = variables.iter().map(|v| v.name.value.clone()).collect();
-    let r = Reader { cx, vars: &var_names };
+    let r = Reader {
+        cx,
+        vars: &var_names,
+    };
 
     let description = root.string("description").map(|s| r.text(&s));
     let source = match root.value("source") {
@@ -231,7 +236,9 @@ impl Reader<'_> {
             .integer("volume_size_gb", 1, 16384)
             .map(|l| l.map(|v| v as u32));
         let volume_type = t.string("volume_type");
-        let ssh_user = t.required_string("ssh_user", "\"ubuntu\"").map(|s| self.text(&s));
+        let ssh_user = t
+            .required_string("ssh_user", "\"ubuntu\"")
+            .map(|s| self.text(&s));
         let connect = t.value("connect").and_then(|v| self.connect(v));
         let ssh_cidr = t.string("ssh_cidr");
         let imdsv2_required = t.bool("imdsv2_required").map(|b| b.value);
@@ -260,9 +267,13 @@ impl Reader<'_> {
                 other => {
                     let hint = match did_you_mean(other, WAYS) {
                         Some(m) => format!("did you mean \"{m}\"?"),
-                        None => "use \"public_ip\", \"private_ip\" or { host = \"...\", port = 22 }".into(),
+                        None => {
+                            "use \"public_ip\", \"private_ip\" or { host = \"...\", port = 22 }"
+                                .into()
+                        }
                     };
-                    self.cx.error(v.span(), format!("unknown connect mode `{other}`"), hint);
+                    self.cx
+                        .error(v.span(), format!("unknown connect mode `{other}`"), hint);
                     return None;
                 }
             },
@@ -279,7 +290,10 @@ impl Reader<'_> {
             other => {
                 self.cx.error(
                     v.span(),
-                    format!("`connect` in [builder] must be a string or a table, found {}", type_name(other)),
+                    format!(
+                        "`connect` in [builder] must be a string or a table, found {}",
+                        type_name(other)
+                    ),
                     "use \"public_ip\", \"private_ip\" or { host = \"...\", port = 22 }",
                 );
                 return None;
@@ -288,7 +302,12 @@ impl Reader<'_> {
         Some(Loc::new(via, v.span()))
     }
 
-    fn step_type(&self, t: &mut Table<'_, '_, '_>, kinds: &[&str], example: &str) -> Option<String> {
+    fn step_type(
+        &self,
+        t: &mut Table<'_, '_, '_>,
+        kinds: &[&str],
+        example: &str,
+    ) -> Option<String> {
         let ty = t.required_string("type", example)?;
         if kinds.contains(&ty.value.as_str()) {
             return Some(ty.value);
@@ -299,7 +318,15 @@ impl Reader<'_> {
         };
         self.cx.error(
             ty.span.clone(),
-            format!("unknown {} type `{}`", t.name.trim_start_matches("[[").split(']').next().unwrap_or(""), ty.value),
+            format!(
+                "unknown {} type `{}`",
+                t.name
+                    .trim_start_matches("[[")
+                    .split(']')
+                    .next()
+                    .unwrap_or(""),
+                ty.value
+            ),
             hint,
         );
         None
@@ -346,7 +373,9 @@ impl Reader<'_> {
                                 "add at least one command, or remove the step",
                             );
                         }
-                        Some(ShellRunSpec::Inline(lines.value.iter().map(|l| self.text(l)).collect()))
+                        Some(ShellRunSpec::Inline(
+                            lines.value.iter().map(|l| self.text(l)).collect(),
+                        ))
                     }
                     (None, Some(s)) => Some(ShellRunSpec::Script(s)),
                     (None, None) => {
@@ -370,7 +399,9 @@ impl Reader<'_> {
             }
             Some("file") => {
                 let source = t.required_string("source", "\"files/motd\"");
-                let destination = t.required_string("destination", "\"/etc/motd\"").map(|s| self.text(&s));
+                let destination = t
+                    .required_string("destination", "\"/etc/motd\"")
+                    .map(|s| self.text(&s));
                 let mode = t.string("mode").and_then(|m| self.mode(&m));
                 let owner = t.string("owner").map(|s| self.text(&s));
                 if let Some(d) = &destination {
@@ -409,8 +440,20 @@ impl Reader<'_> {
                 // Unknown type: accept every key any step type knows, so the only error
                 // is the type itself.
                 t.know(&[
-                    "inline", "script", "env", "sudo", "expect_disconnect", "timeout", "source",
-                    "destination", "mode", "owner", "playbook", "extra_vars", "extra_args", "become",
+                    "inline",
+                    "script",
+                    "env",
+                    "sudo",
+                    "expect_disconnect",
+                    "timeout",
+                    "source",
+                    "destination",
+                    "mode",
+                    "owner",
+                    "playbook",
+                    "extra_vars",
+                    "extra_args",
+                    "become",
                 ]);
                 None
             }
@@ -421,7 +464,8 @@ impl Reader<'_> {
 
     fn mode(&self, m: &Loc<String>) -> Option<u32> {
         let digits = m.value.strip_prefix("0o").unwrap_or(&m.value);
-        let ok = (3..=4).contains(&digits.len()) && digits.chars().all(|c| ('0'..='7').contains(&c));
+        let ok =
+            (3..=4).contains(&digits.len()) && digits.chars().all(|c| ('0'..='7').contains(&c));
         if !ok {
             self.cx.error(
                 m.span.clone(),
@@ -457,7 +501,10 @@ impl Reader<'_> {
             Some("command") => {
                 let command = t.required_string("command", "\"systemctl is-active docker\"");
                 let sudo = t.bool("sudo").is_some_and(|b| b.value);
-                let expect_exit = t.integer("expect_exit", 0, 255).map(|e| e.value as i32).unwrap_or(0);
+                let expect_exit = t
+                    .integer("expect_exit", 0, 255)
+                    .map(|e| e.value as i32)
+                    .unwrap_or(0);
                 let expect_stdout = self.text_opt(t.string("expect_stdout"));
                 command.map(|c| VerifySpec::Command {
                     name,
@@ -468,7 +515,9 @@ impl Reader<'_> {
                 })
             }
             Some("file") => {
-                let path = t.required_string("path", "\"/etc/release\"").map(|p| self.text(&p));
+                let path = t
+                    .required_string("path", "\"/etc/release\"")
+                    .map(|p| self.text(&p));
                 let expect_content = self.text_opt(t.string("expect_content"));
                 if let Some(p) = &path {
                     self.absolute(p, "path");
@@ -480,7 +529,14 @@ impl Reader<'_> {
                 })
             }
             _ => {
-                t.know(&["command", "sudo", "expect_exit", "expect_stdout", "path", "expect_content"]);
+                t.know(&[
+                    "command",
+                    "sudo",
+                    "expect_exit",
+                    "expect_stdout",
+                    "path",
+                    "expect_content",
+                ]);
                 None
             }
         };
@@ -529,7 +585,8 @@ impl Reader<'_> {
 
     fn seal(&self, mut t: Table<'_, '_, '_>) -> SealPlan {
         let d = SealPlan::default();
-        let mut get = |k: &'static str, default: bool| t.bool(k).map(|b| b.value).unwrap_or(default);
+        let mut get =
+            |k: &'static str, default: bool| t.bool(k).map(|b| b.value).unwrap_or(default);
         let seal = SealPlan {
             enabled: get("enabled", d.enabled),
             host_keys: get("host_keys", d.host_keys),

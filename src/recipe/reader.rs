@@ -136,7 +136,12 @@ pub struct Table<'c, 'a, 'i> {
 }
 
 impl<'c, 'a, 'i> Table<'c, 'a, 'i> {
-    pub fn new(cx: &'c Cx, map: &'a DeTable<'i>, span: Range<usize>, name: impl Into<String>) -> Self {
+    pub fn new(
+        cx: &'c Cx,
+        map: &'a DeTable<'i>,
+        span: Range<usize>,
+        name: impl Into<String>,
+    ) -> Self {
         Table {
             cx,
             map,
@@ -160,7 +165,10 @@ impl<'c, 'a, 'i> Table<'c, 'a, 'i> {
                 cx.error(
                     value.span(),
                     format!("`{key}` must be a table, found {}", type_name(other)),
-                    format!("write it as [{}] with keys below it, or inline as {key} = {{ ... }}", name.trim_matches(['[', ']'])),
+                    format!(
+                        "write it as [{}] with keys below it, or inline as {key} = {{ ... }}",
+                        name.trim_matches(['[', ']'])
+                    ),
                 );
                 None
             }
@@ -252,7 +260,11 @@ impl<'c, 'a, 'i> Table<'c, 'a, 'i> {
                 None
             }
             None => {
-                self.wrong_type(key, v, "an integer", &format!("{min} (no quotes)"));
+                let example = match v.get_ref().as_str().map(|s| s.trim().parse::<i64>()) {
+                    Some(Ok(i)) => i,
+                    _ => min,
+                };
+                self.wrong_type(key, v, "an integer", &format!("{example} (no quotes)"));
                 None
             }
         }
@@ -321,7 +333,11 @@ impl<'c, 'a, 'i> Table<'c, 'a, 'i> {
     }
 
     /// A sub-table, e.g. `[builder]`.
-    pub fn table(&mut self, key: &'static str, name: impl Into<String>) -> Option<Table<'c, 'a, 'i>> {
+    pub fn table(
+        &mut self,
+        key: &'static str,
+        name: impl Into<String>,
+    ) -> Option<Table<'c, 'a, 'i>> {
         let v = self.value(key)?;
         Table::from_value(self.cx, v, name, key)
     }
@@ -332,7 +348,10 @@ impl<'c, 'a, 'i> Table<'c, 'a, 'i> {
         let Some(arr) = v.get_ref().as_array() else {
             self.cx.error(
                 v.span(),
-                format!("`{key}` must be an array of tables, found {}", type_name(v.get_ref())),
+                format!(
+                    "`{key}` must be an array of tables, found {}",
+                    type_name(v.get_ref())
+                ),
                 format!("write each entry as a [[{key}]] section"),
             );
             return None;
@@ -340,12 +359,19 @@ impl<'c, 'a, 'i> Table<'c, 'a, 'i> {
         let mut out = Vec::new();
         for (i, item) in arr.iter().enumerate() {
             match item.get_ref() {
-                DeValue::Table(t) => {
-                    out.push(Table::new(self.cx, t, item.span(), format!("[[{key}]] #{}", i + 1)))
-                }
+                DeValue::Table(t) => out.push(Table::new(
+                    self.cx,
+                    t,
+                    item.span(),
+                    format!("[[{key}]] #{}", i + 1),
+                )),
                 other => self.cx.error(
                     item.span(),
-                    format!("entry #{} of `{key}` must be a table, found {}", i + 1, type_name(other)),
+                    format!(
+                        "entry #{} of `{key}` must be a table, found {}",
+                        i + 1,
+                        type_name(other)
+                    ),
                     format!("write each entry as a [[{key}]] section"),
                 ),
             }

@@ -86,15 +86,17 @@ impl TagRule {
     pub fn new(pattern: &str, recipes: Option<Vec<String>>) -> Result<Self, String> {
         let regex = pattern_regex(pattern)?;
         let has_recipe = pattern.contains("{recipe}");
-        let recipes = match (has_recipe, recipes) {
-            (true, Some(_)) => {
-                return Err("a pattern with {recipe} builds the recipe named in the tag; remove `recipes`".into())
-            }
-            (true, None) => TagRecipes::FromTag,
-            (false, None) => TagRecipes::All,
-            (false, Some(list)) if list.iter().any(|r| r == "*") => TagRecipes::All,
-            (false, Some(list)) => TagRecipes::Named(list),
-        };
+        let recipes =
+            match (has_recipe, recipes) {
+                (true, Some(_)) => return Err(
+                    "a pattern with {recipe} builds the recipe named in the tag; remove `recipes`"
+                        .into(),
+                ),
+                (true, None) => TagRecipes::FromTag,
+                (false, None) => TagRecipes::All,
+                (false, Some(list)) if list.iter().any(|r| r == "*") => TagRecipes::All,
+                (false, Some(list)) => TagRecipes::Named(list),
+            };
         Ok(TagRule {
             pattern: pattern.to_string(),
             recipes,
@@ -267,7 +269,11 @@ fn read(cx: &Cx, root: &mut Table<'_, '_, '_>, recipe_refs: &mut Vec<Loc<String>
                     Some(m) => format!("did you mean \"{m}\"?"),
                     None => "use \"never\", \"on-command\" or \"always\"".into(),
                 };
-                cx.error(mode.span, format!("unknown pull_requests mode `{}`", mode.value), hint);
+                cx.error(
+                    mode.span,
+                    format!("unknown pull_requests mode `{}`", mode.value),
+                    hint,
+                );
             }
         }
     }
@@ -349,7 +355,10 @@ fn read(cx: &Cx, root: &mut Table<'_, '_, '_>, recipe_refs: &mut Vec<Loc<String>
             region: region.map(|r| r.value),
             regions: regions.map(|r| r.value.into_iter().map(|r| r.value).collect()),
             kms_key: kms_key.map(|k| k.value),
-            kms_keys: kms_keys.into_iter().map(|(k, v)| (k.value, v.value)).collect(),
+            kms_keys: kms_keys
+                .into_iter()
+                .map(|(k, v)| (k.value, v.value))
+                .collect(),
             account_role: account_role.map(|r| r.value),
             instance_type: instance_type.map(|i| i.value),
             ssh_cidr: ssh_cidr.map(|c| c.value),
@@ -372,7 +381,10 @@ mod tests {
         let c = RepoConfig::default();
         let all = names(&["base-ubuntu", "docker-host"]);
         assert_eq!(c.recipes_for_tag("release-0.1.0", &all), all);
-        assert_eq!(c.recipes_for_tag("docker-host/v1.2.0", &all), names(&["docker-host"]));
+        assert_eq!(
+            c.recipes_for_tag("docker-host/v1.2.0", &all),
+            names(&["docker-host"])
+        );
         assert!(c.recipes_for_tag("nope/v1", &all).is_empty());
         assert!(c.recipes_for_tag("v1.0", &all).is_empty());
         assert!(c.recipes_for_tag("release-0.1.0/extra", &all).is_empty());

@@ -7,8 +7,8 @@ use crate::plan::model::SealPlan;
 
 use super::diagnostic::SourceFile;
 use super::reader::Loc;
-use super::template::Text;
 use super::repo_config::RepoConfig;
+use super::template::Text;
 use super::variables::VariableSpec;
 
 #[derive(Debug, Clone)]

@@ -125,7 +125,9 @@ impl Template {
                     out.push_str(&format!("{{{{ {} }}}}", b.name()))
                 }
                 Segment::Ref(Reference::Var(n), _) => out.push_str(&format!("{{{{ var.{n} }}}}")),
-                Segment::Ref(Reference::Escaped(s), _) => out.push_str(&format!("{{{{ \"{s}\" }}}}")),
+                Segment::Ref(Reference::Escaped(s), _) => {
+                    out.push_str(&format!("{{{{ \"{s}\" }}}}"))
+                }
             }
         }
         out
@@ -171,7 +173,12 @@ pub fn parse(cx: &Cx, value: &Loc<String>, vars: &BTreeSet<String>) -> Text {
     Loc::new(Template { segments }, value.span.clone())
 }
 
-fn reference(cx: &Cx, inner: &str, span: &Range<usize>, vars: &BTreeSet<String>) -> Option<Reference> {
+fn reference(
+    cx: &Cx,
+    inner: &str,
+    span: &Range<usize>,
+    vars: &BTreeSet<String>,
+) -> Option<Reference> {
     // `{{ "{{" }}` writes braces that are not a reference, e.g. for Go or Jinja templates.
     if inner.len() >= 2 && inner.starts_with('"') && inner.ends_with('"') {
         return Some(Reference::Escaped(inner[1..inner.len() - 1].to_string()));
@@ -183,7 +190,9 @@ fn reference(cx: &Cx, inner: &str, span: &Range<usize>, vars: &BTreeSet<String>)
         }
         let hint = match did_you_mean(name, vars.iter().map(String::as_str)) {
             Some(m) => format!("did you mean `{{{{ var.{m} }}}}`?"),
-            None if vars.is_empty() => format!("declare it under [variables], e.g. {name} = \"...\""),
+            None if vars.is_empty() => {
+                format!("declare it under [variables], e.g. {name} = \"...\"")
+            }
             None => format!(
                 "declare it under [variables]; declared: {}",
                 vars.iter().cloned().collect::<Vec<_>>().join(", ")
@@ -208,7 +217,11 @@ fn reference(cx: &Cx, inner: &str, span: &Range<usize>, vars: &BTreeSet<String>)
             builtins.join(", ")
         )
     };
-    cx.error(span.clone(), format!("unknown reference `{{{{ {inner} }}}}`"), hint);
+    cx.error(
+        span.clone(),
+        format!("unknown reference `{{{{ {inner} }}}}`"),
+        hint,
+    );
     None
 }
 
@@ -276,7 +289,10 @@ mod tests {
 
     #[test]
     fn quoted_braces_are_written_as_is() {
-        let (t, errs) = parse_in(r#"docker info --format '{{ \"{{\" }}.ServerVersion}}'"#, &[]);
+        let (t, errs) = parse_in(
+            r#"docker info --format '{{ \"{{\" }}.ServerVersion}}'"#,
+            &[],
+        );
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(
             t.render(&Scope::default()).unwrap(),

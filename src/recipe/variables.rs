@@ -297,7 +297,9 @@ impl VarOverrides {
     pub fn push_file(&mut self, path: &str, text: &str) -> anyhow::Result<()> {
         let table = DeTable::parse(text)
             .map_err(|e| anyhow::anyhow!("{}", e.message().lines().next().unwrap_or("")))
-            .with_context(|| format!("var file {path} is not valid TOML; write one `name = value` per line"))?;
+            .with_context(|| {
+                format!("var file {path} is not valid TOML; write one `name = value` per line")
+            })?;
         for (k, v) in table.get_ref().iter() {
             let value = VarValue::from_toml(v.get_ref()).map_err(|found| {
                 anyhow::anyhow!(
@@ -335,11 +337,21 @@ pub fn resolve(
                 None if names.is_empty() => format!("recipe {recipe} declares no variables"),
                 None => format!("recipe {recipe} declares: {}", names.join(", ")),
             };
-            bail!("{}: recipe {recipe} has no variable `{}`; {hint}", o.origin, o.name);
+            bail!(
+                "{}: recipe {recipe} has no variable `{}`; {hint}",
+                o.origin,
+                o.name
+            );
         };
         let value = match &o.value {
-            OverrideValue::Text(s) => VarValue::parse_as(spec.ty, s)
-                .map_err(|e| anyhow::anyhow!("{}: variable `{}` is a {}: {e}", o.origin, o.name, spec.ty.name()))?,
+            OverrideValue::Text(s) => VarValue::parse_as(spec.ty, s).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: variable `{}` is a {}: {e}",
+                    o.origin,
+                    o.name,
+                    spec.ty.name()
+                )
+            })?,
             OverrideValue::Typed(v) if v.var_type() == spec.ty => v.clone(),
             OverrideValue::Typed(v) => bail!(
                 "{}: variable `{}` is a {} but the value given is a {}; give a {}",
@@ -371,12 +383,17 @@ mod tests {
     #[test]
     fn overrides_apply_in_order_and_are_typed() {
         let declared = vec![
-            spec("tools", VarType::List, Some(VarValue::List(vec!["curl".into()]))),
+            spec(
+                "tools",
+                VarType::List,
+                Some(VarValue::List(vec!["curl".into()])),
+            ),
             spec("swap", VarType::Number, Some(VarValue::Number("2".into()))),
             spec("debug", VarType::Bool, None),
         ];
         let mut o = VarOverrides::default();
-        o.push_file("vars.toml", "swap = 4\ntools = [\"jq\", \"htop\"]\n").unwrap();
+        o.push_file("vars.toml", "swap = 4\ntools = [\"jq\", \"htop\"]\n")
+            .unwrap();
         o.push_cli(&["swap=8".into(), "debug=true".into()]).unwrap();
         let v = resolve("r", &declared, &o).unwrap();
         assert_eq!(v["tools"].to_string(), "jq htop");
@@ -390,18 +407,29 @@ mod tests {
         let mut o = VarOverrides::default();
         o.push_cli(&["swap=lots".into()]).unwrap();
         let e = resolve("r", &declared, &o).unwrap_err().to_string();
-        assert_eq!(e, "--var: variable `swap` is a number: `lots` is not a number");
+        assert_eq!(
+            e,
+            "--var: variable `swap` is a number: `lots` is not a number"
+        );
 
         let mut o = VarOverrides::default();
         o.push_cli(&["swp=1".into()]).unwrap();
         let e = resolve("r", &declared, &o).unwrap_err().to_string();
-        assert_eq!(e, "--var: recipe r has no variable `swp`; did you mean `swap`?");
+        assert_eq!(
+            e,
+            "--var: recipe r has no variable `swp`; did you mean `swap`?"
+        );
 
         let mut o = VarOverrides::default();
         o.push_file("v.toml", "swap = \"1\"").unwrap();
         let e = resolve("r", &declared, &o).unwrap_err().to_string();
-        assert!(e.starts_with("v.toml: variable `swap` is a number but the value given is a string"), "{e}");
+        assert!(
+            e.starts_with("v.toml: variable `swap` is a number but the value given is a string"),
+            "{e}"
+        );
 
-        assert!(VarOverrides::default().push_cli(&["novalue".into()]).is_err());
+        assert!(VarOverrides::default()
+            .push_cli(&["novalue".into()])
+            .is_err());
     }
 }
