@@ -189,22 +189,16 @@ impl Planner<'_> {
 
     fn render(&self, t: &Text) -> anyhow::Result<String> {
         t.value.render(&self.scope).map_err(|e| {
-            let unset: Vec<&str> = t
-                .value
-                .references()
-                .filter_map(|(r, _)| match r {
-                    crate::recipe::template::Reference::Var(n)
-                        if !self.scope.vars.contains_key(n) =>
-                    {
-                        Some(n.as_str())
-                    }
-                    _ => None,
-                })
-                .collect();
-            match unset.first() {
-                Some(n) => anyhow!(
+            let unset = t.value.references().find_map(|(r, span)| match r {
+                crate::recipe::template::Reference::Var(n) if !self.scope.vars.contains_key(n) => {
+                    Some((n.as_str(), span))
+                }
+                _ => None,
+            });
+            match unset {
+                Some((n, span)) => anyhow!(
                     "{}: {e}; pass --var {n}=VALUE or give it a default",
-                    self.at(&t.span)
+                    self.at(span)
                 ),
                 None => anyhow!("{}: {e}", self.at(&t.span)),
             }
@@ -333,15 +327,16 @@ impl Planner<'_> {
                     timeout_secs,
                     ..
                 } => {
+                    let run_spec = run;
                     let run = match run {
                         ShellRunSpec::Inline(lines) => ShellRun::Inline {
                             commands: lines.iter().map(|l| self.render(l)).collect::<anyhow::Result<_>>()?,
                         },
                         ShellRunSpec::Script(p) => ShellRun::Script { path: self.path(p)? },
                     };
-                    let fallback = || match &run {
-                        ShellRun::Script { path } => format!("shell {}", path.display()),
-                        ShellRun::Inline { .. } => format!("shell step {n}"),
+                    let fallback = || match &run_spec {
+                        ShellRunSpec::Script(p) => format!("run {}", p.value),
+                        ShellRunSpec::Inline(_) => format!("shell step {n}"),
                     };
                     ProvisionStep::Shell(ShellStep {
                         name: self.step_name(name, fallback)?,
@@ -367,10 +362,9 @@ impl Planner<'_> {
                             self.at(&destination.span)
                         );
                     }
-                    let source = self.path(source)?;
                     ProvisionStep::File(FileStep {
-                        name: self.step_name(name, || format!("upload {}", source.display()))?,
-                        source,
+                        name: self.step_name(name, || format!("upload {}", source.value))?,
+                        source: self.path(source)?,
                         destination: destination_s,
                         mode: *mode,
                         owner: self.render_opt(owner)?,
@@ -385,10 +379,9 @@ impl Planner<'_> {
                     timeout_secs,
                     ..
                 } => {
-                    let playbook = self.path(playbook)?;
                     ProvisionStep::Ansible(AnsibleStep {
-                        name: self.step_name(name, || format!("ansible {}", playbook.display()))?,
-                        playbook,
+                        name: self.step_name(name, || format!("playbook {}", playbook.value))?,
+                        playbook: self.path(playbook)?,
                         extra_vars: self.render_map(extra_vars)?,
                         extra_args: extra_args.iter().map(|a| self.render(a)).collect::<anyhow::Result<_>>()?,
                         become_root: *become_root,
@@ -612,3 +605,6 @@ impl Planner<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
