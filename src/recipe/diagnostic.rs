@@ -213,12 +213,15 @@ pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+    let mut best: Option<(f64, &str)> = None;
+    for c in candidates {
+        let score = strsim::jaro_winkler(word, c);
+        // On a tie the earlier candidate wins: lists put the usual choice first.
+        if score >= 0.8 && best.is_none_or(|(b, _)| score > b) {
+            best = Some((score, c));
+        }
+    }
+    best.map(|(_, c)| c)
 }
 
 #[cfg(test)]
@@ -231,10 +234,11 @@ mod tests {
         assert_eq!(f.position(0), (1, 1));
         assert_eq!(f.position(1), (1, 2));
         assert_eq!(f.position(3), (2, 1));
-        // 'é' is two bytes: the '=' after it is the 4th character.
-        assert_eq!(f.position(7), (2, 5));
-        assert_eq!(f.position(12), (3, 1));
-        assert_eq!(f.position(13), (4, 1));
+        // 'é' is two bytes: the '=' at byte 7 is the line's 4th character.
+        assert_eq!(f.position(7), (2, 4));
+        assert_eq!(f.position(11), (3, 1));
+        assert_eq!(f.position(12), (4, 1));
+        assert_eq!(f.position(13), (4, 2));
         assert_eq!(f.position(99), (4, 2));
     }
 

@@ -86,6 +86,9 @@ pub fn check_sources(config: Option<&str>, recipes: &[RecipeSource]) -> Checked 
     let (config, config_file, recipe_refs) = match config {
         Some(text) => {
             let file = SourceFile::new(repo_config::FILE_NAME, text);
+            let cx = Cx::new(file.clone());
+            check::check_secrets(&cx);
+            diagnostics.extend(cx.into_diagnostics());
             let parsed = repo_config::parse_repo_config(file.clone());
             diagnostics.extend(parsed.diagnostics);
             (parsed.config, Some(file), parsed.recipe_refs)
@@ -104,6 +107,9 @@ pub fn check_sources(config: Option<&str>, recipes: &[RecipeSource]) -> Checked 
                     .with_hint("rename the folder: lowercase letters, digits, '-', '_' and '.', starting with a letter or digit"),
             );
         }
+        let cx = Cx::new(file.clone());
+        check::check_secrets(&cx);
+        diagnostics.extend(cx.into_diagnostics());
         let (spec, d) = parse::parse_recipe(&src.name, file);
         diagnostics.extend(d);
         if let Some(spec) = spec {
@@ -238,3 +244,6 @@ pub fn touches_recipes<S: AsRef<str>>(paths: &[S]) -> bool {
         p == repo_config::FILE_NAME || p.starts_with(&format!("{RECIPES_DIR}/"))
     })
 }
+
+#[cfg(test)]
+mod tests;
