@@ -448,7 +448,7 @@ pub fn check_links(
             continue;
         }
         if let Some(region) = r.builder_region(config) {
-            if !base.home_regions(config).iter().any(|h| *h == region) {
+            if !base.home_regions(config).contains(&region) {
                 cx.error(
                     src.span.clone(),
                     format!(
@@ -478,6 +478,33 @@ fn cycle_from(recipes: &BTreeMap<String, RecipeSpec>, start: &str) -> Option<Vec
         }
         chain.push(next.to_string());
         current = next;
+    }
+}
+
+static SECRET_PATTERNS: std::sync::LazyLock<Vec<(regex::Regex, &'static str)>> =
+    std::sync::LazyLock::new(|| {
+        [
+            (r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", "an AWS access key id"),
+            (r"-----BEGIN [A-Z ]*PRIVATE KEY-----", "a private key"),
+            (r"\bgh[pousr]_[A-Za-z0-9]{36,}\b", "a GitHub token"),
+            (r"\bxox[abprs]-[A-Za-z0-9-]{10,}", "a Slack token"),
+        ]
+        .into_iter()
+        .map(|(re, what)| (regex::Regex::new(re).expect("secret pattern"), what))
+        .collect()
+    });
+
+/// Recipes are committed to git and their values end up in images, tags and logs: a
+/// value that looks like a credential is refused.
+pub fn check_secrets(cx: &Cx) {
+    for (re, what) in SECRET_PATTERNS.iter() {
+        for m in re.find_iter(&cx.file.text) {
+            cx.error(
+                m.range(),
+                format!("this looks like {what}"),
+                "remove it and rotate it: recipes are committed and their values end up in images, tags and logs; give the build credentials through the builder's instance role instead",
+            );
+        }
     }
 }
 
@@ -513,32 +540,5 @@ mod tests {
         assert!(resolve_path("recipes/a", "../..").is_err());
         assert!(resolve_path("recipes/a", "").is_err());
         assert!(resolve_path("recipes/a", "{{ var.x }}.sh").is_err());
-    }
-}
-
-static SECRET_PATTERNS: std::sync::LazyLock<Vec<(regex::Regex, &'static str)>> =
-    std::sync::LazyLock::new(|| {
-        [
-            (r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", "an AWS access key id"),
-            (r"-----BEGIN [A-Z ]*PRIVATE KEY-----", "a private key"),
-            (r"\bgh[pousr]_[A-Za-z0-9]{36,}\b", "a GitHub token"),
-            (r"\bxox[abprs]-[A-Za-z0-9-]{10,}", "a Slack token"),
-        ]
-        .into_iter()
-        .map(|(re, what)| (regex::Regex::new(re).expect("secret pattern"), what))
-        .collect()
-    });
-
-/// Recipes are committed to git and their values end up in images, tags and logs: a
-/// value that looks like a credential is refused.
-pub fn check_secrets(cx: &Cx) {
-    for (re, what) in SECRET_PATTERNS.iter() {
-        for m in re.find_iter(&cx.file.text) {
-            cx.error(
-                m.range(),
-                format!("this looks like {what}"),
-                "remove it and rotate it: recipes are committed and their values end up in images, tags and logs; give the build credentials through the builder's instance role instead",
-            );
-        }
     }
 }
