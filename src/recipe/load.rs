@@ -37,7 +37,7 @@ pub fn find_repo_root(path: &Path) -> anyhow::Result<(PathBuf, Option<String>)> 
     let Some(root) = root else {
         bail!(
             "no {FILE_NAME} or {RECIPES_DIR}/ folder at or above {}; run bakery from the repository that holds the recipes, or pass its path",
-            path.display()
+            start_dir.display()
         );
     };
     let scope = start_dir

@@ -422,8 +422,9 @@ fn plan_command_json_is_the_build_plan() {
         install,
         bakery::plan::model::ShellRun::Inline {
             commands: vec![
-                "apt-get update".into(),
-                "apt-get install -y --no-install-recommends curl jq".into(),
+                "apt-get -o DPkg::Lock::Timeout=600 update".into(),
+                "apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends curl jq"
+                    .into(),
                 "apt-get clean".into()
             ]
         },
