@@ -5,6 +5,7 @@
 mod aws;
 mod github;
 mod intake;
+mod recipes;
 mod serve;
 mod store;
 mod support;

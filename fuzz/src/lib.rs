@@ -1,0 +1,6 @@
+//! The recipe parser and planner, compiled from the main crate's sources.
+
+#[path = "../../src/plan/mod.rs"]
+pub mod plan;
+#[path = "../../src/recipe/mod.rs"]
+pub mod recipe;
