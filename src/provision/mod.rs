@@ -72,3 +72,8 @@ pub trait Provisioner: Send + Sync {
         ctx: &ProvisionContext,
     ) -> anyhow::Result<ProvisionReport>;
 }
+
+pub mod communicator;
+pub mod host_key;
+pub mod lines;
+pub mod quote;
