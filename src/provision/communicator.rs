@@ -227,15 +227,9 @@ impl Communicator {
             .handle
             .disconnect(Disconnect::ByApplication, "reconnecting", "en")
             .await;
-        let fresh = Communicator::connect(
-            &self.target,
-            &self.policy,
-            &self.opts,
-            log,
-            step,
-            cancel,
-        )
-        .await?;
+        let fresh =
+            Communicator::connect(&self.target, &self.policy, &self.opts, log, step, cancel)
+                .await?;
         *self = fresh;
         Ok(())
     }
@@ -275,11 +269,9 @@ impl Communicator {
                 return true;
             }
             // A keepalive with a reply notices a dead connection sooner than waiting.
-            let _ = tokio::time::timeout(
-                Duration::from_millis(500),
-                self.handle.send_keepalive(true),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(500), self.handle.send_keepalive(true))
+                    .await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         self.handle.is_closed()
@@ -534,7 +526,11 @@ impl RemoteCommand {
     }
 
     /// bakery's own plumbing: stdout captured, not logged.
-    pub fn internal(display: impl Into<String>, remote: impl Into<String>, timeout: Duration) -> Self {
+    pub fn internal(
+        display: impl Into<String>,
+        remote: impl Into<String>,
+        timeout: Duration,
+    ) -> Self {
         RemoteCommand {
             capture_stdout: true,
             log_stdout: false,
@@ -573,7 +569,10 @@ pub enum ExecError {
     ConnectionLost { command: String, after: Duration },
     #[error("`{command}` did not finish within {timeout:?}")]
     TimedOut { command: String, timeout: Duration },
-    #[error("`{command}` was killed by signal {signal}{}", tail_suffix(stderr_tail))]
+    #[error(
+        "`{command}` was killed by signal {signal}{}",
+        tail_suffix(stderr_tail)
+    )]
     Signal {
         command: String,
         signal: String,

@@ -174,10 +174,7 @@ mod tests {
         let good = key(3);
         let pins = vec![fingerprint(&key(9)), format!("{}=", fingerprint(&good))];
         let p = HostKeyPolicy::new(&pins, None);
-        assert!(matches!(
-            p.check(&key(4)),
-            HostKeyDecision::Refused { .. }
-        ));
+        assert!(matches!(p.check(&key(4)), HostKeyDecision::Refused { .. }));
         assert!(matches!(
             p.check(&good),
             HostKeyDecision::Accepted {
@@ -186,10 +183,7 @@ mod tests {
             }
         ));
         // Once one pinned key is accepted, another pinned key is still a change.
-        assert!(matches!(
-            p.check(&key(9)),
-            HostKeyDecision::Refused { .. }
-        ));
+        assert!(matches!(p.check(&key(9)), HostKeyDecision::Refused { .. }));
     }
 
     #[test]

@@ -77,3 +77,10 @@ pub mod communicator;
 pub mod host_key;
 pub mod lines;
 pub mod quote;
+pub mod repo_path;
+pub mod ssh;
+pub mod steps;
+pub mod upload;
+
+pub use ssh::SshProvisioner;
+pub use steps::ProvisionerOptions;

@@ -63,10 +63,7 @@ mod tests {
     fn exports_reject_bad_names() {
         let mut env = std::collections::BTreeMap::new();
         env.insert("GREETING".to_string(), "hi there".to_string());
-        assert_eq!(
-            env_exports(&env).unwrap(),
-            "export GREETING='hi there'; "
-        );
+        assert_eq!(env_exports(&env).unwrap(), "export GREETING='hi there'; ");
         env.insert("BAD-NAME".to_string(), "x".to_string());
         assert!(env_exports(&env).is_err());
     }
