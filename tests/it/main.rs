@@ -1,0 +1,5 @@
+//! Integration tests against real components started by the project's own scripts.
+
+mod support;
+
+mod ssh;
