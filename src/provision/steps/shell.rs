@@ -66,6 +66,8 @@ pub async fn run(s: &mut Session, step: &ShellStep) -> anyhow::Result<()> {
             );
         }
         s.log.info(name, format!("$ {display}"));
+        // Whole seconds for `timeout`, rounded up so a command never gets less than its share.
+        let left = Duration::from_secs(left.as_secs_f64().ceil() as u64);
         let cmd = RemoteCommand::new(
             display.clone(),
             wrap_command(&inner, &exports, sudo, left),
