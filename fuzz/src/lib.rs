@@ -4,3 +4,9 @@
 pub mod plan;
 #[path = "../../src/recipe/mod.rs"]
 pub mod recipe;
+
+/// The webhook event parser, compiled from the main crate's sources.
+pub mod github {
+    #[path = "../../../src/github/webhook/mod.rs"]
+    pub mod webhook;
+}

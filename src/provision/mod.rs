@@ -72,3 +72,15 @@ pub trait Provisioner: Send + Sync {
         ctx: &ProvisionContext,
     ) -> anyhow::Result<ProvisionReport>;
 }
+
+pub mod communicator;
+pub mod host_key;
+pub mod lines;
+pub mod quote;
+pub mod repo_path;
+pub mod ssh;
+pub mod steps;
+pub mod upload;
+
+pub use ssh::SshProvisioner;
+pub use steps::ProvisionerOptions;

@@ -1,12 +1,14 @@
 //! bakery's integration tests: one binary, one module per area. Each test starts the
 //! real components it needs (the store, the HTTP router, the `bakery` binary, moto, a
-//! fake GitHub that follows GitHub's REST description, real git repositories).
+//! sandboxed OpenSSH server, a fake GitHub that follows GitHub's REST description, real
+//! git repositories).
 
 mod aws;
 mod github;
 mod intake;
 mod recipes;
 mod serve;
+mod ssh;
 mod store;
 mod support;
 mod worker;

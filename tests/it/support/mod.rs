@@ -1,6 +1,6 @@
 //! Real components the integration tests start, and helpers to drive them: stores,
 //! signed deliveries from GitHub's example payloads, the real `bakery` binary, moto and
-//! a recording proxy in front of it, a fake GitHub and git repositories.
+//! a recording proxy in front of it, a sandboxed sshd, a fake GitHub and git repositories.
 
 #![allow(dead_code)]
 
@@ -10,4 +10,5 @@ pub mod examples;
 pub mod fake_github;
 pub mod git;
 pub mod moto;
+pub mod sandbox;
 pub mod stores;
