@@ -24,6 +24,21 @@ pub struct ReleasedImage {
     pub snapshot_ids: Vec<String>,
 }
 
+/// The version was released from another commit: the tag was moved since.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "{recipe} {version} was already released from commit {built_sha} ({image_id} in {target}), but the tag now points at {new_sha}: \
+     a released version is immutable, so tag a new version instead of moving this one"
+)]
+pub struct MovedTag {
+    pub recipe: String,
+    pub version: String,
+    pub built_sha: String,
+    pub new_sha: String,
+    pub image_id: String,
+    pub target: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReleaseState {
     /// Nothing released yet: build.
@@ -47,16 +62,15 @@ pub async fn check(
         return Ok(ReleaseState::New);
     }
     if let Some(moved) = images.iter().find(|i| i.git_sha != plan.git_sha) {
-        anyhow::bail!(
-            "{} {} was already released from commit {} ({} in {}), but the tag now points at {}: \
-             a released version is immutable, so tag a new version instead of moving this one",
-            plan.recipe,
-            plan.version,
-            moved.git_sha,
-            moved.image_id,
-            moved.target,
-            plan.git_sha
-        );
+        return Err(MovedTag {
+            recipe: plan.recipe.clone(),
+            version: plan.version.clone(),
+            built_sha: moved.git_sha.clone(),
+            new_sha: plan.git_sha.clone(),
+            image_id: moved.image_id.clone(),
+            target: moved.target.to_string(),
+        }
+        .into());
     }
     let missing: Vec<String> = targets
         .iter()

@@ -31,9 +31,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let state = AppState::new(&config, store.clone(), job_queued.clone())?;
 
     let shutdown = CancellationToken::new();
-    let handler = Arc::new(crate::jobs::Dispatcher::new());
-    let mut workers =
-        WorkerPool::new(store, handler, config.workers.clone(), job_queued).spawn(shutdown.clone());
+    let provisioner: Arc<dyn crate::provision::Provisioner> =
+        Arc::new(crate::provision::ssh::SshProvisioner::default());
+    let deps = Arc::new(crate::jobs::JobDeps::from_config(
+        config.clone(),
+        store.clone(),
+        provisioner,
+    )?);
+    let handler = Arc::new(crate::jobs::Dispatcher::new(deps));
+    let mut workers = WorkerPool::new(store.clone(), handler, config.workers.clone(), job_queued)
+        .spawn(shutdown.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -1,8 +1,15 @@
 //! Job handlers: what a worker does with a leased job, by kind.
 
+mod deps;
 mod log_sink;
+mod progress;
+pub mod release;
 
+pub use deps::JobDeps;
 pub use log_sink::JobLogSink;
+pub use progress::StepTracker;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -10,26 +17,22 @@ use crate::database::JobKind;
 use crate::worker::{JobContext, JobHandler};
 
 /// Routes each job to the handler for its kind.
-pub struct Dispatcher {}
-
-impl Dispatcher {
-    pub fn new() -> Self {
-        Dispatcher {}
-    }
+pub struct Dispatcher {
+    deps: Arc<JobDeps>,
 }
 
-impl Default for Dispatcher {
-    fn default() -> Self {
-        Self::new()
+impl Dispatcher {
+    pub fn new(deps: Arc<JobDeps>) -> Self {
+        Dispatcher { deps }
     }
 }
 
 #[async_trait]
 impl JobHandler for Dispatcher {
     async fn run(&self, ctx: &JobContext) -> anyhow::Result<Option<serde_json::Value>> {
-        let kind = ctx.job.kind;
-        match kind {
-            JobKind::Release | JobKind::Validation | JobKind::Command => {
+        match ctx.job.kind {
+            JobKind::Release => release::run(&self.deps, ctx).await,
+            kind @ (JobKind::Validation | JobKind::Command) => {
                 ctx.log(
                     "job",
                     &format!("{} jobs have no handler in this build", kind.as_str()),

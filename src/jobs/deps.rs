@@ -1,0 +1,88 @@
+//! What job handlers share: configuration, the store, GitHub, checkouts, AWS and the
+//! provisioner. Built once by `bakery serve`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::aws::AwsSettings;
+use crate::config::ServerConfig;
+use crate::database::DynStore;
+use crate::github::checkout::Checkouts;
+use crate::github::{GitHubClient, GitHubReporter, RepoName};
+use crate::provision::Provisioner;
+use crate::redact::Redactor;
+
+pub struct JobDeps {
+    pub config: ServerConfig,
+    pub store: DynStore,
+    /// `None` when no GitHub credentials are configured: jobs then fail with a message
+    /// that says so.
+    pub github: Option<GitHubClient>,
+    pub checkouts: Checkouts,
+    pub aws: AwsSettings,
+    pub provisioner: Arc<dyn Provisioner>,
+    /// Every secret bakery holds, masked in logs and comments.
+    pub redactor: Redactor,
+}
+
+impl JobDeps {
+    pub fn from_config(
+        config: ServerConfig,
+        store: DynStore,
+        provisioner: Arc<dyn Provisioner>,
+    ) -> anyhow::Result<Self> {
+        let redactor = Redactor::new();
+        for s in &config.webhook.secrets {
+            redactor.add(s.expose());
+        }
+        if let Some(t) = &config.github.token {
+            redactor.add(t.expose());
+        }
+        let github = if config.github.app_id.is_some() || config.github.token.is_some() {
+            Some(
+                GitHubClient::from_config(&config.github)
+                    .context("cannot set up the GitHub client")?,
+            )
+        } else {
+            None
+        };
+        let aws = AwsSettings {
+            endpoint_url: config.aws.endpoint_url.clone(),
+            ..AwsSettings::default()
+        };
+        Ok(JobDeps {
+            checkouts: Checkouts::new(config.work_dir.clone()),
+            config,
+            store,
+            github,
+            aws,
+            provisioner,
+            redactor,
+        })
+    }
+
+    pub fn github(&self) -> anyhow::Result<&GitHubClient> {
+        self.github.as_ref().context(
+            "no GitHub credentials are configured: set github.app_id with github.private_key_file, or github.token_file",
+        )
+    }
+
+    /// A reporter for `repo`, as the installation named in the job's payload.
+    pub async fn reporter(
+        &self,
+        repo: &str,
+        installation_id: Option<i64>,
+    ) -> anyhow::Result<GitHubReporter> {
+        let name = RepoName::parse(repo)?;
+        GitHubReporter::new(self.github()?, name, installation_id.map(|i| i as u64)).await
+    }
+
+    /// The link GitHub shows for a job (`details_url`).
+    pub fn details_url(&self, job: i64) -> Option<String> {
+        self.config
+            .public_url
+            .as_ref()
+            .map(|u| format!("{}/jobs/{job}", u.trim_end_matches('/')))
+    }
+}
