@@ -2,11 +2,13 @@
 
 mod deps;
 mod log_sink;
+mod periodic;
 mod progress;
 pub mod release;
 
 pub use deps::JobDeps;
 pub use log_sink::JobLogSink;
+pub use periodic::{run_janitor, spawn as spawn_periodic, sync_seen_repos};
 pub use progress::StepTracker;
 
 use std::sync::Arc;

@@ -81,6 +81,23 @@ async fn release_story() {
     let log = story.job_log(job.id).await;
     story.assert_succeeded(&job, &log);
 
+    // The build's page on the bot, where the check run's details link points.
+    let (status, page) = crate::support::bakery_process::http(
+        story.bakery.addr,
+        "GET",
+        &format!("/jobs/{}", job.id),
+        &[],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("state: succeeded"), "{page}");
+    assert!(
+        page.contains("[provision]") || page.contains("Say hello"),
+        "{page}"
+    );
+
     // The check run went queued → in_progress → completed, and succeeded.
     let run = check_run(&story, "bakery/sandbox-base");
     assert_eq!(
