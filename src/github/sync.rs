@@ -9,51 +9,22 @@
 use std::collections::HashSet;
 
 use anyhow::Context;
-use globset::{Glob, GlobMatcher};
+use globset::Glob;
 use serde::{Deserialize, Serialize};
 
 use super::repo::RepoName;
 use super::reporter::TagRef;
 use crate::database::{JobFilter, JobKind, NewJob, Store};
 
-/// The dedup key of a release job. Intake and sync must agree on it exactly.
-pub fn release_dedup_key(repo: &str, tag: &str, sha: &str) -> String {
-    format!("release:{repo}:{tag}:{sha}")
-}
+/// The dedup key and tag patterns are intake's: a delivery that arrives late must merge
+/// with the synced job.
+pub use crate::server::intake::{release_dedup_key, TagPatterns};
 
 /// True when `tag` matches the glob `pattern` (an invalid glob matches nothing).
 pub fn tag_matches(pattern: &str, tag: &str) -> bool {
     Glob::new(pattern)
         .map(|g| g.compile_matcher().is_match(tag))
         .unwrap_or(false)
-}
-
-/// Compiled release tag patterns.
-#[derive(Debug, Clone)]
-pub struct TagPatterns {
-    matchers: Vec<GlobMatcher>,
-}
-
-impl TagPatterns {
-    pub fn new(patterns: &[String]) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            !patterns.is_empty(),
-            "no release tag patterns: set webhook.tag_patterns, e.g. [\"release-*\"]"
-        );
-        let matchers = patterns
-            .iter()
-            .map(|p| {
-                Glob::new(p)
-                    .map(|g| g.compile_matcher())
-                    .with_context(|| format!("release tag pattern {p:?} is not a valid glob"))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        Ok(TagPatterns { matchers })
-    }
-
-    pub fn matches(&self, tag: &str) -> bool {
-        self.matchers.iter().any(|m| m.is_match(tag))
-    }
 }
 
 /// What the worker needs to run a synced release job, stored as the job's payload.

@@ -26,6 +26,10 @@ pub struct TagPatterns {
 
 impl TagPatterns {
     pub fn new(patterns: &[String]) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !patterns.is_empty(),
+            "no release tag patterns: set webhook.tag_patterns, e.g. [\"release-*\"]"
+        );
         let mut b = GlobSetBuilder::new();
         for p in patterns {
             b.add(Glob::new(p).map_err(|e| anyhow::anyhow!("tag pattern {p:?}: {e}"))?);
