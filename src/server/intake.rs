@@ -32,7 +32,9 @@ impl TagPatterns {
         );
         let mut b = GlobSetBuilder::new();
         for p in patterns {
-            b.add(Glob::new(p).map_err(|e| anyhow::anyhow!("tag pattern {p:?}: {e}"))?);
+            b.add(Glob::new(p).map_err(|e| {
+                anyhow::anyhow!("release tag pattern {p:?} is not a valid glob: {e}")
+            })?);
         }
         Ok(TagPatterns {
             patterns: patterns.to_vec(),
