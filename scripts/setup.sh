@@ -25,7 +25,7 @@ if [ "$BUILD_ONLY" -eq 0 ]; then
   APT_PACKAGES+=(
     curl ca-certificates python3-pip npm          # test tooling
     postgresql postgresql-client                  # the multi-replica store engine
-    debootstrap openssh-server                    # the sandboxed builder instance
+    debootstrap openssl                           # the sandboxed builder; GitHub App test keys
     wrk                                           # benchmarks
   )
 fi
@@ -65,17 +65,11 @@ if ! psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
   su postgres -s /bin/sh -c "psql -q -c 'CREATE DATABASE test'" 2>/dev/null || true
 fi
 
-# GitHub's REST description and webhook payload examples, pinned by the lockfile.
-if [ ! -d tests/fixtures/node_modules/@octokit/webhooks-examples ] || [ ! -d tests/fixtures/node_modules/@octokit/openapi ]; then
-  log "npm ci (GitHub fixtures)"
-  (cd tests/fixtures && npm ci --no-audit --no-fund --loglevel=error)
-fi
-
-for part in scripts/moto/setup.sh scripts/sandbox/setup.sh; do
-  if [ -x "$part" ]; then
-    log "$part"
-    "$part"
-  fi
+# The test components: moto (AWS), the sandboxed sshd's rootfs and Ansible, and GitHub's
+# REST description and webhook payload examples (pinned by tests/fixtures/package-lock.json).
+for part in scripts/moto/setup.sh scripts/sandbox/setup.sh scripts/github/setup.sh; do
+  log "$part"
+  bash "$part"
 done
 
 log "setup done"

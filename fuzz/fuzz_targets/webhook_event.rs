@@ -2,7 +2,7 @@
 //! the body. Typing must never panic, and what it accepts must hold together.
 #![no_main]
 
-use bakery_fuzz::github::webhook::{parse_event, WebhookEvent};
+use bakery_fuzz::webhook::{parse_event, WebhookEvent};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

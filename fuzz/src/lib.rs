@@ -6,7 +6,5 @@ pub mod plan;
 pub mod recipe;
 
 /// The webhook event parser, compiled from the main crate's sources.
-pub mod github {
-    #[path = "../../../src/github/webhook/mod.rs"]
-    pub mod webhook;
-}
+#[path = "../../src/github/webhook/mod.rs"]
+pub mod webhook;

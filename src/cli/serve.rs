@@ -38,9 +38,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         store.clone(),
         provisioner,
     )?);
-    let handler = Arc::new(crate::jobs::Dispatcher::new(deps));
+    let handler = Arc::new(crate::jobs::Dispatcher::new(deps.clone()));
     let mut workers = WorkerPool::new(store.clone(), handler, config.workers.clone(), job_queued)
         .spawn(shutdown.clone());
+
+    crate::jobs::spawn_periodic(deps, state.job_queued.clone(), shutdown.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

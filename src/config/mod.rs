@@ -76,7 +76,7 @@ pub struct WorkerConfig {
     pub poll_millis: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GitHubConfig {
     /// REST API base URL; set it for GitHub Enterprise Server.
@@ -94,9 +94,14 @@ pub struct GitHubConfig {
     pub token: Option<Secret>,
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// How often the server runs `bakery sync` over the repositories it has seen, to pick
+    /// up tags whose delivery was lost (GitHub sends no events for a push of more than
+    /// three tags). `0` turns it off.
+    #[serde(default = "defaults::sync_interval_secs")]
+    pub sync_interval_secs: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsConfig {
     /// Send every AWS call to this endpoint (a test server, or a VPC endpoint).
@@ -105,6 +110,9 @@ pub struct AwsConfig {
     /// How old a leftover resource must be before `janitor` deletes it, e.g. `6h`.
     #[serde(default)]
     pub janitor_ttl: Option<String>,
+    /// How often the server runs the janitor. `0` turns it off.
+    #[serde(default = "defaults::janitor_interval_secs")]
+    pub janitor_interval_secs: u64,
 }
 
 mod defaults {
@@ -133,6 +141,12 @@ mod defaults {
     pub fn poll_millis() -> u64 {
         500
     }
+    pub fn sync_interval_secs() -> u64 {
+        15 * 60
+    }
+    pub fn janitor_interval_secs() -> u64 {
+        60 * 60
+    }
 }
 
 impl Default for WebhookConfig {
@@ -142,6 +156,30 @@ impl Default for WebhookConfig {
             secret_files: vec![],
             tag_patterns: defaults::tag_patterns(),
             max_body_bytes: defaults::max_body_bytes(),
+        }
+    }
+}
+
+impl Default for GitHubConfig {
+    fn default() -> Self {
+        GitHubConfig {
+            api_url: None,
+            app_id: None,
+            private_key: None,
+            private_key_file: None,
+            token: None,
+            token_file: None,
+            sync_interval_secs: defaults::sync_interval_secs(),
+        }
+    }
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        AwsConfig {
+            endpoint_url: None,
+            janitor_ttl: None,
+            janitor_interval_secs: defaults::janitor_interval_secs(),
         }
     }
 }

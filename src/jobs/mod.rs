@@ -3,12 +3,14 @@
 pub mod command;
 mod deps;
 mod log_sink;
+mod periodic;
 mod progress;
 pub mod release;
 pub mod validation;
 
 pub use deps::JobDeps;
 pub use log_sink::JobLogSink;
+pub use periodic::{run_janitor, spawn as spawn_periodic, sync_seen_repos};
 pub use progress::StepTracker;
 
 use std::sync::Arc;

@@ -294,6 +294,7 @@ async fn build_recipe(
 
     stop_updates.cancel();
     let _ = updates.await;
+    let running_step = tracker.current();
     tracker.finish(result.is_ok());
     job_log.flush().await;
     let (rows, _) = tracker.snapshot();
@@ -368,7 +369,7 @@ async fn build_recipe(
                     .ok();
                 return Err(e);
             }
-            let step = tracker.current();
+            let step = failing_step(&e, running_step);
             let title = if cancelled {
                 format!("Cancelled during {step}")
             } else {
@@ -409,6 +410,36 @@ async fn build_recipe(
                 .ok();
             Err(e)
         }
+    }
+}
+
+/// The step a build failed in, from the error's context chain (`step provision failed`
+/// → `provision step `Install the agent` (shell) failed`), e.g.
+/// `provision: Install the agent`; `fallback` when the chain names none.
+fn failing_step(e: &anyhow::Error, fallback: String) -> String {
+    let mut top = None;
+    let mut inner = None;
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if top.is_none() {
+            if let Some(step) = msg
+                .strip_prefix("step ")
+                .and_then(|m| m.strip_suffix(" failed"))
+            {
+                top = Some(step.to_string());
+                continue;
+            }
+        }
+        if inner.is_none() {
+            if let Some(rest) = msg.strip_prefix("provision step `") {
+                inner = rest.split('`').next().map(str::to_string);
+            }
+        }
+    }
+    match (top, inner) {
+        (Some(t), Some(i)) => format!("{t}: {i}"),
+        (Some(t), None) => t,
+        (None, _) => fallback,
     }
 }
 

@@ -49,9 +49,55 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/github", post(webhook::github_webhook))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/jobs/{id}", get(job_page))
         // The webhook extractor enforces its own, larger limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// A job's page (the `details_url` of its check runs): its state and its log, as text.
+/// Logs are redacted before they are stored.
+async fn job_page(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> impl IntoResponse {
+    let job = match state.store.get_job(id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return (StatusCode::NOT_FOUND, format!("no job {id}\n")),
+        Err(e) => {
+            tracing::warn!("cannot read job {id}: {e:#}");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the job store is unavailable\n".into(),
+            );
+        }
+    };
+    let log = state.store.job_log(id).await.unwrap_or_default();
+    let mut page = format!(
+        "job {}: {} {} {} {}\nstate: {}{}\nattempts: {}\ncreated: {}\nupdated: {}\n\n",
+        job.id,
+        job.kind.as_str(),
+        job.repo,
+        job.git_ref,
+        job.sha,
+        job.state.as_str(),
+        job.error
+            .as_ref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default(),
+        job.attempts,
+        job.created_at.to_rfc3339(),
+        job.updated_at.to_rfc3339(),
+    );
+    for line in log {
+        page.push_str(&format!(
+            "{} [{}] {}\n",
+            line.at.format("%H:%M:%S"),
+            line.step,
+            line.message
+        ));
+    }
+    (StatusCode::OK, page)
 }
 
 /// The process is alive.

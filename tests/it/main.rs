@@ -10,5 +10,6 @@ mod recipes;
 mod serve;
 mod ssh;
 mod store;
+mod stories;
 mod support;
 mod worker;

@@ -12,3 +12,4 @@ pub mod git;
 pub mod moto;
 pub mod sandbox;
 pub mod stores;
+pub mod story;

@@ -1,0 +1,126 @@
+//! Work the server does on a timer: `sync` (release tags whose delivery was lost) and the
+//! janitor (leftover cloud resources of finished, failed or unknown builds).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::deps::JobDeps;
+use crate::aws::janitor::{self, JanitorOptions};
+use crate::aws::AwsSession;
+use crate::database::JobFilter;
+use crate::github::sync::sync_repo;
+use crate::github::RepoName;
+
+/// Leftovers younger than this are never touched: their build may still be running.
+const DEFAULT_JANITOR_TTL: Duration = Duration::from_secs(6 * 60 * 60);
+
+/// Starts the timers configured in `deps.config`; they stop with `shutdown`.
+pub fn spawn(deps: Arc<JobDeps>, job_queued: Arc<Notify>, shutdown: CancellationToken) {
+    let sync_every = deps.config.github.sync_interval_secs;
+    if sync_every > 0 && deps.github.is_some() {
+        let (deps, job_queued, shutdown) = (deps.clone(), job_queued.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            every(Duration::from_secs(sync_every), &shutdown, || async {
+                match sync_seen_repos(&deps).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!("sync enqueued {n} release job(s) for tags without one");
+                        job_queued.notify_waiters();
+                    }
+                    Err(e) => tracing::warn!("periodic sync failed: {e:#}"),
+                }
+            })
+            .await
+        });
+    }
+    let janitor_every = deps.config.aws.janitor_interval_secs;
+    if janitor_every > 0 {
+        tokio::spawn(async move {
+            every(Duration::from_secs(janitor_every), &shutdown, || async {
+                if let Err(e) = run_janitor(&deps).await {
+                    tracing::warn!("periodic janitor failed: {e:#}");
+                }
+            })
+            .await
+        });
+    }
+}
+
+async fn every<F, Fut>(period: Duration, shutdown: &CancellationToken, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        work().await;
+    }
+}
+
+/// Syncs every repository the store has seen a release job for. Returns how many jobs
+/// were enqueued.
+pub async fn sync_seen_repos(deps: &JobDeps) -> anyhow::Result<usize> {
+    let client = deps.github()?;
+    let repos: BTreeSet<String> = deps
+        .store
+        .list_jobs(&JobFilter::default())
+        .await?
+        .into_iter()
+        .map(|j| j.repo)
+        .collect();
+    let mut enqueued = 0;
+    for repo in repos {
+        let name = RepoName::parse(&repo)?;
+        let report = sync_repo(
+            deps.store.as_ref(),
+            client,
+            &name,
+            &deps.config.webhook.tag_patterns,
+            false,
+        )
+        .await?;
+        enqueued += report.enqueued.len();
+    }
+    Ok(enqueued)
+}
+
+/// Runs the janitor over every account and region the store's builds used.
+pub async fn run_janitor(deps: &JobDeps) -> anyhow::Result<()> {
+    let builds = deps.store.list_builds(&Default::default()).await?;
+    let Some(first) = builds.first() else {
+        return Ok(());
+    };
+    let home_region = serde_json::from_value::<crate::plan::model::BuildPlan>(first.plan.clone())
+        .map(|p| p.builder.region)
+        .unwrap_or_else(|_| "us-east-1".into());
+    let ttl = match &deps.config.aws.janitor_ttl {
+        Some(t) => humantime::parse_duration(t)
+            .map_err(|e| anyhow::anyhow!("aws.janitor_ttl {t:?}: {e}"))?,
+        None => DEFAULT_JANITOR_TTL,
+    };
+    let session = AwsSession::connect(deps.aws.clone(), &home_region).await?;
+    let targets = janitor::scope_from_store(&session, deps.store.as_ref(), &[]).await?;
+    let report = janitor::run(
+        &session,
+        deps.store.as_ref(),
+        &targets,
+        &JanitorOptions {
+            ttl,
+            dry_run: false,
+            now: chrono::Utc::now(),
+        },
+    )
+    .await?;
+    let deleted = report.to_delete().count();
+    if deleted > 0 {
+        tracing::info!("janitor deleted {deleted} leftover resource(s)");
+    }
+    Ok(())
+}
