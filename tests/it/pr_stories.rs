@@ -537,3 +537,152 @@ async fn fork_pr_builds_only_when_a_writer_asks() {
         .all(|j| j.state == JobState::Succeeded));
     story.assert_no_github_violations();
 }
+
+/// `/bakery cancel` from a writer stops the pull request's queued and running jobs, and
+/// only those; from a reader it is refused. Runs the command handler as a worker does,
+/// against a real store and the fake GitHub.
+#[tokio::test]
+async fn cancel_command_stops_only_this_prs_jobs() {
+    use bakery::database::{JobKind, NewJob, SqlStore, Store};
+    use bakery::worker::JobContext;
+    use std::sync::Arc;
+
+    const TOKEN: &str = "ghp_cancelstorytoken0123456789abcdefABCD";
+    let github = crate::support::fake_github::FakeGitHub::start().await;
+    github.set_pat(TOKEN, "images-bot");
+    github.add_repo(REPO, "/nonexistent", None);
+    github.set_permission(REPO, "octocat", "write", "write");
+    github.set_permission(REPO, "hubot", "read", "read");
+    let store: bakery::database::DynStore = Arc::new(SqlStore::open_sqlite_memory().await.unwrap());
+    let mut config: bakery::config::ServerConfig = toml::from_str("").unwrap();
+    config.github.api_url = Some(github.api_url().to_string());
+    config.github.token = Some(bakery::config::Secret::new(TOKEN));
+    let work = tempfile::tempdir().unwrap();
+    config.work_dir = work.path().to_path_buf();
+    let deps = bakery::jobs::JobDeps::from_config(
+        config,
+        store.clone(),
+        Arc::new(bakery::provision::ssh::SshProvisioner::default()),
+    )
+    .unwrap();
+
+    let job = |kind: JobKind, pr: Option<i64>, key: &str, payload: Value| NewJob {
+        kind,
+        repo: REPO.into(),
+        git_ref: pr
+            .map(|n| format!("refs/pull/{n}/head"))
+            .unwrap_or("release-1".into()),
+        sha: "a".repeat(40),
+        pr_number: pr,
+        dedup_key: key.into(),
+        payload,
+    };
+    // A build of #5 is running; a validation of #5, one of #6 and a release are queued.
+    let running = store
+        .enqueue_job(&job(JobKind::Validation, Some(5), "v5-running", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    let leased = store
+        .lease_next_job("worker-a", Duration::from_secs(600))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased.id, running);
+    let queued = store
+        .enqueue_job(&job(JobKind::Validation, Some(5), "v5-queued", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    let other_pr = store
+        .enqueue_job(&job(JobKind::Validation, Some(6), "v6", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+    let release = store
+        .enqueue_job(&job(JobKind::Release, None, "r1", json!({})))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let command = |author: &str, id: i64| {
+        job(
+            JobKind::Command,
+            Some(5),
+            &format!("c{id}"),
+            json!({
+                "clone_url": "/nonexistent",
+                "installation_id": null,
+                "comment_id": id,
+                "body": "/bakery cancel",
+                "author": author,
+                "author_association": "MEMBER",
+            }),
+        )
+    };
+    let run = |new: NewJob| {
+        let (store, deps) = (store.clone(), &deps);
+        async move {
+            let id = store.enqueue_job(&new).await.unwrap().unwrap();
+            let ctx = JobContext {
+                job: store.get_job(id).await.unwrap().unwrap(),
+                store: store.clone(),
+                worker: "worker-b".into(),
+                cancel: tokio_util::sync::CancellationToken::new(),
+            };
+            let result = bakery::jobs::command::run(deps, &ctx).await;
+            // The job is over: out of the queue, as the worker would leave it.
+            store.request_cancel(id).await.unwrap();
+            result
+        }
+    };
+
+    // A reader: refused, nothing stops.
+    run(command("hubot", 1)).await.unwrap();
+    for id in [running, queued, other_pr, release] {
+        let j = store.get_job(id).await.unwrap().unwrap();
+        assert!(!j.cancel_requested && !j.state.is_finished(), "{j:?}");
+    }
+    let comments = pr_comments_of(&github, 5);
+    assert_eq!(comments.len(), 1);
+    assert!(
+        comments[0].contains("`/bakery cancel` needs write permission"),
+        "{}",
+        comments[0]
+    );
+
+    // A writer: #5's jobs stop, the others go on.
+    let result = run(command("octocat", 2)).await.unwrap().unwrap();
+    assert_eq!(result["cancelled"], json!([running, queued]));
+    let j = store.get_job(running).await.unwrap().unwrap();
+    assert!(j.cancel_requested, "{j:?}");
+    let j = store.get_job(queued).await.unwrap().unwrap();
+    assert_eq!(j.state, JobState::Cancelled);
+    for id in [other_pr, release] {
+        let j = store.get_job(id).await.unwrap().unwrap();
+        assert!(!j.cancel_requested && j.state == JobState::Queued, "{j:?}");
+    }
+    let comments = pr_comments_of(&github, 5);
+    assert_eq!(comments.len(), 2);
+    assert!(
+        comments[1].starts_with("@octocat, bakery is stopping 2 jobs of this pull request"),
+        "{}",
+        comments[1]
+    );
+    assert!(comments[1].contains(&format!(
+        "- job {running} (running, validation of `aaaaaaa`)"
+    )));
+    assert!(comments[1].contains(&format!("- job {queued} (queued, validation of `aaaaaaa`)")));
+    assert!(pr_comments_of(&github, 6).is_empty());
+    assert!(github.violations().is_empty(), "{:?}", github.violations());
+}
+
+fn pr_comments_of(github: &crate::support::fake_github::FakeGitHub, number: u64) -> Vec<String> {
+    github
+        .repo(REPO)
+        .issue_comments
+        .values()
+        .filter(|(n, _)| *n == number)
+        .map(|(_, c)| c["body"].as_str().unwrap_or("").to_string())
+        .collect()
+}
