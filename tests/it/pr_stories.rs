@@ -538,6 +538,71 @@ async fn fork_pr_builds_only_when_a_writer_asks() {
     story.assert_no_github_violations();
 }
 
+/// With `pull_requests = "always"`, every push to a pull request from the repository
+/// itself builds the changed recipes into throwaway images; `/bakery validate` only
+/// validates again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn always_mode_builds_a_same_repo_pr_and_validate_only_validates() {
+    let story = Story::start_with(|files, _| {
+        let toml = files["bakery.toml"].replace(
+            "pull_requests = \"on-command\"",
+            "pull_requests = \"always\"",
+        );
+        files.insert("bakery.toml".into(), toml);
+    })
+    .await;
+    let number = 11;
+    let motd = "recipes/sandbox-base/files/motd";
+    let sha = push_pr_commit(&story, "motd", number, &[(motd, "Hello from main.\n")]);
+    story.github.set_pull(
+        REPO,
+        number,
+        PullState {
+            head_sha: sha.clone(),
+            head_ref: "motd".into(),
+            head_repo: REPO.into(),
+            base_ref: "main".into(),
+            author: "mona".into(),
+            state: "open".into(),
+        },
+    );
+    let opened = pr_payload(&story, "opened", number, &sha, "motd", REPO, "mona");
+    let job = deliver_and_wait(&story, "pull_request", "always-opened", &opened).await;
+    assert_job_succeeded(&story, &job).await;
+    assert_eq!(job.payload["is_fork"], false);
+    let run = check_run_on(&story, "bakery/sandbox-base", &sha);
+    assert_eq!(run.current["conclusion"], "success");
+    assert_eq!(story.proxy.calls("RunInstances").len(), 1);
+    let version = format!("pr-{number}-{}", &sha[..7]);
+    let release = story.sandbox.read("/etc/release").unwrap();
+    assert_eq!(release.lines().next(), Some(version.as_str()), "{release}");
+    for t in story_targets() {
+        let left = story.leftovers(&t, &BTreeSet::new()).await;
+        assert!(left.is_empty(), "leftovers: {left:#?}");
+    }
+    assert!(comments_with(&story, number, FORK_MARKER).is_empty());
+    assert_eq!(
+        comments_with(&story, number, "<!-- bakery:pr-build:sandbox-base -->").len(),
+        1
+    );
+
+    // `/bakery validate`: validated again at the head, the plan comment kept, no build.
+    let ask = comment_payload(&story, number, 9301, "mona", "/bakery validate");
+    let job = deliver_and_wait(&story, "issue_comment", "always-validate", &ask).await;
+    assert_job_succeeded(&story, &job).await;
+    let validations: Vec<CheckRun> = check_runs(&story, "bakery/validate")
+        .into_iter()
+        .filter(|r| r.current["head_sha"] == sha.as_str())
+        .collect();
+    assert_eq!(validations.len(), 2);
+    assert!(validations
+        .iter()
+        .all(|r| r.current["conclusion"] == "success"));
+    assert_eq!(comments_with(&story, number, PLAN_MARKER).len(), 1);
+    assert_eq!(story.proxy.calls("RunInstances").len(), 1);
+    story.assert_no_github_violations();
+}
+
 /// `/bakery cancel` from a writer stops the pull request's queued and running jobs, and
 /// only those; from a reader it is refused. Runs the command handler as a worker does,
 /// against a real store and the fake GitHub.
