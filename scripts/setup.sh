@@ -20,17 +20,28 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-APT_PACKAGES=(build-essential pkg-config libssl-dev mold git openssh-client ansible-core)  # build and run
+# Each line: a command that shows the need is met, and the Debian package that meets it.
+# Commands, not package names, are checked: a machine may have Node.js, npm or a PostgreSQL
+# client from elsewhere, and Debian's packages would conflict with those.
+NEEDS=(
+  "cc build-essential" "pkg-config pkg-config" "mold mold" "git git" "ssh openssh-client"
+  "ansible-playbook ansible-core" "openssl openssl"
+)
+dpkg_needs=("libssl-dev")
 if [ "$BUILD_ONLY" -eq 0 ]; then
-  APT_PACKAGES+=(
-    curl ca-certificates python3-pip npm          # test tooling
-    postgresql postgresql-client                  # the multi-replica store engine
-    debootstrap openssl                           # the sandboxed builder; GitHub App test keys
-    wrk                                           # benchmarks
+  NEEDS+=(
+    "curl curl" "pip3 python3-pip" "node nodejs" "npm npm"   # test tooling
+    "psql postgresql-client" "pg_ctlcluster postgresql"      # the multi-replica store engine
+    "debootstrap debootstrap"                                # the sandboxed builder's rootfs
+    "wrk wrk"                                                # benchmarks
   )
 fi
 missing=()
-for p in "${APT_PACKAGES[@]}"; do
+for need in "${NEEDS[@]}"; do
+  set -- $need
+  command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+done
+for p in "${dpkg_needs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -303,6 +303,7 @@ async fn copy_one(
     let ec2 = ctx.session.ec2(target)?;
     let plan = ctx.plan;
     let encrypted = plan.distribute.encrypted;
+    let image_tags = final_image_tags(&ctx, facts);
     let image_id = match adopted {
         Some(id) => id.clone(),
         None => {
@@ -314,6 +315,9 @@ async fn copy_one(
                 )
                 .await?;
             let token = copy_client_token(ctx.build_id, target);
+            // Tagged from the moment it exists; the CreateTags below repeats the tags for
+            // endpoints that ignore TagSpecifications on CopyImage.
+            let spec = tags::spec(aws_sdk_ec2::types::ResourceType::Image, &image_tags);
             let out = policy::call_fresh(
                 &format!("copy {} to {target}", inter.image_id),
                 || async {
@@ -329,6 +333,7 @@ async fn copy_one(
                             None
                         })
                         .copy_image_tags(false)
+                        .tag_specifications(spec.clone())
                         .client_token(&token)
                         .send()
                         .await
@@ -357,7 +362,6 @@ async fn copy_one(
             id
         }
     };
-    let image_tags = final_image_tags(&ctx, facts);
     policy::call_fresh(&format!("tag copy {image_id} in {target}"), || async {
         ec2.create_tags()
             .resources(&image_id)
