@@ -167,7 +167,7 @@ pub async fn validate(
             reporter
                 .comment_on_pr(
                     number,
-                    &format!("bakery has nothing to build: this pull request changes no recipe and not `bakery.toml`.\n"),
+                    "bakery has nothing to build: this pull request changes no recipe and not `bakery.toml`.\n",
                 )
                 .await?;
         }

@@ -608,7 +608,7 @@ async fn always_mode_builds_a_same_repo_pr_and_validate_only_validates() {
 /// against a real store and the fake GitHub.
 #[tokio::test]
 async fn cancel_command_stops_only_this_prs_jobs() {
-    use bakery::database::{JobKind, NewJob, SqlStore, Store};
+    use bakery::database::{JobKind, NewJob, SqlStore};
     use bakery::worker::JobContext;
     use std::sync::Arc;
 
