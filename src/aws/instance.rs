@@ -204,3 +204,79 @@ pub async fn stop(ctx: EngineCtx<'_>, target: &Target, id: &str) -> anyhow::Resu
     )
     .await
 }
+
+/// The SSH host key fingerprints (`SHA256:...`) the builder printed to its console, as
+/// cloud-init does between `-----BEGIN SSH HOST KEY FINGERPRINTS-----` and `-----END…`.
+/// Best effort: an empty list (no output yet, no cloud-init) means trust on first use.
+pub async fn console_host_key_fingerprints(
+    ctx: EngineCtx<'_>,
+    target: &Target,
+    id: &str,
+) -> Vec<String> {
+    let Ok(ec2) = ctx.session.ec2(target) else {
+        return vec![];
+    };
+    let out = policy::call(&format!("read builder {id}'s console"), || async {
+        ec2.get_console_output().instance_id(id).send().await.aws()
+    })
+    .await;
+    let Ok(out) = out else {
+        return vec![];
+    };
+    let Some(encoded) = out.output() else {
+        return vec![];
+    };
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_else(|_| encoded.to_string());
+    parse_host_key_fingerprints(&text)
+}
+
+/// Pure: the fingerprints in cloud-init's block of a console output.
+pub fn parse_host_key_fingerprints(console: &str) -> Vec<String> {
+    let mut inside = false;
+    let mut found = vec![];
+    for line in console.lines() {
+        let line = line.trim();
+        if line.contains("-----BEGIN SSH HOST KEY FINGERPRINTS-----") {
+            inside = true;
+        } else if line.contains("-----END SSH HOST KEY FINGERPRINTS-----") {
+            inside = false;
+        } else if inside {
+            found.extend(
+                line.split_whitespace()
+                    .filter(|w| w.starts_with("SHA256:") && w.len() > 7)
+                    .map(str::to_string),
+            );
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod console_tests {
+    use super::parse_host_key_fingerprints;
+
+    #[test]
+    fn reads_cloud_inits_fingerprint_block() {
+        let console = "\
+[   12.3] cloud-init[987]: Generating public/private ed25519 key pair.
+ec2: #############################################################
+ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----
+ec2: 256 SHA256:3f0bQkYVmKXk8bHc2lXq0sC1nZgD0pQk9Yh1eKq7b8s root@ip-10-0-0-5 (ECDSA)
+ec2: 256 SHA256:Jm2x1r1vY3GkQ0p8n3sT6a0Qe7cQm5mV0dQh2mJ8kA0 root@ip-10-0-0-5 (ED25519)
+ec2: -----END SSH HOST KEY FINGERPRINTS-----
+SHA256:notinsidetheblock
+";
+        assert_eq!(
+            parse_host_key_fingerprints(console),
+            vec![
+                "SHA256:3f0bQkYVmKXk8bHc2lXq0sC1nZgD0pQk9Yh1eKq7b8s",
+                "SHA256:Jm2x1r1vY3GkQ0p8n3sT6a0Qe7cQm5mV0dQh2mJ8kA0"
+            ]
+        );
+        assert!(parse_host_key_fingerprints("Linux version 6.1").is_empty());
+    }
+}

@@ -678,12 +678,24 @@ impl BuildRunner {
                     ),
                     ConnectVia::Explicit { host, port } => (host.clone(), *port),
                 };
+                // cloud-init prints the host keys' fingerprints to the console: pin to
+                // them where they are; otherwise the provisioner trusts on first use.
+                let pins =
+                    instance::console_host_key_fingerprints(ctx, &builder_target, &b.id).await;
+                self.log.info(
+                    Step::Provision.as_str(),
+                    if pins.is_empty() {
+                        "no host key fingerprints on the console: the first host key is trusted and recorded".to_string()
+                    } else {
+                        format!("pinning the host key to the console's fingerprints: {}", pins.join(", "))
+                    },
+                );
                 let target = SshTarget {
                     host,
                     port,
                     user: plan.builder.ssh_user.clone(),
                     key: st.key.as_ref().expect("access step ran").1.clone(),
-                    host_key_pins: vec![],
+                    host_key_pins: pins,
                     known_host_key: None,
                 };
                 let pctx = ProvisionContext {
