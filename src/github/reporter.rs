@@ -188,6 +188,56 @@ struct RepositoryAnswer {
     default_branch: String,
 }
 
+/// `pulls/get` answer; only the fields bakery reads.
+#[derive(Deserialize)]
+struct PullAnswer {
+    number: u64,
+    state: String,
+    #[serde(default)]
+    draft: Option<bool>,
+    user: Option<Login>,
+    head: PullEnd,
+    base: PullEnd,
+}
+
+/// A pull request's `head` or `base`.
+#[derive(Deserialize)]
+struct PullEnd {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    sha: String,
+    /// `null` when the head's fork was deleted.
+    repo: Option<PullRepo>,
+}
+
+#[derive(Deserialize)]
+struct PullRepo {
+    full_name: String,
+}
+
+/// A pull request as the API shows it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequestInfo {
+    pub number: u64,
+    /// `open` or `closed`.
+    pub state: String,
+    pub draft: bool,
+    pub author: String,
+    pub head_sha: String,
+    pub head_ref: String,
+    /// `owner/name` of the head repository; `None` when the fork was deleted.
+    pub head_repo: Option<String>,
+    pub base_ref: String,
+    pub base_repo: String,
+}
+
+impl PullRequestInfo {
+    /// The head lives in another repository than the base.
+    pub fn is_fork(&self) -> bool {
+        self.head_repo.as_deref() != Some(self.base_repo.as_str())
+    }
+}
+
 /// Where a repository is cloned from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositoryInfo {
@@ -736,6 +786,41 @@ impl GitHubReporter {
         Ok(RepositoryInfo {
             clone_url: answer.clone_url,
             default_branch: answer.default_branch,
+        })
+    }
+
+    /// Pull request `number` as it is now (its head SHA moves with every push).
+    pub async fn pull_request(&self, number: u64) -> anyhow::Result<PullRequestInfo> {
+        let route = format!("{}/pulls/{number}", self.repo.route());
+        let session = self.session().await?;
+        let crab = &session.crab;
+        let answer: PullAnswer = retry::call(
+            session.policy(),
+            &format!("get pull request #{number} of {}", self.repo),
+            || crab.get(route.as_str(), None::<&()>),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot read pull request #{number} of {}: the GitHub App needs the \
+                 pull_requests: read permission",
+                self.repo
+            )
+        })?;
+        Ok(PullRequestInfo {
+            number: answer.number,
+            state: answer.state,
+            draft: answer.draft.unwrap_or(false),
+            author: answer.user.map(|u| u.login).unwrap_or_default(),
+            head_sha: answer.head.sha,
+            head_ref: answer.head.git_ref,
+            head_repo: answer.head.repo.map(|r| r.full_name),
+            base_ref: answer.base.git_ref,
+            base_repo: answer
+                .base
+                .repo
+                .map(|r| r.full_name)
+                .unwrap_or_else(|| self.repo.to_string()),
         })
     }
 

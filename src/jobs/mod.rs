@@ -1,10 +1,12 @@
 //! Job handlers: what a worker does with a leased job, by kind.
 
+pub mod command;
 mod deps;
 mod log_sink;
 mod periodic;
 mod progress;
 pub mod release;
+pub mod validation;
 
 pub use deps::JobDeps;
 pub use log_sink::JobLogSink;
@@ -34,14 +36,8 @@ impl JobHandler for Dispatcher {
     async fn run(&self, ctx: &JobContext) -> anyhow::Result<Option<serde_json::Value>> {
         match ctx.job.kind {
             JobKind::Release => release::run(&self.deps, ctx).await,
-            kind @ (JobKind::Validation | JobKind::Command) => {
-                ctx.log(
-                    "job",
-                    &format!("{} jobs have no handler in this build", kind.as_str()),
-                )
-                .await;
-                anyhow::bail!("{} jobs have no handler in this build", kind.as_str())
-            }
+            JobKind::Validation => validation::run(&self.deps, ctx).await,
+            JobKind::Command => command::run(&self.deps, ctx).await,
         }
     }
 }

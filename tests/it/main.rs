@@ -6,6 +6,7 @@
 mod aws;
 mod github;
 mod intake;
+mod pr_stories;
 mod recipes;
 mod serve;
 mod ssh;

@@ -249,6 +249,41 @@ pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failur
             set_login(&mut v["owner"], req.param("owner"));
             Ok((200, v))
         }
+        "pulls/get" => {
+            let full = req.repo_name();
+            let number: u64 = req.param("pull_number").parse().map_err(|_| not_found())?;
+            let pull = repo_for(state, req)?
+                .pulls
+                .get(&number)
+                .cloned()
+                .ok_or_else(not_found)?;
+            let mut v = req.example(200);
+            set(&mut v, "number", json!(number));
+            set(&mut v, "state", json!(pull.state));
+            set(&mut v, "draft", json!(false));
+            set(
+                &mut v,
+                "url",
+                json!(format!("{api}/repos/{full}/pulls/{number}")),
+            );
+            set_login(&mut v["user"], &pull.author);
+            for (end, git_ref, sha, repo_name) in [
+                ("head", &pull.head_ref, &pull.head_sha, &pull.head_repo),
+                ("base", &pull.base_ref, &pull.head_sha, &full),
+            ] {
+                let e = &mut v[end];
+                set(e, "ref", json!(git_ref));
+                if end == "head" {
+                    set(e, "sha", json!(sha));
+                }
+                let (owner, name) = repo_name.split_once('/').unwrap_or((repo_name, ""));
+                set(e, "label", json!(format!("{owner}:{git_ref}")));
+                set(&mut e["repo"], "full_name", json!(repo_name));
+                set(&mut e["repo"], "name", json!(name));
+                set_login(&mut e["repo"]["owner"], owner);
+            }
+            Ok((200, v))
+        }
         "repos/list-tags" => {
             let full = req.repo_name();
             let tags = repo_for(state, req)?.tags.clone();

@@ -72,6 +72,20 @@ pub struct RepoState {
     /// comment id → (issue number, comment).
     pub issue_comments: BTreeMap<u64, (u64, Value)>,
     pub releases: BTreeMap<u64, Value>,
+    /// Pull requests by number.
+    pub pulls: BTreeMap<u64, PullState>,
+}
+
+/// A pull request as the fake shows it through `pulls/get`.
+#[derive(Debug, Clone, Default)]
+pub struct PullState {
+    pub head_sha: String,
+    pub head_ref: String,
+    /// `owner/name` of the head repository (the base repository unless from a fork).
+    pub head_repo: String,
+    pub base_ref: String,
+    pub author: String,
+    pub state: String,
 }
 
 /// An error the fake answers instead of handling a request.
@@ -213,6 +227,13 @@ impl FakeGitHub {
 
     pub fn add_tag(&self, repo: &str, name: &str, sha: &str) {
         self.repo_mut(repo, |r| r.tags.push((name.to_string(), sha.to_string())));
+    }
+
+    /// Opens (or moves the head of) pull request `number`.
+    pub fn set_pull(&self, repo: &str, number: u64, pull: PullState) {
+        self.repo_mut(repo, |r| {
+            r.pulls.insert(number, pull);
+        });
     }
 
     /// Sets `user`'s permission (`admin`, `write`, `read`, `none`) and role.

@@ -1,0 +1,192 @@
+//! A comment on a pull request: find the command in it, check who may run it, and carry
+//! it out. `/bakery help` and commands bakery does not understand get the help text;
+//! `/bakery validate` validates the pull request's head again; `/bakery build [recipe]`
+//! runs a validation build (for a fork's pull request too, since a writer asked);
+//! `/bakery cancel` stops the pull request's queued and running jobs.
+
+use std::fmt::Write;
+
+use anyhow::Context;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::deps::JobDeps;
+use super::validation::{self, Builds, PullRequest};
+use crate::database::{JobFilter, JobState};
+use crate::github::commands::Command;
+use crate::github::publish::{decide_command, CommandDecision};
+use crate::github::GitHubReporter;
+use crate::worker::JobContext;
+
+/// What a command job carries (see `server::intake`).
+#[derive(Debug, Deserialize)]
+struct CommandPayload {
+    clone_url: String,
+    installation_id: Option<i64>,
+    comment_id: i64,
+    body: String,
+    author: String,
+}
+
+pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serde_json::Value>> {
+    let job = &ctx.job;
+    let payload: CommandPayload = serde_json::from_value(job.payload.clone())
+        .context("the command job's payload is unreadable")?;
+    let number = job
+        .pr_number
+        .context("a command job needs its pull request number")? as u64;
+    let reporter = deps.reporter(&job.repo, payload.installation_id).await?;
+    let decision = decide_command(&reporter, &payload.author, &payload.body).await?;
+    let comment = payload.comment_id;
+    match decision {
+        CommandDecision::Ignore => {
+            ctx.log(
+                "command",
+                &format!("comment {comment} holds no command for bakery"),
+            )
+            .await;
+            Ok(Some(json!({ "comment_id": comment, "command": null })))
+        }
+        CommandDecision::Reply(text) | CommandDecision::Refuse(text) => {
+            let answer = reporter.comment_on_pr(number, &text).await?;
+            ctx.log(
+                "command",
+                &format!("answered comment {comment}: {}", answer.html_url),
+            )
+            .await;
+            Ok(Some(
+                json!({ "comment_id": comment, "answered": answer.html_url }),
+            ))
+        }
+        CommandDecision::Run(Command::Cancel) => {
+            let cancelled = cancel_pr_jobs(ctx, &reporter, number, &payload.author).await?;
+            Ok(Some(
+                json!({ "comment_id": comment, "command": "cancel", "cancelled": cancelled }),
+            ))
+        }
+        CommandDecision::Run(command @ (Command::Validate | Command::Build { .. })) => {
+            let info = reporter.pull_request(number).await?;
+            anyhow::ensure!(
+                info.state == "open",
+                "pull request #{number} is {}: bakery acts on open pull requests only",
+                info.state
+            );
+            ctx.log(
+                "command",
+                &format!(
+                    "{} from {} on #{number} at {}",
+                    match &command {
+                        Command::Validate => "/bakery validate".to_string(),
+                        Command::Build { recipe: Some(r) } => format!("/bakery build {r}"),
+                        _ => "/bakery build".to_string(),
+                    },
+                    payload.author,
+                    info.head_sha
+                ),
+            )
+            .await;
+            let pr = PullRequest {
+                number,
+                is_fork: info.is_fork(),
+                head_sha: info.head_sha,
+                base_ref: info.base_ref,
+                head_repo: info.head_repo,
+                author: info.author,
+                clone_url: payload.clone_url.clone(),
+            };
+            let builds = match command {
+                Command::Build { recipe } => Builds::Requested {
+                    recipe,
+                    by: payload.author.clone(),
+                },
+                _ => Builds::Never,
+            };
+            let mut result = validation::validate(deps, ctx, &reporter, &pr, &builds).await?;
+            result["comment_id"] = json!(comment);
+            Ok(Some(result))
+        }
+        CommandDecision::Run(Command::Help { problem }) => {
+            // `decide_command` answers help itself; kept for completeness.
+            let text = crate::github::render::help_text(problem.as_deref());
+            reporter.comment_on_pr(number, &text).await?;
+            Ok(Some(json!({ "comment_id": comment, "command": "help" })))
+        }
+    }
+}
+
+/// Asks every queued or running job of pull request `number` (but this one) to stop, and
+/// says on the PR what was stopped.
+async fn cancel_pr_jobs(
+    ctx: &JobContext,
+    reporter: &GitHubReporter,
+    number: u64,
+    author: &str,
+) -> anyhow::Result<Vec<i64>> {
+    let job = &ctx.job;
+    let mut open = vec![];
+    for state in [JobState::Queued, JobState::Running] {
+        let jobs = ctx
+            .store
+            .list_jobs(&JobFilter {
+                repo: Some(job.repo.clone()),
+                state: Some(state),
+                ..JobFilter::default()
+            })
+            .await
+            .with_context(|| format!("cannot list the jobs of {}", job.repo))?;
+        open.extend(
+            jobs.into_iter()
+                .filter(|j| j.pr_number == Some(number as i64) && j.id != job.id),
+        );
+    }
+    open.sort_by_key(|j| j.id);
+    let mut body = String::new();
+    let mut cancelled = vec![];
+    for j in &open {
+        ctx.store
+            .request_cancel(j.id)
+            .await
+            .with_context(|| format!("cannot cancel job {}", j.id))?;
+        cancelled.push(j.id);
+    }
+    if open.is_empty() {
+        let _ = writeln!(
+            body,
+            "@{author}, bakery has nothing to cancel: no job of this pull request is queued or running."
+        );
+    } else {
+        let _ = writeln!(
+            body,
+            "@{author}, bakery is stopping {} job{} of this pull request; a build's resources are cleaned up as it stops:\n",
+            open.len(),
+            if open.len() == 1 { "" } else { "s" }
+        );
+        for j in &open {
+            let what = match j.kind {
+                crate::database::JobKind::Validation => {
+                    format!("validation of `{}`", j.sha.get(..7).unwrap_or(&j.sha))
+                }
+                crate::database::JobKind::Command => {
+                    let cmd = j.payload["body"]
+                        .as_str()
+                        .and_then(|b| {
+                            b.lines()
+                                .map(str::trim)
+                                .find(|l| l.to_ascii_lowercase().starts_with("/bakery"))
+                        })
+                        .unwrap_or("a command");
+                    format!("`{}`", cmd.replace('`', "'"))
+                }
+                crate::database::JobKind::Release => format!("release {}", j.git_ref),
+            };
+            let _ = writeln!(body, "- job {} ({}, {what})", j.id, j.state.as_str());
+        }
+    }
+    reporter.comment_on_pr(number, &body).await?;
+    ctx.log(
+        "command",
+        &format!("cancel from {author}: asked job(s) {cancelled:?} to stop"),
+    )
+    .await;
+    Ok(cancelled)
+}

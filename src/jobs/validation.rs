@@ -1,0 +1,894 @@
+//! A pull request's validation: check out its head, find what it changes against its
+//! base, check the recipes and `bakery.toml`, and report on the PR: the check run
+//! `bakery/validate` with one annotation per problem, and one sticky comment with the plan
+//! of every changed recipe. Then, per the repository's `pull_requests` mode (or a
+//! `/bakery build` from a writer), validation builds of the changed recipes into
+//! throwaway images that are deregistered, with their snapshots, when the build ends.
+//!
+//! A pull request from a fork never builds on its own: its code would run with the
+//! repository's cloud credentials. It gets a notice that says so, once, and builds only
+//! when a user with write permission comments `/bakery build`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Deserialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::deps::JobDeps;
+use super::progress::StepTracker;
+use super::release::image_rows;
+use super::JobLogSink;
+use crate::aws::resource::{self, Deleted, ResourceKind, ResourceRef};
+use crate::aws::{AwsSession, Target as AwsTarget};
+use crate::build::log::TracingSink;
+use crate::build::{BuildLog, BuildOptions, BuildRunner, LogSink, Manifest};
+use crate::github::checkout::Target;
+use crate::github::render::{self, BuildFailure, PlanProblem, PLAN_MARKER};
+use crate::github::reporter::{Annotation, AnnotationLevel, Conclusion, Progress};
+use crate::github::GitHubReporter;
+use crate::plan::model::BuildPlan;
+use crate::plan::{plan_build, PlanInput};
+use crate::recipe::variables::VarOverrides;
+use crate::recipe::{Checked, Diagnostic, PullRequestMode, Severity};
+use crate::worker::JobContext;
+
+/// The check run that carries the validation result.
+pub const VALIDATE_CHECK: &str = "bakery/validate";
+
+/// How often a validation build's check run gets a fresh step summary.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// What a validation job carries (see `server::intake`).
+#[derive(Debug, Deserialize)]
+struct ValidationPayload {
+    clone_url: String,
+    installation_id: Option<i64>,
+    #[serde(default)]
+    head_repo: Option<String>,
+    base_ref: String,
+    #[serde(default)]
+    is_fork: bool,
+    #[serde(default)]
+    author: String,
+}
+
+/// The pull request being validated, at one head commit.
+#[derive(Debug, Clone)]
+pub struct PullRequest {
+    pub number: u64,
+    pub head_sha: String,
+    pub base_ref: String,
+    /// `owner/name` of the head repository, for the fork notice.
+    pub head_repo: Option<String>,
+    pub is_fork: bool,
+    pub author: String,
+    pub clone_url: String,
+}
+
+/// Which validation builds to run after validating.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Builds {
+    /// As the repository's `pull_requests` mode says (a push to the pull request).
+    ByMode,
+    /// None (`/bakery validate`).
+    Never,
+    /// `/bakery build [recipe]` from `by`, a user with write permission.
+    Requested { recipe: Option<String>, by: String },
+}
+
+pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serde_json::Value>> {
+    let job = &ctx.job;
+    let payload: ValidationPayload = serde_json::from_value(job.payload.clone())
+        .context("the validation job's payload is unreadable")?;
+    let number = job
+        .pr_number
+        .context("a validation job needs its pull request number")?;
+    anyhow::ensure!(
+        !job.sha.is_empty(),
+        "the validation job of #{number} has no head SHA"
+    );
+    let reporter = deps.reporter(&job.repo, payload.installation_id).await?;
+    let pr = PullRequest {
+        number: number as u64,
+        head_sha: job.sha.clone(),
+        base_ref: payload.base_ref,
+        head_repo: payload.head_repo,
+        is_fork: payload.is_fork,
+        author: payload.author,
+        clone_url: payload.clone_url,
+    };
+    validate(deps, ctx, &reporter, &pr, &Builds::ByMode)
+        .await
+        .map(Some)
+}
+
+/// Validates `pr` at its head commit, reports on it, and runs the builds `builds` asks
+/// for. Returns the job's result.
+pub async fn validate(
+    deps: &JobDeps,
+    ctx: &JobContext,
+    reporter: &GitHubReporter,
+    pr: &PullRequest,
+    builds: &Builds,
+) -> anyhow::Result<serde_json::Value> {
+    let job = &ctx.job;
+    let number = pr.number;
+    let sha = pr.head_sha.clone();
+    ctx.log(
+        "checkout",
+        &format!("checking out pull request #{number} at {sha}"),
+    )
+    .await;
+    let session = reporter.session().await?;
+    let workspace = deps
+        .checkouts
+        .checkout(
+            reporter.repo(),
+            &pr.clone_url,
+            Some(session.git_token()),
+            &Target::PullRequest {
+                number,
+                sha: sha.clone(),
+            },
+            &format!("job-{}", job.id),
+        )
+        .await
+        .with_context(|| format!("cannot check out pull request #{number}"))?;
+    let root = workspace.path.clone();
+
+    let (changed, checked) = {
+        let (root, base) = (root.clone(), pr.base_ref.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let changed = changed_files(&root, &base)?;
+            let checked = crate::recipe::load_repo(&root)?;
+            Ok((changed, checked))
+        })
+        .await
+        .context("reading the pull request's changes died")??
+    };
+    let explicit_recipe = match builds {
+        Builds::Requested {
+            recipe: Some(r), ..
+        } => Some(r.clone()),
+        _ => None,
+    };
+    if !crate::recipe::touches_recipes(&changed) && explicit_recipe.is_none() {
+        let message = format!(
+            "pull request #{number} changes no recipe and not bakery.toml ({} file(s) changed): nothing to validate",
+            changed.len()
+        );
+        ctx.log("validate", &message).await;
+        if matches!(builds, Builds::Requested { .. }) {
+            reporter
+                .comment_on_pr(
+                    number,
+                    "bakery has nothing to build: this pull request changes no recipe and not `bakery.toml`.\n",
+                )
+                .await?;
+        }
+        remove_workspace(workspace);
+        return Ok(json!({
+            "pr": number,
+            "sha": sha,
+            "changed_files": changed.len(),
+            "validated": false,
+            "recipes": [],
+            "builds": [],
+        }));
+    }
+
+    let touched = checked.set.recipes_touched_by(&changed);
+    ctx.log(
+        "validate",
+        &format!(
+            "{} file(s) changed; recipes touched: {}",
+            changed.len(),
+            if touched.is_empty() {
+                "none".to_string()
+            } else {
+                touched.join(", ")
+            }
+        ),
+    )
+    .await;
+
+    // Plans of the changed recipes, when the recipes validate.
+    let build_time = chrono::Utc::now();
+    let version = pr_version(number, &sha);
+    let mut plans: Vec<BuildPlan> = vec![];
+    let mut plan_errors: Vec<PlanProblem> = vec![];
+    if checked.is_ok() {
+        for recipe in &touched {
+            match plan_build(
+                &checked.set,
+                &PlanInput {
+                    recipe,
+                    version: &version,
+                    git_sha: &sha,
+                    build_time,
+                    vars: &VarOverrides::default(),
+                    ephemeral: true,
+                },
+            ) {
+                Ok(p) => plans.push(p),
+                Err(e) => plan_errors.push(PlanProblem {
+                    path: format!(
+                        "{}/{recipe}/{}",
+                        crate::recipe::RECIPES_DIR,
+                        crate::recipe::RECIPE_FILE
+                    ),
+                    line: None,
+                    message: deps.redactor.redact(&format!("{e:#}")),
+                }),
+            }
+        }
+    }
+
+    let valid = checked.is_ok() && plan_errors.is_empty();
+    report_validation(deps, ctx, reporter, pr, &checked, &touched, &plan_errors).await?;
+    let mut problems = problems_of(&checked, &deps.redactor);
+    problems.extend(plan_errors.iter().cloned());
+    let comment = reporter
+        .upsert_sticky_comment(
+            number,
+            PLAN_MARKER,
+            &render::plan_comment(&sha, &plans, &problems),
+        )
+        .await?;
+    ctx.log("report", &format!("plan comment {}", comment.html_url))
+        .await;
+
+    let mode = checked.set.config.pull_request_mode();
+    if pr.is_fork && mode != PullRequestMode::Never && !matches!(builds, Builds::Requested { .. }) {
+        let notice = render::fork_needs_approval(
+            &pr.author,
+            pr.head_repo.as_deref().unwrap_or("a deleted fork"),
+        );
+        reporter
+            .upsert_sticky_comment(number, &render::marker("fork-approval"), &notice)
+            .await?;
+    }
+
+    // Which recipes to build, or why none.
+    let wanted: Result<Vec<String>, String> = match builds {
+        Builds::Never => Err("a validation only".into()),
+        Builds::ByMode => match mode {
+            PullRequestMode::Never => Err("bakery.toml sets pull_requests = \"never\"".into()),
+            PullRequestMode::OnCommand => Err(
+                "bakery.toml sets pull_requests = \"on-command\": a writer comments `/bakery build`"
+                    .into(),
+            ),
+            PullRequestMode::Always if pr.is_fork => Err(
+                "the pull request comes from a fork: a writer comments `/bakery build`".into(),
+            ),
+            PullRequestMode::Always => Ok(touched.clone()),
+        },
+        Builds::Requested { recipe, .. } => {
+            if mode == PullRequestMode::Never {
+                Err("this repository's bakery.toml sets `pull_requests = \"never\"`: pull requests are validated, never built".into())
+            } else {
+                match recipe {
+                    Some(r) if checked.set.names.contains(r) => Ok(vec![r.clone()]),
+                    Some(r) => Err(format!(
+                        "there is no recipe `{r}` at {} (recipes: {})",
+                        render_short(&sha),
+                        checked
+                            .set
+                            .names
+                            .iter()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                    None if touched.is_empty() => {
+                        Err("this pull request changes no recipe".into())
+                    }
+                    None => Ok(touched.clone()),
+                }
+            }
+        }
+    };
+    let wanted = match wanted {
+        Ok(w) if !valid => Err(format!(
+            "the recipes do not validate ({} to build): see the check run {VALIDATE_CHECK}",
+            w.join(", ")
+        )),
+        other => other,
+    };
+    let recipes = match wanted {
+        Ok(r) if !r.is_empty() => r,
+        Ok(_) | Err(_) => {
+            let reason = match wanted {
+                Err(reason) => reason,
+                Ok(_) => "no recipe changed".to_string(),
+            };
+            ctx.log("build", &format!("no validation build: {reason}"))
+                .await;
+            if let Builds::Requested { by, .. } = builds {
+                reporter
+                    .comment_on_pr(number, &format!("@{by}, bakery did not build: {reason}.\n"))
+                    .await?;
+            }
+            remove_workspace(workspace);
+            return Ok(json!({
+                "pr": number,
+                "sha": sha,
+                "changed_files": changed.len(),
+                "validated": true,
+                "valid": valid,
+                "recipes": touched,
+                "builds": [],
+                "no_build": reason,
+            }));
+        }
+    };
+
+    if let Builds::Requested { by, .. } = builds {
+        ctx.log(
+            "build",
+            &format!(
+                "validation build of {} asked for by {by}",
+                recipes.join(", ")
+            ),
+        )
+        .await;
+    }
+    let mut results = vec![];
+    let mut failed: Vec<String> = vec![];
+    for recipe in &recipes {
+        let plan = match plans.iter().find(|p| &p.recipe == recipe) {
+            Some(p) => p.clone(),
+            None => plan_build(
+                &checked.set,
+                &PlanInput {
+                    recipe,
+                    version: &version,
+                    git_sha: &sha,
+                    build_time,
+                    vars: &VarOverrides::default(),
+                    ephemeral: true,
+                },
+            )
+            .with_context(|| format!("cannot plan {recipe}"))?,
+        };
+        match build_recipe(deps, ctx, reporter, number, &plan, &root).await {
+            Ok(images) => results.push(json!({ "recipe": recipe, "ok": true, "images": images })),
+            Err(e) => {
+                let error = deps.redactor.redact(&format!("{e:#}"));
+                results.push(json!({ "recipe": recipe, "ok": false, "error": error }));
+                failed.push(format!("{recipe}: {error}"));
+                if ctx.cancel.is_cancelled() {
+                    break;
+                }
+            }
+        }
+    }
+    remove_workspace(workspace);
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "validation build(s) of #{number} failed:\n{}",
+            failed.join("\n")
+        );
+    }
+    Ok(json!({
+        "pr": number,
+        "sha": sha,
+        "changed_files": changed.len(),
+        "validated": true,
+        "valid": valid,
+        "recipes": touched,
+        "builds": results,
+    }))
+}
+
+/// The version a pull request's throwaway images carry: `pr-<number>-<short SHA>`.
+pub fn pr_version(number: u64, sha: &str) -> String {
+    format!("pr-{number}-{}", render_short(sha))
+}
+
+fn render_short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+fn remove_workspace(workspace: crate::github::checkout::Workspace) {
+    if let Err(e) = workspace.remove() {
+        tracing::warn!("cannot remove the job's workspace: {e:#}");
+    }
+}
+
+/// The files a pull request changes: from the merge base of its head (checked out in
+/// `workspace`) and its base branch, to its head. Paths are repository-relative; a
+/// renamed file is listed under both names.
+pub fn changed_files(workspace: &Path, base_ref: &str) -> anyhow::Result<Vec<String>> {
+    let repo = git2::Repository::open(workspace)
+        .with_context(|| format!("cannot open the checkout {}", workspace.display()))?;
+    let head = repo
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .context("the checkout has no head commit")?;
+    let base_name = format!("refs/remotes/origin/{base_ref}");
+    let base = repo
+        .find_reference(&base_name)
+        .and_then(|r| r.peel_to_commit())
+        .with_context(|| {
+            format!(
+                "the base branch {base_ref} is not in the repository (deleted since the pull \
+                 request was opened?): retarget the pull request to an existing branch"
+            )
+        })?;
+    let merge_base = repo.merge_base(head.id(), base.id()).with_context(|| {
+        format!(
+            "the pull request's head {} shares no history with {base_ref}",
+            head.id()
+        )
+    })?;
+    let old_tree = repo.find_commit(merge_base)?.tree()?;
+    let new_tree = head.tree()?;
+    let diff = repo
+        .diff_tree_to_tree(Some(&old_tree), Some(&new_tree), None)
+        .context("cannot compare the pull request with its base")?;
+    let mut paths = BTreeSet::new();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            if let Some(p) = file.path().and_then(|p| p.to_str()) {
+                paths.insert(p.to_string());
+            }
+        }
+    }
+    Ok(paths.into_iter().collect())
+}
+
+/// One check-run annotation per diagnostic.
+pub fn annotations(checked: &Checked, redactor: &crate::redact::Redactor) -> Vec<Annotation> {
+    checked
+        .diagnostics
+        .iter()
+        .map(|d| annotation(d, redactor))
+        .collect()
+}
+
+fn annotation(d: &Diagnostic, redactor: &crate::redact::Redactor) -> Annotation {
+    let mut message = d.message.clone();
+    if let Some(hint) = &d.hint {
+        message.push_str(&format!("\nhint: {hint}"));
+    }
+    Annotation {
+        path: d.file.clone(),
+        line: d.line.max(1),
+        level: match d.severity {
+            Severity::Error => AnnotationLevel::Failure,
+            Severity::Warning => AnnotationLevel::Warning,
+        },
+        message: redactor.redact(&message),
+        title: None,
+    }
+}
+
+/// The errors, as the plan comment lists them.
+fn problems_of(checked: &Checked, redactor: &crate::redact::Redactor) -> Vec<PlanProblem> {
+    checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| PlanProblem {
+            path: d.file.clone(),
+            line: Some(d.line),
+            message: redactor.redact(&match &d.hint {
+                Some(h) => format!("{} ({h})", d.message),
+                None => d.message.clone(),
+            }),
+        })
+        .collect()
+}
+
+/// The check run `bakery/validate`: failure with the problems as annotations, or success.
+async fn report_validation(
+    deps: &JobDeps,
+    ctx: &JobContext,
+    reporter: &GitHubReporter,
+    pr: &PullRequest,
+    checked: &Checked,
+    touched: &[String],
+    plan_errors: &[PlanProblem],
+) -> anyhow::Result<()> {
+    let progress = reporter
+        .start_progress(
+            VALIDATE_CHECK,
+            &pr.head_sha,
+            deps.details_url(ctx.job.id).as_deref(),
+            Some(&ctx.job.id.to_string()),
+        )
+        .await?;
+    let annotations = annotations(checked, &deps.redactor);
+    let errors = checked.diagnostics.error_count() + plan_errors.len();
+    let warnings = checked.diagnostics.warning_count();
+    let recipes = if touched.is_empty() {
+        "No recipe is affected.".to_string()
+    } else {
+        format!(
+            "Recipes affected: {}.",
+            touched
+                .iter()
+                .map(|r| format!("`{r}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let (conclusion, title) = if errors == 0 {
+        (
+            Conclusion::Success,
+            if warnings == 0 {
+                "The recipes validate".to_string()
+            } else {
+                format!("The recipes validate, with {warnings} warning(s)")
+            },
+        )
+    } else {
+        (
+            Conclusion::Failure,
+            format!("{errors} error(s), {warnings} warning(s) in the recipes"),
+        )
+    };
+    let mut summary = format!("{recipes}\n");
+    if !checked.diagnostics.is_empty() {
+        summary.push_str("\n```\n");
+        for d in checked.diagnostics.iter() {
+            summary.push_str(&deps.redactor.redact(&d.to_string()));
+            summary.push('\n');
+        }
+        summary.push_str("```\n");
+    }
+    for p in plan_errors {
+        summary.push_str(&format!("\n{}: {}\n", p.path, p.message));
+    }
+    reporter
+        .complete_progress(&progress, conclusion, &title, &summary, &annotations)
+        .await?;
+    ctx.log(
+        "validate",
+        &format!(
+            "{VALIDATE_CHECK}: {title} ({} annotation(s))",
+            annotations.len()
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+/// Builds one recipe into a throwaway image under its own check run, then deregisters
+/// the image with its snapshots. The result goes on the PR as a comment of its own
+/// (edited on the next build of the same recipe). Returns the image ids built.
+async fn build_recipe(
+    deps: &JobDeps,
+    ctx: &JobContext,
+    reporter: &GitHubReporter,
+    number: u64,
+    plan: &BuildPlan,
+    root: &Path,
+) -> anyhow::Result<Vec<String>> {
+    anyhow::ensure!(
+        plan.image.ephemeral,
+        "a pull request builds throwaway images only"
+    );
+    let started = Instant::now();
+    let job = &ctx.job;
+    let check_name = format!("bakery/{}", plan.recipe);
+    let details = deps.details_url(job.id);
+    let progress = reporter
+        .start_progress(
+            &check_name,
+            &plan.git_sha,
+            details.as_deref(),
+            Some(&job.id.to_string()),
+        )
+        .await?;
+    let comment_marker = render::marker(&format!("pr-build:{}", plan.recipe));
+
+    let tracker = StepTracker::new();
+    let job_log = JobLogSink::start(deps.store.clone(), job.id);
+    let sinks: Vec<Arc<dyn LogSink>> = vec![
+        Arc::new(TracingSink),
+        job_log.clone(),
+        Arc::new(tracker.clone()),
+    ];
+    let log = BuildLog::new(deps.redactor.clone(), sinks);
+    let stop_updates = CancellationToken::new();
+    let updates = tokio::spawn(live_summary(
+        reporter.clone(),
+        progress.clone(),
+        tracker.clone(),
+        format!("Validation build of {} at {}", plan.recipe, plan.version),
+        stop_updates.clone(),
+    ));
+
+    let mut aws: Option<Arc<AwsSession>> = None;
+    let result = async {
+        let session = Arc::new(
+            AwsSession::connect(deps.aws.clone(), &plan.builder.region)
+                .await
+                .context("cannot reach AWS")?,
+        );
+        aws = Some(session.clone());
+        let runner = BuildRunner::new(
+            session,
+            deps.store.clone(),
+            deps.provisioner.clone(),
+            log.clone(),
+            BuildOptions {
+                repo_root: root.to_path_buf(),
+                job_id: Some(job.id),
+                cancel: ctx.cancel.clone(),
+                ..BuildOptions::default()
+            },
+        );
+        runner.run(plan.clone()).await
+    }
+    .await;
+    stop_updates.cancel();
+    let _ = updates.await;
+
+    // The images were only for trying the recipe: deregister them and their snapshots.
+    let discarded = match (&result, &aws) {
+        (Ok(outcome), Some(session)) => {
+            Some(discard_images(session, outcome.manifest(), &log).await)
+        }
+        _ => None,
+    };
+    tracker.finish(result.is_ok() && matches!(discarded, Some(Ok(_))));
+    job_log.flush().await;
+    let (rows, _) = tracker.snapshot();
+    let steps = render::progress_summary(&rows);
+
+    match (result, discarded) {
+        (Ok(outcome), Some(Ok(discarded))) => {
+            let manifest = outcome.manifest();
+            let images: Vec<String> = manifest
+                .builds
+                .iter()
+                .flat_map(|b| b.copies.iter().map(|c| c.ami.clone()))
+                .collect();
+            let table = render::image_table(&image_rows(plan, manifest));
+            reporter
+                .complete_progress(
+                    &progress,
+                    Conclusion::Success,
+                    &format!("Built {} {}", plan.recipe, plan.version),
+                    &format!("{steps}\n{table}\nThe throwaway images were deregistered.\n"),
+                    &[],
+                )
+                .await?;
+            let body = format!(
+                "{comment_marker}\n### :white_check_mark: bakery built {} at `{}`\n\n\
+                 A validation build into throwaway images (tagged `bakery:ephemeral`) took {}.\n\n\
+                 {table}\nThe images were deregistered with their snapshots ({}) when the build ended.\n",
+                plan.recipe,
+                render_short(&plan.git_sha),
+                render::duration(started.elapsed()),
+                discarded.join(", "),
+            );
+            reporter
+                .upsert_sticky_comment(number, &comment_marker, &body)
+                .await?;
+            ctx.log(
+                "build",
+                &format!(
+                    "validation build of {} succeeded; {} image(s) deregistered",
+                    plan.recipe,
+                    images.len()
+                ),
+            )
+            .await;
+            Ok(images)
+        }
+        (result, discarded) => {
+            let e = match (result, discarded) {
+                (Err(e), _) => e,
+                (Ok(_), Some(Err(e))) => e.context(
+                    "the build succeeded but its throwaway images could not all be deregistered",
+                ),
+                (Ok(_), _) => anyhow::anyhow!("the build's AWS session was lost"),
+            };
+            let cancelled = ctx.cancel.is_cancelled();
+            let error = deps.redactor.redact(&format!("{e:#}"));
+            let step = tracker.current();
+            let (conclusion, title) = if cancelled {
+                (Conclusion::Cancelled, format!("Cancelled during {step}"))
+            } else {
+                (Conclusion::Failure, format!("Failed during {step}"))
+            };
+            reporter
+                .complete_progress(
+                    &progress,
+                    conclusion,
+                    &title,
+                    &format!("{steps}\n```\n{error}\n```\n"),
+                    &[],
+                )
+                .await
+                .ok();
+            let step_log = step
+                .strip_prefix("provision: ")
+                .unwrap_or(&step)
+                .to_string();
+            let cleanup = {
+                let lines = job_log.tail("cleanup");
+                if lines.is_empty() {
+                    "nothing was left to clean up".to_string()
+                } else {
+                    lines.join("; ")
+                }
+            };
+            let failure = BuildFailure {
+                version: plan.version.clone(),
+                git_sha: plan.git_sha.clone(),
+                recipe: plan.recipe.clone(),
+                step,
+                error,
+                log_tail: job_log.tail(&step_log),
+                duration: started.elapsed(),
+                details_url: details,
+                cleanup: Some(cleanup),
+            };
+            let body = format!(
+                "{comment_marker}\n{}",
+                render::failure_comment(&failure, &deps.redactor)
+            );
+            reporter
+                .upsert_sticky_comment(number, &comment_marker, &body)
+                .await
+                .ok();
+            Err(e)
+        }
+    }
+}
+
+/// Deregisters every image of a validation build with its snapshots. Returns the image
+/// ids deregistered.
+async fn discard_images(
+    session: &AwsSession,
+    manifest: &Manifest,
+    log: &BuildLog,
+) -> anyhow::Result<Vec<String>> {
+    let mut done = vec![];
+    let mut errors = vec![];
+    for copy in manifest.builds.iter().flat_map(|b| b.copies.iter()) {
+        let target = AwsTarget {
+            account: copy.account.clone(),
+            region: copy.region.clone(),
+        };
+        let image = ResourceRef::new(ResourceKind::Image, &copy.ami, &target);
+        match resource::delete(session, &image).await {
+            Ok(Deleted::Now { snapshots }) => {
+                log.info(
+                    "cleanup",
+                    format!(
+                        "deregistered throwaway {image} with snapshot(s) {}",
+                        snapshots.join(", ")
+                    ),
+                );
+                done.push(copy.ami.clone());
+            }
+            Ok(Deleted::AlreadyGone) => done.push(copy.ami.clone()),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(done)
+    } else {
+        anyhow::bail!(
+            "{}\nrun `bakery janitor` to delete what is left",
+            errors.join("\n")
+        )
+    }
+}
+
+/// Pushes the live step summary to the check run while the build runs.
+async fn live_summary(
+    reporter: GitHubReporter,
+    progress: Progress,
+    tracker: StepTracker,
+    title: String,
+    stop: CancellationToken,
+) {
+    loop {
+        let (rows, changed) = tracker.snapshot();
+        if changed {
+            if let Err(e) = reporter
+                .update_progress(&progress, &title, &render::progress_summary(&rows))
+                .await
+            {
+                tracing::warn!("cannot update {}: {e:#}", progress.name);
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(PROGRESS_EVERY) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::github::testutil::GitRepo;
+
+    #[test]
+    fn changed_files_are_counted_from_the_merge_base() {
+        let repo = GitRepo::init();
+        repo.write("bakery.toml", "[defaults]\n");
+        repo.write("recipes/base/recipe.toml", "name = \"base\"\n");
+        repo.commit("initial");
+        repo.git(&["branch", "feature"]);
+        // The base moves on after the branch point: its changes are not the PR's.
+        repo.write("README.md", "docs\n");
+        repo.commit("docs on main");
+        repo.git(&["checkout", "-q", "feature"]);
+        repo.write("recipes/web/recipe.toml", "name = \"web\"\n");
+        repo.git(&[
+            "mv",
+            "recipes/base/recipe.toml",
+            "recipes/base/renamed.toml",
+        ]);
+        repo.commit("web");
+        // The workspace layout: the base branch under refs/remotes/origin/.
+        repo.git(&["update-ref", "refs/remotes/origin/main", "main"]);
+        let changed = changed_files(repo.path(), "main").unwrap();
+        assert_eq!(
+            changed,
+            vec![
+                "recipes/base/recipe.toml",
+                "recipes/base/renamed.toml",
+                "recipes/web/recipe.toml"
+            ]
+        );
+        let err = changed_files(repo.path(), "gone").unwrap_err();
+        assert!(format!("{err:#}").contains("base branch gone"), "{err:#}");
+    }
+
+    #[test]
+    fn diagnostics_become_annotations_with_their_hint() {
+        let checked = crate::recipe::check_sources(
+            Some("pull_requests = \"sometimes\"\n"),
+            &[crate::recipe::RecipeSource::new(
+                "base",
+                "[builder]\nregion = \"eu-west-1\"\ninstance_typ = \"t3.micro\"\n",
+            )],
+        );
+        let ann = annotations(&checked, &crate::redact::Redactor::new());
+        assert_eq!(ann.len(), checked.diagnostics.len());
+        assert!(!ann.is_empty());
+        for (a, d) in ann.iter().zip(checked.diagnostics.iter()) {
+            assert_eq!(a.path, d.file);
+            assert_eq!(a.line, d.line);
+            assert!(a.message.starts_with(&d.message));
+            if let Some(h) = &d.hint {
+                assert!(a.message.ends_with(&format!("hint: {h}")), "{}", a.message);
+            }
+            assert_eq!(
+                a.level,
+                if d.is_error() {
+                    AnnotationLevel::Failure
+                } else {
+                    AnnotationLevel::Warning
+                }
+            );
+        }
+        assert!(ann.iter().any(|a| a.path == "bakery.toml" && a.line == 1));
+        assert!(ann
+            .iter()
+            .any(|a| a.path == "recipes/base/recipe.toml" && a.line == 3));
+    }
+
+    #[test]
+    fn pr_versions_name_the_pr_and_the_commit() {
+        assert_eq!(
+            pr_version(12, "3f2a9c1d5e6b7a8c9d0e1f2a3b4c5d6e7f8a9b0c"),
+            "pr-12-3f2a9c1"
+        );
+    }
+}
