@@ -783,3 +783,76 @@ async fn a_failed_verify_check_shows_expected_and_actual() {
     let msg = format!("{err:#}");
     assert!(msg.contains("expected exit status 0, got 2"), "{msg}");
 }
+
+#[tokio::test]
+async fn connecting_gives_up_after_its_budget_with_a_useful_error() {
+    let rig = Rig::start();
+    let short = SshProvisioner::new(ProvisionerOptions {
+        connect: ConnectOptions {
+            budget: Duration::from_secs(3),
+            ..ConnectOptions::default()
+        },
+        ..ProvisionerOptions::default()
+    });
+
+    // Nothing listens on the port.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut nowhere = rig.target.clone();
+    nowhere.port = closed_port;
+    let err = rig
+        .provision_with(&short, &nowhere, plan(Vec::new()))
+        .await
+        .expect_err("nothing to connect to");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains(&format!(
+            "could not connect to builder@127.0.0.1:{closed_port} within 3s"
+        )),
+        "{msg}"
+    );
+    assert!(rig.log().contains("waiting for SSH"), "{}", rig.log());
+
+    // A key the builder does not authorize.
+    let mut stranger = rig.target.clone();
+    stranger.key = generate_key();
+    let err = rig
+        .provision_with(&short, &stranger, plan(Vec::new()))
+        .await
+        .expect_err("an unknown key cannot log in");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("refused the build key for user \"builder\""),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_stops_a_running_command() {
+    let rig = Arc::new(Rig::start());
+    let mut p = plan(vec![ProvisionStep::Shell(shell("wait", &["sleep 600"]))]);
+    p.seal = no_seal();
+    let ctx = rig.ctx(p, facts());
+    let cancel = ctx.cancel.clone();
+    let task = {
+        let rig = rig.clone();
+        tokio::spawn(async move { Rig::provisioner().provision(&rig.target, &ctx).await })
+    };
+    for _ in 0..1200 {
+        if rig.sandbox.processes().iter().any(|(_, _, c)| c == "sleep") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cancel.cancel();
+    let err = tokio::time::timeout(Duration::from_secs(300), task)
+        .await
+        .expect("cancelling must not hang")
+        .unwrap()
+        .expect_err("a cancelled build fails");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("cancelled while running `sleep 600`"), "{msg}");
+}
