@@ -3,6 +3,7 @@
 # minimal /dev, /proc and /run, then becomes the sandbox's init inside the chroot.
 #   inside.sh ROOTFS DIR
 set -euo pipefail
+export PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH"
 rootfs="$1" dir="$2"
 m="$dir/merged"
 

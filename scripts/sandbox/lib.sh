@@ -4,6 +4,9 @@
 # ROOTFS_VERSION       names the rootfs recipe below; change it whenever the recipe in
 #                      build-rootfs.sh changes, so every machine rebuilds its cache.
 
+# chroot, debootstrap and friends live in sbin, which a non-login PATH may lack.
+export PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH"
+
 BAKERY_SANDBOX_DIR="${BAKERY_SANDBOX_DIR:-/var/tmp/bakery-sandbox}"
 ROOTFS_VERSION="bookworm-3"
 ROOTFS_DIR="$BAKERY_SANDBOX_DIR/rootfs-$ROOTFS_VERSION"

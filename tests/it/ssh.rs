@@ -856,3 +856,43 @@ async fn cancelling_stops_a_running_command() {
     let msg = format!("{err:#}");
     assert!(msg.contains("cancelled while running `sleep 600`"), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_builder_that_stops_answering_is_detected_by_keepalives() {
+    let rig = Arc::new(Rig::start());
+    let mut p = plan(vec![ProvisionStep::Shell(shell("hangs", &["sleep 600"]))]);
+    p.seal = no_seal();
+    let provisioner = SshProvisioner::new(ProvisionerOptions {
+        connect: ConnectOptions {
+            budget: Duration::from_secs(120),
+            keepalive_interval: Duration::from_secs(2),
+            keepalive_max: 3,
+            ..ConnectOptions::default()
+        },
+        ..ProvisionerOptions::default()
+    });
+    let task = {
+        let rig = rig.clone();
+        tokio::spawn(async move { rig.provision_with(&provisioner, &rig.target, p).await })
+    };
+    let mut frozen = 0;
+    for _ in 0..1200 {
+        if rig.sandbox.processes().iter().any(|(_, _, c)| c == "sleep") {
+            frozen = rig.sandbox.freeze_ssh_sessions();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(frozen > 0, "the command never started:\n{}", rig.log());
+    let err = tokio::time::timeout(Duration::from_secs(300), task)
+        .await
+        .expect("a silent builder must not hang the build")
+        .unwrap()
+        .expect_err("a silent builder is an error");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("provision step `hangs`"), "{msg}");
+    assert!(
+        msg.contains("connection to the builder was lost while running `sleep 600`"),
+        "{msg}"
+    );
+}

@@ -345,6 +345,22 @@ impl Sandbox {
         n
     }
 
+    /// Freezes (SIGSTOP) every SSH session's sshd processes: the builder stops answering
+    /// without closing its connections, as a vanished host would. Returns how many.
+    pub fn freeze_ssh_sessions(&self) -> usize {
+        let mut n = 0;
+        for (pid, ppid, comm) in self.processes() {
+            if comm == "sshd" && ppid != self.init_pid {
+                let _ = Command::new("kill")
+                    .arg("-STOP")
+                    .arg(pid.to_string())
+                    .status();
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// An SSH target for this sandbox: trust on first use.
     pub fn ssh_target(&self, key: Arc<PrivateKey>) -> SshTarget {
         SshTarget {
