@@ -12,7 +12,7 @@ THREADS=2
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
 cargo build --release --quiet --bin bakery --example bare_webhook
-BIN=target/release
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 SECRET=bench-secret
@@ -27,7 +27,7 @@ BARE=127.0.0.1:$(port)
 
 BAKERY=127.0.0.1:$(port)
 (cd "$WORK" && BAKERY_LOG=warn BAKERY_LISTEN=$BAKERY BAKERY_WEBHOOK__SECRETS=$SECRET \
-  BAKERY_WORKERS__CONCURRENCY=0 "$OLDPWD/$BIN/bakery" serve) & wait_up "$BAKERY"
+  BAKERY_WORKERS__CONCURRENCY=0 "$BIN/bakery" serve) & wait_up "$BAKERY"
 
 run() { DELIVERIES="$WORK/deliveries.tsv" WRK_THREADS=$THREADS wrk -t$THREADS -c"$CONNECTIONS" -d"$DURATION" \
   -s bench/webhook/deliveries.lua "http://$1" | grep '^RESULT'; }
@@ -36,7 +36,7 @@ echo "warm-up"; run "$BARE" >/dev/null; run "$BAKERY" > "$WORK/bakery-warm"
 echo "bare:   $(run "$BARE" | tee "$WORK/bare")"
 echo "bakery: $(run "$BAKERY" | tee "$WORK/bakery")"
 field() { sed -E "s/.*$2=([0-9.]+).*/\1/" "$WORK/$1"; }
-stored=$(cd "$WORK" && "$OLDPWD/$BIN/bakery" jobs --format json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+stored=$(cd "$WORK" && "$BIN/bakery" jobs --format json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 python3 - "$(field bare rps)" "$(field bakery rps)" <<PY
 import sys
 bare, bakery = float(sys.argv[1]), float(sys.argv[2])

@@ -284,3 +284,60 @@ async fn sync_picks_up_a_tag_whose_delivery_was_lost() {
     assert_eq!(job.sha, sha);
     assert_eq!(story.github.repo(REPO).releases.len(), 1);
 }
+
+/// The same engine from the command line: `bakery build` in a checkout, like
+/// `packer build`, against moto and the sandboxed builder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bakery_build_on_the_command_line() {
+    let story = Story::start().await;
+    let manifest = story.work.join("manifest.json");
+    let out = tokio::process::Command::new(crate::support::bakery_process::bakery_bin())
+        .args([
+            "build",
+            "sandbox-base",
+            "--version",
+            "cli-1.0.0",
+            "--manifest",
+        ])
+        .arg(&manifest)
+        .current_dir(&story.work)
+        .envs(story.aws_env())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bakery build failed:\n{stderr}");
+    assert!(
+        stderr.contains("provision"),
+        "plain log lines off a terminal:\n{stderr}"
+    );
+
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let build = &manifest["builds"][0];
+    assert_eq!(build["builder_type"], "bakery");
+    assert_eq!(build["custom_data"]["version"], "cli-1.0.0");
+    let copies = build["copies"].as_array().unwrap();
+    assert_eq!(copies.len(), story_targets().len());
+    let mut finals = BTreeSet::new();
+    for c in copies {
+        assert_eq!(c["encrypted"], true);
+        assert!(c["kms_key_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:kms:"));
+        finals.insert(c["ami"].as_str().unwrap().to_string());
+    }
+    let artifact_id = build["artifact_id"].as_str().unwrap();
+    assert_eq!(
+        artifact_id.split(',').count(),
+        story_targets().len(),
+        "{artifact_id}"
+    );
+    for t in story_targets() {
+        let left = story.leftovers(&t, &finals).await;
+        assert!(left.is_empty(), "leftovers: {left:#?}");
+    }
+    let release = story.sandbox.read("/etc/release").unwrap();
+    assert_eq!(release.lines().next(), Some("cli-1.0.0"));
+}

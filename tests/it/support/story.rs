@@ -335,6 +335,29 @@ impl Story {
         }
     }
 
+    /// The environment a `bakery` command needs to reach moto as the home account.
+    pub fn aws_env(&self) -> Vec<(String, String)> {
+        let dir = self._dirs[2].path();
+        vec![
+            (
+                "BAKERY_AWS__ENDPOINT_URL".into(),
+                self.proxy.endpoint.clone(),
+            ),
+            ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), SECRET_KEY.into()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+            (
+                "AWS_CONFIG_FILE".into(),
+                dir.join("no-aws-config").display().to_string(),
+            ),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE".into(),
+                dir.join("no-aws-credentials").display().to_string(),
+            ),
+        ]
+    }
+
     /// The store `bakery serve` uses, for other `bakery` commands.
     pub fn bakery_database_url(&self) -> &str {
         &self.database_url
