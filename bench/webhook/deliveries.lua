@@ -20,6 +20,8 @@ function request()
   idx = idx + step
   local line = lines[(idx % #lines) + 1]
   local id, sig, body = line:match("^([^\t]+)\t([^\t]+)\t(.*)$")
+  -- Unique per run and per pass over the file: every request is a new delivery.
+  id = id .. "-" .. (os.getenv("RUN") or "0")
   if idx >= #lines then id = id .. "-r" .. math.floor(idx / #lines) end
   return wrk.format("POST", "/webhooks/github", {
     ["Content-Type"] = "application/json",

@@ -33,6 +33,8 @@ const CREATE_PUSH_MERGE_WINDOW_MS: i64 = 10 * 60 * 1000;
 pub struct SqlStore {
     pool: AnyPool,
     engine: Engine,
+    /// SQLite only: the group-commit writer for deliveries.
+    writer: Option<DeliveryWriter>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -117,7 +119,12 @@ impl SqlStore {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open the store at {}", redact_url(&url)))?;
-        let store = SqlStore { pool, engine };
+        let writer = (engine == Engine::Sqlite).then(|| DeliveryWriter::start(pool.clone()));
+        let store = SqlStore {
+            pool,
+            engine,
+            writer,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -265,6 +272,220 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     }
 }
 
+impl SqlStore {
+    async fn record_delivery_once(
+        &self,
+        delivery: &NewDelivery,
+        job: Option<&NewJob>,
+    ) -> anyhow::Result<DeliveryOutcome> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("cannot start a transaction")?;
+        let outcome = record_in(&mut tx, delivery, job, now_ms()).await?;
+        tx.commit()
+            .await
+            .map_err(anyhow::Error::from)
+            .context("cannot commit the delivery and its job")?;
+        Ok(outcome)
+    }
+}
+
+/// Records a delivery and its job inside `tx` (see [`Store::record_delivery`]).
+async fn record_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    delivery: &NewDelivery,
+    job: Option<&NewJob>,
+    now: i64,
+) -> anyhow::Result<DeliveryOutcome> {
+    // The delivery row goes first: a redelivery stops here, and on SQLite the
+    // transaction takes the write lock at once.
+    let inserted = sqlx::query(
+        "INSERT INTO deliveries (delivery_id, event, summary, job_id, received_at) \
+             VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (delivery_id) DO NOTHING",
+    )
+    .bind(&delivery.delivery_id)
+    .bind(&delivery.event)
+    .bind(&delivery.summary)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .context("cannot record the delivery")?;
+    if inserted.rows_affected() == 0 {
+        return Ok(DeliveryOutcome::Duplicate);
+    }
+    let Some(job) = job else {
+        return Ok(DeliveryOutcome::Recorded);
+    };
+
+    let existing: Option<i64> = if job.kind == JobKind::Release && job.sha.is_empty() {
+        // A tag's `create` carries no SHA: it belongs with the tag's `push`.
+        sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE kind = 'release' AND repo = $1 AND git_ref = $2 \
+                 AND created_at >= $3 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&job.repo)
+        .bind(&job.git_ref)
+        .bind(now - CREATE_PUSH_MERGE_WINDOW_MS)
+        .fetch_optional(&mut **tx)
+        .await?
+    } else {
+        let by_key: Option<i64> = sqlx::query_scalar("SELECT id FROM jobs WHERE dedup_key = $1")
+            .bind(&job.dedup_key)
+            .fetch_optional(&mut **tx)
+            .await?;
+        match by_key {
+            Some(id) => Some(id),
+            None if job.kind == JobKind::Release => {
+                // A `create` came first: give its job the SHA from this push.
+                let pending: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM jobs WHERE kind = 'release' AND repo = $1 AND git_ref = $2 \
+                         AND sha = '' AND state = 'queued' ORDER BY id DESC LIMIT 1",
+                )
+                .bind(&job.repo)
+                .bind(&job.git_ref)
+                .fetch_optional(&mut **tx)
+                .await?;
+                if let Some(id) = pending {
+                    sqlx::query(
+                            "UPDATE jobs SET sha = $1, dedup_key = $2, payload = $3, updated_at = $4 WHERE id = $5",
+                        )
+                        .bind(&job.sha)
+                        .bind(&job.dedup_key)
+                        .bind(job.payload.to_string())
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                pending
+            }
+            None => None,
+        }
+    };
+
+    let outcome = match existing {
+        Some(id) => DeliveryOutcome::Merged(id),
+        None => {
+            let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO jobs (kind, repo, git_ref, sha, pr_number, dedup_key, payload, state, \
+                     attempts, cancel_requested, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, 0, $8, $8) RETURNING id",
+                )
+                .bind(job.kind.as_str())
+                .bind(&job.repo)
+                .bind(&job.git_ref)
+                .bind(&job.sha)
+                .bind(job.pr_number)
+                .bind(&job.dedup_key)
+                .bind(job.payload.to_string())
+                .bind(now)
+                .fetch_one(&mut **tx)
+                .await
+                .context("cannot enqueue the job")?;
+            DeliveryOutcome::Created(id)
+        }
+    };
+    let job_id = match outcome {
+        DeliveryOutcome::Created(id) | DeliveryOutcome::Merged(id) => id,
+        _ => unreachable!("a job outcome"),
+    };
+    sqlx::query("UPDATE deliveries SET job_id = $1 WHERE delivery_id = $2")
+        .bind(job_id)
+        .bind(&delivery.delivery_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(outcome)
+}
+
+/// SQLite allows one writer at a time. Deliveries arriving together are written by one
+/// task in one transaction, with one fsync, and each is answered only once that
+/// transaction is committed ("group commit"). Without it, concurrent deliveries wait on
+/// SQLite's busy handler, which sleeps and retries.
+#[derive(Clone)]
+struct DeliveryWriter {
+    tx: tokio::sync::mpsc::Sender<WriteRequest>,
+}
+
+type WriteRequest = (
+    NewDelivery,
+    Option<NewJob>,
+    tokio::sync::oneshot::Sender<anyhow::Result<DeliveryOutcome>>,
+);
+
+/// Deliveries committed together at most.
+const GROUP_COMMIT_MAX: usize = 128;
+
+impl DeliveryWriter {
+    fn start(pool: AnyPool) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteRequest>(4096);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < GROUP_COMMIT_MAX {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+                write_batch(&pool, batch).await;
+            }
+        });
+        DeliveryWriter { tx }
+    }
+
+    async fn record(
+        &self,
+        delivery: NewDelivery,
+        job: Option<NewJob>,
+    ) -> anyhow::Result<DeliveryOutcome> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((delivery, job, done))
+            .await
+            .map_err(|_| anyhow::anyhow!("the store's writer has stopped"))?;
+        wait.await
+            .map_err(|_| anyhow::anyhow!("the store's writer stopped before committing"))?
+    }
+}
+
+async fn write_batch(pool: &AnyPool, batch: Vec<WriteRequest>) {
+    let now = now_ms();
+    let together = async {
+        let mut tx = pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for (delivery, job, _) in &batch {
+            outcomes.push(record_in(&mut tx, delivery, job.as_ref(), now).await?);
+        }
+        tx.commit().await?;
+        anyhow::Ok(outcomes)
+    }
+    .await;
+    match together {
+        Ok(outcomes) => {
+            for ((_, _, done), outcome) in batch.into_iter().zip(outcomes) {
+                let _ = done.send(Ok(outcome));
+            }
+        }
+        Err(_) => {
+            // One delivery spoiled the batch: write each on its own, so only it fails.
+            for (delivery, job, done) in batch {
+                let one = async {
+                    let mut tx = pool.begin().await.context("cannot start a transaction")?;
+                    let outcome = record_in(&mut tx, &delivery, job.as_ref(), now_ms()).await?;
+                    tx.commit()
+                        .await
+                        .context("cannot commit the delivery and its job")?;
+                    anyhow::Ok(outcome)
+                }
+                .await;
+                let _ = done.send(one);
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> anyhow::Result<()> {
@@ -280,120 +501,19 @@ impl Store for SqlStore {
         delivery: &NewDelivery,
         job: Option<&NewJob>,
     ) -> anyhow::Result<DeliveryOutcome> {
-        let now = now_ms();
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .context("cannot start a transaction")?;
-        // The delivery row goes first: a redelivery stops here, and on SQLite the
-        // transaction takes the write lock at once.
-        let inserted = sqlx::query(
-            "INSERT INTO deliveries (delivery_id, event, summary, job_id, received_at) \
-             VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (delivery_id) DO NOTHING",
-        )
-        .bind(&delivery.delivery_id)
-        .bind(&delivery.event)
-        .bind(&delivery.summary)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .context("cannot record the delivery")?;
-        if inserted.rows_affected() == 0 {
-            tx.rollback().await.ok();
-            return Ok(DeliveryOutcome::Duplicate);
+        if let Some(writer) = &self.writer {
+            return writer.record(delivery.clone(), job.cloned()).await;
         }
-        let Some(job) = job else {
-            tx.commit().await.context("cannot commit the delivery")?;
-            return Ok(DeliveryOutcome::Recorded);
-        };
-
-        let existing: Option<i64> = if job.kind == JobKind::Release && job.sha.is_empty() {
-            // A tag's `create` carries no SHA: it belongs with the tag's `push`.
-            sqlx::query_scalar(
-                "SELECT id FROM jobs WHERE kind = 'release' AND repo = $1 AND git_ref = $2 \
-                 AND created_at >= $3 ORDER BY id DESC LIMIT 1",
-            )
-            .bind(&job.repo)
-            .bind(&job.git_ref)
-            .bind(now - CREATE_PUSH_MERGE_WINDOW_MS)
-            .fetch_optional(&mut *tx)
-            .await?
-        } else {
-            let by_key: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM jobs WHERE dedup_key = $1")
-                    .bind(&job.dedup_key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            match by_key {
-                Some(id) => Some(id),
-                None if job.kind == JobKind::Release => {
-                    // A `create` came first: give its job the SHA from this push.
-                    let pending: Option<i64> = sqlx::query_scalar(
-                        "SELECT id FROM jobs WHERE kind = 'release' AND repo = $1 AND git_ref = $2 \
-                         AND sha = '' AND state = 'queued' ORDER BY id DESC LIMIT 1",
-                    )
-                    .bind(&job.repo)
-                    .bind(&job.git_ref)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(id) = pending {
-                        sqlx::query(
-                            "UPDATE jobs SET sha = $1, dedup_key = $2, payload = $3, updated_at = $4 WHERE id = $5",
-                        )
-                        .bind(&job.sha)
-                        .bind(&job.dedup_key)
-                        .bind(job.payload.to_string())
-                        .bind(now)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    pending
-                }
-                None => None,
-            }
-        };
-
-        let outcome = match existing {
-            Some(id) => DeliveryOutcome::Merged(id),
-            None => {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO jobs (kind, repo, git_ref, sha, pr_number, dedup_key, payload, state, \
-                     attempts, cancel_requested, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, 0, $8, $8) RETURNING id",
-                )
-                .bind(job.kind.as_str())
-                .bind(&job.repo)
-                .bind(&job.git_ref)
-                .bind(&job.sha)
-                .bind(job.pr_number)
-                .bind(&job.dedup_key)
-                .bind(job.payload.to_string())
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await
-                .context("cannot enqueue the job")?;
-                DeliveryOutcome::Created(id)
-            }
-        };
-        let job_id = match outcome {
-            DeliveryOutcome::Created(id) | DeliveryOutcome::Merged(id) => id,
-            _ => unreachable!("a job outcome"),
-        };
-        sqlx::query("UPDATE deliveries SET job_id = $1 WHERE delivery_id = $2")
-            .bind(job_id)
-            .bind(&delivery.delivery_id)
-            .execute(&mut *tx)
-            .await?;
-        match tx.commit().await {
-            Ok(()) => Ok(outcome),
+        match self.record_delivery_once(delivery, job).await {
             // Two deliveries for the same new job raced (PostgreSQL replicas): the loser's
             // transaction is gone, so try once more; it now finds the winner's job.
-            Err(e) if is_unique_violation(&e) => {
-                Box::pin(self.record_delivery(delivery, Some(job))).await
+            Err(e)
+                if e.downcast_ref::<sqlx::Error>()
+                    .is_some_and(is_unique_violation) =>
+            {
+                self.record_delivery_once(delivery, job).await
             }
-            Err(e) => Err(e).context("cannot commit the delivery and its job"),
+            other => other,
         }
     }
 
