@@ -341,3 +341,89 @@ async fn bakery_build_on_the_command_line() {
     let release = story.sandbox.read("/etc/release").unwrap();
     assert_eq!(release.lines().next(), Some("cli-1.0.0"));
 }
+
+/// A version is built once: the same tag again reports the existing images, and a tag
+/// moved to another commit is refused. Both get a comment that says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_released_version_is_immutable() {
+    let story = Story::start().await;
+    let sha = story.tag_and_push("release-4.0.0");
+    story
+        .deliver(
+            "push",
+            "first",
+            &story.tag_push_payload("release-4.0.0", &sha),
+        )
+        .await;
+    let first = story.wait_for_only_job().await;
+    let log = story.job_log(first.id).await;
+    story.assert_succeeded(&first, &log);
+    let launched = story.proxy.calls("RunInstances").len();
+
+    // The same push again, as a new delivery (a re-run from GitHub's UI): no build.
+    let (status, body) = story
+        .deliver(
+            "push",
+            "again",
+            &story.tag_push_payload("release-4.0.0", &sha),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert!(
+        body.contains("already covers"),
+        "the same (repo, tag, SHA) is one job: {body}"
+    );
+
+    // The tag is moved to a new commit and pushed again.
+    story.commit(
+        &[("docs/moved.md", "moved\n")],
+        "chore: something after the release",
+    );
+    crate::support::git::git(&story.work, &["tag", "-f", "release-4.0.0"]);
+    crate::support::git::git(
+        &story.work,
+        &["push", "-q", "-f", "origin", "release-4.0.0"],
+    );
+    let moved_sha = story.head();
+    let (status, _) = story
+        .deliver(
+            "push",
+            "moved",
+            &story.tag_push_payload("release-4.0.0", &moved_sha),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let jobs = story.jobs().await;
+    assert_eq!(
+        jobs.len(),
+        2,
+        "a moved tag is a new (repo, tag, SHA): {jobs:?}"
+    );
+    let moved = story.wait_for_job(jobs[1].id).await;
+    assert_eq!(moved.state, bakery::database::JobState::Failed);
+    assert!(
+        moved.error.as_deref().unwrap_or("").contains("immutable"),
+        "{:?}",
+        moved.error
+    );
+    assert_eq!(
+        story.proxy.calls("RunInstances").len(),
+        launched,
+        "nothing launched"
+    );
+
+    let repo = story.github.repo(REPO);
+    let refusal: Vec<&str> = repo
+        .commit_comments
+        .iter()
+        .filter(|c| c["commit_id"] == moved_sha.as_str())
+        .map(|c| c["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(refusal.len(), 1, "{:#?}", repo.commit_comments);
+    assert!(
+        refusal[0].contains(&sha[..7]),
+        "names the commit it was built from: {}",
+        refusal[0]
+    );
+    story.assert_no_github_violations();
+}
