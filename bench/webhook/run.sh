@@ -16,7 +16,7 @@ BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 SECRET=bench-secret
-python3 bench/webhook/gen_deliveries.py "$SECRET" 400000 "$WORK/deliveries.tsv" \
+python3 bench/webhook/gen_deliveries.py "$SECRET" 20000 "$WORK/deliveries.tsv" \
   tests/fixtures/node_modules/@octokit/webhooks-examples/api.github.com/index.json
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -46,4 +46,6 @@ print(f"ratio bakery/bare = {bakery / bare:.2f}  (goal >= 0.5)")
 PY
 accepted=$(( $(field bakery-warm accepted) + $(field bakery accepted) ))
 echo "accepted by bakery: $accepted; deliveries in the store: $stored"
-[ "$accepted" -eq "$stored" ] && echo "every accepted delivery is stored" || { echo "MISMATCH: accepted deliveries missing from the store" >&2; exit 1; }
+# wrk stops counting at the deadline: requests still in flight then are stored but not
+# counted, so the store may hold a few more than were counted as accepted, never fewer.
+[ "$stored" -ge "$accepted" ] && echo "every accepted delivery is stored" || { echo "MISMATCH: accepted deliveries missing from the store" >&2; exit 1; }
