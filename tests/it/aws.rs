@@ -1627,3 +1627,38 @@ async fn janitor_command_line() {
     assert!(!instance_alive(&w, &t, &leftover).await);
     assert!(instance_alive(&w, &t, &untagged).await);
 }
+
+/// EC2 throttles (`RequestLimitExceeded`): the calls are retried with backoff and the
+/// build goes on, with nothing lost and nothing left.
+#[tokio::test]
+async fn throttled_calls_are_retried_and_the_build_completes() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let plan = plan(
+        "release-throttled",
+        copies(&REGIONS[..2], &[None, Some(other_account())]),
+    );
+    w.proxy
+        .fail("RunInstances", "RequestLimitExceeded", 2, |_| true);
+    w.proxy
+        .fail("CopyImage", "RequestLimitExceeded", 2, |_| true);
+    w.proxy
+        .fail("DescribeImages", "RequestLimitExceeded", 2, |_| true);
+    let provisioner = Arc::new(RecordingProvisioner::default());
+    let (outcome, log) = build(&w, &store, plan.clone(), provisioner).await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+    let BuildOutcome::Built { manifest, .. } = outcome else {
+        panic!("expected a build, got {outcome:?}");
+    };
+    assert_eq!(manifest.builds[0].copies.len(), 4);
+    // Two throttled answers, then the call that went through: one builder only.
+    let runs = w.proxy.calls("RunInstances");
+    assert_eq!(runs.len(), 3, "{runs:#?}");
+    assert_eq!(runs.iter().filter(|r| r.status == 200).count(), 1);
+    let copies = w.proxy.calls("CopyImage");
+    assert_eq!(copies.iter().filter(|r| r.status == 200).count(), 4);
+    assert_eq!(copies.len(), 6, "two throttled copies were retried");
+    for t in plan_targets(&plan) {
+        no_builder_resources(&w, &t).await;
+    }
+}
