@@ -6,6 +6,7 @@ mod log_sink;
 mod periodic;
 mod progress;
 pub mod release;
+mod tracked;
 pub mod validation;
 
 pub use deps::JobDeps;

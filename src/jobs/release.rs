@@ -2,33 +2,25 @@
 //! after the recipe it starts from), and report on the commit: a check run per recipe
 //! with a live step summary, a comment with every image, and the GitHub Release.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Deserialize;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use super::deps::JobDeps;
-use super::progress::StepTracker;
-use super::JobLogSink;
+use super::tracked::TrackedBuild;
 use crate::aws::release::MovedTag;
-use crate::aws::AwsSession;
-use crate::build::log::TracingSink;
-use crate::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner, LogSink, Manifest};
+use crate::build::{BuildOutcome, Manifest};
 use crate::github::checkout::Target;
 use crate::github::publish::{publish_failure, publish_release};
-use crate::github::render::{self, BuildFailure, BuildSummary, ImageRow, RecipeOutcome};
-use crate::github::reporter::{Conclusion, Progress};
+use crate::github::render::{self, BuildSummary, ImageRow, RecipeOutcome};
+use crate::github::reporter::Conclusion;
 use crate::github::GitHubReporter;
 use crate::plan::model::{BuildFacts, BuildPlan};
 use crate::plan::{plan_build, PlanInput};
 use crate::recipe::variables::VarOverrides;
 use crate::worker::JobContext;
-
-/// How often the check run's live step summary is refreshed while a build runs.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Deserialize)]
 struct ReleasePayload {
@@ -239,74 +231,18 @@ async fn build_recipe(
     plan: &BuildPlan,
     root: &std::path::Path,
 ) -> anyhow::Result<RecipeResult> {
-    let started = Instant::now();
-    let job = &ctx.job;
-    let check_name = format!("bakery/{}", plan.recipe);
-    let details = deps.details_url(job.id);
-    let progress = reporter
-        .start_progress(
-            &check_name,
-            &plan.git_sha,
-            details.as_deref(),
-            Some(&job.id.to_string()),
-        )
-        .await?;
+    let title = format!("Building {} {}", plan.recipe, plan.version);
+    let mut tracked = TrackedBuild::start(deps, ctx, reporter, plan, title).await?;
+    let finished = tracked.run(deps, ctx, plan, root).await;
+    let steps = tracked.finish(finished.result.is_ok()).await;
 
-    let tracker = StepTracker::new();
-    let job_log = JobLogSink::start(deps.store.clone(), job.id);
-    let sinks: Vec<Arc<dyn LogSink>> = vec![
-        Arc::new(TracingSink),
-        job_log.clone(),
-        Arc::new(tracker.clone()),
-    ];
-    let log = BuildLog::new(deps.redactor.clone(), sinks);
-
-    let stop_updates = CancellationToken::new();
-    let updates = tokio::spawn(live_summary(
-        reporter.clone(),
-        progress.clone(),
-        tracker.clone(),
-        format!("Building {} {}", plan.recipe, plan.version),
-        stop_updates.clone(),
-    ));
-
-    let result = async {
-        let session = Arc::new(
-            AwsSession::connect(deps.aws.clone(), &plan.builder.region)
-                .await
-                .context("cannot reach AWS")?,
-        );
-        let runner = BuildRunner::new(
-            session,
-            deps.store.clone(),
-            deps.provisioner.clone(),
-            log.clone(),
-            BuildOptions {
-                repo_root: root.to_path_buf(),
-                job_id: Some(job.id),
-                cancel: ctx.cancel.clone(),
-                ..BuildOptions::default()
-            },
-        );
-        runner.run(plan.clone()).await
-    }
-    .await;
-
-    stop_updates.cancel();
-    let _ = updates.await;
-    let running_step = tracker.current();
-    tracker.finish(result.is_ok());
-    job_log.flush().await;
-    let (rows, _) = tracker.snapshot();
-    let steps = render::progress_summary(&rows);
-
-    match result {
+    match finished.result {
         Ok(BuildOutcome::Built {
             manifest, build_id, ..
         }) => {
             reporter
                 .complete_progress(
-                    &progress,
+                    &tracked.progress,
                     Conclusion::Success,
                     &format!("Built {} {}", plan.recipe, plan.version),
                     &format!(
@@ -328,13 +264,13 @@ async fn build_recipe(
             Ok(RecipeResult::Built {
                 manifest,
                 release_file,
-                duration: started.elapsed(),
+                duration: tracked.started.elapsed(),
             })
         }
         Ok(BuildOutcome::AlreadyReleased { manifest, .. }) => {
             reporter
                 .complete_progress(
-                    &progress,
+                    &tracked.progress,
                     Conclusion::Success,
                     &format!(
                         "{} {} was released before: nothing built",
@@ -347,12 +283,11 @@ async fn build_recipe(
             Ok(RecipeResult::AlreadyReleased { manifest })
         }
         Err(e) => {
-            let cancelled = ctx.cancel.is_cancelled();
-            let error = deps.redactor.redact(&format!("{e:#}"));
             if let Some(moved) = e.downcast_ref::<MovedTag>() {
+                let error = deps.redactor.redact(&format!("{e:#}"));
                 reporter
                     .complete_progress(
-                        &progress,
+                        &tracked.progress,
                         Conclusion::Failure,
                         "Refused: the tag was moved",
                         &error,
@@ -369,111 +304,13 @@ async fn build_recipe(
                     .ok();
                 return Err(e);
             }
-            let step = failing_step(&e, running_step);
-            let title = if cancelled {
-                format!("Cancelled during {step}")
-            } else {
-                format!("Failed during {step}")
-            };
-            let conclusion = if cancelled {
-                Conclusion::Cancelled
-            } else {
-                Conclusion::Failure
-            };
-            reporter
-                .complete_progress(
-                    &progress,
-                    conclusion,
-                    &title,
-                    &format!("{steps}\n```\n{error}\n```\n"),
-                    &[],
-                )
-                .await
-                .ok();
-            let step_log = step
-                .strip_prefix("provision: ")
-                .unwrap_or(&step)
-                .to_string();
-            let failure = BuildFailure {
-                version: plan.version.clone(),
-                git_sha: plan.git_sha.clone(),
-                recipe: plan.recipe.clone(),
-                step: step.clone(),
-                error,
-                log_tail: job_log.tail(&step_log),
-                duration: started.elapsed(),
-                details_url: details,
-                cleanup: Some(cleanup_summary(&job_log)),
-            };
+            let failure = tracked
+                .report_failure(deps, ctx, reporter, plan, &e, finished.running_step, &steps)
+                .await;
             publish_failure(reporter, &failure, &deps.redactor)
                 .await
                 .ok();
             Err(e)
-        }
-    }
-}
-
-/// The step a build failed in, from the error's context chain (`step provision failed`
-/// → `provision step `Install the agent` (shell) failed`), e.g.
-/// `provision: Install the agent`; `fallback` when the chain names none.
-fn failing_step(e: &anyhow::Error, fallback: String) -> String {
-    let mut top = None;
-    let mut inner = None;
-    for cause in e.chain() {
-        let msg = cause.to_string();
-        if top.is_none() {
-            if let Some(step) = msg
-                .strip_prefix("step ")
-                .and_then(|m| m.strip_suffix(" failed"))
-            {
-                top = Some(step.to_string());
-                continue;
-            }
-        }
-        if inner.is_none() {
-            if let Some(rest) = msg.strip_prefix("provision step `") {
-                inner = rest.split('`').next().map(str::to_string);
-            }
-        }
-    }
-    match (top, inner) {
-        (Some(t), Some(i)) => format!("{t}: {i}"),
-        (Some(t), None) => t,
-        (None, _) => fallback,
-    }
-}
-
-/// What cleanup reported in the log.
-fn cleanup_summary(log: &JobLogSink) -> String {
-    let lines = log.tail("cleanup");
-    if lines.is_empty() {
-        "nothing was left to clean up".to_string()
-    } else {
-        lines.join("; ")
-    }
-}
-
-/// Pushes the live step summary to the check run while the build runs.
-async fn live_summary(
-    reporter: GitHubReporter,
-    progress: Progress,
-    tracker: StepTracker,
-    title: String,
-    stop: CancellationToken,
-) {
-    loop {
-        let (rows, changed) = tracker.snapshot();
-        if changed {
-            if let Err(e) = reporter
-                .update_progress(&progress, &title, &render::progress_summary(&rows))
-                .await
-            {
-                tracing::warn!("cannot update {}: {e:#}", progress.name);
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(PROGRESS_EVERY) => {}
         }
     }
 }

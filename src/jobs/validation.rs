@@ -11,25 +11,20 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Deserialize;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use super::deps::JobDeps;
-use super::progress::StepTracker;
 use super::release::image_rows;
-use super::JobLogSink;
+use super::tracked::TrackedBuild;
 use crate::aws::resource::{self, Deleted, ResourceKind, ResourceRef};
 use crate::aws::{AwsSession, Target as AwsTarget};
-use crate::build::log::TracingSink;
-use crate::build::{BuildLog, BuildOptions, BuildRunner, LogSink, Manifest};
+use crate::build::{BuildLog, Manifest};
 use crate::github::checkout::Target;
-use crate::github::render::{self, BuildFailure, PlanProblem, PLAN_MARKER};
-use crate::github::reporter::{Annotation, AnnotationLevel, Conclusion, Progress};
+use crate::github::render::{self, PlanProblem, PLAN_MARKER};
+use crate::github::reporter::{Annotation, AnnotationLevel, Conclusion};
 use crate::github::GitHubReporter;
 use crate::plan::model::BuildPlan;
 use crate::plan::{plan_build, PlanInput};
@@ -39,9 +34,6 @@ use crate::worker::JobContext;
 
 /// The check run that carries the validation result.
 pub const VALIDATE_CHECK: &str = "bakery/validate";
-
-/// How often a validation build's check run gets a fresh step summary.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// What a validation job carries (see `server::intake`).
 #[derive(Debug, Deserialize)]
@@ -575,74 +567,23 @@ async fn build_recipe(
         plan.image.ephemeral,
         "a pull request builds throwaway images only"
     );
-    let started = Instant::now();
-    let job = &ctx.job;
-    let check_name = format!("bakery/{}", plan.recipe);
-    let details = deps.details_url(job.id);
-    let progress = reporter
-        .start_progress(
-            &check_name,
-            &plan.git_sha,
-            details.as_deref(),
-            Some(&job.id.to_string()),
-        )
-        .await?;
     let comment_marker = render::marker(&format!("pr-build:{}", plan.recipe));
-
-    let tracker = StepTracker::new();
-    let job_log = JobLogSink::start(deps.store.clone(), job.id);
-    let sinks: Vec<Arc<dyn LogSink>> = vec![
-        Arc::new(TracingSink),
-        job_log.clone(),
-        Arc::new(tracker.clone()),
-    ];
-    let log = BuildLog::new(deps.redactor.clone(), sinks);
-    let stop_updates = CancellationToken::new();
-    let updates = tokio::spawn(live_summary(
-        reporter.clone(),
-        progress.clone(),
-        tracker.clone(),
-        format!("Validation build of {} at {}", plan.recipe, plan.version),
-        stop_updates.clone(),
-    ));
-
-    let mut aws: Option<Arc<AwsSession>> = None;
-    let result = async {
-        let session = Arc::new(
-            AwsSession::connect(deps.aws.clone(), &plan.builder.region)
-                .await
-                .context("cannot reach AWS")?,
-        );
-        aws = Some(session.clone());
-        let runner = BuildRunner::new(
-            session,
-            deps.store.clone(),
-            deps.provisioner.clone(),
-            log.clone(),
-            BuildOptions {
-                repo_root: root.to_path_buf(),
-                job_id: Some(job.id),
-                cancel: ctx.cancel.clone(),
-                ..BuildOptions::default()
-            },
-        );
-        runner.run(plan.clone()).await
-    }
-    .await;
-    stop_updates.cancel();
-    let _ = updates.await;
+    let title = format!("Validation build of {} at {}", plan.recipe, plan.version);
+    let mut tracked = TrackedBuild::start(deps, ctx, reporter, plan, title).await?;
+    let finished = tracked.run(deps, ctx, plan, root).await;
+    let (result, aws) = (finished.result, finished.session);
+    let log = &tracked.log;
 
     // The images were only for trying the recipe: deregister them and their snapshots.
     let discarded = match (&result, &aws) {
         (Ok(outcome), Some(session)) => {
-            Some(discard_images(session, outcome.manifest(), &log).await)
+            Some(discard_images(session, outcome.manifest(), log).await)
         }
         _ => None,
     };
-    tracker.finish(result.is_ok() && matches!(discarded, Some(Ok(_))));
-    job_log.flush().await;
-    let (rows, _) = tracker.snapshot();
-    let steps = render::progress_summary(&rows);
+    let steps = tracked
+        .finish(result.is_ok() && matches!(discarded, Some(Ok(_))))
+        .await;
 
     match (result, discarded) {
         (Ok(outcome), Some(Ok(discarded))) => {
@@ -655,7 +596,7 @@ async fn build_recipe(
             let table = render::image_table(&image_rows(plan, manifest));
             reporter
                 .complete_progress(
-                    &progress,
+                    &tracked.progress,
                     Conclusion::Success,
                     &format!("Built {} {}", plan.recipe, plan.version),
                     &format!("{steps}\n{table}\nThe throwaway images were deregistered.\n"),
@@ -668,7 +609,7 @@ async fn build_recipe(
                  {table}\nThe images were deregistered with their snapshots ({}) when the build ended.\n",
                 plan.recipe,
                 render_short(&plan.git_sha),
-                render::duration(started.elapsed()),
+                render::duration(tracked.started.elapsed()),
                 discarded.join(", "),
             );
             reporter
@@ -693,47 +634,9 @@ async fn build_recipe(
                 ),
                 (Ok(_), _) => anyhow::anyhow!("the build's AWS session was lost"),
             };
-            let cancelled = ctx.cancel.is_cancelled();
-            let error = deps.redactor.redact(&format!("{e:#}"));
-            let step = tracker.current();
-            let (conclusion, title) = if cancelled {
-                (Conclusion::Cancelled, format!("Cancelled during {step}"))
-            } else {
-                (Conclusion::Failure, format!("Failed during {step}"))
-            };
-            reporter
-                .complete_progress(
-                    &progress,
-                    conclusion,
-                    &title,
-                    &format!("{steps}\n```\n{error}\n```\n"),
-                    &[],
-                )
-                .await
-                .ok();
-            let step_log = step
-                .strip_prefix("provision: ")
-                .unwrap_or(&step)
-                .to_string();
-            let cleanup = {
-                let lines = job_log.tail("cleanup");
-                if lines.is_empty() {
-                    "nothing was left to clean up".to_string()
-                } else {
-                    lines.join("; ")
-                }
-            };
-            let failure = BuildFailure {
-                version: plan.version.clone(),
-                git_sha: plan.git_sha.clone(),
-                recipe: plan.recipe.clone(),
-                step,
-                error,
-                log_tail: job_log.tail(&step_log),
-                duration: started.elapsed(),
-                details_url: details,
-                cleanup: Some(cleanup),
-            };
+            let failure = tracked
+                .report_failure(deps, ctx, reporter, plan, &e, finished.running_step, &steps)
+                .await;
             let body = format!(
                 "{comment_marker}\n{}",
                 render::failure_comment(&failure, &deps.redactor)
@@ -784,31 +687,6 @@ async fn discard_images(
             "{}\nrun `bakery janitor` to delete what is left",
             errors.join("\n")
         )
-    }
-}
-
-/// Pushes the live step summary to the check run while the build runs.
-async fn live_summary(
-    reporter: GitHubReporter,
-    progress: Progress,
-    tracker: StepTracker,
-    title: String,
-    stop: CancellationToken,
-) {
-    loop {
-        let (rows, changed) = tracker.snapshot();
-        if changed {
-            if let Err(e) = reporter
-                .update_progress(&progress, &title, &render::progress_summary(&rows))
-                .await
-            {
-                tracing::warn!("cannot update {}: {e:#}", progress.name);
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(PROGRESS_EVERY) => {}
-        }
     }
 }
 

@@ -1,0 +1,274 @@
+//! One recipe's build as GitHub shows it: a check run `bakery/<recipe>` with a live step
+//! summary, the job's log, and a failure report naming the failing step and its last
+//! lines. Release builds and pull-request validation builds both run through here.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use super::deps::JobDeps;
+use super::progress::StepTracker;
+use super::JobLogSink;
+use crate::aws::AwsSession;
+use crate::build::log::TracingSink;
+use crate::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner, LogSink};
+use crate::github::render::{self, BuildFailure};
+use crate::github::reporter::{Conclusion, Progress};
+use crate::github::GitHubReporter;
+use crate::plan::model::BuildPlan;
+use crate::worker::JobContext;
+
+/// How often the check run's live step summary is refreshed while a build runs.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// A build in progress under its check run.
+pub struct TrackedBuild {
+    pub progress: Progress,
+    pub tracker: StepTracker,
+    pub job_log: Arc<JobLogSink>,
+    pub log: BuildLog,
+    pub started: Instant,
+    pub details_url: Option<String>,
+    stop_updates: CancellationToken,
+    updates: tokio::task::JoinHandle<()>,
+}
+
+/// How a tracked build ended.
+pub struct Finished {
+    pub result: anyhow::Result<BuildOutcome>,
+    /// The session the build used, to act on its images afterwards.
+    pub session: Option<Arc<AwsSession>>,
+    /// The step running when the build ended, e.g. `provision: Install tools`.
+    pub running_step: String,
+}
+
+impl TrackedBuild {
+    /// Starts the check run and the live summary.
+    pub async fn start(
+        deps: &JobDeps,
+        ctx: &JobContext,
+        reporter: &GitHubReporter,
+        plan: &BuildPlan,
+        title: String,
+    ) -> anyhow::Result<Self> {
+        let job = &ctx.job;
+        let details_url = deps.details_url(job.id);
+        let progress = reporter
+            .start_progress(
+                &format!("bakery/{}", plan.recipe),
+                &plan.git_sha,
+                details_url.as_deref(),
+                Some(&job.id.to_string()),
+            )
+            .await?;
+        let tracker = StepTracker::new();
+        let job_log = JobLogSink::start(deps.store.clone(), job.id);
+        let sinks: Vec<Arc<dyn LogSink>> = vec![
+            Arc::new(TracingSink),
+            job_log.clone(),
+            Arc::new(tracker.clone()),
+        ];
+        let log = BuildLog::new(deps.redactor.clone(), sinks);
+        let stop_updates = CancellationToken::new();
+        let updates = tokio::spawn(live_summary(
+            reporter.clone(),
+            progress.clone(),
+            tracker.clone(),
+            title,
+            stop_updates.clone(),
+        ));
+        Ok(TrackedBuild {
+            progress,
+            tracker,
+            job_log,
+            log,
+            started: Instant::now(),
+            details_url,
+            stop_updates,
+            updates,
+        })
+    }
+
+    /// Runs the build and stops the live summary.
+    pub async fn run(
+        &self,
+        deps: &JobDeps,
+        ctx: &JobContext,
+        plan: &BuildPlan,
+        root: &Path,
+    ) -> Finished {
+        let mut session = None;
+        let result = async {
+            let s = Arc::new(
+                AwsSession::connect(deps.aws.clone(), &plan.builder.region)
+                    .await
+                    .context("cannot reach AWS")?,
+            );
+            session = Some(s.clone());
+            let runner = BuildRunner::new(
+                s,
+                deps.store.clone(),
+                deps.provisioner.clone(),
+                self.log.clone(),
+                BuildOptions {
+                    repo_root: root.to_path_buf(),
+                    job_id: Some(ctx.job.id),
+                    cancel: ctx.cancel.clone(),
+                    ..BuildOptions::default()
+                },
+            );
+            runner.run(plan.clone()).await
+        }
+        .await;
+        self.stop_updates.cancel();
+        Finished {
+            result,
+            session,
+            running_step: self.tracker.current(),
+        }
+    }
+
+    /// Marks the steps done (or the running one failed), flushes the job log, and returns
+    /// the step summary as Markdown.
+    pub async fn finish(&mut self, success: bool) -> String {
+        self.stop_updates.cancel();
+        let _ = (&mut self.updates).await;
+        self.tracker.finish(success);
+        self.job_log.flush().await;
+        let (rows, _) = self.tracker.snapshot();
+        render::progress_summary(&rows)
+    }
+
+    /// Completes the check run as failed (or cancelled) with the error, and returns the
+    /// failure report for a comment.
+    pub async fn report_failure(
+        &self,
+        deps: &JobDeps,
+        ctx: &JobContext,
+        reporter: &GitHubReporter,
+        plan: &BuildPlan,
+        e: &anyhow::Error,
+        running_step: String,
+        steps: &str,
+    ) -> BuildFailure {
+        let error = deps.redactor.redact(&format!("{e:#}"));
+        let step = failing_step(e, running_step);
+        let (conclusion, title) = if ctx.cancel.is_cancelled() {
+            (Conclusion::Cancelled, format!("Cancelled during {step}"))
+        } else {
+            (Conclusion::Failure, format!("Failed during {step}"))
+        };
+        reporter
+            .complete_progress(
+                &self.progress,
+                conclusion,
+                &title,
+                &format!("{steps}\n```\n{error}\n```\n"),
+                &[],
+            )
+            .await
+            .ok();
+        let step_log = step
+            .strip_prefix("provision: ")
+            .unwrap_or(&step)
+            .to_string();
+        BuildFailure {
+            version: plan.version.clone(),
+            git_sha: plan.git_sha.clone(),
+            recipe: plan.recipe.clone(),
+            log_tail: self.job_log.tail(&step_log),
+            step,
+            error,
+            duration: self.started.elapsed(),
+            details_url: self.details_url.clone(),
+            cleanup: Some(cleanup_summary(&self.job_log)),
+        }
+    }
+}
+
+/// The step a build failed in, from the error's context chain (`step provision failed`
+/// → `provision step `Install the agent` (shell) failed`), e.g.
+/// `provision: Install the agent`; `fallback` when the chain names none.
+pub fn failing_step(e: &anyhow::Error, fallback: String) -> String {
+    let mut top = None;
+    let mut inner = None;
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if top.is_none() {
+            if let Some(step) = msg
+                .strip_prefix("step ")
+                .and_then(|m| m.strip_suffix(" failed"))
+            {
+                top = Some(step.to_string());
+                continue;
+            }
+        }
+        if inner.is_none() {
+            if let Some(rest) = msg.strip_prefix("provision step `") {
+                inner = rest.split('`').next().map(str::to_string);
+            }
+        }
+    }
+    match (top, inner) {
+        (Some(t), Some(i)) => format!("{t}: {i}"),
+        (Some(t), None) => t,
+        (None, _) => fallback,
+    }
+}
+
+/// What cleanup reported in the log.
+fn cleanup_summary(log: &JobLogSink) -> String {
+    let lines = log.tail("cleanup");
+    if lines.is_empty() {
+        "nothing was left to clean up".to_string()
+    } else {
+        lines.join("; ")
+    }
+}
+
+/// Pushes the live step summary to the check run while the build runs.
+async fn live_summary(
+    reporter: GitHubReporter,
+    progress: Progress,
+    tracker: StepTracker,
+    title: String,
+    stop: CancellationToken,
+) {
+    loop {
+        let (rows, changed) = tracker.snapshot();
+        if changed {
+            if let Err(e) = reporter
+                .update_progress(&progress, &title, &render::progress_summary(&rows))
+                .await
+            {
+                tracing::warn!("cannot update {}: {e:#}", progress.name);
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(PROGRESS_EVERY) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failing_step;
+
+    #[test]
+    fn names_the_provisioning_step_from_the_error_chain() {
+        let e = anyhow::anyhow!("`exit 3` exited with status 3")
+            .context("provision step `Install the agent` (shell) failed")
+            .context("step provision failed");
+        assert_eq!(failing_step(&e, "x".into()), "provision: Install the agent");
+        let e = anyhow::anyhow!("no such key").context("step preflight failed");
+        assert_eq!(failing_step(&e, "x".into()), "preflight");
+        assert_eq!(
+            failing_step(&anyhow::anyhow!("boom"), "setup".into()),
+            "setup"
+        );
+    }
+}
