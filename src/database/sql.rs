@@ -450,14 +450,191 @@ impl DeliveryWriter {
     }
 }
 
+/// Records a batch of deliveries with a handful of multi-row statements, whatever the
+/// batch's size: the deliveries seen before, the jobs inserted (a dedup key already
+/// there, or twice in the batch, makes one job), the jobs' ids, and the deliveries.
+/// Returns `None`, having written nothing, when a delivery needs [`record_in`]'s
+/// one-by-one handling: a tag's `create` (no SHA), or a push for a tag whose `create`
+/// is still waiting for its SHA.
+async fn record_many(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    items: &[(&NewDelivery, Option<&NewJob>)],
+    now: i64,
+) -> anyhow::Result<Option<Vec<DeliveryOutcome>>> {
+    use std::collections::{HashMap, HashSet};
+    if items.len() < 2
+        || items
+            .iter()
+            .any(|(_, j)| j.is_some_and(|j| j.kind == JobKind::Release && j.sha.is_empty()))
+    {
+        return Ok(None);
+    }
+    let unresolved: Vec<(String, String)> = sqlx::query_as(
+        "SELECT repo, git_ref FROM jobs WHERE kind = 'release' AND sha = '' AND state = 'queued'",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    if items.iter().any(|(_, j)| {
+        j.is_some_and(|j| {
+            j.kind == JobKind::Release
+                && unresolved
+                    .iter()
+                    .any(|(r, g)| *r == j.repo && *g == j.git_ref)
+        })
+    }) {
+        return Ok(None);
+    }
+
+    let placeholders = |rows: usize, cols: usize| -> String {
+        (0..rows)
+            .map(|r| {
+                let cells: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let list = |n: usize| -> String {
+        (1..=n)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+
+    // Which deliveries are new: not in the store, and the first of their id in the batch.
+    let sql = format!(
+        "SELECT delivery_id FROM deliveries WHERE delivery_id IN ({})",
+        list(items.len())
+    );
+    let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+    for (d, _) in items {
+        q = q.bind(&d.delivery_id);
+    }
+    let known: HashSet<String> = q.fetch_all(&mut **tx).await?.into_iter().collect();
+    let mut seen = HashSet::new();
+    let new: Vec<bool> = items
+        .iter()
+        .map(|(d, _)| !known.contains(&d.delivery_id) && seen.insert(d.delivery_id.as_str()))
+        .collect();
+
+    // Jobs of new deliveries; a dedup key that exists already is left alone.
+    let jobs: Vec<&NewJob> = items
+        .iter()
+        .zip(&new)
+        .filter_map(|((_, j), n)| if *n { *j } else { None })
+        .collect();
+    let mut created: HashSet<i64> = HashSet::new();
+    let mut ids: HashMap<String, i64> = HashMap::new();
+    if !jobs.is_empty() {
+        // Per row: kind, repo, git_ref, sha, pr_number, dedup_key, payload, then `now` as
+        // created_at and updated_at; state, attempts and cancel_requested are constants.
+        let job_rows = (0..jobs.len())
+            .map(|r| {
+                let b = r * 8;
+                let cells: Vec<String> = (1..=7).map(|c| format!("${}", b + c)).collect();
+                format!(
+                    "({}, 'queued', 0, 0, ${n}, ${n})",
+                    cells.join(", "),
+                    n = b + 8
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO jobs (kind, repo, git_ref, sha, pr_number, dedup_key, payload, state, \
+             attempts, cancel_requested, created_at, updated_at) VALUES {job_rows} \
+             ON CONFLICT (dedup_key) DO NOTHING RETURNING id"
+        );
+        let mut q = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql));
+        for j in &jobs {
+            q = q
+                .bind(j.kind.as_str())
+                .bind(&j.repo)
+                .bind(&j.git_ref)
+                .bind(&j.sha)
+                .bind(j.pr_number)
+                .bind(&j.dedup_key)
+                .bind(j.payload.to_string())
+                .bind(now);
+        }
+        created = q.fetch_all(&mut **tx).await?.into_iter().collect();
+        let sql = format!(
+            "SELECT id, dedup_key FROM jobs WHERE dedup_key IN ({})",
+            list(jobs.len())
+        );
+        let mut q = sqlx::query_as::<_, (i64, String)>(AssertSqlSafe(sql));
+        for j in &jobs {
+            q = q.bind(&j.dedup_key);
+        }
+        ids = q
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .map(|(id, key)| (key, id))
+            .collect();
+    }
+
+    let mut outcomes = Vec::with_capacity(items.len());
+    let mut rows: Vec<(&NewDelivery, Option<i64>)> = vec![];
+    let mut claimed = HashSet::new();
+    for ((d, j), is_new) in items.iter().zip(&new) {
+        if !is_new {
+            outcomes.push(DeliveryOutcome::Duplicate);
+            continue;
+        }
+        match j {
+            None => {
+                outcomes.push(DeliveryOutcome::Recorded);
+                rows.push((d, None));
+            }
+            Some(j) => {
+                let id = *ids
+                    .get(&j.dedup_key)
+                    .context("a job inserted in this batch was not found")?;
+                outcomes.push(if created.contains(&id) && claimed.insert(id) {
+                    DeliveryOutcome::Created(id)
+                } else {
+                    DeliveryOutcome::Merged(id)
+                });
+                rows.push((d, Some(id)));
+            }
+        }
+    }
+    if !rows.is_empty() {
+        let sql = format!(
+            "INSERT INTO deliveries (delivery_id, event, summary, job_id, received_at) VALUES {}",
+            placeholders(rows.len(), 5)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (d, job_id) in &rows {
+            q = q
+                .bind(&d.delivery_id)
+                .bind(&d.event)
+                .bind(&d.summary)
+                .bind(*job_id)
+                .bind(now);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(Some(outcomes))
+}
+
 async fn write_batch(pool: &AnyPool, batch: Vec<WriteRequest>) {
     let now = now_ms();
     let together = async {
         let mut tx = pool.begin().await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (delivery, job, _) in &batch {
-            outcomes.push(record_in(&mut tx, delivery, job.as_ref(), now).await?);
-        }
+        let items: Vec<(&NewDelivery, Option<&NewJob>)> =
+            batch.iter().map(|(d, j, _)| (d, j.as_ref())).collect();
+        let outcomes = match record_many(&mut tx, &items, now).await? {
+            Some(outcomes) => outcomes,
+            None => {
+                let mut outcomes = Vec::with_capacity(items.len());
+                for (delivery, job) in &items {
+                    outcomes.push(record_in(&mut tx, delivery, *job, now).await?);
+                }
+                outcomes
+            }
+        };
         tx.commit().await?;
         anyhow::Ok(outcomes)
     }

@@ -346,6 +346,77 @@ async fn logs_builds_and_journal(s: &TestStore) {
     assert!(store.journal("b-2").await.unwrap().is_empty());
 }
 
+async fn concurrent_deliveries_are_recorded_exactly_once(s: &TestStore) {
+    let store = &s.store;
+    let mut calls = vec![];
+    for tag in 0..20 {
+        for d in 0..2 {
+            let id = format!("t{tag}-d{d}");
+            let job = release_job(&format!("release-7.{tag}"), SHA_A);
+            // Each delivery arrives twice at once (a redelivery racing the first).
+            calls.push((id.clone(), Some(job.clone())));
+            calls.push((id, Some(job)));
+        }
+    }
+    for p in 0..10 {
+        calls.push((format!("ping-{p}"), None));
+    }
+    let results = futures::future::join_all(calls.iter().map(|(id, job)| {
+        let store = store.clone();
+        let (id, job) = (id.clone(), job.clone());
+        async move {
+            let outcome = store
+                .record_delivery(&delivery(&id, "push"), job.as_ref())
+                .await
+                .unwrap();
+            (id, job.map(|j| j.git_ref), outcome)
+        }
+    }))
+    .await;
+    let mut by_delivery: std::collections::BTreeMap<String, Vec<DeliveryOutcome>> =
+        Default::default();
+    let mut created_per_tag: std::collections::BTreeMap<String, usize> = Default::default();
+    for (id, tag, outcome) in &results {
+        by_delivery
+            .entry(id.clone())
+            .or_default()
+            .push(outcome.clone());
+        if let (Some(tag), DeliveryOutcome::Created(_)) = (tag, outcome) {
+            *created_per_tag.entry(tag.clone()).or_default() += 1;
+        }
+    }
+    for (id, outcomes) in &by_delivery {
+        let recorded = outcomes
+            .iter()
+            .filter(|o| **o != DeliveryOutcome::Duplicate)
+            .count();
+        assert_eq!(recorded, 1, "{id}: {outcomes:?}");
+    }
+    assert_eq!(created_per_tag.len(), 20, "{created_per_tag:?}");
+    assert!(
+        created_per_tag.values().all(|n| *n == 1),
+        "{created_per_tag:?}"
+    );
+    let pings = results
+        .iter()
+        .filter(|(_, _, o)| *o == DeliveryOutcome::Recorded)
+        .count();
+    assert_eq!(pings, 10);
+    let jobs = store.list_jobs(&JobFilter::default()).await.unwrap();
+    assert_eq!(jobs.len(), 20);
+    for j in &jobs {
+        assert_eq!(j.delivery_ids.len(), 2, "{j:?}");
+        for d in &j.delivery_ids {
+            let tag = j.git_ref.strip_prefix("release-7.").unwrap();
+            assert!(
+                d.starts_with(&format!("t{tag}-")),
+                "{d} attached to {}",
+                j.git_ref
+            );
+        }
+    }
+}
+
 macro_rules! store_contract {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -365,6 +436,7 @@ store_contract!(
     concurrent_leases_hand_out_each_job_once,
     cancel_queued_and_running,
     logs_builds_and_journal,
+    concurrent_deliveries_are_recorded_exactly_once,
 );
 
 #[tokio::test]
