@@ -72,6 +72,40 @@ fn repo_payload(repo: &RepositoryRef, installation_id: Option<i64>) -> serde_jso
     })
 }
 
+/// A release job for `tag`, if it matches the release patterns. Without a SHA (a tag's
+/// `create`), the dedup key is unique to the delivery and the store merges the job with
+/// the tag's push.
+fn release_job(
+    repo: &RepositoryRef,
+    tag: &str,
+    sha: Option<&str>,
+    installation_id: Option<i64>,
+    tags: &TagPatterns,
+    delivery_id: &str,
+) -> IntakeDecision {
+    if !tags.matches(tag) {
+        return IntakeDecision::Ignore(format!(
+            "tag {tag} does not match the release patterns ({})",
+            tags.describe()
+        ));
+    }
+    let mut payload = repo_payload(repo, installation_id);
+    payload["tag"] = json!(tag);
+    let dedup_key = match sha {
+        Some(sha) => release_dedup_key(&repo.full_name, tag, sha),
+        None => format!("release:{}:{tag}:unresolved:{delivery_id}", repo.full_name),
+    };
+    IntakeDecision::Enqueue(NewJob {
+        kind: JobKind::Release,
+        repo: repo.full_name.clone(),
+        git_ref: tag.to_string(),
+        sha: sha.unwrap_or_default().to_string(),
+        pr_number: None,
+        dedup_key,
+        payload,
+    })
+}
+
 pub fn decide(event: &WebhookEvent, tags: &TagPatterns, delivery_id: &str) -> IntakeDecision {
     use IntakeDecision::*;
     match event {
@@ -81,50 +115,14 @@ pub fn decide(event: &WebhookEvent, tags: &TagPatterns, delivery_id: &str) -> In
             tag,
             sha,
             installation_id,
-        } => {
-            if !tags.matches(tag) {
-                return Ignore(format!(
-                    "tag {tag} does not match the release patterns ({})",
-                    tags.describe()
-                ));
-            }
-            let mut payload = repo_payload(repo, *installation_id);
-            payload["tag"] = json!(tag);
-            Enqueue(NewJob {
-                kind: JobKind::Release,
-                repo: repo.full_name.clone(),
-                git_ref: tag.clone(),
-                sha: sha.clone(),
-                pr_number: None,
-                dedup_key: release_dedup_key(&repo.full_name, tag, sha),
-                payload,
-            })
-        }
+        } => release_job(repo, tag, Some(sha), *installation_id, tags, delivery_id),
+        // `create` carries no SHA; the store merges it with the tag's `push`, and the
+        // worker resolves the tag when no push arrives.
         WebhookEvent::TagCreated {
             repo,
             tag,
             installation_id,
-        } => {
-            if !tags.matches(tag) {
-                return Ignore(format!(
-                    "tag {tag} does not match the release patterns ({})",
-                    tags.describe()
-                ));
-            }
-            let mut payload = repo_payload(repo, *installation_id);
-            payload["tag"] = json!(tag);
-            // `create` carries no SHA; the store merges it with the tag's `push`, and the
-            // worker resolves the tag when no push arrives.
-            Enqueue(NewJob {
-                kind: JobKind::Release,
-                repo: repo.full_name.clone(),
-                git_ref: tag.clone(),
-                sha: String::new(),
-                pr_number: None,
-                dedup_key: format!("release:{}:{tag}:unresolved:{delivery_id}", repo.full_name),
-                payload,
-            })
-        }
+        } => release_job(repo, tag, None, *installation_id, tags, delivery_id),
         WebhookEvent::TagDeleted { tag, .. } => Ignore(format!(
             "tag {tag} was deleted; images already built are kept"
         )),

@@ -37,6 +37,21 @@ fn other_account() -> AccountTarget {
     }
 }
 
+/// The environment a `bakery` process needs to reach moto with the test credentials and
+/// nothing from the machine's own AWS configuration.
+fn moto_credentials_env(dir: &std::path::Path) -> Vec<(&'static str, std::ffi::OsString)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", dir.join("no-aws-config").into()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials").into(),
+        ),
+    ]
+}
+
 const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
@@ -1244,14 +1259,7 @@ async fn kill_9_at_each_step_boundary_then_restart() {
                 ])
                 .arg("--repo")
                 .arg(dir.path())
-                .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-                .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-                .env("AWS_EC2_METADATA_DISABLED", "true")
-                .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
-                .env(
-                    "AWS_SHARED_CREDENTIALS_FILE",
-                    dir.path().join("no-aws-credentials"),
-                )
+                .envs(moto_credentials_env(dir.path()))
                 .env("BAKERY_LOG", "warn")
                 .env_remove("BAKERY_TEST_PAUSE_AT")
                 .stdin(std::process::Stdio::null())
@@ -1471,14 +1479,7 @@ async fn sigterm_cancels_and_cleans_up() {
         ])
         .arg("--repo")
         .arg(dir.path())
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.path().join("no-aws-credentials"),
-        )
+        .envs(moto_credentials_env(dir.path()))
         .env("BAKERY_TEST_PAUSE_AT", "distribute:copied")
         .env("BAKERY_TEST_PAUSE_FILE", &marker)
         .stdin(std::process::Stdio::null())
@@ -1579,14 +1580,7 @@ async fn janitor_command_line() {
             &db,
         ])
         .args(["--endpoint-url", &w.moto.endpoint])
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", dir.path().join("no-aws-config"))
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            dir.path().join("no-aws-credentials"),
-        );
+        .envs(moto_credentials_env(dir.path()));
         if dry_run {
             c.arg("--dry-run");
         }
