@@ -7,10 +7,10 @@
 use std::fmt::Write;
 
 use anyhow::Context;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::deps::JobDeps;
+use super::spec::{CommandSpec, JobSpec};
 use super::validation::{self, Builds, PullRequest};
 use crate::database::{JobFilter, JobState};
 use crate::github::commands::Command;
@@ -18,24 +18,15 @@ use crate::github::publish::{decide_command, CommandDecision};
 use crate::github::GitHubReporter;
 use crate::worker::JobContext;
 
-/// What a command job carries (see `server::intake`).
-#[derive(Debug, Deserialize)]
-struct CommandPayload {
-    clone_url: String,
-    installation_id: Option<i64>,
-    comment_id: i64,
-    body: String,
-    author: String,
-}
-
 pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serde_json::Value>> {
     let job = &ctx.job;
-    let payload: CommandPayload = serde_json::from_value(job.payload.clone())
-        .context("the command job's payload is unreadable")?;
+    let payload = CommandSpec::from_job(job)?;
     let number = job
         .pr_number
         .context("a command job needs its pull request number")? as u64;
-    let reporter = deps.reporter(&job.repo, payload.installation_id).await?;
+    let reporter = deps
+        .reporter(&job.repo, payload.repo.installation_id)
+        .await?;
     let decision = decide_command(&reporter, &payload.author, &payload.body).await?;
     let comment = payload.comment_id;
     match decision {
@@ -92,7 +83,7 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
                 base_ref: info.base_ref,
                 head_repo: info.head_repo,
                 author: info.author,
-                clone_url: payload.clone_url.clone(),
+                clone_url: payload.repo.clone_url.clone(),
             };
             let builds = match command {
                 Command::Build { recipe } => Builds::Requested {
@@ -167,10 +158,12 @@ async fn cancel_pr_jobs(
                     format!("validation of `{}`", j.sha.get(..7).unwrap_or(&j.sha))
                 }
                 crate::database::JobKind::Command => {
-                    let cmd = j.payload["body"]
-                        .as_str()
-                        .and_then(|b| {
-                            b.lines()
+                    let spec = CommandSpec::from_job(j).ok();
+                    let cmd = spec
+                        .as_ref()
+                        .and_then(|s| {
+                            s.body
+                                .lines()
                                 .map(str::trim)
                                 .find(|l| l.to_ascii_lowercase().starts_with("/bakery"))
                         })

@@ -13,11 +13,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::Context;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::deps::JobDeps;
 use super::release::image_rows;
+use super::spec::{JobSpec, ValidationSpec};
 use super::tracked::TrackedBuild;
 use crate::aws::resource::{self, Deleted, ResourceKind, ResourceRef};
 use crate::aws::{AwsSession, Target as AwsTarget};
@@ -34,20 +34,6 @@ use crate::worker::JobContext;
 
 /// The check run that carries the validation result.
 pub const VALIDATE_CHECK: &str = "bakery/validate";
-
-/// What a validation job carries (see `server::intake`).
-#[derive(Debug, Deserialize)]
-struct ValidationPayload {
-    clone_url: String,
-    installation_id: Option<i64>,
-    #[serde(default)]
-    head_repo: Option<String>,
-    base_ref: String,
-    #[serde(default)]
-    is_fork: bool,
-    #[serde(default)]
-    author: String,
-}
 
 /// The pull request being validated, at one head commit.
 #[derive(Debug, Clone)]
@@ -75,8 +61,7 @@ pub enum Builds {
 
 pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serde_json::Value>> {
     let job = &ctx.job;
-    let payload: ValidationPayload = serde_json::from_value(job.payload.clone())
-        .context("the validation job's payload is unreadable")?;
+    let payload = ValidationSpec::from_job(job)?;
     let number = job
         .pr_number
         .context("a validation job needs its pull request number")?;
@@ -84,7 +69,9 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
         !job.sha.is_empty(),
         "the validation job of #{number} has no head SHA"
     );
-    let reporter = deps.reporter(&job.repo, payload.installation_id).await?;
+    let reporter = deps
+        .reporter(&job.repo, payload.repo.installation_id)
+        .await?;
     let pr = PullRequest {
         number: number as u64,
         head_sha: job.sha.clone(),
@@ -92,7 +79,7 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
         head_repo: payload.head_repo,
         is_fork: payload.is_fork,
         author: payload.author,
-        clone_url: payload.clone_url,
+        clone_url: payload.repo.clone_url,
     };
     validate(deps, ctx, &reporter, &pr, &Builds::ByMode)
         .await
@@ -635,16 +622,20 @@ async fn build_recipe(
                 (Ok(_), _) => anyhow::anyhow!("the build's AWS session was lost"),
             };
             let failure = tracked
-                .report_failure(deps, ctx, reporter, plan, &e, finished.running_step, &steps)
+                .report_failure(deps, ctx, plan, &e, finished.running_step, &steps)
                 .await;
             let body = format!(
                 "{comment_marker}\n{}",
                 render::failure_comment(&failure, &deps.redactor)
             );
-            reporter
-                .upsert_sticky_comment(number, &comment_marker, &body)
-                .await
-                .ok();
+            super::noted(
+                ctx,
+                &format!("comment on pull request #{number}"),
+                reporter
+                    .upsert_sticky_comment(number, &comment_marker, &body)
+                    .await,
+            )
+            .await;
             Err(e)
         }
     }

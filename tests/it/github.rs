@@ -594,7 +594,7 @@ async fn checkout_uses_the_clone_url_the_api_reports() {
             Some(reporter.session().await.unwrap().git_token()),
             &Target::Tag {
                 name: "release-0.1.0".into(),
-                sha: sha.clone(),
+                commit: Some(sha.clone()),
             },
             "job-1",
         )
@@ -759,7 +759,7 @@ async fn release_publishing_comments_and_updates_the_release_on_rerun() {
             None,
             &Target::Tag {
                 name: "release-0.2.0".into(),
-                sha: sha.clone(),
+                commit: Some(sha.clone()),
             },
             "job-9",
         )
@@ -907,7 +907,7 @@ async fn checkout_over_http_sends_the_installation_token_only_through_the_callba
     let token = reporter.session().await.unwrap().git_token().clone();
     let target = Target::Tag {
         name: "release-0.1.0".into(),
-        sha: sha.clone(),
+        commit: Some(sha.clone()),
     };
     let dir = tempfile::tempdir().unwrap();
     let checkouts = Checkouts::new(dir.path()).with_policy(FAST);

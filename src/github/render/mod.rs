@@ -9,7 +9,10 @@ mod release;
 
 pub use build::{failure_comment, progress_summary, success_comment, StepProgress, StepState};
 pub use pr::{fork_needs_approval, help_text, plan_comment, PlanProblem, PLAN_MARKER};
-pub use refusal::{already_built, moved_tag};
+pub use refusal::{
+    already_built, invalid_recipes, moved_tag, release_not_started, tag_moved_before_build,
+    RELEASE_CHECK,
+};
 pub use release::release_notes;
 
 use std::time::Duration;
@@ -97,7 +100,7 @@ pub(crate) fn code(s: &str) -> String {
 }
 
 /// A fenced code block for `s`, with a fence longer than any backtick run inside it.
-pub(crate) fn code_block(lang: &str, s: &str) -> String {
+pub fn code_block(lang: &str, s: &str) -> String {
     let fence = "`".repeat((longest_run(s, '`') + 1).max(3));
     let body = s.trim_end_matches('\n');
     format!("{fence}{lang}\n{body}\n{fence}\n")
