@@ -15,6 +15,7 @@ use super::validation::{self, Builds, PullRequest};
 use crate::database::{JobFilter, JobState};
 use crate::github::commands::Command;
 use crate::github::publish::{decide_command, CommandDecision};
+use crate::github::render;
 use crate::github::GitHubReporter;
 use crate::worker::JobContext;
 
@@ -62,20 +63,50 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
                 "pull request #{number} is {}: bakery acts on open pull requests only",
                 info.state
             );
+            let what = match &command {
+                Command::Validate => "/bakery validate".to_string(),
+                Command::Build { recipe: Some(r) } => format!("/bakery build {r}"),
+                _ => "/bakery build".to_string(),
+            };
             ctx.log(
                 "command",
                 &format!(
-                    "{} from {} on #{number} at {}",
-                    match &command {
-                        Command::Validate => "/bakery validate".to_string(),
-                        Command::Build { recipe: Some(r) } => format!("/bakery build {r}"),
-                        _ => "/bakery build".to_string(),
-                    },
-                    payload.author,
-                    info.head_sha
+                    "{what} from {} on #{number} at {}",
+                    payload.author, info.head_sha
                 ),
             )
             .await;
+            if let Command::Build { .. } = &command {
+                // A build runs the pull request's code with the repository's credentials:
+                // only the head the writer could have reviewed, the last one bakery
+                // validated before the comment, is built. A push since needs a new approval.
+                let approved = approved_head(ctx, number).await?;
+                if approved.as_deref() != Some(info.head_sha.as_str()) {
+                    let text = render::approval_outdated(
+                        &payload.author,
+                        approved.as_deref(),
+                        &info.head_sha,
+                    );
+                    let answer = reporter.comment_on_pr(number, &text).await?;
+                    ctx.log(
+                        "command",
+                        &format!(
+                            "not built: the head is {} but the approved head is {}; answered {}",
+                            info.head_sha,
+                            approved.as_deref().unwrap_or("unknown"),
+                            answer.html_url
+                        ),
+                    )
+                    .await;
+                    return Ok(Some(json!({
+                        "comment_id": comment,
+                        "command": "build",
+                        "refused": "head moved after the approval",
+                        "head_sha": info.head_sha,
+                        "approved_sha": approved,
+                    })));
+                }
+            }
             let pr = PullRequest {
                 number,
                 is_fork: info.is_fork(),
@@ -103,6 +134,26 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
             Ok(Some(json!({ "comment_id": comment, "command": "help" })))
         }
     }
+}
+
+/// The head of pull request `number` that bakery last validated before this comment
+/// arrived (the newest validation job of the pull request older than this job): what a
+/// writer commenting could have reviewed. `None` when bakery has validated none yet.
+async fn approved_head(ctx: &JobContext, number: u64) -> anyhow::Result<Option<String>> {
+    let jobs = ctx
+        .store
+        .list_jobs(&JobFilter {
+            kind: Some(crate::database::JobKind::Validation),
+            repo: Some(ctx.job.repo.clone()),
+            ..JobFilter::default()
+        })
+        .await
+        .context("cannot list the pull request's validations")?;
+    Ok(jobs
+        .into_iter()
+        .filter(|j| j.pr_number == Some(number as i64) && j.id < ctx.job.id && !j.sha.is_empty())
+        .max_by_key(|j| j.id)
+        .map(|j| j.sha))
 }
 
 /// Asks every queued or running job of pull request `number` (but this one) to stop, and

@@ -29,7 +29,7 @@ use crate::github::GitHubReporter;
 use crate::plan::model::BuildPlan;
 use crate::plan::{plan_build, PlanInput};
 use crate::recipe::variables::VarOverrides;
-use crate::recipe::{Checked, Diagnostic, PullRequestMode, Severity};
+use crate::recipe::{Checked, Diagnostic, PullRequestMode, RecipeSet, RepoConfig, Severity};
 use crate::worker::JobContext;
 
 /// The check run that carries the validation result.
@@ -120,15 +120,23 @@ pub async fn validate(
         .with_context(|| format!("cannot check out pull request #{number}"))?;
     let root = workspace.path.clone();
 
-    let (changed, checked) = {
+    let (changed, checked, trusted) = {
         let (root, base) = (root.clone(), pr.base_ref.clone());
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let changed = changed_files(&root, &base)?;
             let checked = crate::recipe::load_repo(&root)?;
-            Ok((changed, checked))
+            let trusted = base_config(&root, &base)?;
+            Ok((changed, checked, trusted))
         })
         .await
         .context("reading the pull request's changes died")??
+    };
+    // The pull request's own bakery.toml is validated like any file it changes, but it
+    // decides nothing about its own trust: the mode and the defaults any build uses come
+    // from the base branch.
+    let build_set = RecipeSet {
+        config: trusted,
+        ..checked.set.clone()
     };
     let explicit_recipe = match builds {
         Builds::Requested {
@@ -184,7 +192,7 @@ pub async fn validate(
     if checked.is_ok() {
         for recipe in &touched {
             match plan_build(
-                &checked.set,
+                &build_set,
                 &PlanInput {
                     recipe,
                     version: &version,
@@ -222,7 +230,7 @@ pub async fn validate(
     ctx.log("report", &format!("plan comment {}", comment.html_url))
         .await;
 
-    let mode = checked.set.config.pull_request_mode();
+    let mode = build_set.config.pull_request_mode();
     if pr.is_fork && mode != PullRequestMode::Never && !matches!(builds, Builds::Requested { .. }) {
         let notice = render::fork_needs_approval(
             &pr.author,
@@ -237,11 +245,14 @@ pub async fn validate(
     let wanted: Result<Vec<String>, String> = match builds {
         Builds::Never => Err("a validation only".into()),
         Builds::ByMode => match mode {
-            PullRequestMode::Never => Err("bakery.toml sets pull_requests = \"never\"".into()),
-            PullRequestMode::OnCommand => Err(
-                "bakery.toml sets pull_requests = \"on-command\": a writer comments `/bakery build`"
-                    .into(),
-            ),
+            PullRequestMode::Never => Err(format!(
+                "bakery.toml on {} sets pull_requests = \"never\"",
+                pr.base_ref
+            )),
+            PullRequestMode::OnCommand => Err(format!(
+                "bakery.toml on {} sets pull_requests = \"on-command\": a writer comments `/bakery build`",
+                pr.base_ref
+            )),
             PullRequestMode::Always if pr.is_fork => Err(
                 "the pull request comes from a fork: a writer comments `/bakery build`".into(),
             ),
@@ -249,7 +260,7 @@ pub async fn validate(
         },
         Builds::Requested { recipe, .. } => {
             if mode == PullRequestMode::Never {
-                Err("this repository's bakery.toml sets `pull_requests = \"never\"`: pull requests are validated, never built".into())
+                Err(format!("this repository's bakery.toml on {} sets `pull_requests = \"never\"`: pull requests are validated, never built", pr.base_ref))
             } else {
                 match recipe {
                     Some(r) if checked.set.names.contains(r) => Ok(vec![r.clone()]),
@@ -323,7 +334,7 @@ pub async fn validate(
         let plan = match plans.iter().find(|p| &p.recipe == recipe) {
             Some(p) => p.clone(),
             None => plan_build(
-                &checked.set,
+                &build_set,
                 &PlanInput {
                     recipe,
                     version: &version,
@@ -420,6 +431,35 @@ pub fn changed_files(workspace: &Path, base_ref: &str) -> anyhow::Result<Vec<Str
         }
     }
     Ok(paths.into_iter().collect())
+}
+
+/// `bakery.toml` as the base branch has it: what decides a pull request's trust (its
+/// `pull_requests` mode) and the defaults its builds use. A base branch without the file,
+/// or with a file that does not parse, gives the built-in defaults (which never build
+/// without a writer's command).
+pub fn base_config(workspace: &Path, base_ref: &str) -> anyhow::Result<RepoConfig> {
+    let repo = git2::Repository::open(workspace)
+        .with_context(|| format!("cannot open the checkout {}", workspace.display()))?;
+    let base = repo
+        .find_reference(&format!("refs/remotes/origin/{base_ref}"))
+        .and_then(|r| r.peel_to_commit())
+        .with_context(|| format!("the base branch {base_ref} is not in the repository"))?;
+    let tree = base.tree()?;
+    let Ok(entry) = tree.get_path(Path::new(crate::recipe::repo_config::FILE_NAME)) else {
+        return Ok(RepoConfig::default());
+    };
+    let Ok(blob) = entry.to_object(&repo).and_then(|o| o.peel_to_blob()) else {
+        return Ok(RepoConfig::default());
+    };
+    let text = String::from_utf8_lossy(blob.content()).to_string();
+    let parsed = crate::recipe::repo_config::parse_repo_config(crate::recipe::SourceFile::new(
+        crate::recipe::repo_config::FILE_NAME,
+        &text,
+    ));
+    if parsed.diagnostics.has_errors() {
+        return Ok(RepoConfig::default());
+    }
+    Ok(parsed.config)
 }
 
 /// One check-run annotation per diagnostic.

@@ -8,7 +8,9 @@ mod refusal;
 mod release;
 
 pub use build::{failure_comment, progress_summary, success_comment, StepProgress, StepState};
-pub use pr::{fork_needs_approval, help_text, plan_comment, PlanProblem, PLAN_MARKER};
+pub use pr::{
+    approval_outdated, fork_needs_approval, help_text, plan_comment, PlanProblem, PLAN_MARKER,
+};
 pub use refusal::{
     already_built, invalid_recipes, moved_tag, release_not_started, tag_moved_before_build,
     RELEASE_CHECK,

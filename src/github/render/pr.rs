@@ -175,11 +175,47 @@ pub fn fork_needs_approval(author: &str, head_repo: &str) -> String {
          so bakery validated the recipes but will not build images with this repository's \
          cloud credentials on its own.\n\nA user with write permission on this repository \
          (not @{}) can start a build by commenting:\n\n    /bakery build\n\nThe build runs \
-         the fork's code with the repository's credentials: review the changes first.\n",
+         the fork's code with the repository's credentials: review the changes first. \
+         The approval covers the head you reviewed: a push after it needs a new \
+         `/bakery build`.\n",
         super::marker("fork-approval"),
         code(head_repo),
         author
     )
+}
+
+/// A writer's `/bakery build` arrived, but the pull request's head is not the one bakery
+/// last validated before the comment (a push since, or none validated yet): nothing is
+/// built, and the writer is told what a new approval needs.
+pub fn approval_outdated(writer: &str, approved: Option<&str>, head: &str) -> String {
+    let why = match approved {
+        Some(sha) => format!(
+            "the pull request was pushed to after bakery validated {}: its head is now {}",
+            code(short_sha(sha)),
+            code(short_sha(head))
+        ),
+        None => format!(
+            "bakery has not validated the pull request's head {} yet",
+            code(short_sha(head))
+        ),
+    };
+    format!(
+        "@{}, bakery did not build: {why}. A build runs the pull request's code with this \
+         repository's credentials, so it only builds a head that was validated before the \
+         approval. Wait for the check `bakery/validate` on {}, review the new commits, then \
+         comment `/bakery build` again.\n",
+        neutralize_login(writer),
+        code(short_sha(head))
+    )
+}
+
+/// A GitHub login as text bakery writes: logins are `[A-Za-z0-9-]` (plus `[bot]`); anything
+/// else is dropped so a crafted value cannot smuggle Markdown or further mentions.
+fn neutralize_login(login: &str) -> String {
+    login
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '[' | ']'))
+        .collect()
 }
 
 /// The help text, with what was wrong first when a command was not understood.
@@ -309,6 +345,24 @@ mod tests {
         );
         assert!(c.starts_with(PLAN_MARKER));
         insta::assert_snapshot!(c);
+    }
+
+    #[test]
+    fn approval_outdated_snapshots() {
+        let head = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d";
+        insta::assert_snapshot!(
+            "approval_outdated",
+            approval_outdated(
+                "octocat",
+                Some("3f2a9c1d5e6b7a8c9d0e1f2a3b4c5d6e7f8a9b0c"),
+                head
+            )
+        );
+        let none = approval_outdated("octo cat**@evil", None, head);
+        assert!(
+            none.starts_with("@octocatevil, bakery did not build: bakery has not validated"),
+            "{none}"
+        );
     }
 
     #[test]
