@@ -5,10 +5,12 @@
 //! out into its own workspace under `<work_dir>/jobs/<job>/`, with the repository's tags
 //! (release notes need them).
 //!
-//! The clone URL comes from the webhook payload (GitHub, GitHub Enterprise Server, or a
-//! local path in tests). Over HTTPS the installation token is handed to git by a
-//! credentials callback as user `x-access-token`: it never appears in a URL, in a git
-//! config file, or in a log line. Remotes are anonymous, so no URL is stored either.
+//! The clone URL is the one GitHub's API reports for the repository (GitHub, GitHub
+//! Enterprise Server, or a local path in tests), never one from a delivery. Over HTTPS the
+//! installation token is handed to git by a credentials callback as user
+//! `x-access-token`, and only for that URL's own origin: it never appears in a URL, in a
+//! git config file, or in a log line, and a redirect elsewhere gets nothing. Remotes are
+//! anonymous, so no URL is stored either.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -224,12 +226,35 @@ fn is_transient(e: &git2::Error) -> bool {
     )
 }
 
-fn callbacks(token: Option<&Secret>) -> RemoteCallbacks<'static> {
+/// `scheme://host[:port]` of an http(s) URL, lower-cased; `None` for anything else.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "https" && scheme != "http" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    (!host.is_empty()).then(|| format!("{scheme}://{}", host.to_ascii_lowercase()))
+}
+
+/// The credentials callback: the token goes only to `clone_url`'s own origin (a redirect
+/// to another host, or another scheme, gets nothing), once.
+fn callbacks(token: Option<&Secret>, clone_url: &str) -> RemoteCallbacks<'static> {
     let mut cb = RemoteCallbacks::new();
     if let Some(token) = token {
         let token = token.clone();
+        let expected = origin(clone_url);
         let mut offered = false;
-        cb.credentials(move |_url, _user, allowed| {
+        cb.credentials(move |url, _user, allowed| {
+            if expected.is_none() || origin(url) != expected {
+                return Err(git2::Error::new(
+                    git2::ErrorCode::Auth,
+                    git2::ErrorClass::Http,
+                    "refusing to send the installation token to another host than the \
+                     repository's",
+                ));
+            }
             // libgit2 asks again after a refused login; asking once is enough.
             if offered || !allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
                 return Err(git2::Error::new(
@@ -264,7 +289,7 @@ fn fetch_into_mirror(
     };
     let mut remote = repo.remote_anonymous(url)?;
     let mut opts = FetchOptions::new();
-    opts.remote_callbacks(callbacks(token));
+    opts.remote_callbacks(callbacks(token, url));
     opts.download_tags(AutotagOption::None);
     opts.prune(git2::FetchPrune::On);
     let specs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
@@ -678,6 +703,24 @@ mod tests {
         assert!(
             format!("{err:#}").contains("cannot fetch acme/images"),
             "{err:#}"
+        );
+    }
+
+    #[test]
+    fn the_token_goes_only_to_the_repositorys_origin() {
+        assert_eq!(
+            origin("https://GitHub.com/acme/images.git").as_deref(),
+            Some("https://github.com")
+        );
+        assert_eq!(
+            origin("http://x-access-token:t@127.0.0.1:8080/git/a.git").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(origin("file:///srv/mirror.git"), None);
+        assert_eq!(origin("/srv/mirror.git"), None);
+        assert_ne!(
+            origin("https://github.com.evil.example/acme/images.git"),
+            origin("https://github.com/acme/images.git")
         );
     }
 

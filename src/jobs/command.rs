@@ -114,7 +114,6 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
                 base_ref: info.base_ref,
                 head_repo: info.head_repo,
                 author: info.author,
-                clone_url: payload.repo.clone_url.clone(),
             };
             let builds = match command {
                 Command::Build { recipe } => Builds::Requested {

@@ -222,11 +222,18 @@ async fn prepare(
         .session()
         .await
         .map_err(|e| EarlyFailure::on(known.as_deref(), e))?;
+    // The clone URL comes from the API, never from the delivery: the token goes only
+    // where GitHub says the repository lives.
+    let clone_url = reporter
+        .repository()
+        .await
+        .map_err(|e| EarlyFailure::on(known.as_deref(), e))?
+        .clone_url;
     let workspace = deps
         .checkouts
         .checkout(
             reporter.repo(),
-            &spec.repo.clone_url,
+            &clone_url,
             Some(session.git_token()),
             &Target::Tag {
                 name: tag.clone(),

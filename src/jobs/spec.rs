@@ -59,6 +59,8 @@ pub enum SpecError {
 /// Where the repository of a job lives, as the delivery (or the API) said.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoSpec {
+    /// As the delivery said: kept for the record only. Checkouts fetch from the clone
+    /// URL the API reports, so a forged delivery cannot send the token elsewhere.
     pub clone_url: String,
     #[serde(default)]
     pub default_branch: Option<String>,

@@ -45,7 +45,6 @@ pub struct PullRequest {
     pub head_repo: Option<String>,
     pub is_fork: bool,
     pub author: String,
-    pub clone_url: String,
 }
 
 /// Which validation builds to run after validating.
@@ -79,7 +78,6 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
         head_repo: payload.head_repo,
         is_fork: payload.is_fork,
         author: payload.author,
-        clone_url: payload.repo.clone_url,
     };
     validate(deps, ctx, &reporter, &pr, &Builds::ByMode)
         .await
@@ -104,11 +102,13 @@ pub async fn validate(
     )
     .await;
     let session = reporter.session().await?;
+    // The clone URL comes from the API, never from the delivery.
+    let clone_url = reporter.repository().await?.clone_url;
     let workspace = deps
         .checkouts
         .checkout(
             reporter.repo(),
-            &pr.clone_url,
+            &clone_url,
             Some(session.git_token()),
             &Target::PullRequest {
                 number,

@@ -528,3 +528,49 @@ async fn a_tag_known_only_from_its_create_event_builds_its_commit() {
     assert_eq!(story.jobs().await.len(), 1);
     story.assert_no_github_violations();
 }
+
+/// Someone who holds the webhook secret forges a push whose `repository.clone_url` is
+/// their own server, to collect the installation token on its password prompt. bakery
+/// fetches from the clone URL GitHub's API reports: the forged server hears nothing, and
+/// the real repository is built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forged_clone_url_never_receives_the_token() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = heard.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 16 * 1024];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            log.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).to_string());
+            let _ = sock
+                .write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"x\"\r\n\
+                      Content-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+        }
+    });
+
+    let story = Story::start().await;
+    let pushed = story.push_tag("release-7.0.0", TagKind::Annotated);
+    let mut forged = story.push_payload(&pushed);
+    forged["repository"]["clone_url"] =
+        serde_json::json!(format!("http://127.0.0.1:{port}/acme/images.git"));
+    let (status, body) = story.deliver("push", "forged", &forged).await;
+    assert_eq!(status, 202, "{body}");
+    let job = story.wait_for_only_job().await;
+    let log = story.job_log(job.id).await;
+    story.assert_succeeded(&job, &log);
+    assert!(
+        heard.lock().unwrap().is_empty(),
+        "the forged clone URL was contacted: {:#?}",
+        heard.lock().unwrap()
+    );
+    server.abort();
+    story.assert_no_github_violations();
+}
