@@ -30,6 +30,24 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
         .await?;
     let decision = decide_command(&reporter, &payload.author, &payload.body).await?;
     let comment = payload.comment_id;
+    let unprivileged = matches!(
+        decision,
+        CommandDecision::Reply(_) | CommandDecision::Run(Command::Validate | Command::Help { .. })
+    );
+    if unprivileged && recent_commands(ctx, number).await? >= UNPRIVILEGED_PER_PR {
+        // Anyone can comment: answers and validations that need no permission are
+        // limited per pull request, so comments cannot make bakery spam or spin.
+        ctx.log(
+            "command",
+            &format!(
+                "comment {comment} not answered: more than {UNPRIVILEGED_PER_PR} commands on \
+                 #{number} within {} minutes",
+                COMMAND_WINDOW.as_secs() / 60
+            ),
+        )
+        .await;
+        return Ok(Some(json!({ "comment_id": comment, "rate_limited": true })));
+    }
     match decision {
         CommandDecision::Ignore => {
             ctx.log(
@@ -128,11 +146,44 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
         }
         CommandDecision::Run(Command::Help { problem }) => {
             // `decide_command` answers help itself; kept for completeness.
-            let text = crate::github::render::help_text(problem.as_deref());
+            let text = crate::github::render::help_text(problem.as_ref());
             reporter.comment_on_pr(number, &text).await?;
             Ok(Some(json!({ "comment_id": comment, "command": "help" })))
         }
     }
+}
+
+/// At most this many commands that need no permission (`/bakery validate`, `/bakery
+/// help`, unknown commands) are answered per pull request within [`COMMAND_WINDOW`].
+pub const UNPRIVILEGED_PER_PR: usize = 5;
+pub const COMMAND_WINDOW: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Commands needing no permission on pull request `number`, in comments that arrived
+/// before this one within the window (plain discussion does not count).
+async fn recent_commands(ctx: &JobContext, number: u64) -> anyhow::Result<usize> {
+    let since = ctx.job.created_at - chrono::Duration::from_std(COMMAND_WINDOW)?;
+    let jobs = ctx
+        .store
+        .list_jobs(&JobFilter {
+            kind: Some(crate::database::JobKind::Command),
+            repo: Some(ctx.job.repo.clone()),
+            ..JobFilter::default()
+        })
+        .await
+        .context("cannot list the pull request's commands")?;
+    Ok(jobs
+        .iter()
+        .filter(|j| {
+            j.pr_number == Some(number as i64) && j.id < ctx.job.id && j.created_at >= since
+        })
+        .filter_map(|j| CommandSpec::from_job(j).ok())
+        .filter(|spec| {
+            matches!(
+                crate::github::commands::parse_command(&spec.body),
+                Some(Command::Validate | Command::Help { .. })
+            )
+        })
+        .count())
 }
 
 /// The head of pull request `number` that bakery last validated before this comment

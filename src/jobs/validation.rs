@@ -526,18 +526,6 @@ async fn report_validation(
     let annotations = annotations(checked, &deps.redactor);
     let errors = checked.diagnostics.error_count() + plan_errors.len();
     let warnings = checked.diagnostics.warning_count();
-    let recipes = if touched.is_empty() {
-        "No recipe is affected.".to_string()
-    } else {
-        format!(
-            "Recipes affected: {}.",
-            touched
-                .iter()
-                .map(|r| format!("`{r}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
     let (conclusion, title) = if errors == 0 {
         (
             Conclusion::Success,
@@ -553,18 +541,12 @@ async fn report_validation(
             format!("{errors} error(s), {warnings} warning(s) in the recipes"),
         )
     };
-    let mut summary = format!("{recipes}\n");
-    if !checked.diagnostics.is_empty() {
-        summary.push_str("\n```\n");
-        for d in checked.diagnostics.iter() {
-            summary.push_str(&deps.redactor.redact(&d.to_string()));
-            summary.push('\n');
-        }
-        summary.push_str("```\n");
-    }
-    for p in plan_errors {
-        summary.push_str(&format!("\n{}: {}\n", p.path, p.message));
-    }
+    let diagnostics: Vec<String> = checked
+        .diagnostics
+        .iter()
+        .map(|d| deps.redactor.redact(&d.to_string()))
+        .collect();
+    let summary = render::validation_summary(touched, &diagnostics, plan_errors);
     reporter
         .complete_progress(&progress, conclusion, &title, &summary, &annotations)
         .await?;

@@ -881,3 +881,59 @@ async fn a_pull_request_cannot_switch_itself_to_always_build() {
     );
     story.assert_no_github_violations();
 }
+
+/// Text outside Markdown code spans and blocks: where a mention would notify.
+fn outside_code(markdown: &str) -> String {
+    let mut out = String::new();
+    let mut rest = markdown;
+    while let Some(start) = rest.find('`') {
+        out.push_str(&rest[..start]);
+        let run = rest[start..].chars().take_while(|c| *c == '`').count();
+        let fence = "`".repeat(run);
+        let after = &rest[start + run..];
+        match after.find(&fence) {
+            Some(end) => rest = &after[end + run..],
+            None => {
+                out.push_str(&rest[start..]);
+                return out;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Anyone can comment on a public pull request. A command crafted to break out of
+/// bakery's quoting gets an answer that mentions nobody. Commands that need no
+/// permission are answered a few times per pull request, then no more until the window
+/// passes: a comment flood cannot make bakery spam the thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unprivileged_commands_mention_nobody_and_are_rate_limited() {
+    let story = Story::start().await;
+    let number = 14;
+    let crafted = "/bakery x`@acme/security-team`";
+    let ask = comment_payload(&story, number, 9399, "hubot", crafted);
+    let job = deliver_and_wait(&story, "issue_comment", "crafted", &ask).await;
+    assert_job_succeeded(&story, &job).await;
+    let (author, answer) = pr_comments(&story, number).last().unwrap().clone();
+    assert_eq!(author, BOT);
+    assert!(answer.contains("is not a bakery command"), "{answer}");
+    assert!(
+        !outside_code(&answer).contains("@acme"),
+        "the answer mentions the team: {answer}"
+    );
+    let limit = bakery::jobs::command::UNPRIVILEGED_PER_PR;
+    for i in 1..limit + 2 {
+        let ask = comment_payload(&story, number, 9400 + i as u64, "hubot", "/bakery help");
+        let job = deliver_and_wait(&story, "issue_comment", &format!("help-{i}"), &ask).await;
+        assert_job_succeeded(&story, &job).await;
+        let limited = job.result.as_ref().unwrap()["rate_limited"] == true;
+        assert_eq!(limited, i >= limit, "comment {i}: {:?}", job.result);
+    }
+    let answers = pr_comments(&story, number)
+        .into_iter()
+        .filter(|(author, _)| author == BOT)
+        .count();
+    assert_eq!(answers, limit);
+    story.assert_no_github_violations();
+}
