@@ -7,7 +7,8 @@
 # reused until ROOTFS_VERSION changes. Safe to run concurrently: a lock serialises
 # builders, and the rootfs appears under its final name only once complete.
 #
-# Contents: Debian bookworm (minbase) with openssh-server, sudo, python3 (for Ansible),
+# Contents: Debian bookworm (minbase) with openssh-server, sudo, python3 and ansible-core
+# (the ansible step runs ansible-playbook on the builder),
 # procps, and a `builder` user (uid 1000) with passwordless sudo, like `ubuntu` on EC2.
 # No SSH host keys are kept: each sandbox start generates its own.
 set -euo pipefail
@@ -45,6 +46,11 @@ debootstrap --variant=minbase \
 
 # Configure inside the rootfs. /proc is not needed for these commands.
 chroot "$staging" /bin/sh -eu <<CHROOT
+# ansible-core (for the ansible step, which runs ansible-playbook on the builder) goes in
+# with apt rather than debootstrap's --include, whose one-pass configure cannot order its
+# python dependencies.
+apt-get update -q >&2
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ansible-core >&2
 useradd --create-home --uid $SANDBOX_UID --shell /bin/bash $SANDBOX_USER
 # Not locked ('!'), no password: sshd without PAM refuses locked accounts.
 usermod -p '*' $SANDBOX_USER
