@@ -20,9 +20,7 @@ pub enum RefusedArg {
     Unknown { option: String },
     #[error("`{option}` needs a value after it")]
     MissingValue { option: String },
-    #[error(
-        "`{arg}` is not an option: ansible-playbook would take it for another playbook"
-    )]
+    #[error("`{arg}` is not an option: ansible-playbook would take it for another playbook")]
     Positional { arg: String },
 }
 
@@ -65,18 +63,33 @@ fn long(name: &str) -> Option<Kind> {
         "--verbose" | "--check" | "--diff" | "--become" | "--force-handlers" | "--flush-cache" => {
             Flag
         }
-        "--extra-vars" | "--tags" | "--skip-tags" | "--forks" | "--module-path"
-        | "--become-method" | "--become-user" | "--vault-id" | "--vault-password-file"
-        | "--vault-pass-file" | "--start-at-task" | "--become-password-file"
+        "--extra-vars"
+        | "--tags"
+        | "--skip-tags"
+        | "--forks"
+        | "--module-path"
+        | "--become-method"
+        | "--become-user"
+        | "--vault-id"
+        | "--vault-password-file"
+        | "--vault-pass-file"
+        | "--start-at-task"
+        | "--become-password-file"
         | "--become-pass-file" => Value,
         "--inventory" | "--inventory-file" => Target("the inventory"),
         "--limit" => Target("the hosts"),
         "--connection" => Target("the connection"),
-        "--user" | "--private-key" | "--key-file" | "--connection-password-file"
+        "--user"
+        | "--private-key"
+        | "--key-file"
+        | "--connection-password-file"
         | "--conn-pass-file" => Target("the login"),
         "--timeout" | "--ssh-common-args" | "--ssh-extra-args" | "--sftp-extra-args"
         | "--scp-extra-args" => Target("how the connection is made"),
-        "--ask-pass" | "--ask-become-pass" | "--ask-vault-pass" | "--ask-vault-password"
+        "--ask-pass"
+        | "--ask-become-pass"
+        | "--ask-vault-pass"
+        | "--ask-vault-password"
         | "--step" => Interactive,
         "--syntax-check" | "--list-hosts" | "--list-tasks" | "--list-tags" | "--version"
         | "--help" => NoRun,
@@ -139,8 +152,14 @@ pub fn check_extra_args<S: AsRef<str>>(args: &[S]) -> Result<(), (usize, Refused
             let mut needs = false;
             for (at, c) in flags.char_indices() {
                 let option = format!("-{c}");
-                let kind =
-                    short(c).ok_or_else(|| (i, RefusedArg::Unknown { option: option.clone() }))?;
+                let kind = short(c).ok_or_else(|| {
+                    (
+                        i,
+                        RefusedArg::Unknown {
+                            option: option.clone(),
+                        },
+                    )
+                })?;
                 if let Some(refused) = refuse(kind, option) {
                     return Err((i, refused));
                 }
@@ -184,7 +203,12 @@ mod tests {
             &["-vC"],
             &["-e", "-c"],
             &["--extra-vars", "@vars.yml", "--become-user", "app"],
-            &["--vault-password-file", "pw.sh", "--start-at-task", "Install"],
+            &[
+                "--vault-password-file",
+                "pw.sh",
+                "--start-at-task",
+                "Install",
+            ],
         ] {
             assert_eq!(check_extra_args(args), Ok(()), "{args:?}");
         }
@@ -194,7 +218,9 @@ mod tests {
     fn inventory_connection_and_login_are_refused() {
         let (at, why) = refused(&["-v", "-c", "local"]);
         assert_eq!(at, 1);
-        assert!(matches!(why, RefusedArg::Target { ref option, what: "the connection" } if option == "-c"));
+        assert!(
+            matches!(why, RefusedArg::Target { ref option, what: "the connection" } if option == "-c")
+        );
         assert_eq!(
             why.to_string(),
             "`-c` chooses the connection; bakery runs the playbook on the builder itself, against localhost over a local connection"
@@ -221,13 +247,31 @@ mod tests {
     #[test]
     fn prompts_listings_unknown_options_and_positionals_are_refused() {
         assert!(matches!(refused(&["-K"]).1, RefusedArg::Interactive { .. }));
-        assert!(matches!(refused(&["--step"]).1, RefusedArg::Interactive { .. }));
-        assert!(matches!(refused(&["--list-hosts"]).1, RefusedArg::NoRun { .. }));
-        assert!(matches!(refused(&["--frobnicate"]).1, RefusedArg::Unknown { .. }));
+        assert!(matches!(
+            refused(&["--step"]).1,
+            RefusedArg::Interactive { .. }
+        ));
+        assert!(matches!(
+            refused(&["--list-hosts"]).1,
+            RefusedArg::NoRun { .. }
+        ));
+        assert!(matches!(
+            refused(&["--frobnicate"]).1,
+            RefusedArg::Unknown { .. }
+        ));
         assert!(matches!(refused(&["-Z"]).1, RefusedArg::Unknown { .. }));
-        assert!(matches!(refused(&["other.yml"]).1, RefusedArg::Positional { .. }));
-        assert!(matches!(refused(&["--", "x"]).1, RefusedArg::Positional { .. }));
+        assert!(matches!(
+            refused(&["other.yml"]).1,
+            RefusedArg::Positional { .. }
+        ));
+        assert!(matches!(
+            refused(&["--", "x"]).1,
+            RefusedArg::Positional { .. }
+        ));
         assert_eq!(refused(&["-v", "--tags"]).0, 1);
-        assert!(matches!(refused(&["--tags"]).1, RefusedArg::MissingValue { .. }));
+        assert!(matches!(
+            refused(&["--tags"]).1,
+            RefusedArg::MissingValue { .. }
+        ));
     }
 }

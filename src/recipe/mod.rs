@@ -12,6 +12,7 @@
 pub mod ansible_args;
 pub mod aws_names;
 pub mod check;
+pub mod contain;
 pub mod diagnostic;
 pub mod load;
 pub mod parse;

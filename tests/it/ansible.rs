@@ -122,7 +122,8 @@ async fn run_playbook(
 }
 
 /// The payload every attack carries: leave a mark, and print the host's secret if it can.
-const PAYLOAD: &str = "mkdir -p {dir}; id -un > {marker}; cat {secret} 2>/dev/null || echo no secret here";
+const PAYLOAD: &str =
+    "mkdir -p {dir}; id -un > {marker}; cat {secret} 2>/dev/null || echo no secret here";
 
 /// Runs an attack playbook that must succeed on the builder (where the payload harms
 /// nothing) and leave no trace on the host.
@@ -214,14 +215,20 @@ async fn a_copy_from_a_host_file_reads_nothing_from_the_host() {
     result.unwrap_or_else(|e| panic!("{e:#}\n{}", rig.log()));
     // `src` is looked up where ansible-playbook runs: on the builder, which has no such file.
     assert!(!rig.sandbox.exists("/tmp/leaked"));
-    assert!(rig.log().contains("Could not find or access"), "{}", rig.log());
+    assert!(
+        rig.log().contains("Could not find or access"),
+        "{}",
+        rig.log()
+    );
 }
 
 #[tokio::test]
 async fn a_vault_password_script_from_a_committed_ansible_cfg_runs_on_the_builder() {
     let rig = Rig::start();
     let probe = HostProbe::plant();
-    let script = probe.fill(&format!("#!/bin/sh\n{{ {PAYLOAD}; }} >&2\necho vault-password\n"));
+    let script = probe.fill(&format!(
+        "#!/bin/sh\n{{ {PAYLOAD}; }} >&2\necho vault-password\n"
+    ));
     let cfg = "[defaults]\nvault_password_file = ./vault-pass.sh\n";
     // At the repository root (where ansible-playbook's working directory used to be) and
     // beside the playbook (the folder that goes to the builder).
@@ -353,9 +360,15 @@ async fn a_builder_without_ansible_or_a_package_manager_fails_with_what_to_insta
     );
     let mut p = plan(vec![builder_without_ansible(None), ansible(PLAYBOOK, &[])]);
     p.seal = no_seal();
-    let err = rig.provision(p).await.expect_err("nothing can run the playbook");
+    let err = rig
+        .provision(p)
+        .await
+        .expect_err("nothing can run the playbook");
     let msg = format!("{err:#}");
-    assert!(msg.contains("ansible-playbook is not installed on the builder"), "{msg}");
+    assert!(
+        msg.contains("ansible-playbook is not installed on the builder"),
+        "{msg}"
+    );
     assert!(msg.contains("ansible-core"), "{msg}");
     assert!(!rig.sandbox.exists("/tmp/played"));
 }
@@ -363,7 +376,10 @@ async fn a_builder_without_ansible_or_a_package_manager_fails_with_what_to_insta
 /// Every uploaded playbook tree and vars file under the builder's staging folders.
 fn ansible_leftovers(rig: &Rig) -> Vec<String> {
     let mut left = Vec::new();
-    for entry in std::fs::read_dir(rig.sandbox.path("/var/tmp")).unwrap().flatten() {
+    for entry in std::fs::read_dir(rig.sandbox.path("/var/tmp"))
+        .unwrap()
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().to_string();
         if !name.starts_with("bakery-") {
             continue;

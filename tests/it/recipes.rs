@@ -181,7 +181,6 @@ fn paths_escaping_the_repository_or_missing_are_rejected() {
     std::os::unix::fs::symlink(&outside, repo.join("recipes/paths/linked.yml")).unwrap();
 
     let errors = errors_of(&repo);
-    let real_outside = outside.canonicalize().unwrap();
     assert_eq!(
         errors,
         vec![
@@ -189,8 +188,8 @@ fn paths_escaping_the_repository_or_missing_are_rejected() {
             "recipes/paths/recipe.toml:14:10: file path `/etc/passwd` is absolute".to_string(),
             "recipes/paths/recipe.toml:19:10: `recipes/paths/missing.sh` does not exist".to_string(),
             format!(
-                "recipes/paths/recipe.toml:23:12: `recipes/paths/linked.yml` is a symlink pointing outside the repository ({})",
-                real_outside.display()
+                "recipes/paths/recipe.toml:23:12: `recipes/paths/linked.yml` leaves the checkout (`recipes/paths/linked.yml` is a symlink to `{}`)",
+                outside.display()
             ),
         ],
         "`../shared/ok.sh` stays inside the repository and is accepted"
@@ -560,7 +559,10 @@ impl HostileCheckout {
                 d.hint.unwrap_or_default()
             ));
         }
-        for args in [&["validate", "."][..], &["validate", "--format", "json", "."]] {
+        for args in [
+            &["validate", "."][..],
+            &["validate", "--format", "json", "."],
+        ] {
             let o = bakery(args, &self.repo);
             assert!(!o.status.success(), "validation passed: {}", stdout(&o));
             out.push_str(&stdout(&o));

@@ -253,7 +253,11 @@ mod tests {
     #[test]
     fn runs_locally_with_the_vars_file_last() {
         assert_eq!(
-            playbook_command(&step(true, &["--tags", "a b"]), "/var/tmp/b/001-ansible", "site.yml"),
+            playbook_command(
+                &step(true, &["--tags", "a b"]),
+                "/var/tmp/b/001-ansible",
+                "site.yml"
+            ),
             "cd /var/tmp/b/001-ansible/playbook && exec ansible-playbook -c local -i localhost, \
              --become --tags 'a b' --extra-vars @/var/tmp/b/001-ansible/extra-vars.json site.yml"
         );
