@@ -143,7 +143,6 @@ impl Rig {
                 ..ConnectOptions::default()
             },
             disconnect_grace: Duration::from_secs(5),
-            ..ProvisionerOptions::default()
         })
     }
 
