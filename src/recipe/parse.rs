@@ -421,7 +421,11 @@ impl Reader<'_> {
                 let extra_vars = t.string_map("extra_vars");
                 let extra_vars = self.text_map(extra_vars);
                 let extra_args = t.string_list("extra_args");
-                if let Some(list) = &extra_args {
+                // Templated arguments are checked once rendered, when planning.
+                if let Some(list) = extra_args
+                    .as_ref()
+                    .filter(|l| !l.value.iter().any(|a| a.value.contains("{{")))
+                {
                     let raw: Vec<&str> = list.value.iter().map(|a| a.value.as_str()).collect();
                     if let Err((at, why)) = super::ansible_args::check_extra_args(&raw) {
                         self.cx.error(
