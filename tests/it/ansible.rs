@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use bakery::plan::model::*;
-use bakery::provision::ProvisionReport;
+use bakery::provision::{ProvisionReport, Provisioner};
 
-use crate::ssh::{no_seal, plan, shell, Rig};
+use crate::ssh::{facts, no_seal, plan, shell, Rig, HANG_GUARD};
 
 const PLAYBOOK: &str = "recipes/web/site.yml";
 
@@ -109,7 +109,8 @@ fn ansible(playbook: &str, extra_args: &[&str]) -> ProvisionStep {
     })
 }
 
-/// Commits `yaml` as the recipe's playbook and provisions the builder with it.
+/// Commits `yaml` as the recipe's playbook and provisions the builder with it. Whatever
+/// happens, the build's staging folder exists on the builder only, never on the host.
 async fn run_playbook(
     rig: &Rig,
     yaml: &str,
@@ -118,7 +119,17 @@ async fn run_playbook(
     rig.write(PLAYBOOK, yaml.as_bytes(), 0o644);
     let mut p = plan(vec![ansible(PLAYBOOK, extra_args)]);
     p.seal = no_seal();
-    rig.provision(p).await
+    let facts = facts();
+    let staging = format!("/var/tmp/bakery-{}", facts.build_id);
+    let ctx = rig.ctx(p, facts);
+    let result = tokio::time::timeout(HANG_GUARD, Rig::provisioner().provision(&rig.target, &ctx))
+        .await
+        .expect("provisioning hung");
+    assert!(
+        !Path::new(&staging).exists(),
+        "ansible left files on bakery's host in {staging}"
+    );
+    result
 }
 
 /// The payload every attack carries: leave a mark, and print the host's secret if it can.
