@@ -7,9 +7,10 @@
 # reused until ROOTFS_VERSION changes. Safe to run concurrently: a lock serialises
 # builders, and the rootfs appears under its final name only once complete.
 #
-# Contents: Debian bookworm (minbase) with openssh-server, sudo, python3 and ansible-core
-# (the ansible step runs ansible-playbook on the builder),
-# procps, and a `builder` user (uid 1000) with passwordless sudo, like `ubuntu` on EC2.
+# Contents: Debian bookworm (minbase) with openssh-server, sudo, python3, procps,
+# ansible-core, and a `builder` user (uid 1000) with passwordless sudo, like `ubuntu` on EC2.
+# ansible-core is there because the ansible step runs ansible-playbook on the builder; it
+# adds 19 packages, a 6 MB download, 52 MB on disk and about 35 s to this one-time build.
 # No SSH host keys are kept: each sandbox start generates its own.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
