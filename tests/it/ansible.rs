@@ -429,3 +429,24 @@ async fn the_uploaded_playbook_is_removed_after_success_and_after_failure() {
     assert!(failed.is_err());
     assert_eq!(ansible_leftovers(&rig), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_symlink_in_the_playbook_folder_to_a_host_file_goes_as_a_link_not_its_content() {
+    let rig = Rig::start();
+    let probe = HostProbe::plant();
+    std::fs::create_dir_all(rig.repo().join("recipes/web/files")).unwrap();
+    std::os::unix::fs::symlink(
+        probe.secret_path(),
+        rig.repo().join("recipes/web/files/leak"),
+    )
+    .unwrap();
+    let result = run_playbook(
+        &rig,
+        "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.copy: { src: files/leak, dest: /tmp/leaked }\n      ignore_errors: true\n",
+        &[],
+    )
+    .await;
+    probe.assert_untouched(&rig);
+    result.unwrap_or_else(|e| panic!("{e:#}\n{}", rig.log()));
+    assert!(!rig.sandbox.exists("/tmp/leaked"));
+}
