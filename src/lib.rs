@@ -10,6 +10,7 @@ pub mod database;
 pub mod github;
 pub mod jobs;
 pub mod plan;
+pub mod policy;
 pub mod provision;
 pub mod recipe;
 pub mod redact;

@@ -38,6 +38,9 @@ pub struct ServerConfig {
     pub github: GitHubConfig,
     #[serde(default)]
     pub aws: AwsConfig,
+    /// Where each repository's images may go and what its builds may do.
+    #[serde(default)]
+    pub policy: crate::policy::PolicyConfig,
     /// Where jobs check out repositories (a mirror cache and per-job workspaces).
     #[serde(default = "defaults::work_dir")]
     pub work_dir: PathBuf,

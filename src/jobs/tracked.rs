@@ -105,6 +105,20 @@ impl TrackedBuild {
     ) -> Finished {
         let mut session = None;
         let result = async {
+            // The operator's policy, before anything is launched: a plan outside it is
+            // refused naming the policy key; a pull request's plan is held to its profile.
+            let mut plan = plan.clone();
+            let profile = deps.config.policy.apply(&ctx.job.repo, &mut plan)?;
+            if !profile.dropped_copies.is_empty() || profile.dropped_launch_permissions {
+                ctx.log(
+                    "plan",
+                    &format!(
+                        "pull-request profile: copies to {:?} and launch permissions dropped",
+                        profile.dropped_copies
+                    ),
+                )
+                .await;
+            }
             let s = Arc::new(
                 AwsSession::connect(deps.aws.clone(), &plan.builder.region)
                     .await
@@ -123,7 +137,7 @@ impl TrackedBuild {
                     ..BuildOptions::default()
                 },
             );
-            runner.run(plan.clone()).await
+            runner.run(plan).await
         }
         .await;
         self.stop_updates.cancel();

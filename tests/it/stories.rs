@@ -574,3 +574,48 @@ async fn a_forged_clone_url_never_receives_the_token() {
     server.abort();
     story.assert_no_github_violations();
 }
+
+/// A recipe in the repository adds an AWS account the operator never allowed (the
+/// attacker's own, with a role that trusts bakery). The release is refused before
+/// anything is launched, and the failed check names the policy key; nothing is shared
+/// with or copied to that account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recipe_cannot_send_images_to_an_account_the_operator_did_not_allow() {
+    const FOREIGN: &str = "333333333333";
+    let story = Story::start_with(|files, port| {
+        let recipe = sandbox_recipe(port, "").replace(
+            "[[distribute.accounts]]",
+            &format!(
+                "[[distribute.accounts]]\naccount_id = \"{FOREIGN}\"\n\
+                 role_arn = \"arn:aws:iam::{FOREIGN}:role/bakery-publisher\"\n\
+                 regions = [\"us-east-1\"]\n\n[[distribute.accounts]]"
+            ),
+        );
+        files.insert("recipes/sandbox-base/recipe.toml".into(), recipe);
+    })
+    .await;
+    let pushed = story.push_tag("release-8.0.0", TagKind::Annotated);
+    let (status, body) = story
+        .deliver("push", "foreign", &story.push_payload(&pushed))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = story.wait_for_only_job().await;
+    assert_eq!(job.state, bakery::database::JobState::Failed);
+    let error = job.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!("account {FOREIGN} is not in policy.accounts")),
+        "{error}"
+    );
+    assert!(
+        story.proxy.calls("RunInstances").is_empty(),
+        "nothing launched"
+    );
+    assert!(
+        story.proxy.calls("ModifyImageAttribute").is_empty(),
+        "nothing shared"
+    );
+    let run = check_run(&story, "bakery/sandbox-base");
+    assert_eq!(run.current["conclusion"], "failure");
+    assert_eq!(run.current["head_sha"], pushed.commit.as_str());
+    story.assert_no_github_violations();
+}

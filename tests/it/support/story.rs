@@ -309,6 +309,13 @@ impl Story {
                     dir.path().join("no-aws-credentials").to_str().unwrap(),
                 ),
                 ("BAKERY_LOG", "info,bakery=debug"),
+                // The operator's policy: the story recipe reaches the sandbox through
+                // `connect`, and copies to the other account with its role.
+                ("BAKERY_POLICY__DEFAULT__ALLOW_CONNECT", "true"),
+                (
+                    &format!("BAKERY_POLICY__DEFAULT__ACCOUNTS__{OTHER}__ROLE_ARN"),
+                    &other_account().role_arn,
+                ),
             ],
         )
         .await;
