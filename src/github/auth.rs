@@ -91,17 +91,49 @@ pub(crate) struct AccessTokenResponse {
     pub expires_at: String,
 }
 
-/// Body of `apps/create-installation-access-token`: empty, for every repository the
-/// installation can reach, with the App's permissions.
+/// Body of `apps/create-installation-access-token`. For a repository's work the token is
+/// minted for that one repository, with only the permissions bakery uses there; empty, it
+/// reaches every repository of the installation with all the App's permissions.
 #[derive(Serialize, Default)]
-pub(crate) struct AccessTokenRequest {}
+pub(crate) struct AccessTokenRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repositories: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<TokenPermissions>,
+}
+
+/// What a job does on its repository: check runs, statuses, commit comments and
+/// releases (contents), pull-request comments (issues, pull requests), reading code.
+#[derive(Serialize)]
+pub(crate) struct TokenPermissions {
+    pub checks: &'static str,
+    pub contents: &'static str,
+    pub issues: &'static str,
+    pub metadata: &'static str,
+    pub pull_requests: &'static str,
+    pub statuses: &'static str,
+}
+
+impl TokenPermissions {
+    pub const REPOSITORY_JOB: TokenPermissions = TokenPermissions {
+        checks: "write",
+        contents: "write",
+        issues: "write",
+        metadata: "read",
+        pull_requests: "write",
+        statuses: "write",
+    };
+}
+
+/// Which token: an installation's, for every repository or for one.
+pub type TokenKey = (u64, Option<String>);
 
 /// Installation tokens by installation id. A token is reused until it is within
 /// `refresh_margin` of its expiry, then replaced.
 #[derive(Debug)]
 pub struct TokenCache {
     refresh_margin: Duration,
-    tokens: tokio::sync::Mutex<HashMap<u64, InstallationToken>>,
+    tokens: tokio::sync::Mutex<HashMap<TokenKey, InstallationToken>>,
 }
 
 impl TokenCache {
@@ -120,7 +152,7 @@ impl TokenCache {
     /// wait for one fetch instead of minting a token each.
     pub async fn get_or_refresh<F, Fut>(
         &self,
-        installation: u64,
+        installation: TokenKey,
         fetch: F,
     ) -> anyhow::Result<InstallationToken>
     where
@@ -140,7 +172,10 @@ impl TokenCache {
 
     /// Forgets a token GitHub refused (revoked, or the installation was reinstalled).
     pub async fn invalidate(&self, installation: u64) {
-        self.tokens.lock().await.remove(&installation);
+        self.tokens
+            .lock()
+            .await
+            .retain(|(id, _), _| *id != installation);
     }
 
     fn is_fresh(&self, t: &InstallationToken, now: DateTime<Utc>) -> bool {
@@ -177,11 +212,11 @@ mod tests {
             async move { Ok(token(&format!("ghs_token{n}"), ttl)) }
         };
         let a = cache
-            .get_or_refresh(7, || mint(chrono::Duration::hours(1)))
+            .get_or_refresh((7, None), || mint(chrono::Duration::hours(1)))
             .await
             .unwrap();
         let b = cache
-            .get_or_refresh(7, || mint(chrono::Duration::hours(1)))
+            .get_or_refresh((7, None), || mint(chrono::Duration::hours(1)))
             .await
             .unwrap();
         assert_eq!(a.token.expose(), b.token.expose());
@@ -189,7 +224,7 @@ mod tests {
 
         // Another installation has its own token.
         cache
-            .get_or_refresh(8, || mint(chrono::Duration::hours(1)))
+            .get_or_refresh((8, None), || mint(chrono::Duration::hours(1)))
             .await
             .unwrap();
         assert_eq!(minted.load(Ordering::SeqCst), 2);
@@ -197,11 +232,11 @@ mod tests {
         // A token inside the refresh margin is replaced.
         cache.invalidate(7).await;
         let near = cache
-            .get_or_refresh(7, || mint(chrono::Duration::minutes(2)))
+            .get_or_refresh((7, None), || mint(chrono::Duration::minutes(2)))
             .await
             .unwrap();
         let replaced = cache
-            .get_or_refresh(7, || mint(chrono::Duration::hours(1)))
+            .get_or_refresh((7, None), || mint(chrono::Duration::hours(1)))
             .await
             .unwrap();
         assert_ne!(near.token.expose(), replaced.token.expose());

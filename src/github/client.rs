@@ -203,6 +203,25 @@ impl GitHubClient {
     /// A session for a repository's installation. With a GitHub App the installation id
     /// (from the webhook payload) is required; with a token it is ignored.
     pub async fn session(&self, installation_id: Option<u64>) -> anyhow::Result<Session> {
+        self.scoped_session(installation_id, None).await
+    }
+
+    /// A session for work on `repo` only: with a GitHub App, its token is minted for that
+    /// one repository with the permissions a job needs there, so a job can touch no other
+    /// repository of the installation.
+    pub async fn repo_session(
+        &self,
+        installation_id: Option<u64>,
+        repo: &super::RepoName,
+    ) -> anyhow::Result<Session> {
+        self.scoped_session(installation_id, Some(repo)).await
+    }
+
+    async fn scoped_session(
+        &self,
+        installation_id: Option<u64>,
+        repo: Option<&super::RepoName>,
+    ) -> anyhow::Result<Session> {
         match &self.inner.credentials {
             Credentials::Token(token) => Ok(Session {
                 crab: self.inner.principal.clone(),
@@ -218,7 +237,7 @@ impl GitHubClient {
                          App on the repository"
                     )
                 })?;
-                let token = self.installation_token(id).await?;
+                let token = self.token_for(id, repo.map(|r| r.name.clone())).await?;
                 let crab = self
                     .inner
                     .anonymous
@@ -239,13 +258,28 @@ impl GitHubClient {
         &self,
         installation_id: u64,
     ) -> anyhow::Result<InstallationToken> {
+        self.token_for(installation_id, None).await
+    }
+
+    /// The installation's token for `repo` (a repository name without owner) or for every
+    /// repository, from the cache or freshly minted.
+    async fn token_for(
+        &self,
+        installation_id: u64,
+        repo: Option<String>,
+    ) -> anyhow::Result<InstallationToken> {
         let app = &self.inner.principal;
         let policy = self.inner.policy;
+        let body = AccessTokenRequest {
+            repositories: repo.clone().map(|r| vec![r]),
+            permissions: repo
+                .is_some()
+                .then_some(super::auth::TokenPermissions::REPOSITORY_JOB),
+        };
         self.inner
             .tokens
-            .get_or_refresh(installation_id, || async move {
+            .get_or_refresh((installation_id, repo), || async move {
                 let route = format!("/app/installations/{installation_id}/access_tokens");
-                let body = AccessTokenRequest::default();
                 let answer: AccessTokenResponse = retry::call(
                     &policy,
                     &format!("create an access token for installation {installation_id}"),

@@ -268,7 +268,7 @@ impl GitHubReporter {
         repo: RepoName,
         installation_id: Option<u64>,
     ) -> anyhow::Result<Self> {
-        let session = client.session(installation_id).await?;
+        let session = client.repo_session(installation_id, &repo).await?;
         Ok(GitHubReporter {
             client: client.clone(),
             installation_id,
@@ -283,7 +283,9 @@ impl GitHubReporter {
 
     /// A current session (its token is fresh for at least the refresh margin).
     pub async fn session(&self) -> anyhow::Result<Session> {
-        self.client.session(self.installation_id).await
+        self.client
+            .repo_session(self.installation_id, &self.repo)
+            .await
     }
 
     /// Whether progress goes to check runs (an App) or commit statuses (a token).

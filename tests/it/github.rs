@@ -1072,3 +1072,49 @@ async fn a_redirect_to_another_host_gets_no_token() {
         "the token was offered to another host: {seen:#?}"
     );
 }
+
+/// A job's token is minted for the job's repository alone, with the permissions a job
+/// needs there: a playbook, a log line or a bug that leaks it cannot touch the other
+/// repositories the App is installed on.
+#[tokio::test]
+async fn a_jobs_token_reaches_only_its_own_repository() {
+    let fake = FakeGitHub::start().await;
+    let key = app_private_key();
+    fake.set_app(77, "bakery-bot");
+    fake.add_repo("acme/images", "", Some(5));
+    fake.add_repo("acme/secrets", "", Some(5));
+    let client = app_client(&fake, 77, &key);
+    let images = GitHubReporter::new(&client, RepoName::parse("acme/images").unwrap(), Some(5))
+        .await
+        .unwrap();
+    images.repository().await.unwrap();
+
+    let minted = fake.calls_of("apps/create-installation-access-token");
+    let body = &minted.last().unwrap().body;
+    assert_eq!(body["repositories"], json!(["images"]), "{body}");
+    assert_eq!(body["permissions"]["contents"], "write");
+    assert_eq!(body["permissions"]["metadata"], "read");
+
+    let token = images
+        .session()
+        .await
+        .unwrap()
+        .git_token()
+        .expose()
+        .to_string();
+    let crab = octocrab::Octocrab::builder()
+        .base_uri(fake.api_url())
+        .unwrap()
+        .user_access_token(token)
+        .build()
+        .unwrap();
+    let own = crab._get("/repos/acme/images").await.unwrap();
+    assert_eq!(own.status().as_u16(), 200);
+    let other = crab._get("/repos/acme/secrets").await.unwrap();
+    assert_eq!(
+        other.status().as_u16(),
+        404,
+        "the token reached another repository"
+    );
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}

@@ -22,7 +22,7 @@ pub async fn serve(
     let query = uri.query().unwrap_or("").to_string();
     let (status, response, auth) = {
         let state = shared.lock().expect("fake GitHub state");
-        let auth = authorized(&state, &headers);
+        let mut auth = authorized(&state, &headers);
         let rest = path.trim_start_matches("/git/");
         let found = state.repos.iter().find_map(|(name, repo)| {
             let prefix = format!("{name}.git");
@@ -30,6 +30,20 @@ pub async fn serve(
                 .filter(|_| repo.git_dir.is_some() && !repo.git_unreachable)
                 .map(|suffix| (repo.git_dir.clone().unwrap(), suffix.to_string()))
         });
+        // A token minted for other repositories of the installation cannot read this one.
+        if let (Some(scope), Some(name)) = (
+            token_of(&headers).and_then(|t| state.token_scopes.get(&t)),
+            rest.split('/').nth(1).map(|r| {
+                r.trim_end_matches(".git")
+                    .split(".git/")
+                    .next()
+                    .unwrap_or("")
+            }),
+        ) {
+            if !scope.iter().any(|s| s == name) {
+                auth = None;
+            }
+        }
         match (found, &auth) {
             (None, _) => (404, None, auth.clone()),
             (Some(_), None) => (401, None, None),
@@ -129,6 +143,16 @@ pub async fn serve(
 
 /// The password of a basic `Authorization` header, if it is a token the fake accepts.
 /// Returns the caller's login.
+/// The password of a Basic `Authorization` header.
+fn token_of(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(value.strip_prefix("Basic ")?)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(text.split_once(':')?.1.to_string())
+}
+
 fn authorized(state: &State, headers: &HeaderMap) -> Option<String> {
     let value = headers.get("authorization")?.to_str().ok()?;
     let encoded = value.strip_prefix("Basic ")?;

@@ -13,7 +13,13 @@ use super::{CheckRun, RepoState, State};
 pub enum Identity {
     Jwt(u64),
     Pat(String),
-    Installation { id: u64, login: String },
+    Installation {
+        id: u64,
+        login: String,
+        /// The repositories (names without owner) the token was minted for; `None` for
+        /// every repository of the installation.
+        scope: Option<Vec<String>>,
+    },
 }
 
 impl Identity {
@@ -88,6 +94,7 @@ pub fn authenticate(state: &State, op_id: &str, headers: &HeaderMap) -> Result<I
         return Ok(Identity::Installation {
             id: *installation,
             login: format!("{slug}[bot]"),
+            scope: state.token_scopes.get(credential).cloned(),
         });
     }
     Err((401, "Bad credentials".into()))
@@ -171,8 +178,15 @@ fn not_found() -> Failure {
 fn repo_for<'s>(state: &'s mut State, req: &Request) -> Result<&'s mut RepoState, Failure> {
     let name = req.repo_name();
     let repo = state.repos.get_mut(&name).ok_or_else(not_found)?;
-    if let Identity::Installation { id, .. } = req.identity {
+    if let Identity::Installation { id, scope, .. } = req.identity {
         if repo.installation_id != Some(*id) {
+            return Err(not_found());
+        }
+        // A token minted for some repositories sees no other (GitHub answers 404).
+        if scope
+            .as_ref()
+            .is_some_and(|names| !names.iter().any(|n| *n == req.param("repo")))
+        {
             return Err(not_found());
         }
     }
@@ -268,6 +282,13 @@ pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failur
             let token = format!("ghs_fake{}", uuid::Uuid::new_v4().simple());
             let expires = chrono::Utc::now() + state.token_ttl;
             state.tokens.insert(token.clone(), (installation, expires));
+            if let Some(names) = req.body.get("repositories").and_then(Value::as_array) {
+                let names = names
+                    .iter()
+                    .filter_map(|n| n.as_str().map(str::to_string))
+                    .collect();
+                state.token_scopes.insert(token.clone(), names);
+            }
             let mut v = req.example(201);
             set(&mut v, "token", json!(token));
             set(

@@ -111,6 +111,9 @@ pub struct State {
     pub token_ttl: chrono::Duration,
     /// Minted installation tokens: token → (installation, expiry).
     pub tokens: HashMap<String, (u64, chrono::DateTime<chrono::Utc>)>,
+    /// Tokens minted for some repositories only (`repositories` in the request): token →
+    /// the repository names (without owner) it may reach.
+    pub token_scopes: HashMap<String, Vec<String>>,
     pub repos: BTreeMap<String, RepoState>,
     pub calls: Vec<Call>,
     pub failures: VecDeque<Failure>,
@@ -153,6 +156,7 @@ impl FakeGitHub {
             pat: None,
             token_ttl: chrono::Duration::hours(1),
             tokens: HashMap::new(),
+            token_scopes: HashMap::new(),
             repos: BTreeMap::new(),
             calls: Vec::new(),
             failures: VecDeque::new(),
