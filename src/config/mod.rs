@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub github: GitHubConfig,
     #[serde(default)]
     pub aws: AwsConfig,
+    #[serde(default)]
+    pub logs: LogConfig,
     /// Where jobs check out repositories (a mirror cache and per-job workspaces).
     #[serde(default = "defaults::work_dir")]
     pub work_dir: PathBuf,
@@ -55,9 +57,18 @@ pub struct WebhookConfig {
     /// Tags that start a release build (globs).
     #[serde(default = "defaults::tag_patterns", deserialize_with = "one_or_many")]
     pub tag_patterns: Vec<String>,
-    /// Largest delivery body accepted, in bytes. GitHub caps payloads at 25 MiB.
+    /// Largest delivery body accepted, in bytes. The events bakery acts on (tag pushes and
+    /// creates, pull requests, comments) stay far below the 1 MiB default; GitHub's own
+    /// maximum is 25 MiB.
     #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Deliveries read and checked at once; more wait for a turn.
+    #[serde(default = "defaults::max_concurrent")]
+    pub max_concurrent: usize,
+    /// How long a delivery may take to arrive (its wait for a turn, then its body).
+    /// GitHub gives up on a delivery after 10 seconds.
+    #[serde(default = "defaults::read_timeout_secs")]
+    pub read_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +85,26 @@ pub struct WorkerConfig {
     /// How often an idle worker looks for queued jobs.
     #[serde(default = "defaults::poll_millis")]
     pub poll_millis: u64,
+    /// The longest a provisioning step may run. A recipe's `timeout` above it is lowered
+    /// to it (the build log says so).
+    #[serde(default = "defaults::max_step_timeout_secs")]
+    pub max_step_timeout_secs: u64,
+}
+
+/// What the store keeps of a job's build output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Lines of build output kept per job. Past this (or `max_bytes`) the log keeps the
+    /// last lines of the output and one line saying how much was dropped.
+    #[serde(default = "defaults::log_max_lines")]
+    pub max_lines: usize,
+    /// Bytes of build output kept per job.
+    #[serde(default = "defaults::log_max_bytes")]
+    pub max_bytes: usize,
+    /// Days after which the logs of finished jobs are deleted (hourly). `0` keeps them.
+    #[serde(default = "defaults::log_retention_days")]
+    pub retention_days: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,7 +161,13 @@ mod defaults {
         vec!["release-*".into()]
     }
     pub fn max_body_bytes() -> usize {
-        25 * 1024 * 1024
+        1024 * 1024
+    }
+    pub fn max_concurrent() -> usize {
+        16
+    }
+    pub fn read_timeout_secs() -> u64 {
+        10
     }
     pub fn concurrency() -> usize {
         2
@@ -147,6 +184,28 @@ mod defaults {
     pub fn janitor_interval_secs() -> u64 {
         60 * 60
     }
+    pub fn max_step_timeout_secs() -> u64 {
+        2 * 60 * 60
+    }
+    pub fn log_max_lines() -> usize {
+        50_000
+    }
+    pub fn log_max_bytes() -> usize {
+        8 * 1024 * 1024
+    }
+    pub fn log_retention_days() -> u64 {
+        30
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_lines: defaults::log_max_lines(),
+            max_bytes: defaults::log_max_bytes(),
+            retention_days: defaults::log_retention_days(),
+        }
+    }
 }
 
 impl Default for WebhookConfig {
@@ -156,6 +215,8 @@ impl Default for WebhookConfig {
             secret_files: vec![],
             tag_patterns: defaults::tag_patterns(),
             max_body_bytes: defaults::max_body_bytes(),
+            max_concurrent: defaults::max_concurrent(),
+            read_timeout_secs: defaults::read_timeout_secs(),
         }
     }
 }
@@ -190,6 +251,7 @@ impl Default for WorkerConfig {
             concurrency: defaults::concurrency(),
             lease_secs: defaults::lease_secs(),
             poll_millis: defaults::poll_millis(),
+            max_step_timeout_secs: defaults::max_step_timeout_secs(),
         }
     }
 }
@@ -247,6 +309,14 @@ impl ServerConfig {
         anyhow::ensure!(
             self.webhook.max_body_bytes >= 1024,
             "webhook.max_body_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.webhook.max_concurrent >= 1,
+            "webhook.max_concurrent must be at least 1"
+        );
+        anyhow::ensure!(
+            self.webhook.read_timeout_secs >= 1,
+            "webhook.read_timeout_secs must be at least 1 second"
         );
         for p in &self.webhook.tag_patterns {
             globset::Glob::new(p)
@@ -358,7 +428,7 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.database_url, "sqlite://.bakery/bakery.db");
         assert_eq!(c.webhook.tag_patterns, vec!["release-*"]);
-        assert_eq!(c.webhook.max_body_bytes, 25 * 1024 * 1024);
+        assert_eq!(c.webhook.max_body_bytes, 1024 * 1024);
         assert_eq!(c.warnings().len(), 2);
     }
 

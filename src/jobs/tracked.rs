@@ -13,12 +13,11 @@ use super::deps::JobDeps;
 use super::progress::StepTracker;
 use super::JobLogSink;
 use crate::aws::AwsSession;
-use crate::build::log::TracingSink;
 use crate::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner, LogSink};
 use crate::github::render::{self, BuildFailure};
 use crate::github::reporter::{Conclusion, Progress};
 use crate::github::GitHubReporter;
-use crate::plan::model::BuildPlan;
+use crate::plan::model::{BuildPlan, ProvisionStep};
 use crate::worker::JobContext;
 
 /// How often the check run's live step summary is refreshed while a build runs.
@@ -65,12 +64,10 @@ impl TrackedBuild {
             )
             .await?;
         let tracker = StepTracker::new();
-        let job_log = JobLogSink::start(deps.store.clone(), job.id);
-        let sinks: Vec<Arc<dyn LogSink>> = vec![
-            Arc::new(TracingSink),
-            job_log.clone(),
-            Arc::new(tracker.clone()),
-        ];
+        // The job log also writes the lines it keeps to the process log: a build that
+        // floods its output fills neither.
+        let job_log = JobLogSink::start(deps.store.clone(), job.id, (&deps.config.logs).into());
+        let sinks: Vec<Arc<dyn LogSink>> = vec![job_log.clone(), Arc::new(tracker.clone())];
         let log = BuildLog::new(deps.redactor.clone(), sinks);
         let stop_updates = CancellationToken::new();
         let updates = tokio::spawn(live_summary(
@@ -120,7 +117,13 @@ impl TrackedBuild {
                     ..BuildOptions::default()
                 },
             );
-            runner.run(plan.clone()).await
+            runner
+                .run(cap_step_timeouts(
+                    plan.clone(),
+                    deps.config.workers.max_step_timeout_secs,
+                    &self.log,
+                ))
+                .await
         }
         .await;
         self.stop_updates.cancel();
@@ -187,6 +190,30 @@ impl TrackedBuild {
             cleanup: Some(cleanup_summary(&self.job_log)),
         }
     }
+}
+
+/// Lowers every step timeout above the server's maximum to it, saying so in the log: a
+/// recipe cannot keep a builder (and a worker) busy for longer than the server allows.
+pub fn cap_step_timeouts(mut plan: BuildPlan, max_secs: u64, log: &BuildLog) -> BuildPlan {
+    for step in &mut plan.provision {
+        let (name, timeout) = match step {
+            ProvisionStep::Shell(s) => (&s.name, &mut s.timeout_secs),
+            ProvisionStep::Ansible(s) => (&s.name, &mut s.timeout_secs),
+            ProvisionStep::File(_) => continue,
+        };
+        if *timeout > max_secs {
+            log.info(
+                "plan",
+                format!(
+                    "step `{name}`: timeout lowered from {} to the server's maximum of {}",
+                    humantime::format_duration(Duration::from_secs(*timeout)),
+                    humantime::format_duration(Duration::from_secs(max_secs))
+                ),
+            );
+            *timeout = max_secs;
+        }
+    }
+    plan
 }
 
 /// The step a build failed in, from the error's context chain (`step provision failed`

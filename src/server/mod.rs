@@ -11,7 +11,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::Notify;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{Secret, ServerConfig};
 use crate::database::DynStore;
@@ -24,6 +26,10 @@ pub struct AppState {
     pub webhook_secrets: Arc<Vec<Secret>>,
     pub tag_patterns: Arc<TagPatterns>,
     pub max_body_bytes: usize,
+    /// Turns for reading and checking a delivery: at most `webhook.max_concurrent`.
+    pub intake_turns: Arc<Semaphore>,
+    /// How long a delivery may take to get a turn and to arrive.
+    pub read_timeout: Duration,
     /// Wakes idle workers when a job is queued.
     pub job_queued: Arc<Notify>,
 }
@@ -39,6 +45,8 @@ impl AppState {
             webhook_secrets: Arc::new(config.webhook.secrets.clone()),
             tag_patterns: Arc::new(TagPatterns::new(&config.webhook.tag_patterns)?),
             max_body_bytes: config.webhook.max_body_bytes,
+            intake_turns: Arc::new(Semaphore::new(config.webhook.max_concurrent)),
+            read_timeout: Duration::from_secs(config.webhook.read_timeout_secs),
             job_queued,
         })
     }

@@ -5,6 +5,7 @@
 
 mod aws;
 mod github;
+mod hardening;
 mod intake;
 mod pr_stories;
 mod recipes;
