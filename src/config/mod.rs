@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub aws: AwsConfig,
     #[serde(default)]
     pub logs: LogConfig,
+    #[serde(default)]
+    pub job_pages: JobPagesConfig,
     /// Where jobs check out repositories (a mirror cache and per-job workspaces).
     #[serde(default = "defaults::work_dir")]
     pub work_dir: PathBuf,
@@ -89,6 +91,24 @@ pub struct WorkerConfig {
     /// to it (the build log says so).
     #[serde(default = "defaults::max_step_timeout_secs")]
     pub max_step_timeout_secs: u64,
+}
+
+/// Who may open a job's page (`/jobs/{id}`): a link carrying the job's token (what check
+/// runs link to), or an operator's `Authorization: Bearer` token. Anyone else gets 404.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobPagesConfig {
+    /// The key job links are signed with (HMAC-SHA256 of the job id). Without it, check
+    /// runs carry no link and only the operator token opens job pages.
+    #[serde(default)]
+    pub key: Option<Secret>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Opens every job page, sent as `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub operator_token: Option<Secret>,
+    #[serde(default)]
+    pub operator_token_file: Option<PathBuf>,
 }
 
 /// What the store keeps of a job's build output.
@@ -299,6 +319,24 @@ impl ServerConfig {
             self.github.private_key =
                 Some(Secret::from_file(&file).context("github.private_key_file")?);
         }
+        if let Some(file) = self.job_pages.key_file.take() {
+            self.job_pages.key = Some(Secret::from_file(&file).context("job_pages.key_file")?);
+        }
+        if let Some(file) = self.job_pages.operator_token_file.take() {
+            self.job_pages.operator_token =
+                Some(Secret::from_file(&file).context("job_pages.operator_token_file")?);
+        }
+        for (name, secret) in [
+            ("job_pages.key", &self.job_pages.key),
+            ("job_pages.operator_token", &self.job_pages.operator_token),
+        ] {
+            if let Some(s) = secret {
+                anyhow::ensure!(
+                    s.expose().len() >= 16,
+                    "{name} must be at least 16 characters (e.g. `openssl rand -hex 32`)"
+                );
+            }
+        }
         if let Some(file) = self.github.token_file.take() {
             self.github.token = Some(Secret::from_file(&file).context("github.token_file")?);
         }
@@ -335,6 +373,9 @@ impl ServerConfig {
         let mut w = vec![];
         if self.webhook.secrets.is_empty() {
             w.push("no webhook secret is configured: every delivery will be rejected with 401 (set BAKERY_WEBHOOK__SECRETS or webhook.secret_files)".into());
+        }
+        if self.job_pages.key.is_none() {
+            w.push("no job page key is configured: check runs carry no link to the job's page (set job_pages.key_file)".into());
         }
         if self.github.app_id.is_none() && self.github.token.is_none() {
             w.push("no GitHub credentials are configured: builds cannot report back (set github.app_id + github.private_key_file, or github.token_file)".into());
@@ -429,7 +470,7 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://.bakery/bakery.db");
         assert_eq!(c.webhook.tag_patterns, vec!["release-*"]);
         assert_eq!(c.webhook.max_body_bytes, 1024 * 1024);
-        assert_eq!(c.warnings().len(), 2);
+        assert_eq!(c.warnings().len(), 3);
     }
 
     #[test]

@@ -78,11 +78,15 @@ impl JobDeps {
         GitHubReporter::new(self.github()?, name, installation_id.map(|i| i as u64)).await
     }
 
-    /// The link GitHub shows for a job (`details_url`).
+    /// The link GitHub shows for a job (`details_url`): the job's page with its token.
+    /// None without a public URL or a job page key.
     pub fn details_url(&self, job: i64) -> Option<String> {
-        self.config
-            .public_url
-            .as_ref()
-            .map(|u| format!("{}/jobs/{job}", u.trim_end_matches('/')))
+        let base = self.config.public_url.as_ref()?;
+        let key = self.config.job_pages.key.as_ref()?;
+        Some(format!(
+            "{}{}",
+            base.trim_end_matches('/'),
+            crate::server::job_page::job_path(key, job)
+        ))
     }
 }

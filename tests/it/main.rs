@@ -7,6 +7,7 @@ mod aws;
 mod github;
 mod hardening;
 mod intake;
+mod job_pages;
 mod pr_stories;
 mod recipes;
 mod serve;
