@@ -1,6 +1,11 @@
-//! Redaction of known secrets from anything bakery writes out (logs, comments, job logs).
+//! Redaction of known secrets from anything bakery writes out (logs, comments, job logs,
+//! job and build errors).
+//!
+//! Secrets are registered with the process-wide [`Redactor::global`] at the moment bakery
+//! obtains them: configuration secrets when the server starts, installation tokens when
+//! minted, AWS credentials when resolved or assumed, the build's SSH key when generated.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 const MASK: &str = "***";
 
@@ -20,6 +25,51 @@ impl std::fmt::Debug for Redactor {
 impl Redactor {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The process's redactor: every secret bakery obtains is added to it, and the
+    /// process log and every stored or published text go through it.
+    pub fn global() -> &'static Redactor {
+        static GLOBAL: OnceLock<Redactor> = OnceLock::new();
+        GLOBAL.get_or_init(Redactor::new)
+    }
+
+    /// Adds a multi-line secret (a PEM or OpenSSH private key): the whole text, and each
+    /// of its lines but the `-----BEGIN/END-----` markers, as output prints them one line
+    /// at a time.
+    pub fn add_multiline(&self, secret: &str) {
+        self.add(secret.trim());
+        for line in secret.lines() {
+            let line = line.trim();
+            if line.len() >= 8 && !line.starts_with("-----") {
+                self.add(line);
+            }
+        }
+    }
+
+    /// Adds the password of a URL (`scheme://user:password@host/...`, or a `password=`
+    /// query parameter), as written and percent-decoded.
+    pub fn add_url_password(&self, url: &str) {
+        let mut found = vec![];
+        if let Some((_, rest)) = url.split_once("://") {
+            let authority = rest.split(['/', '?']).next().unwrap_or("");
+            if let Some((creds, _)) = authority.rsplit_once('@') {
+                if let Some((_, password)) = creds.split_once(':') {
+                    found.push(password.to_string());
+                }
+            }
+        }
+        if let Some((_, query)) = url.split_once('?') {
+            for pair in query.split('&') {
+                if let Some(("password", v)) = pair.split_once('=') {
+                    found.push(v.to_string());
+                }
+            }
+        }
+        for p in found {
+            self.add(percent_decode(&p));
+            self.add(p);
+        }
     }
 
     /// Adds a secret. Values shorter than 4 characters are ignored: masking them would
@@ -49,9 +99,74 @@ impl Redactor {
     }
 }
 
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+        {
+            let hex = |b: u8| (b as char).to_digit(16).unwrap_or(0) as u8;
+            out.push(hex(bytes[i + 1]) * 16 + hex(bytes[i + 2]));
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A `tracing` writer that masks every registered secret before the line reaches stderr.
+#[derive(Clone, Copy, Default)]
+pub struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let masked = Redactor::global().redact(&text);
+        std::io::Write::write_all(&mut std::io::stderr().lock(), masked.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().lock().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactingStderr;
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingStderr
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multiline_keys_are_masked_line_by_line() {
+        let r = Redactor::new();
+        r.add_multiline("-----BEGIN KEY-----\nAAAABBBBCCCCDDDD\nEEEEFFFF\nGG\n-----END KEY-----\n");
+        assert_eq!(
+            r.redact("-----BEGIN KEY-----\nAAAABBBBCCCCDDDD"),
+            "-----BEGIN KEY-----\n***"
+        );
+        assert_eq!(r.redact("x EEEEFFFF y"), "x *** y");
+    }
+
+    #[test]
+    fn url_passwords_are_masked_as_written_and_decoded() {
+        let r = Redactor::new();
+        r.add_url_password("postgres://bakery:hunter%402x@db:5432/bakery?sslmode=require");
+        r.add_url_password("postgres://db/bakery?user=u&password=s3cr3t-pw");
+        assert_eq!(r.redact("hunter@2x hunter%402x s3cr3t-pw"), "*** *** ***");
+        assert_eq!(r.redact("postgres://db/bakery"), "postgres://db/bakery");
+    }
 
     #[test]
     fn masks_every_occurrence_longest_first() {

@@ -28,8 +28,9 @@ pub struct ServerConfig {
     #[serde(default)]
     pub public_url: Option<String>,
     /// `sqlite://path/to/bakery.db` (default) or `postgres://...` for several replicas.
+    /// A secret: a PostgreSQL URL may carry a password.
     #[serde(default = "defaults::database_url")]
-    pub database_url: String,
+    pub database_url: Secret,
     #[serde(default)]
     pub webhook: WebhookConfig,
     #[serde(default)]
@@ -171,8 +172,8 @@ mod defaults {
     pub fn listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 8080))
     }
-    pub fn database_url() -> String {
-        "sqlite://.bakery/bakery.db".into()
+    pub fn database_url() -> Secret {
+        Secret::new("sqlite://.bakery/bakery.db")
     }
     pub fn work_dir() -> PathBuf {
         PathBuf::from(".bakery/work")
@@ -365,7 +366,30 @@ impl ServerConfig {
                 "github.app_id and github.private_key (or private_key_file) go together: set both for a GitHub App"
             );
         }
+        // From here on, nothing bakery writes shows them.
+        self.register_secrets(crate::redact::Redactor::global());
         Ok(self)
+    }
+
+    /// Adds every secret of the configuration to `redactor`: webhook secrets, the GitHub
+    /// token or App key, the database password, the job page key and operator token.
+    pub fn register_secrets(&self, redactor: &crate::redact::Redactor) {
+        for s in &self.webhook.secrets {
+            redactor.add(s.expose());
+        }
+        if let Some(t) = &self.github.token {
+            redactor.add(t.expose());
+        }
+        if let Some(k) = &self.github.private_key {
+            redactor.add_multiline(k.expose());
+        }
+        redactor.add_url_password(self.database_url.expose());
+        for s in [&self.job_pages.key, &self.job_pages.operator_token]
+            .into_iter()
+            .flatten()
+        {
+            redactor.add(s.expose());
+        }
     }
 
     /// Problems worth a warning that do not stop the server.
@@ -467,7 +491,7 @@ mod tests {
     fn defaults_without_file_or_env() {
         let c = ServerConfig::load(None, env(&[])).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.database_url, "sqlite://.bakery/bakery.db");
+        assert_eq!(c.database_url.expose(), "sqlite://.bakery/bakery.db");
         assert_eq!(c.webhook.tag_patterns, vec!["release-*"]);
         assert_eq!(c.webhook.max_body_bytes, 1024 * 1024);
         assert_eq!(c.warnings().len(), 3);

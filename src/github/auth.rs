@@ -134,6 +134,8 @@ impl TokenCache {
             }
         }
         let fresh = fetch().await?;
+        // Masked from here on, in everything bakery writes.
+        crate::redact::Redactor::global().add(fresh.token.expose());
         tokens.insert(installation, fresh.clone());
         Ok(fresh)
     }

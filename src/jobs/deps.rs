@@ -22,7 +22,7 @@ pub struct JobDeps {
     pub checkouts: Checkouts,
     pub aws: AwsSettings,
     pub provisioner: Arc<dyn Provisioner>,
-    /// Every secret bakery holds, masked in logs and comments.
+    /// Every secret bakery holds, masked in logs and comments: the process's redactor.
     pub redactor: Redactor,
 }
 
@@ -32,13 +32,8 @@ impl JobDeps {
         store: DynStore,
         provisioner: Arc<dyn Provisioner>,
     ) -> anyhow::Result<Self> {
-        let redactor = Redactor::new();
-        for s in &config.webhook.secrets {
-            redactor.add(s.expose());
-        }
-        if let Some(t) = &config.github.token {
-            redactor.add(t.expose());
-        }
+        let redactor = Redactor::global().clone();
+        config.register_secrets(&redactor);
         let github = if config.github.app_id.is_some() || config.github.token.is_some() {
             Some(
                 GitHubClient::from_config(&config.github)

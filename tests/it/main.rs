@@ -10,6 +10,7 @@ mod intake;
 mod job_pages;
 mod pr_stories;
 mod recipes;
+mod secrets;
 mod serve;
 mod ssh;
 mod store;
