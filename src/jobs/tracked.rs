@@ -284,7 +284,77 @@ async fn live_summary(
 
 #[cfg(test)]
 mod tests {
-    use super::failing_step;
+    use super::*;
+    use crate::build::log::MemorySink;
+    use crate::plan::{plan_build, PlanInput};
+    use crate::recipe::variables::VarOverrides;
+    use crate::recipe::{check_sources, RecipeSource};
+
+    /// A recipe asks for a 5-hour step; the server allows 2 hours: the step gets 2, the
+    /// log says so, and a step within the limit keeps its own.
+    #[test]
+    fn step_timeouts_never_exceed_the_servers_maximum() {
+        let recipe = r#"
+[source]
+ami = "ami-0123456789abcdef0"
+
+[builder]
+ssh_user = "ubuntu"
+
+[[provision]]
+type = "shell"
+name = "Long"
+inline = ["sleep 1"]
+timeout = "5h"
+
+[[provision]]
+type = "shell"
+name = "Short"
+inline = ["true"]
+timeout = "10m"
+
+[image]
+name = "x-{{ version }}"
+
+[distribute]
+regions = ["us-east-1"]
+kms_key = "alias/ami"
+"#;
+        let checked = check_sources(
+            Some("[defaults]\nregion = \"us-east-1\"\n"),
+            &[RecipeSource::new("x", recipe)],
+        );
+        assert!(checked.is_ok(), "{}", checked.diagnostics);
+        let vars = VarOverrides::default();
+        let plan = plan_build(
+            &checked.set,
+            &PlanInput {
+                recipe: "x",
+                version: "release-1",
+                git_sha: "0123456789abcdef0123456789abcdef01234567",
+                build_time: chrono::Utc::now(),
+                vars: &vars,
+                ephemeral: false,
+            },
+        )
+        .unwrap();
+        let sink = Arc::new(MemorySink::default());
+        let log = BuildLog::new(crate::redact::Redactor::new(), vec![sink.clone()]);
+        let capped = cap_step_timeouts(plan, 7200, &log);
+        let timeouts: Vec<u64> = capped
+            .provision
+            .iter()
+            .map(|s| match s {
+                ProvisionStep::Shell(s) => s.timeout_secs,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(timeouts, vec![7200, 600]);
+        assert_eq!(
+            sink.text(),
+            "step `Long`: timeout lowered from 5h to the server's maximum of 2h\n"
+        );
+    }
 
     #[test]
     fn names_the_provisioning_step_from_the_error_chain() {
