@@ -5,19 +5,33 @@
 //! obtains them: configuration secrets when the server starts, installation tokens when
 //! minted, AWS credentials when resolved or assumed, the build's SSH key when generated.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock, RwLock};
 
 const MASK: &str = "***";
 
+/// Short-lived secrets (installation tokens, role credentials, build keys) kept at most:
+/// the oldest are long expired when they go, and every line written is checked against
+/// every secret kept.
+const MAX_EXPIRING: usize = 1024;
+
 /// A set of secret strings to mask. Cheap to clone; clones share the set.
 #[derive(Clone, Default)]
 pub struct Redactor {
-    secrets: Arc<RwLock<Vec<String>>>,
+    secrets: Arc<RwLock<Secrets>>,
+}
+
+#[derive(Default)]
+struct Secrets {
+    /// Every secret, longest first.
+    sorted: Vec<String>,
+    /// The short-lived ones, oldest first.
+    expiring: VecDeque<String>,
 }
 
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.secrets.read().map(|s| s.len()).unwrap_or(0);
+        let n = self.secrets.read().map(|s| s.sorted.len()).unwrap_or(0);
         write!(f, "Redactor({n} secrets)")
     }
 }
@@ -38,12 +52,15 @@ impl Redactor {
     /// of its lines but the `-----BEGIN/END-----` markers, as output prints them one line
     /// at a time.
     pub fn add_multiline(&self, secret: &str) {
-        self.add(secret.trim());
-        for line in secret.lines() {
-            let line = line.trim();
-            if line.len() >= 8 && !line.starts_with("-----") {
-                self.add(line);
-            }
+        for part in multiline_parts(secret) {
+            self.add(part);
+        }
+    }
+
+    /// Like [`Redactor::add_multiline`], for a key that lives as long as one build.
+    pub fn add_multiline_expiring(&self, secret: &str) {
+        for part in multiline_parts(secret) {
+            self.add_expiring(part);
         }
     }
 
@@ -80,23 +97,69 @@ impl Redactor {
             return;
         }
         let mut secrets = self.secrets.write().expect("redactor lock poisoned");
-        if !secrets.contains(&secret) {
-            secrets.push(secret);
-            // Longest first, so a secret that contains another is masked whole.
-            secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        // Kept for good, even if it came before as a short-lived one.
+        secrets.expiring.retain(|s| *s != secret);
+        secrets.insert(secret);
+    }
+
+    /// Adds a short-lived secret (an installation token, role credentials). Only the
+    /// latest [`MAX_EXPIRING`] of them are kept.
+    pub fn add_expiring(&self, secret: impl Into<String>) {
+        let secret = secret.into();
+        if secret.len() < 4 {
+            return;
+        }
+        let mut secrets = self.secrets.write().expect("redactor lock poisoned");
+        if secrets.sorted.contains(&secret) {
+            // Still in use: it is the latest now.
+            if let Some(i) = secrets.expiring.iter().position(|s| *s == secret) {
+                if let Some(s) = secrets.expiring.remove(i) {
+                    secrets.expiring.push_back(s);
+                }
+            }
+            return;
+        }
+        secrets.insert(secret.clone());
+        secrets.expiring.push_back(secret);
+        if secrets.expiring.len() > MAX_EXPIRING {
+            if let Some(old) = secrets.expiring.pop_front() {
+                secrets.sorted.retain(|s| *s != old);
+            }
         }
     }
 
     pub fn redact(&self, text: &str) -> String {
         let secrets = self.secrets.read().expect("redactor lock poisoned");
         let mut out = text.to_string();
-        for s in secrets.iter() {
+        for s in secrets.sorted.iter() {
             if out.contains(s.as_str()) {
                 out = out.replace(s.as_str(), MASK);
             }
         }
         out
     }
+}
+
+impl Secrets {
+    fn insert(&mut self, secret: String) {
+        if !self.sorted.contains(&secret) {
+            self.sorted.push(secret);
+            // Longest first, so a secret that contains another is masked whole.
+            self.sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+}
+
+/// A multi-line secret whole, and its lines but the `-----BEGIN/END-----` markers.
+fn multiline_parts(secret: &str) -> Vec<&str> {
+    let mut parts = vec![secret.trim()];
+    for line in secret.lines() {
+        let line = line.trim();
+        if line.len() >= 8 && !line.starts_with("-----") {
+            parts.push(line);
+        }
+    }
+    parts
 }
 
 fn percent_decode(s: &str) -> String {
@@ -157,6 +220,18 @@ mod tests {
             "-----BEGIN KEY-----\n***"
         );
         assert_eq!(r.redact("x EEEEFFFF y"), "x *** y");
+    }
+
+    #[test]
+    fn only_the_latest_short_lived_secrets_are_kept() {
+        let r = Redactor::new();
+        r.add("configured-secret");
+        for i in 0..MAX_EXPIRING + 10 {
+            r.add_expiring(format!("token-{i:05}"));
+        }
+        assert_eq!(r.redact("token-00000"), "token-00000", "the oldest went");
+        assert_eq!(r.redact(&format!("token-{:05}", MAX_EXPIRING + 9)), "***");
+        assert_eq!(r.redact("configured-secret"), "***", "configured ones stay");
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub fn generate_key() -> anyhow::Result<PrivateKey> {
     let text = key
         .to_openssh(russh::keys::ssh_key::LineEnding::LF)
         .context("cannot encode the builder's private key")?;
-    crate::redact::Redactor::global().add_multiline(&text);
+    crate::redact::Redactor::global().add_multiline_expiring(&text);
     Ok(key)
 }
 

@@ -20,10 +20,10 @@ impl<P: ProvideCredentials> ProvideCredentials for Registered<P> {
         future::ProvideCredentials::new(async move {
             let creds = self.0.provide_credentials().await?;
             let r = Redactor::global();
-            r.add(creds.access_key_id());
-            r.add(creds.secret_access_key());
+            r.add_expiring(creds.access_key_id());
+            r.add_expiring(creds.secret_access_key());
             if let Some(token) = creds.session_token() {
-                r.add(token);
+                r.add_expiring(token);
             }
             Ok(creds)
         })
@@ -62,5 +62,19 @@ mod tests {
             ),
             "*** *** ***"
         );
+    }
+
+    /// The build's SSH key is masked from the moment it is generated.
+    #[test]
+    fn the_build_key_is_masked_once_generated() {
+        let key = crate::aws::access::generate_key().unwrap();
+        let text = key
+            .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+            .unwrap();
+        let body: Vec<&str> = text.lines().filter(|l| !l.starts_with("-----")).collect();
+        assert!(!body.is_empty());
+        for line in body {
+            assert_eq!(Redactor::global().redact(line), "***", "{line}");
+        }
     }
 }
