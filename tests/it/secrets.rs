@@ -139,3 +139,41 @@ async fn no_secret_reaches_any_output() {
     }
     assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
 }
+
+/// The database password, in the URL's user part or as a `password=` parameter, appears
+/// neither in `config check` nor in what `bakery serve` prints when it cannot open the
+/// store.
+#[test]
+fn the_database_password_is_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, password) in [
+        (
+            "postgres://postgres:user-part-password@127.0.0.1:5432/bakery_no_such_db",
+            "user-part-password",
+        ),
+        (
+            "postgres://postgres@127.0.0.1:5432/bakery_no_such_db?password=query-password",
+            "query-password",
+        ),
+    ] {
+        for args in [&["config", "check"][..], &["serve"][..]] {
+            let out = std::process::Command::new(crate::support::bakery_process::bakery_bin())
+                .args(args)
+                .current_dir(dir.path())
+                .env("BAKERY_DATABASE_URL", url)
+                .env("BAKERY_LISTEN", "127.0.0.1:0")
+                .output()
+                .unwrap();
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!all.contains(password), "{args:?} printed {password}:\n{all}");
+            if args[0] == "serve" {
+                assert!(!out.status.success(), "no such database: {all}");
+                assert!(all.contains("cannot open the store"), "{all}");
+            }
+        }
+    }
+}
