@@ -169,7 +169,10 @@ fn the_database_password_is_never_printed() {
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
-            assert!(!all.contains(password), "{args:?} printed {password}:\n{all}");
+            assert!(
+                !all.contains(password),
+                "{args:?} printed {password}:\n{all}"
+            );
             if args[0] == "serve" {
                 assert!(!out.status.success(), "no such database: {all}");
                 assert!(all.contains("cannot open the store"), "{all}");
