@@ -60,6 +60,8 @@ struct Budget {
     dropped_bytes: u64,
     /// The last lines past the cap (step, text).
     tail: VecDeque<(String, String)>,
+    /// bakery's own messages so far.
+    info_lines: usize,
     /// Totals dropped over the whole job.
     total_dropped_lines: u64,
     total_dropped_bytes: u64,
@@ -207,8 +209,14 @@ impl LogSink for JobLogSink {
             }
             tail.push_back(text.clone());
         }
-        if stream == OutputStream::Info {
-            // bakery's own messages are few: always kept, after what the output dropped.
+        let own_message = stream == OutputStream::Info && {
+            let mut b = self.budget.lock().expect("budget poisoned");
+            b.info_lines += 1;
+            b.info_lines <= self.limits.max_lines
+        };
+        if own_message {
+            // bakery's own messages are few: kept, after what the output dropped. Should
+            // there be more than `max_lines` of them, the rest count as output.
             tracing::info!(job = self.job, step, "{text}");
             let held = self.summarise();
             let mut b = self.budget.lock().expect("budget poisoned");
