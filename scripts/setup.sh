@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything bakery and its tests need on a Debian 12 machine, idempotently:
 # build tools and libraries, the test components (PostgreSQL, OpenSSH for the sandboxed
-# builder, moto for AWS, Ansible, GitHub's REST description and webhook examples).
+# builder, moto for AWS, GitHub's REST description and webhook examples). Ansible is not
+# installed on this host: the ansible step runs it on the builder.
 # Run as root (or with sudo available). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ fi
 # client from elsewhere, and Debian's packages would conflict with those.
 NEEDS=(
   "cc build-essential" "pkg-config pkg-config" "mold mold" "git git" "ssh openssh-client"
-  "ansible-playbook ansible-core" "openssl openssl"
+  "openssl openssl"
 )
 dpkg_needs=("libssl-dev")
 if [ "$BUILD_ONLY" -eq 0 ]; then
@@ -76,7 +77,7 @@ if ! psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
   su postgres -s /bin/sh -c "psql -q -c 'CREATE DATABASE test'" 2>/dev/null || true
 fi
 
-# The test components: moto (AWS), the sandboxed sshd's rootfs and Ansible, and GitHub's
+# The test components: moto (AWS), the sandboxed sshd's rootfs (with ansible-core), and GitHub's
 # REST description and webhook payload examples (pinned by tests/fixtures/package-lock.json).
 for part in scripts/moto/setup.sh scripts/sandbox/setup.sh scripts/github/setup.sh; do
   log "$part"

@@ -8,7 +8,7 @@
 export PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH"
 
 BAKERY_SANDBOX_DIR="${BAKERY_SANDBOX_DIR:-/var/tmp/bakery-sandbox}"
-ROOTFS_VERSION="bookworm-3"
+ROOTFS_VERSION="bookworm-4"
 ROOTFS_DIR="$BAKERY_SANDBOX_DIR/rootfs-$ROOTFS_VERSION"
 SANDBOX_USER="builder"
 SANDBOX_UID=1000

@@ -3,9 +3,9 @@
 # machine, then builds the cached sandbox rootfs. Idempotent; run as root.
 #
 # Debian packages: debootstrap (builds the rootfs), openssh-client (ssh, scp and
-# ssh-keygen: Ansible's transport, the benchmark), util-linux (unshare), procps, python3,
-# ansible-core (ansible-playbook, for the ansible step; skipped when an ansible-playbook is
-# already on PATH, e.g. from PyPI's ansible-core).
+# ssh-keygen, for the benchmark), util-linux (unshare), procps, python3. Ansible is not
+# needed here: the ansible step runs ansible-playbook on the builder, and the rootfs
+# carries ansible-core.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -16,7 +16,6 @@ fi
 
 need=()
 pkgs=(debootstrap openssh-client util-linux procps python3)
-command -v ansible-playbook >/dev/null 2>&1 || pkgs+=(ansible-core)
 for pkg in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
@@ -25,8 +24,5 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
-
-ansible-playbook --version > /dev/null
-echo "setup.sh: using $(command -v ansible-playbook)" >&2
 
 "$here/build-rootfs.sh"

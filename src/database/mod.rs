@@ -52,6 +52,18 @@ pub trait Store: Send + Sync + 'static {
         outcome: &JobOutcome,
     ) -> anyhow::Result<()>;
 
+    /// Records the commit a job's ref resolved to while it ran (a tag's `create` carries
+    /// none), with the job's final dedup key and payload. When another job already holds
+    /// that key (the tag's push arrived meanwhile), nothing changes and
+    /// [`ResolvedCommit::Duplicate`] names that job.
+    async fn resolve_job_commit(
+        &self,
+        job: JobId,
+        sha: &str,
+        dedup_key: &str,
+        payload: &serde_json::Value,
+    ) -> anyhow::Result<ResolvedCommit>;
+
     /// Asks a job to stop. A queued job is cancelled at once; a running one sees
     /// `cancel_requested` on its next lease renewal.
     async fn request_cancel(&self, job: JobId) -> anyhow::Result<()>;

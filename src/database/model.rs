@@ -109,6 +109,15 @@ pub enum DeliveryOutcome {
     Duplicate,
 }
 
+/// What [`Store::resolve_job_commit`](super::Store::resolve_job_commit) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolvedCommit {
+    /// The job now carries the commit and its dedup key.
+    Recorded,
+    /// Another job already covers that commit; this one changed nothing.
+    Duplicate(JobId),
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,

@@ -618,6 +618,44 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn resolve_job_commit(
+        &self,
+        job: JobId,
+        sha: &str,
+        dedup_key: &str,
+        payload: &serde_json::Value,
+    ) -> anyhow::Result<ResolvedCommit> {
+        let holder = || async {
+            sqlx::query_scalar::<_, i64>("SELECT id FROM jobs WHERE dedup_key = $1 AND id <> $2")
+                .bind(dedup_key)
+                .bind(job)
+                .fetch_optional(&self.pool)
+                .await
+        };
+        if let Some(other) = holder().await? {
+            return Ok(ResolvedCommit::Duplicate(other));
+        }
+        let updated = sqlx::query(
+            "UPDATE jobs SET sha = $1, dedup_key = $2, payload = $3, updated_at = $4 WHERE id = $5",
+        )
+        .bind(sha)
+        .bind(dedup_key)
+        .bind(payload.to_string())
+        .bind(now_ms())
+        .bind(job)
+        .execute(&self.pool)
+        .await;
+        match updated {
+            Ok(_) => Ok(ResolvedCommit::Recorded),
+            // A delivery took the key between the check and the update.
+            Err(e) if is_unique_violation(&e) => match holder().await? {
+                Some(other) => Ok(ResolvedCommit::Duplicate(other)),
+                None => Err(e).context("cannot record the job's commit"),
+            },
+            Err(e) => Err(e).context("cannot record the job's commit"),
+        }
+    }
+
     async fn request_cancel(&self, job: JobId) -> anyhow::Result<()> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;

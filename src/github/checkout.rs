@@ -5,10 +5,12 @@
 //! out into its own workspace under `<work_dir>/jobs/<job>/`, with the repository's tags
 //! (release notes need them).
 //!
-//! The clone URL comes from the webhook payload (GitHub, GitHub Enterprise Server, or a
-//! local path in tests). Over HTTPS the installation token is handed to git by a
-//! credentials callback as user `x-access-token`: it never appears in a URL, in a git
-//! config file, or in a log line. Remotes are anonymous, so no URL is stored either.
+//! The clone URL is the one GitHub's API reports for the repository (GitHub, GitHub
+//! Enterprise Server, or a local path in tests), never one from a delivery. Over HTTPS the
+//! installation token is handed to git by a credentials callback as user
+//! `x-access-token`, and only for that URL's own origin: it never appears in a URL, in a
+//! git config file, or in a log line, and a redirect elsewhere gets nothing. Remotes are
+//! anonymous, so no URL is stored either.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,27 +36,49 @@ pub const GIT_FETCH: RetryPolicy = RetryPolicy::new(
 /// What to check out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// A tag, which must point at `sha` (the SHA the job was created for): a tag moved
-    /// since then is refused.
-    Tag { name: String, sha: String },
+    /// A tag, peeled to the commit it points at (through an annotated or signed tag
+    /// object). When `commit` is known (the commit the job was created for), the tag must
+    /// still point at it: a tag moved to another commit since then is refused. A tag
+    /// object re-created on the same commit is not a move.
+    Tag {
+        name: String,
+        commit: Option<String>,
+    },
     /// A pull request's head commit, fetched through `refs/pull/<number>/head` (which
     /// also holds the head of a fork's pull request).
     PullRequest { number: u64, sha: String },
 }
 
-impl Target {
-    fn sha(&self) -> &str {
-        match self {
-            Target::Tag { sha, .. } | Target::PullRequest { sha, .. } => sha,
-        }
-    }
+/// Why a checkout was refused: the repository is reachable, but does not hold what the
+/// job was created for. Callers decide what to report on this type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckoutRefusal {
+    #[error(
+        "tag {tag} now points at commit {found}, not at {expected} as when the job was \
+         created: the tag was moved"
+    )]
+    TagMoved {
+        tag: String,
+        expected: String,
+        found: String,
+    },
+    #[error("the repository has no tag {tag} (deleted since?)")]
+    TagMissing { tag: String },
+    #[error("tag {tag} does not point at a commit")]
+    TagNotACommit { tag: String },
+    #[error("commit {sha} of pull request #{number} is not in the repository")]
+    CommitMissing { number: u64, sha: String },
 }
 
 /// A job's checkout.
 #[derive(Debug)]
 pub struct Workspace {
     pub path: PathBuf,
+    /// The commit checked out (for a tag: the commit the tag points at).
     pub sha: String,
+    /// The annotated tag object the tag points at; `None` for a lightweight tag or a
+    /// pull request.
+    pub tag_object: Option<String>,
 }
 
 impl Workspace {
@@ -166,7 +190,11 @@ impl Checkouts {
 
 fn describe(target: &Target) -> String {
     match target {
-        Target::Tag { name, sha } => format!("tag {name} ({sha})"),
+        Target::Tag {
+            name,
+            commit: Some(sha),
+        } => format!("tag {name} ({sha})"),
+        Target::Tag { name, commit: None } => format!("tag {name}"),
         Target::PullRequest { number, sha } => format!("pull request #{number} ({sha})"),
     }
 }
@@ -198,12 +226,35 @@ fn is_transient(e: &git2::Error) -> bool {
     )
 }
 
-fn callbacks(token: Option<&Secret>) -> RemoteCallbacks<'static> {
+/// `scheme://host[:port]` of an http(s) URL, lower-cased; `None` for anything else.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "https" && scheme != "http" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit('@').next()?;
+    (!host.is_empty()).then(|| format!("{scheme}://{}", host.to_ascii_lowercase()))
+}
+
+/// The credentials callback: the token goes only to `clone_url`'s own origin (a redirect
+/// to another host, or another scheme, gets nothing), once.
+fn callbacks(token: Option<&Secret>, clone_url: &str) -> RemoteCallbacks<'static> {
     let mut cb = RemoteCallbacks::new();
     if let Some(token) = token {
         let token = token.clone();
+        let expected = origin(clone_url);
         let mut offered = false;
-        cb.credentials(move |_url, _user, allowed| {
+        cb.credentials(move |url, _user, allowed| {
+            if expected.is_none() || origin(url) != expected {
+                return Err(git2::Error::new(
+                    git2::ErrorCode::Auth,
+                    git2::ErrorClass::Http,
+                    "refusing to send the installation token to another host than the \
+                     repository's",
+                ));
+            }
             // libgit2 asks again after a refused login; asking once is enough.
             if offered || !allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
                 return Err(git2::Error::new(
@@ -238,38 +289,55 @@ fn fetch_into_mirror(
     };
     let mut remote = repo.remote_anonymous(url)?;
     let mut opts = FetchOptions::new();
-    opts.remote_callbacks(callbacks(token));
+    opts.remote_callbacks(callbacks(token, url));
     opts.download_tags(AutotagOption::None);
     opts.prune(git2::FetchPrune::On);
     let specs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
     remote.fetch(&specs, Some(&mut opts), None)
 }
 
+/// The commit `target` names in `source`, and the tag object in between if any.
+fn resolve(source: &Repository, target: &Target) -> anyhow::Result<(Oid, Option<Oid>)> {
+    match target {
+        Target::Tag { name, commit } => {
+            let reference = source
+                .find_reference(&format!("refs/tags/{name}"))
+                .map_err(|_| CheckoutRefusal::TagMissing { tag: name.clone() })?;
+            let pointed = reference
+                .target()
+                .context("the tag is a symbolic reference")?;
+            let found = reference
+                .peel_to_commit()
+                .map_err(|_| CheckoutRefusal::TagNotACommit { tag: name.clone() })?
+                .id();
+            if let Some(expected) = commit {
+                if found.to_string() != *expected {
+                    return Err(CheckoutRefusal::TagMoved {
+                        tag: name.clone(),
+                        expected: expected.clone(),
+                        found: found.to_string(),
+                    }
+                    .into());
+                }
+            }
+            Ok((found, (pointed != found).then_some(pointed)))
+        }
+        Target::PullRequest { number, sha } => {
+            let missing = || CheckoutRefusal::CommitMissing {
+                number: *number,
+                sha: sha.clone(),
+            };
+            let wanted = Oid::from_str(sha).map_err(|_| missing())?;
+            source.find_commit(wanted).map_err(|_| missing())?;
+            Ok((wanted, None))
+        }
+    }
+}
+
 fn check_out(mirror: &Path, workspace: &Path, target: &Target) -> anyhow::Result<Workspace> {
     let source = Repository::open_bare(mirror)
         .with_context(|| format!("cannot open the mirror {}", mirror.display()))?;
-    let wanted = Oid::from_str(target.sha())
-        .with_context(|| format!("{:?} is not a commit SHA", target.sha()))?;
-    match target {
-        Target::Tag { name, .. } => {
-            let found = source
-                .find_reference(&format!("refs/tags/{name}"))
-                .with_context(|| format!("the repository has no tag {name} (deleted since?)"))?
-                .peel_to_commit()
-                .with_context(|| format!("tag {name} does not point at a commit"))?
-                .id();
-            anyhow::ensure!(
-                found == wanted,
-                "tag {name} now points at {found}, not at {wanted} as when the job was created: \
-                 the tag was moved"
-            );
-        }
-        Target::PullRequest { number, .. } => {
-            source.find_commit(wanted).with_context(|| {
-                format!("commit {wanted} of pull request #{number} is not in the repository")
-            })?;
-        }
-    }
+    let (wanted, tag_object) = resolve(&source, target)?;
 
     if workspace.exists() {
         std::fs::remove_dir_all(workspace)
@@ -304,6 +372,7 @@ fn check_out(mirror: &Path, workspace: &Path, target: &Target) -> anyhow::Result
     Ok(Workspace {
         path: workspace.to_path_buf(),
         sha: wanted.to_string(),
+        tag_object: tag_object.map(|o| o.to_string()),
     })
 }
 
@@ -387,7 +456,7 @@ mod tests {
                 None,
                 &Target::Tag {
                     name: "release-0.1.0".into(),
-                    sha: sha1.clone(),
+                    commit: Some(sha1.clone()),
                 },
                 "job-1",
             )
@@ -415,7 +484,7 @@ mod tests {
                 None,
                 &Target::Tag {
                     name: "release-0.2.0".into(),
-                    sha: sha2.clone(),
+                    commit: Some(sha2.clone()),
                 },
                 "job-2",
             )
@@ -439,6 +508,7 @@ mod tests {
     async fn refuses_a_moved_tag() {
         let origin = Origin::new();
         let old = origin.tag_and_push("release-0.1.0");
+        let old_commit = old.clone();
         origin.work.write("README.md", "x\n");
         origin.work.commit("later");
         origin
@@ -455,13 +525,116 @@ mod tests {
                 None,
                 &Target::Tag {
                     name: "release-0.1.0".into(),
-                    sha: old,
+                    commit: Some(old),
                 },
                 "job-1",
             )
             .await
             .unwrap_err();
-        assert!(format!("{err:#}").contains("the tag was moved"), "{err:#}");
+        let new = origin.work.git(&["rev-parse", "release-0.1.0^{commit}"]);
+        assert_eq!(
+            err.downcast_ref::<CheckoutRefusal>(),
+            Some(&CheckoutRefusal::TagMoved {
+                tag: "release-0.1.0".into(),
+                expected: old_commit,
+                found: new,
+            }),
+            "{err:#}"
+        );
+    }
+
+    /// `git tag -a` (and `git tag -s`): the tag ref points at a tag object, which is not
+    /// the commit. The commit is what is checked out and compared.
+    #[tokio::test]
+    async fn an_annotated_tag_is_peeled_to_its_commit() {
+        let origin = Origin::new();
+        let commit = origin.tag_and_push("release-0.1.0");
+        let tag_object = origin.work.git(&["rev-parse", "release-0.1.0"]);
+        assert_ne!(tag_object, commit, "an annotated tag has its own object");
+        let work = tempfile::tempdir().unwrap();
+        let checkouts = Checkouts::new(work.path());
+        for (job, expected) in [("job-known", Some(commit.clone())), ("job-create", None)] {
+            let ws = checkouts
+                .checkout(
+                    &repo(),
+                    &origin.url(),
+                    None,
+                    &Target::Tag {
+                        name: "release-0.1.0".into(),
+                        commit: expected,
+                    },
+                    job,
+                )
+                .await
+                .unwrap();
+            assert_eq!(ws.sha, commit);
+            assert_eq!(ws.tag_object.as_deref(), Some(tag_object.as_str()));
+            let head = ws.repository().unwrap().head().unwrap().target().unwrap();
+            assert_eq!(head.to_string(), commit);
+        }
+    }
+
+    /// A tag object re-created on the same commit (a new message, a signature added) is
+    /// not a moved tag.
+    #[tokio::test]
+    async fn a_tag_re_created_on_the_same_commit_is_not_moved() {
+        let origin = Origin::new();
+        let commit = origin.tag_and_push("release-0.1.0");
+        let first_object = origin.work.git(&["rev-parse", "release-0.1.0"]);
+        origin.work.git(&[
+            "tag",
+            "-f",
+            "-a",
+            "release-0.1.0",
+            "-m",
+            "re-tagged",
+            &commit,
+        ]);
+        origin
+            .work
+            .git(&["push", "-q", "-f", "origin", "release-0.1.0"]);
+        let second_object = origin.work.git(&["rev-parse", "release-0.1.0"]);
+        assert_ne!(first_object, second_object);
+        let work = tempfile::tempdir().unwrap();
+        let ws = Checkouts::new(work.path())
+            .checkout(
+                &repo(),
+                &origin.url(),
+                None,
+                &Target::Tag {
+                    name: "release-0.1.0".into(),
+                    commit: Some(commit.clone()),
+                },
+                "job-1",
+            )
+            .await
+            .unwrap();
+        assert_eq!(ws.sha, commit);
+        assert_eq!(ws.tag_object.as_deref(), Some(second_object.as_str()));
+    }
+
+    #[tokio::test]
+    async fn a_lightweight_tag_has_no_tag_object() {
+        let origin = Origin::new();
+        origin.work.git(&["tag", "release-0.1.0"]);
+        origin.work.git(&["push", "-q", "origin", "release-0.1.0"]);
+        let commit = origin.work.git(&["rev-parse", "HEAD"]);
+        let work = tempfile::tempdir().unwrap();
+        let ws = Checkouts::new(work.path())
+            .checkout(
+                &repo(),
+                &origin.url(),
+                None,
+                &Target::Tag {
+                    name: "release-0.1.0".into(),
+                    commit: None,
+                },
+                "job-1",
+            )
+            .await
+            .unwrap();
+        assert_eq!(ws.sha, commit);
+        assert_eq!(ws.tag_object, None);
     }
 
     #[tokio::test]
@@ -521,7 +694,7 @@ mod tests {
                 None,
                 &Target::Tag {
                     name: "release-0.1.0".into(),
-                    sha: "0".repeat(40),
+                    commit: Some("0".repeat(40)),
                 },
                 "job-x",
             )
@@ -530,6 +703,24 @@ mod tests {
         assert!(
             format!("{err:#}").contains("cannot fetch acme/images"),
             "{err:#}"
+        );
+    }
+
+    #[test]
+    fn the_token_goes_only_to_the_repositorys_origin() {
+        assert_eq!(
+            origin("https://GitHub.com/acme/images.git").as_deref(),
+            Some("https://github.com")
+        );
+        assert_eq!(
+            origin("http://x-access-token:t@127.0.0.1:8080/git/a.git").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(origin("file:///srv/mirror.git"), None);
+        assert_eq!(origin("/srv/mirror.git"), None);
+        assert_ne!(
+            origin("https://github.com.evil.example/acme/images.git"),
+            origin("https://github.com/acme/images.git")
         );
     }
 

@@ -19,8 +19,25 @@ pub enum Command {
     Cancel,
     /// `/bakery help`, or a command bakery did not understand (`problem` says what).
     Help {
-        problem: Option<String>,
+        problem: Option<CommandProblem>,
     },
+}
+
+/// What was wrong with a command bakery did not understand. The words are the
+/// commenter's own: `render::help_text` quotes them so they cannot mention anyone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum CommandProblem {
+    /// `/bakery` alone.
+    NoCommand,
+    /// `/bakery build WORD` where WORD cannot be a recipe name.
+    NotARecipeName { word: String },
+    /// `/bakery build a b`.
+    TooManyRecipes,
+    /// `/bakery validate x` and the like.
+    TakesNoArguments { verb: String },
+    /// `/bakery WORD` for a WORD bakery does not know.
+    UnknownCommand { word: String },
 }
 
 const PREFIX: &str = "/bakery";
@@ -125,28 +142,32 @@ fn parse_line(line: &str) -> Command {
     let mut words = rest.split_whitespace();
     let verb = words.next().map(str::to_ascii_lowercase);
     let args: Vec<&str> = words.collect();
-    let help = |problem: String| Command::Help {
+    let help = |problem: CommandProblem| Command::Help {
         problem: Some(problem),
     };
     match verb.as_deref() {
-        None => help("`/bakery` needs a command".into()),
+        None => help(CommandProblem::NoCommand),
         Some("build") => match args.as_slice() {
             [] => Command::Build { recipe: None },
             [recipe] if is_recipe_name(recipe) => Command::Build {
                 recipe: Some(recipe.to_string()),
             },
-            [recipe] => help(format!(
-                "`{recipe}` is not a recipe name (letters, digits, `-` and `_`)"
-            )),
-            _ => help("`/bakery build` takes at most one recipe name".into()),
+            [recipe] => help(CommandProblem::NotARecipeName {
+                word: recipe.to_string(),
+            }),
+            _ => help(CommandProblem::TooManyRecipes),
         },
         Some(v @ ("validate" | "cancel" | "help")) if !args.is_empty() => {
-            help(format!("`/bakery {v}` takes no arguments"))
+            help(CommandProblem::TakesNoArguments {
+                verb: v.to_string(),
+            })
         }
         Some("validate") => Command::Validate,
         Some("cancel") => Command::Cancel,
         Some("help") => Command::Help { problem: None },
-        Some(other) => help(format!("`{other}` is not a bakery command")),
+        Some(other) => help(CommandProblem::UnknownCommand {
+            word: other.to_string(),
+        }),
     }
 }
 
@@ -206,11 +227,26 @@ mod tests {
             Some(Command::Help { problem: Some(p) }) => p,
             other => panic!("expected help with a problem for {body:?}, got {other:?}"),
         };
-        assert!(problem("/bakery deploy").contains("`deploy` is not a bakery command"));
-        assert!(problem("/bakery").contains("needs a command"));
-        assert!(problem("/bakery build a b").contains("at most one"));
-        assert!(problem("/bakery build ../etc").contains("not a recipe name"));
-        assert!(problem("/bakery cancel now").contains("takes no arguments"));
+        assert_eq!(
+            problem("/bakery deploy"),
+            CommandProblem::UnknownCommand {
+                word: "deploy".into()
+            }
+        );
+        assert_eq!(problem("/bakery"), CommandProblem::NoCommand);
+        assert_eq!(problem("/bakery build a b"), CommandProblem::TooManyRecipes);
+        assert_eq!(
+            problem("/bakery build ../etc"),
+            CommandProblem::NotARecipeName {
+                word: "../etc".into()
+            }
+        );
+        assert_eq!(
+            problem("/bakery cancel now"),
+            CommandProblem::TakesNoArguments {
+                verb: "cancel".into()
+            }
+        );
     }
 
     #[test]

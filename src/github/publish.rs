@@ -98,9 +98,9 @@ pub async fn decide_command(
         return Ok(CommandDecision::Ignore);
     };
     match command {
-        Command::Help { problem } => Ok(CommandDecision::Reply(render::help_text(
-            problem.as_deref(),
-        ))),
+        Command::Help { problem } => {
+            Ok(CommandDecision::Reply(render::help_text(problem.as_ref())))
+        }
         Command::Validate => Ok(CommandDecision::Run(Command::Validate)),
         Command::Build { .. } | Command::Cancel => {
             let permission = reporter.user_permission(author).await?;

@@ -105,6 +105,19 @@ pub fn status_of(error: &octocrab::Error) -> Option<StatusCode> {
     }
 }
 
+/// A GitHub error answer with its HTTP status and GitHub's message in the text, so that
+/// every log line and report names both (e.g. `GitHub answered 422 Unprocessable Entity:
+/// No commit found for SHA: …`).
+fn with_status(error: octocrab::Error) -> anyhow::Error {
+    match &error {
+        octocrab::Error::GitHub { source, .. } => {
+            let text = format!("GitHub answered {}: {}", source.status_code, source.message);
+            anyhow::Error::new(error).context(text)
+        }
+        _ => anyhow::Error::new(error),
+    }
+}
+
 /// Runs one GitHub call under `policy` (normally [`GITHUB`]). `what` names the call in
 /// errors and logs, e.g. `"create check run bakery/base on acme/images"`.
 pub async fn call<T, F, Fut>(policy: &RetryPolicy, what: &str, mut op: F) -> anyhow::Result<T>
@@ -118,7 +131,7 @@ where
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => {
                 let d = classify(&e);
-                (anyhow::Error::new(e), d)
+                (with_status(e), d)
             }
             Err(_) => (
                 anyhow::anyhow!("no answer from GitHub within {:?}", policy.attempt_timeout),

@@ -10,11 +10,12 @@ use std::collections::HashSet;
 
 use anyhow::Context;
 use globset::Glob;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::repo::RepoName;
 use super::reporter::TagRef;
-use crate::database::{JobFilter, JobKind, NewJob, Store};
+use crate::database::{JobFilter, JobKind, Store};
+use crate::jobs::spec::{JobSource, ReleaseSpec, RepoSpec};
 
 /// The dedup key and tag patterns are intake's: a delivery that arrives late must merge
 /// with the synced job.
@@ -25,16 +26,6 @@ pub fn tag_matches(pattern: &str, tag: &str) -> bool {
     Glob::new(pattern)
         .map(|g| g.compile_matcher().is_match(tag))
         .unwrap_or(false)
-}
-
-/// What the worker needs to run a synced release job, stored as the job's payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReleaseJobPayload {
-    pub tag: String,
-    pub clone_url: String,
-    pub installation_id: Option<i64>,
-    /// `sync` for jobs from here (intake's jobs say `webhook`).
-    pub source: String,
 }
 
 /// The tags that match a pattern and have no job under their dedup key, in the order
@@ -107,21 +98,19 @@ pub async fn enqueue_missing(
             report.skipped.push(tag.name.clone());
             continue;
         }
-        let payload = ReleaseJobPayload {
+        // The API lists each tag with the commit it points at, annotated or not: the
+        // same commit (and so the same dedup key) as a late delivery's `head_commit`.
+        let job = ReleaseSpec {
+            repo: RepoSpec {
+                clone_url: target.clone_url.clone(),
+                default_branch: None,
+                installation_id: target.installation_id,
+            },
             tag: tag.name.clone(),
-            clone_url: target.clone_url.clone(),
-            installation_id: target.installation_id,
-            source: "sync".into(),
-        };
-        let job = NewJob {
-            kind: JobKind::Release,
-            repo: full.clone(),
-            git_ref: tag.name.clone(),
-            sha: tag.sha.clone(),
-            pr_number: None,
-            dedup_key: release_dedup_key(&full, &tag.name, &tag.sha),
-            payload: serde_json::to_value(&payload)?,
-        };
+            tag_object: None,
+            source: JobSource::Sync,
+        }
+        .into_job(&full, Some(&tag.sha), "sync");
         match store
             .enqueue_job(&job)
             .await
@@ -247,9 +236,10 @@ mod tests {
         assert_eq!(job.kind, JobKind::Release);
         assert_eq!(job.dedup_key, "release:acme/images:release-0.1.0:a1");
         assert_eq!(job.git_ref, "release-0.1.0");
-        let payload: ReleaseJobPayload = serde_json::from_value(job.payload).unwrap();
-        assert_eq!(payload.installation_id, Some(42));
-        assert_eq!(payload.source, "sync");
+        use crate::jobs::spec::JobSpec;
+        let spec = ReleaseSpec::from_job(&job).unwrap();
+        assert_eq!(spec.repo.installation_id, Some(42));
+        assert_eq!(spec.source, JobSource::Sync);
 
         let second = enqueue_missing(&store, &target, &tags, &patterns, false)
             .await

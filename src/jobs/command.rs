@@ -7,37 +7,47 @@
 use std::fmt::Write;
 
 use anyhow::Context;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::deps::JobDeps;
+use super::spec::{CommandSpec, JobSpec};
 use super::validation::{self, Builds, PullRequest};
 use crate::database::{JobFilter, JobState};
 use crate::github::commands::Command;
 use crate::github::publish::{decide_command, CommandDecision};
+use crate::github::render;
 use crate::github::GitHubReporter;
 use crate::worker::JobContext;
 
-/// What a command job carries (see `server::intake`).
-#[derive(Debug, Deserialize)]
-struct CommandPayload {
-    clone_url: String,
-    installation_id: Option<i64>,
-    comment_id: i64,
-    body: String,
-    author: String,
-}
-
 pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serde_json::Value>> {
     let job = &ctx.job;
-    let payload: CommandPayload = serde_json::from_value(job.payload.clone())
-        .context("the command job's payload is unreadable")?;
+    let payload = CommandSpec::from_job(job)?;
     let number = job
         .pr_number
         .context("a command job needs its pull request number")? as u64;
-    let reporter = deps.reporter(&job.repo, payload.installation_id).await?;
+    let reporter = deps
+        .reporter(&job.repo, payload.repo.installation_id)
+        .await?;
     let decision = decide_command(&reporter, &payload.author, &payload.body).await?;
     let comment = payload.comment_id;
+    let unprivileged = matches!(
+        decision,
+        CommandDecision::Reply(_) | CommandDecision::Run(Command::Validate | Command::Help { .. })
+    );
+    if unprivileged && recent_commands(ctx, number).await? >= UNPRIVILEGED_PER_PR {
+        // Anyone can comment: answers and validations that need no permission are
+        // limited per pull request, so comments cannot make bakery spam or spin.
+        ctx.log(
+            "command",
+            &format!(
+                "comment {comment} not answered: more than {UNPRIVILEGED_PER_PR} commands on \
+                 #{number} within {} minutes",
+                COMMAND_WINDOW.as_secs() / 60
+            ),
+        )
+        .await;
+        return Ok(Some(json!({ "comment_id": comment, "rate_limited": true })));
+    }
     match decision {
         CommandDecision::Ignore => {
             ctx.log(
@@ -71,20 +81,50 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
                 "pull request #{number} is {}: bakery acts on open pull requests only",
                 info.state
             );
+            let what = match &command {
+                Command::Validate => "/bakery validate".to_string(),
+                Command::Build { recipe: Some(r) } => format!("/bakery build {r}"),
+                _ => "/bakery build".to_string(),
+            };
             ctx.log(
                 "command",
                 &format!(
-                    "{} from {} on #{number} at {}",
-                    match &command {
-                        Command::Validate => "/bakery validate".to_string(),
-                        Command::Build { recipe: Some(r) } => format!("/bakery build {r}"),
-                        _ => "/bakery build".to_string(),
-                    },
-                    payload.author,
-                    info.head_sha
+                    "{what} from {} on #{number} at {}",
+                    payload.author, info.head_sha
                 ),
             )
             .await;
+            if let Command::Build { .. } = &command {
+                // A build runs the pull request's code with the repository's credentials:
+                // only the head the writer could have reviewed, the last one bakery
+                // validated before the comment, is built. A push since needs a new approval.
+                let approved = approved_head(ctx, number).await?;
+                if approved.as_deref() != Some(info.head_sha.as_str()) {
+                    let text = render::approval_outdated(
+                        &payload.author,
+                        approved.as_deref(),
+                        &info.head_sha,
+                    );
+                    let answer = reporter.comment_on_pr(number, &text).await?;
+                    ctx.log(
+                        "command",
+                        &format!(
+                            "not built: the head is {} but the approved head is {}; answered {}",
+                            info.head_sha,
+                            approved.as_deref().unwrap_or("unknown"),
+                            answer.html_url
+                        ),
+                    )
+                    .await;
+                    return Ok(Some(json!({
+                        "comment_id": comment,
+                        "command": "build",
+                        "refused": "head moved after the approval",
+                        "head_sha": info.head_sha,
+                        "approved_sha": approved,
+                    })));
+                }
+            }
             let pr = PullRequest {
                 number,
                 is_fork: info.is_fork(),
@@ -92,7 +132,6 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
                 base_ref: info.base_ref,
                 head_repo: info.head_repo,
                 author: info.author,
-                clone_url: payload.clone_url.clone(),
             };
             let builds = match command {
                 Command::Build { recipe } => Builds::Requested {
@@ -107,11 +146,64 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
         }
         CommandDecision::Run(Command::Help { problem }) => {
             // `decide_command` answers help itself; kept for completeness.
-            let text = crate::github::render::help_text(problem.as_deref());
+            let text = crate::github::render::help_text(problem.as_ref());
             reporter.comment_on_pr(number, &text).await?;
             Ok(Some(json!({ "comment_id": comment, "command": "help" })))
         }
     }
+}
+
+/// At most this many commands that need no permission (`/bakery validate`, `/bakery
+/// help`, unknown commands) are answered per pull request within [`COMMAND_WINDOW`].
+pub const UNPRIVILEGED_PER_PR: usize = 5;
+pub const COMMAND_WINDOW: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Commands needing no permission on pull request `number`, in comments that arrived
+/// before this one within the window (plain discussion does not count).
+async fn recent_commands(ctx: &JobContext, number: u64) -> anyhow::Result<usize> {
+    let since = ctx.job.created_at - chrono::Duration::from_std(COMMAND_WINDOW)?;
+    let jobs = ctx
+        .store
+        .list_jobs(&JobFilter {
+            kind: Some(crate::database::JobKind::Command),
+            repo: Some(ctx.job.repo.clone()),
+            ..JobFilter::default()
+        })
+        .await
+        .context("cannot list the pull request's commands")?;
+    Ok(jobs
+        .iter()
+        .filter(|j| {
+            j.pr_number == Some(number as i64) && j.id < ctx.job.id && j.created_at >= since
+        })
+        .filter_map(|j| CommandSpec::from_job(j).ok())
+        .filter(|spec| {
+            matches!(
+                crate::github::commands::parse_command(&spec.body),
+                Some(Command::Validate | Command::Help { .. })
+            )
+        })
+        .count())
+}
+
+/// The head of pull request `number` that bakery last validated before this comment
+/// arrived (the newest validation job of the pull request older than this job): what a
+/// writer commenting could have reviewed. `None` when bakery has validated none yet.
+async fn approved_head(ctx: &JobContext, number: u64) -> anyhow::Result<Option<String>> {
+    let jobs = ctx
+        .store
+        .list_jobs(&JobFilter {
+            kind: Some(crate::database::JobKind::Validation),
+            repo: Some(ctx.job.repo.clone()),
+            ..JobFilter::default()
+        })
+        .await
+        .context("cannot list the pull request's validations")?;
+    Ok(jobs
+        .into_iter()
+        .filter(|j| j.pr_number == Some(number as i64) && j.id < ctx.job.id && !j.sha.is_empty())
+        .max_by_key(|j| j.id)
+        .map(|j| j.sha))
 }
 
 /// Asks every queued or running job of pull request `number` (but this one) to stop, and
@@ -167,10 +259,12 @@ async fn cancel_pr_jobs(
                     format!("validation of `{}`", j.sha.get(..7).unwrap_or(&j.sha))
                 }
                 crate::database::JobKind::Command => {
-                    let cmd = j.payload["body"]
-                        .as_str()
-                        .and_then(|b| {
-                            b.lines()
+                    let spec = CommandSpec::from_job(j).ok();
+                    let cmd = spec
+                        .as_ref()
+                        .and_then(|s| {
+                            s.body
+                                .lines()
                                 .map(str::trim)
                                 .find(|l| l.to_ascii_lowercase().starts_with("/bakery"))
                         })

@@ -3,14 +3,17 @@
 pub mod command;
 mod deps;
 mod log_sink;
+mod noted;
 mod periodic;
 mod progress;
 pub mod release;
+pub mod spec;
 mod tracked;
 pub mod validation;
 
 pub use deps::JobDeps;
 pub use log_sink::JobLogSink;
+pub use noted::noted;
 pub use periodic::{run_janitor, spawn as spawn_periodic, sync_seen_repos};
 pub use progress::StepTracker;
 

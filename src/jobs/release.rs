@@ -5,14 +5,16 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::deps::JobDeps;
+use super::noted;
+use super::spec::{release_dedup_key, JobSpec, ReleaseSpec};
 use super::tracked::TrackedBuild;
 use crate::aws::release::MovedTag;
 use crate::build::{BuildOutcome, Manifest};
-use crate::github::checkout::Target;
+use crate::database::ResolvedCommit;
+use crate::github::checkout::{CheckoutRefusal, Target, Workspace};
 use crate::github::publish::{publish_failure, publish_release};
 use crate::github::render::{self, BuildSummary, ImageRow, RecipeOutcome};
 use crate::github::reporter::Conclusion;
@@ -20,91 +22,48 @@ use crate::github::GitHubReporter;
 use crate::plan::model::{BuildFacts, BuildPlan};
 use crate::plan::{plan_build, PlanInput};
 use crate::recipe::variables::VarOverrides;
+use crate::recipe::Checked;
 use crate::worker::JobContext;
-
-#[derive(Debug, Deserialize)]
-struct ReleasePayload {
-    tag: String,
-    clone_url: String,
-    installation_id: Option<i64>,
-}
 
 pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serde_json::Value>> {
     let job = &ctx.job;
     let started = Instant::now();
-    let payload: ReleasePayload = serde_json::from_value(job.payload.clone())
-        .context("the release job's payload is unreadable")?;
-    let tag = payload.tag.clone();
-    let reporter = deps.reporter(&job.repo, payload.installation_id).await?;
-    let session = reporter.session().await?;
-
-    // A tag's `create` carries no SHA: read it from GitHub.
-    let sha = if job.sha.is_empty() {
-        let tags = reporter.list_tags().await?;
-        tags.into_iter()
-            .find(|t| t.name == tag)
-            .map(|t| t.sha)
-            .with_context(|| format!("tag {tag} no longer exists in {}", job.repo))?
-    } else {
-        job.sha.clone()
-    };
-    ctx.log("checkout", &format!("checking out {tag} ({sha})"))
-        .await;
-    let workspace = match deps
-        .checkouts
-        .checkout(
-            reporter.repo(),
-            &payload.clone_url,
-            Some(session.git_token()),
-            &Target::Tag {
-                name: tag.clone(),
-                sha: sha.clone(),
-            },
-            &format!("job-{}", job.id),
-        )
-        .await
-    {
-        Ok(w) => w,
+    let spec = ReleaseSpec::from_job(job)?;
+    let tag = spec.tag.clone();
+    let reporter = match deps.reporter(&job.repo, spec.repo.installation_id).await {
+        Ok(r) => r,
         Err(e) => {
-            let message = format!("{e:#}");
-            if message.contains("moved") {
-                // The tag points elsewhere now: the push for the new commit makes its own job.
-                let body = format!(
-                    "{}\n\nbakery did not build `{tag}` from this commit: {message}\n",
-                    render::marker("refusal")
-                );
-                reporter.comment_on_commit(&sha, &body).await.ok();
-            }
-            return Err(e.context(format!("cannot check out {tag}")));
+            // Nothing can be reported on GitHub without a reporter: say it here.
+            ctx.log(
+                "report",
+                &format!(
+                    "cannot report on GitHub: {}",
+                    deps.redactor.redact(&format!("{e:#}"))
+                ),
+            )
+            .await;
+            return Err(e);
         }
     };
+
+    let (workspace, checked) = match prepare(deps, ctx, &reporter, &spec).await {
+        Ok(Prepared::Ready { workspace, checked }) => (workspace, *checked),
+        Ok(Prepared::Covered { by }) => {
+            ctx.log(
+                "checkout",
+                &format!("{tag} at this commit is job {by}'s: nothing more to do here"),
+            )
+            .await;
+            return Ok(Some(json!({ "tag": tag, "covered_by": by })));
+        }
+        Err(early) => {
+            report_early_failure(deps, ctx, &reporter, &tag, &early).await;
+            return Err(early.error);
+        }
+    };
+    let sha = workspace.sha.clone();
     let root = workspace.path.clone();
 
-    let checked = {
-        let root = root.clone();
-        tokio::task::spawn_blocking(move || crate::recipe::load_repo(&root))
-            .await
-            .context("loading recipes died")??
-    };
-    if !checked.is_ok() {
-        let errors: Vec<String> = checked
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .map(|d| d.to_string())
-            .collect();
-        let body = format!(
-            "{}\n### bakery did not build `{tag}`\n\nThe recipes at this commit do not validate:\n\n```\n{}\n```\n",
-            render::marker("invalid-recipes"),
-            deps.redactor.redact(&errors.join("\n"))
-        );
-        reporter.comment_on_commit(&sha, &body).await.ok();
-        anyhow::bail!(
-            "the recipes at {tag} have {} error(s):\n{}",
-            errors.len(),
-            errors.join("\n")
-        );
-    }
     let recipes = checked.set.recipes_for_tag(&tag);
     if recipes.is_empty() {
         ctx.log(
@@ -212,6 +171,215 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
     })))
 }
 
+/// A release job's state once its recipes are known.
+enum Prepared {
+    /// The tagged commit is checked out and its recipes validate.
+    Ready {
+        workspace: Workspace,
+        checked: Box<Checked>,
+    },
+    /// Another job already covers this tag at this commit (its push arrived while this
+    /// job, from the tag's `create`, was peeling the tag).
+    Covered { by: i64 },
+}
+
+/// A failure before any recipe was known, and the commit to report it on (`None` when
+/// the tag never resolved to one).
+struct EarlyFailure {
+    commit: Option<String>,
+    error: anyhow::Error,
+}
+
+impl EarlyFailure {
+    fn on(commit: Option<&str>, error: anyhow::Error) -> Self {
+        EarlyFailure {
+            commit: commit.filter(|c| !c.is_empty()).map(str::to_string),
+            error,
+        }
+    }
+}
+
+/// Checks out the tagged commit (peeling an annotated tag), records the commit on a job
+/// that came without one, and validates the recipes.
+async fn prepare(
+    deps: &JobDeps,
+    ctx: &JobContext,
+    reporter: &GitHubReporter,
+    spec: &ReleaseSpec,
+) -> Result<Prepared, EarlyFailure> {
+    let job = &ctx.job;
+    let tag = &spec.tag;
+    let known = (!job.sha.is_empty()).then(|| job.sha.clone());
+    ctx.log(
+        "checkout",
+        &match &known {
+            Some(c) => format!("checking out {tag} ({c})"),
+            None => format!("checking out {tag} (its commit is read from the tag)"),
+        },
+    )
+    .await;
+    let session = reporter
+        .session()
+        .await
+        .map_err(|e| EarlyFailure::on(known.as_deref(), e))?;
+    // The clone URL comes from the API, never from the delivery: the token goes only
+    // where GitHub says the repository lives.
+    let clone_url = reporter
+        .repository()
+        .await
+        .map_err(|e| EarlyFailure::on(known.as_deref(), e))?
+        .clone_url;
+    let workspace = deps
+        .checkouts
+        .checkout(
+            reporter.repo(),
+            &clone_url,
+            Some(session.git_token()),
+            &Target::Tag {
+                name: tag.clone(),
+                commit: known.clone(),
+            },
+            &format!("job-{}", job.id),
+        )
+        .await
+        .map_err(|e| {
+            EarlyFailure::on(
+                known.as_deref(),
+                e.context(format!("cannot check out {tag}")),
+            )
+        })?;
+    let sha = workspace.sha.clone();
+    ctx.log(
+        "checkout",
+        &match &workspace.tag_object {
+            Some(object) => format!("{tag} is annotated (tag object {object}) on commit {sha}"),
+            None => format!("{tag} is on commit {sha}"),
+        },
+    )
+    .await;
+
+    if known.is_none() || spec.tag_object != workspace.tag_object {
+        // Record the commit (and tag object) on the job, under the dedup key a push of
+        // the tag would use, so the push merges with this job rather than building twice.
+        let resolved = ReleaseSpec {
+            tag_object: workspace.tag_object.clone(),
+            ..spec.clone()
+        };
+        let recorded = deps
+            .store
+            .resolve_job_commit(
+                job.id,
+                &sha,
+                &release_dedup_key(&job.repo, tag, &sha),
+                &resolved.to_payload(),
+            )
+            .await
+            .map_err(|e| EarlyFailure::on(Some(&sha), e))?;
+        if let ResolvedCommit::Duplicate(by) = recorded {
+            if let Err(e) = workspace.remove() {
+                tracing::warn!("cannot remove the job's workspace: {e:#}");
+            }
+            return Ok(Prepared::Covered { by });
+        }
+    }
+
+    let checked = {
+        let root = workspace.path.clone();
+        tokio::task::spawn_blocking(move || crate::recipe::load_repo(&root))
+            .await
+            .map_err(|e| {
+                EarlyFailure::on(Some(&sha), anyhow::anyhow!("loading recipes died: {e}"))
+            })?
+            .map_err(|e| EarlyFailure::on(Some(&sha), e))?
+    };
+    if !checked.is_ok() {
+        let errors: Vec<String> = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| deps.redactor.redact(&d.to_string()))
+            .collect();
+        noted(
+            ctx,
+            &format!("comment on commit {sha}"),
+            reporter
+                .comment_on_commit(&sha, &render::invalid_recipes(tag, &errors))
+                .await,
+        )
+        .await;
+        return Err(EarlyFailure::on(
+            Some(&sha),
+            anyhow::anyhow!(
+                "the recipes at {tag} have {} error(s):\n{}",
+                errors.len(),
+                errors.join("\n")
+            ),
+        ));
+    }
+    Ok(Prepared::Ready {
+        workspace,
+        checked: Box::new(checked),
+    })
+}
+
+/// Reports a release that stopped before its recipes were known under one check run,
+/// `bakery/release` (a commit status in token mode), on the commit it was for; a tag
+/// moved away from that commit also gets the refusal comment there.
+async fn report_early_failure(
+    deps: &JobDeps,
+    ctx: &JobContext,
+    reporter: &GitHubReporter,
+    tag: &str,
+    early: &EarlyFailure,
+) {
+    let reason = deps.redactor.redact(&format!("{:#}", early.error));
+    let Some(commit) = early.commit.as_deref() else {
+        ctx.log(
+            "report",
+            &format!("{tag} resolved to no commit, so nothing is reported on GitHub: {reason}"),
+        )
+        .await;
+        return;
+    };
+    if let Some(CheckoutRefusal::TagMoved { found, .. }) = early.error.downcast_ref() {
+        noted(
+            ctx,
+            &format!("comment on commit {commit}"),
+            reporter
+                .comment_on_commit(commit, &render::tag_moved_before_build(tag, commit, found))
+                .await,
+        )
+        .await;
+    }
+    let (title, summary) = render::release_not_started(tag, &reason);
+    let details_url = deps.details_url(ctx.job.id);
+    let what = format!("report {} on commit {commit}", render::RELEASE_CHECK);
+    let Some(progress) = noted(
+        ctx,
+        &what,
+        reporter
+            .start_progress(
+                render::RELEASE_CHECK,
+                commit,
+                details_url.as_deref(),
+                Some(&ctx.job.id.to_string()),
+            )
+            .await,
+    )
+    .await
+    else {
+        return;
+    };
+    noted(
+        ctx,
+        &what,
+        reporter
+            .complete_progress(&progress, Conclusion::Failure, &title, &summary, &[])
+            .await,
+    )
+    .await;
+}
+
 enum RecipeResult {
     Built {
         manifest: Manifest,
@@ -285,31 +453,42 @@ async fn build_recipe(
         Err(e) => {
             if let Some(moved) = e.downcast_ref::<MovedTag>() {
                 let error = deps.redactor.redact(&format!("{e:#}"));
-                reporter
-                    .complete_progress(
-                        &tracked.progress,
-                        Conclusion::Failure,
-                        "Refused: the tag was moved",
-                        &error,
-                        &[],
-                    )
-                    .await
-                    .ok();
-                reporter
-                    .comment_on_commit(
-                        &plan.git_sha,
-                        &render::moved_tag(&plan.version, &moved.built_sha, &moved.new_sha),
-                    )
-                    .await
-                    .ok();
+                noted(
+                    ctx,
+                    &format!("complete check run {}", tracked.progress.name),
+                    reporter
+                        .complete_progress(
+                            &tracked.progress,
+                            Conclusion::Failure,
+                            "Refused: the tag was moved",
+                            &error,
+                            &[],
+                        )
+                        .await,
+                )
+                .await;
+                noted(
+                    ctx,
+                    &format!("comment on commit {}", plan.git_sha),
+                    reporter
+                        .comment_on_commit(
+                            &plan.git_sha,
+                            &render::moved_tag(&plan.version, &moved.built_sha, &moved.new_sha),
+                        )
+                        .await,
+                )
+                .await;
                 return Err(e);
             }
             let failure = tracked
-                .report_failure(deps, ctx, reporter, plan, &e, finished.running_step, &steps)
+                .report_failure(deps, ctx, plan, &e, finished.running_step, &steps)
                 .await;
-            publish_failure(reporter, &failure, &deps.redactor)
-                .await
-                .ok();
+            noted(
+                ctx,
+                &format!("comment on commit {} with the failure", plan.git_sha),
+                publish_failure(reporter, &failure, &deps.redactor).await,
+            )
+            .await;
             Err(e)
         }
     }

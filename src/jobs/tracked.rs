@@ -25,6 +25,8 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// A build in progress under its check run.
 pub struct TrackedBuild {
+    /// Reports on the build's commit.
+    reporter: GitHubReporter,
     pub progress: Progress,
     pub tracker: StepTracker,
     pub job_log: Arc<JobLogSink>,
@@ -78,6 +80,7 @@ impl TrackedBuild {
             stop_updates.clone(),
         ));
         Ok(TrackedBuild {
+            reporter: reporter.clone(),
             progress,
             tracker,
             job_log,
@@ -152,7 +155,6 @@ impl TrackedBuild {
         &self,
         deps: &JobDeps,
         ctx: &JobContext,
-        reporter: &GitHubReporter,
         plan: &BuildPlan,
         e: &anyhow::Error,
         running_step: String,
@@ -165,16 +167,20 @@ impl TrackedBuild {
         } else {
             (Conclusion::Failure, format!("Failed during {step}"))
         };
-        reporter
-            .complete_progress(
-                &self.progress,
-                conclusion,
-                &title,
-                &format!("{steps}\n```\n{error}\n```\n"),
-                &[],
-            )
-            .await
-            .ok();
+        super::noted(
+            ctx,
+            &format!("complete check run {}", self.progress.name),
+            self.reporter
+                .complete_progress(
+                    &self.progress,
+                    conclusion,
+                    &title,
+                    &format!("{steps}\n{}", render::code_block("", &error)),
+                    &[],
+                )
+                .await,
+        )
+        .await;
         let step_log = step
             .strip_prefix("provision: ")
             .unwrap_or(&step)

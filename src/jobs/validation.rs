@@ -13,11 +13,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::Context;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::deps::JobDeps;
 use super::release::image_rows;
+use super::spec::{JobSpec, ValidationSpec};
 use super::tracked::TrackedBuild;
 use crate::aws::resource::{self, Deleted, ResourceKind, ResourceRef};
 use crate::aws::{AwsSession, Target as AwsTarget};
@@ -29,25 +29,11 @@ use crate::github::GitHubReporter;
 use crate::plan::model::BuildPlan;
 use crate::plan::{plan_build, PlanInput};
 use crate::recipe::variables::VarOverrides;
-use crate::recipe::{Checked, Diagnostic, PullRequestMode, Severity};
+use crate::recipe::{Checked, Diagnostic, PullRequestMode, RecipeSet, RepoConfig, Severity};
 use crate::worker::JobContext;
 
 /// The check run that carries the validation result.
 pub const VALIDATE_CHECK: &str = "bakery/validate";
-
-/// What a validation job carries (see `server::intake`).
-#[derive(Debug, Deserialize)]
-struct ValidationPayload {
-    clone_url: String,
-    installation_id: Option<i64>,
-    #[serde(default)]
-    head_repo: Option<String>,
-    base_ref: String,
-    #[serde(default)]
-    is_fork: bool,
-    #[serde(default)]
-    author: String,
-}
 
 /// The pull request being validated, at one head commit.
 #[derive(Debug, Clone)]
@@ -59,7 +45,6 @@ pub struct PullRequest {
     pub head_repo: Option<String>,
     pub is_fork: bool,
     pub author: String,
-    pub clone_url: String,
 }
 
 /// Which validation builds to run after validating.
@@ -75,8 +60,7 @@ pub enum Builds {
 
 pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serde_json::Value>> {
     let job = &ctx.job;
-    let payload: ValidationPayload = serde_json::from_value(job.payload.clone())
-        .context("the validation job's payload is unreadable")?;
+    let payload = ValidationSpec::from_job(job)?;
     let number = job
         .pr_number
         .context("a validation job needs its pull request number")?;
@@ -84,7 +68,9 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
         !job.sha.is_empty(),
         "the validation job of #{number} has no head SHA"
     );
-    let reporter = deps.reporter(&job.repo, payload.installation_id).await?;
+    let reporter = deps
+        .reporter(&job.repo, payload.repo.installation_id)
+        .await?;
     let pr = PullRequest {
         number: number as u64,
         head_sha: job.sha.clone(),
@@ -92,7 +78,6 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
         head_repo: payload.head_repo,
         is_fork: payload.is_fork,
         author: payload.author,
-        clone_url: payload.clone_url,
     };
     validate(deps, ctx, &reporter, &pr, &Builds::ByMode)
         .await
@@ -117,11 +102,13 @@ pub async fn validate(
     )
     .await;
     let session = reporter.session().await?;
+    // The clone URL comes from the API, never from the delivery.
+    let clone_url = reporter.repository().await?.clone_url;
     let workspace = deps
         .checkouts
         .checkout(
             reporter.repo(),
-            &pr.clone_url,
+            &clone_url,
             Some(session.git_token()),
             &Target::PullRequest {
                 number,
@@ -133,15 +120,23 @@ pub async fn validate(
         .with_context(|| format!("cannot check out pull request #{number}"))?;
     let root = workspace.path.clone();
 
-    let (changed, checked) = {
+    let (changed, checked, trusted) = {
         let (root, base) = (root.clone(), pr.base_ref.clone());
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let changed = changed_files(&root, &base)?;
             let checked = crate::recipe::load_repo(&root)?;
-            Ok((changed, checked))
+            let trusted = base_config(&root, &base)?;
+            Ok((changed, checked, trusted))
         })
         .await
         .context("reading the pull request's changes died")??
+    };
+    // The pull request's own bakery.toml is validated like any file it changes, but it
+    // decides nothing about its own trust: the mode and the defaults any build uses come
+    // from the base branch.
+    let build_set = RecipeSet {
+        config: trusted,
+        ..checked.set.clone()
     };
     let explicit_recipe = match builds {
         Builds::Requested {
@@ -197,7 +192,7 @@ pub async fn validate(
     if checked.is_ok() {
         for recipe in &touched {
             match plan_build(
-                &checked.set,
+                &build_set,
                 &PlanInput {
                     recipe,
                     version: &version,
@@ -235,7 +230,7 @@ pub async fn validate(
     ctx.log("report", &format!("plan comment {}", comment.html_url))
         .await;
 
-    let mode = checked.set.config.pull_request_mode();
+    let mode = build_set.config.pull_request_mode();
     if pr.is_fork && mode != PullRequestMode::Never && !matches!(builds, Builds::Requested { .. }) {
         let notice = render::fork_needs_approval(
             &pr.author,
@@ -250,11 +245,14 @@ pub async fn validate(
     let wanted: Result<Vec<String>, String> = match builds {
         Builds::Never => Err("a validation only".into()),
         Builds::ByMode => match mode {
-            PullRequestMode::Never => Err("bakery.toml sets pull_requests = \"never\"".into()),
-            PullRequestMode::OnCommand => Err(
-                "bakery.toml sets pull_requests = \"on-command\": a writer comments `/bakery build`"
-                    .into(),
-            ),
+            PullRequestMode::Never => Err(format!(
+                "bakery.toml on {} sets pull_requests = \"never\"",
+                pr.base_ref
+            )),
+            PullRequestMode::OnCommand => Err(format!(
+                "bakery.toml on {} sets pull_requests = \"on-command\": a writer comments `/bakery build`",
+                pr.base_ref
+            )),
             PullRequestMode::Always if pr.is_fork => Err(
                 "the pull request comes from a fork: a writer comments `/bakery build`".into(),
             ),
@@ -262,7 +260,7 @@ pub async fn validate(
         },
         Builds::Requested { recipe, .. } => {
             if mode == PullRequestMode::Never {
-                Err("this repository's bakery.toml sets `pull_requests = \"never\"`: pull requests are validated, never built".into())
+                Err(format!("this repository's bakery.toml on {} sets `pull_requests = \"never\"`: pull requests are validated, never built", pr.base_ref))
             } else {
                 match recipe {
                     Some(r) if checked.set.names.contains(r) => Ok(vec![r.clone()]),
@@ -336,7 +334,7 @@ pub async fn validate(
         let plan = match plans.iter().find(|p| &p.recipe == recipe) {
             Some(p) => p.clone(),
             None => plan_build(
-                &checked.set,
+                &build_set,
                 &PlanInput {
                     recipe,
                     version: &version,
@@ -435,6 +433,35 @@ pub fn changed_files(workspace: &Path, base_ref: &str) -> anyhow::Result<Vec<Str
     Ok(paths.into_iter().collect())
 }
 
+/// `bakery.toml` as the base branch has it: what decides a pull request's trust (its
+/// `pull_requests` mode) and the defaults its builds use. A base branch without the file,
+/// or with a file that does not parse, gives the built-in defaults (which never build
+/// without a writer's command).
+pub fn base_config(workspace: &Path, base_ref: &str) -> anyhow::Result<RepoConfig> {
+    let repo = git2::Repository::open(workspace)
+        .with_context(|| format!("cannot open the checkout {}", workspace.display()))?;
+    let base = repo
+        .find_reference(&format!("refs/remotes/origin/{base_ref}"))
+        .and_then(|r| r.peel_to_commit())
+        .with_context(|| format!("the base branch {base_ref} is not in the repository"))?;
+    let tree = base.tree()?;
+    let Ok(entry) = tree.get_path(Path::new(crate::recipe::repo_config::FILE_NAME)) else {
+        return Ok(RepoConfig::default());
+    };
+    let Ok(blob) = entry.to_object(&repo).and_then(|o| o.peel_to_blob()) else {
+        return Ok(RepoConfig::default());
+    };
+    let text = String::from_utf8_lossy(blob.content()).to_string();
+    let parsed = crate::recipe::repo_config::parse_repo_config(crate::recipe::SourceFile::new(
+        crate::recipe::repo_config::FILE_NAME,
+        &text,
+    ));
+    if parsed.diagnostics.has_errors() {
+        return Ok(RepoConfig::default());
+    }
+    Ok(parsed.config)
+}
+
 /// One check-run annotation per diagnostic.
 pub fn annotations(checked: &Checked, redactor: &crate::redact::Redactor) -> Vec<Annotation> {
     checked
@@ -499,18 +526,6 @@ async fn report_validation(
     let annotations = annotations(checked, &deps.redactor);
     let errors = checked.diagnostics.error_count() + plan_errors.len();
     let warnings = checked.diagnostics.warning_count();
-    let recipes = if touched.is_empty() {
-        "No recipe is affected.".to_string()
-    } else {
-        format!(
-            "Recipes affected: {}.",
-            touched
-                .iter()
-                .map(|r| format!("`{r}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
     let (conclusion, title) = if errors == 0 {
         (
             Conclusion::Success,
@@ -526,18 +541,12 @@ async fn report_validation(
             format!("{errors} error(s), {warnings} warning(s) in the recipes"),
         )
     };
-    let mut summary = format!("{recipes}\n");
-    if !checked.diagnostics.is_empty() {
-        summary.push_str("\n```\n");
-        for d in checked.diagnostics.iter() {
-            summary.push_str(&deps.redactor.redact(&d.to_string()));
-            summary.push('\n');
-        }
-        summary.push_str("```\n");
-    }
-    for p in plan_errors {
-        summary.push_str(&format!("\n{}: {}\n", p.path, p.message));
-    }
+    let diagnostics: Vec<String> = checked
+        .diagnostics
+        .iter()
+        .map(|d| deps.redactor.redact(&d.to_string()))
+        .collect();
+    let summary = render::validation_summary(touched, &diagnostics, plan_errors);
     reporter
         .complete_progress(&progress, conclusion, &title, &summary, &annotations)
         .await?;
@@ -635,16 +644,20 @@ async fn build_recipe(
                 (Ok(_), _) => anyhow::anyhow!("the build's AWS session was lost"),
             };
             let failure = tracked
-                .report_failure(deps, ctx, reporter, plan, &e, finished.running_step, &steps)
+                .report_failure(deps, ctx, plan, &e, finished.running_step, &steps)
                 .await;
             let body = format!(
                 "{comment_marker}\n{}",
                 render::failure_comment(&failure, &deps.redactor)
             );
-            reporter
-                .upsert_sticky_comment(number, &comment_marker, &body)
-                .await
-                .ok();
+            super::noted(
+                ctx,
+                &format!("comment on pull request #{number}"),
+                reporter
+                    .upsert_sticky_comment(number, &comment_marker, &body)
+                    .await,
+            )
+            .await;
             Err(e)
         }
     }

@@ -379,11 +379,16 @@ impl Planner<'_> {
                     timeout_secs,
                     ..
                 } => {
+                    let rendered: Vec<String> =
+                        extra_args.iter().map(|a| self.render(a)).collect::<anyhow::Result<_>>()?;
+                    if let Err((at, why)) = crate::recipe::ansible_args::check_extra_args(&rendered) {
+                        bail!("{}: extra_args: {why}", self.at(&extra_args[at].span));
+                    }
                     ProvisionStep::Ansible(AnsibleStep {
                         name: self.step_name(name, || format!("playbook {}", playbook.value))?,
                         playbook: self.path(playbook)?,
                         extra_vars: self.render_map(extra_vars)?,
-                        extra_args: extra_args.iter().map(|a| self.render(a)).collect::<anyhow::Result<_>>()?,
+                        extra_args: rendered,
                         become_root: *become_root,
                         timeout_secs: timeout_secs.unwrap_or(defaults::STEP_TIMEOUT_SECS),
                     })

@@ -381,3 +381,26 @@ fn release_file_shows_placeholders_in_the_text_plan() {
         "Stamp /etc/release\n  | release-1.2.0\n  | RECIPE=base\n  | GIT_SHA=0123456789abcdef0123456789abcdef01234567\n  | BUILD_ID=<build id>\n  | BUILD_TIME=2025-03-01T12:00:00Z\n  | SOURCE_AMI=<resolved at build time>\n"
     ), "{text}");
 }
+
+#[test]
+fn templated_ansible_args_are_checked_once_rendered() {
+    let recipe = format!(
+        "{BASE}[variables.mode]\ntype = \"string\"\ndefault = \"-v\"\n\n[[provision]]\ntype = \"ansible\"\nplaybook = \"site.yml\"\nextra_args = [\"{{{{ var.mode }}}}\"]\n"
+    );
+    let c = check_sources(Some(CONFIG), &[RecipeSource::new("base", &recipe)]);
+    assert!(c.is_ok(), "{}", c.diagnostics);
+    let vars = VarOverrides::default();
+    let plan = plan_build(&c.set, &input("base", &vars)).unwrap();
+    assert!(matches!(&plan.provision[0], ProvisionStep::Ansible(a) if a.extra_args == ["-v"]));
+
+    let mut local = VarOverrides::default();
+    local.push_cli(&["mode=-clocal".into()]).unwrap();
+    let err = plan_build(&c.set, &input("base", &local))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("extra_args: `-c` chooses the connection"),
+        "{err}"
+    );
+    assert!(err.starts_with("recipes/base/recipe.toml:"), "{err}");
+}

@@ -1,43 +1,20 @@
-//! Files a recipe names must lie inside the checked-out repository.
+//! Files a recipe names must lie inside the checked-out repository: they are resolved
+//! with [`resolve_inside`], which never looks outside the checkout, symlinks included.
+//! May touch: `lstat`/`readlink` inside the checkout.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+use crate::recipe::contain::resolve_inside;
 
 /// Resolves `rel` under `repo_root`, refusing absolute paths, `..` and symlinks that lead
 /// outside the repository.
 pub fn resolve_in_repo(repo_root: &Path, rel: &Path) -> anyhow::Result<PathBuf> {
-    if rel.is_absolute() {
-        anyhow::bail!(
-            "{} is an absolute path; give a path relative to the repository root",
-            rel.display()
-        );
-    }
-    if rel.components().any(|c| matches!(c, Component::ParentDir)) {
-        anyhow::bail!(
-            "{} contains `..`; files must lie inside the repository",
-            rel.display()
-        );
-    }
     let root = repo_root
         .canonicalize()
         .with_context(|| format!("repository root {} not found", repo_root.display()))?;
-    let full = root.join(rel);
-    let resolved = full.canonicalize().with_context(|| {
-        format!(
-            "{} not found in the repository (looked at {})",
-            rel.display(),
-            full.display()
-        )
-    })?;
-    if !resolved.starts_with(&root) {
-        anyhow::bail!(
-            "{} resolves to {}, outside the repository; files must lie inside it",
-            rel.display(),
-            resolved.display()
-        );
-    }
-    Ok(resolved)
+    resolve_inside(&root, rel).map_err(|why| anyhow::anyhow!("{why}; {}", why.hint()))
 }
 
 #[cfg(test)]

@@ -272,18 +272,32 @@ pub async fn upload_tree(
     log: &BuildLog,
     cancel: &CancellationToken,
 ) -> anyhow::Result<usize> {
+    let entries = walk_tree(local_root)?;
+    upload_entries(comm, step, local_root, &entries, remote_root, log, cancel).await
+}
+
+/// Uploads `entries` (from [`walk_tree`] of `local_root`, possibly filtered) to
+/// `remote_root` (replaced if present), as [`upload_tree`] does. Returns the number of files.
+pub async fn upload_entries(
+    comm: &Communicator,
+    step: &str,
+    local_root: &Path,
+    entries: &[TreeEntry],
+    remote_root: &str,
+    log: &BuildLog,
+    cancel: &CancellationToken,
+) -> anyhow::Result<usize> {
     use std::os::unix::fs::PermissionsExt;
     let root_mode = std::fs::metadata(local_root)
         .with_context(|| format!("cannot stat {}", local_root.display()))?
         .permissions()
         .mode()
         & 0o7777;
-    let entries = walk_tree(local_root)?;
     let r = sh_quote(remote_root);
 
     // Directories first, writable by us until the files are in.
     let mut setup = format!("set -e\numask 077\nrm -rf {r}\nmkdir -p {r}\ncd {r}\n");
-    for e in &entries {
+    for e in entries {
         match e {
             TreeEntry::Dir { rel, .. } => {
                 setup.push_str(&format!("mkdir -m 0700 {}\n", sh_quote(rel)))

@@ -1,10 +1,16 @@
 //! Reading a repository's recipes from disk, and the checks that need the disk: every file
-//! a recipe uses exists and, symlinks followed, stays inside the repository.
+//! a recipe uses exists and stays inside the checkout. Nothing is read, or even looked at,
+//! outside the checkout: `bakery.toml`, `recipes/`, each `recipe.toml` and every file a step
+//! names are resolved with [`resolve_inside`] first, symlinks included.
+//!
+//! May touch: files inside the checkout, read only.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
+use super::contain::{resolve_inside, Uncontained};
+use super::diagnostic::{Diagnostic, SourceFile};
 use super::reader::Cx;
 use super::repo_config::FILE_NAME;
 use super::spec::StepSpec;
@@ -48,72 +54,70 @@ pub fn find_repo_root(path: &Path) -> anyhow::Result<(PathBuf, Option<String>)> 
     Ok((root, scope))
 }
 
+/// A diagnostic for a file bakery refused to read.
+fn refused(path: &str, why: &Uncontained) -> Diagnostic {
+    Diagnostic::error(&SourceFile::new(path, ""), 0..0, why.to_string()).with_hint(why.hint())
+}
+
+fn read_text(path: &Path, shown: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {shown} as UTF-8 text; check the file"))
+}
+
 /// Reads `bakery.toml` and every `recipes/*/recipe.toml` under `root`, and checks them all.
+/// Each path is resolved inside the checkout first ([`resolve_inside`]): a file or folder
+/// that is, or passes through, a symlink leading out of it is reported and never read.
 pub fn load_repo(root: &Path) -> anyhow::Result<Checked> {
-    let config_path = root.join(FILE_NAME);
-    let config = if config_path.is_file() {
-        Some(std::fs::read_to_string(&config_path).with_context(|| {
-            format!(
-                "cannot read {}; check its permissions",
-                config_path.display()
-            )
-        })?)
-    } else {
-        None
+    let canonical_root = root
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", root.display()))?;
+    let mut refusals = super::Diagnostics::new();
+
+    let config = match resolve_inside(&canonical_root, Path::new(FILE_NAME)) {
+        Ok(path) if path.is_file() => Some(read_text(&path, FILE_NAME)?),
+        Ok(_) | Err(Uncontained::Missing { .. }) => None,
+        Err(why) => {
+            refusals.push(refused(FILE_NAME, &why));
+            None
+        }
     };
 
-    let recipes_dir = root.join(RECIPES_DIR);
     let mut sources = Vec::new();
-    if recipes_dir.is_dir() {
-        let entries = std::fs::read_dir(&recipes_dir).with_context(|| {
-            format!(
-                "cannot list {}; check its permissions",
-                recipes_dir.display()
-            )
-        })?;
-        let mut dirs: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.join(RECIPE_FILE).is_file())
-            .collect();
-        dirs.sort();
-        for dir in dirs {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let file = dir.join(RECIPE_FILE);
-            let text = std::fs::read_to_string(&file).with_context(|| {
-                format!(
-                    "cannot read {} as UTF-8 text; check the file",
-                    file.display()
-                )
-            })?;
-            sources.push(RecipeSource::new(&name, text));
+    match resolve_inside(&canonical_root, Path::new(RECIPES_DIR)) {
+        Ok(dir) if dir.is_dir() => {
+            let entries = std::fs::read_dir(&dir)
+                .with_context(|| format!("cannot list {RECIPES_DIR}/; check its permissions"))?;
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            for name in names {
+                let rel = format!("{RECIPES_DIR}/{name}/{RECIPE_FILE}");
+                match resolve_inside(&canonical_root, Path::new(&rel)) {
+                    Ok(file) if file.is_file() => {
+                        sources.push(RecipeSource::new(&name, read_text(&file, &rel)?));
+                    }
+                    // Not a recipe folder.
+                    Ok(_) | Err(Uncontained::Missing { .. }) => {}
+                    Err(why) => refusals.push(refused(&rel, &why)),
+                }
+            }
         }
+        Ok(_) | Err(Uncontained::Missing { .. }) => {}
+        Err(why) => refusals.push(refused(RECIPES_DIR, &why)),
     }
-    if sources.is_empty() && config.is_none() {
+    if sources.is_empty() && config.is_none() && refusals.is_empty() {
         bail!(
             "no recipes under {}; a recipe is a folder recipes/<name>/ holding {RECIPE_FILE}",
-            recipes_dir.display()
+            root.join(RECIPES_DIR).display()
         );
     }
 
     let mut checked = check_sources(config.as_deref(), &sources);
-    let mut extra = super::Diagnostics::new();
-    let canonical_root = root
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", root.display()))?;
+    let mut extra = refusals;
     for spec in checked.set.recipes.values() {
         let cx = Cx::new(spec.file.clone());
-        // The recipe file itself may be a symlink.
-        check_inside(
-            &cx,
-            &canonical_root,
-            root,
-            &spec.file.path,
-            0..0,
-            FileKind::File,
-        );
         for step in &spec.provision {
             let kind = match step {
                 StepSpec::File { .. } => FileKind::FileOrDir,
@@ -121,7 +125,7 @@ pub fn load_repo(root: &Path) -> anyhow::Result<Checked> {
             };
             for p in step.paths() {
                 if let Ok(rel) = check::resolve_path(&spec.dir, &p.value) {
-                    check_inside(&cx, &canonical_root, root, &rel, p.span.clone(), kind);
+                    check_inside(&cx, &canonical_root, &rel, p.span.clone(), kind);
                 }
             }
         }
@@ -138,48 +142,24 @@ enum FileKind {
     FileOrDir,
 }
 
-/// `rel` exists under `root` and, with symlinks resolved, is still inside it.
+/// `rel` exists in the checkout and, symlinks resolved inside it, never leaves it.
 fn check_inside(
     cx: &Cx,
     canonical_root: &Path,
-    root: &Path,
     rel: &str,
     span: std::ops::Range<usize>,
     kind: FileKind,
 ) {
-    let path = root.join(rel);
-    if std::fs::symlink_metadata(&path).is_err() {
-        cx.error(
-            span,
-            format!("`{rel}` does not exist"),
-            format!("create {rel}, or fix the path (it is relative to the recipe's folder)"),
-        );
-        return;
-    }
-    let Ok(real) = path.canonicalize() else {
-        cx.error(
-            span,
-            format!("`{rel}` is a broken symlink"),
-            "point the link at a file inside the repository, or replace it with the file",
-        );
-        return;
-    };
-    if !real.starts_with(canonical_root) {
-        cx.error(
-            span,
-            format!(
-                "`{rel}` is a symlink pointing outside the repository ({})",
-                real.display()
-            ),
-            "copy the file into the repository: a build only sees the repository's own files",
-        );
-        return;
-    }
-    if matches!(kind, FileKind::File) && !real.is_file() {
-        cx.error(
-            span,
-            format!("`{rel}` is not a file"),
-            "point at a file, not a folder",
-        );
+    match resolve_inside(canonical_root, Path::new(rel)) {
+        Ok(real) => {
+            if matches!(kind, FileKind::File) && !real.is_file() {
+                cx.error(
+                    span,
+                    format!("`{rel}` is not a file"),
+                    "point at a file, not a folder",
+                );
+            }
+        }
+        Err(why) => cx.error(span, why.to_string(), why.hint()),
     }
 }

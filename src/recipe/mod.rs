@@ -9,8 +9,10 @@
 //! the same checks and adds those that need the disk (files exist, no symlink leaves the
 //! repository). Every problem is a positioned [`Diagnostic`]; nothing stops at the first.
 
+pub mod ansible_args;
 pub mod aws_names;
 pub mod check;
+pub mod contain;
 pub mod diagnostic;
 pub mod load;
 pub mod parse;

@@ -420,8 +420,22 @@ impl Reader<'_> {
                 let playbook = t.required_string("playbook", "\"playbook.yml\"");
                 let extra_vars = t.string_map("extra_vars");
                 let extra_vars = self.text_map(extra_vars);
-                let extra_args = t
-                    .string_list("extra_args")
+                let extra_args = t.string_list("extra_args");
+                // Templated arguments are checked once rendered, when planning.
+                if let Some(list) = extra_args
+                    .as_ref()
+                    .filter(|l| !l.value.iter().any(|a| a.value.contains("{{")))
+                {
+                    let raw: Vec<&str> = list.value.iter().map(|a| a.value.as_str()).collect();
+                    if let Err((at, why)) = super::ansible_args::check_extra_args(&raw) {
+                        self.cx.error(
+                            list.value[at].span.clone(),
+                            format!("extra_args: {why}"),
+                            why.hint(),
+                        );
+                    }
+                }
+                let extra_args = extra_args
                     .map(|l| l.value.iter().map(|a| self.text(a)).collect())
                     .unwrap_or_default();
                 let become_root = t.bool("become").is_some_and(|b| b.value);

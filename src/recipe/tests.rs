@@ -291,3 +291,18 @@ fn touched_recipes_follow_shared_files() {
     assert!(touches_recipes(&["recipes/gone/recipe.toml"]));
     assert!(!touches_recipes(&["src/lib.rs", "recipesx"]));
 }
+
+#[test]
+fn ansible_extra_args_cannot_choose_the_host_or_the_connection() {
+    let r = with_head(
+        "[[provision]]\ntype = \"ansible\"\nplaybook = \"site.yml\"\nextra_args = [\"-v\", \"-c\", \"local\"]\n",
+    );
+    assert_eq!(
+        check(None, &r),
+        vec!["9:21: error: extra_args: `-c` chooses the connection; bakery runs the playbook on the builder itself, against localhost over a local connection"]
+    );
+    let r = with_head(
+        "[[provision]]\ntype = \"ansible\"\nplaybook = \"site.yml\"\nextra_args = [\"--tags\", \"docker\", \"--diff\"]\n",
+    );
+    assert_eq!(check(None, &r), Vec::<String>::new());
+}

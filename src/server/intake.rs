@@ -2,10 +2,10 @@
 //! Pure: no I/O, so every event shape is unit-testable.
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use serde_json::json;
 
 use crate::database::{JobKind, NewJob};
 use crate::github::webhook::{RepositoryRef, WebhookEvent};
+use crate::jobs::spec::{CommandSpec, JobSource, JobSpec, ReleaseSpec, RepoSpec, ValidationSpec};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum IntakeDecision {
@@ -51,59 +51,45 @@ impl TagPatterns {
     }
 }
 
-/// The dedup key of a release job: one job per (repo, tag, SHA).
-pub fn release_dedup_key(repo: &str, tag: &str, sha: &str) -> String {
-    format!("release:{repo}:{tag}:{sha}")
+pub use crate::jobs::spec::{command_dedup_key, release_dedup_key, validation_dedup_key};
+
+fn repo_spec(repo: &RepositoryRef, installation_id: Option<i64>) -> RepoSpec {
+    RepoSpec {
+        clone_url: repo.clone_url.clone(),
+        default_branch: repo.default_branch.clone(),
+        installation_id,
+    }
 }
 
-pub fn validation_dedup_key(repo: &str, pr: i64, sha: &str) -> String {
-    format!("validation:{repo}:{pr}:{sha}")
-}
-
-pub fn command_dedup_key(repo: &str, comment_id: i64) -> String {
-    format!("command:{repo}:{comment_id}")
-}
-
-fn repo_payload(repo: &RepositoryRef, installation_id: Option<i64>) -> serde_json::Value {
-    json!({
-        "clone_url": repo.clone_url,
-        "default_branch": repo.default_branch,
-        "installation_id": installation_id,
-    })
-}
-
-/// A release job for `tag`, if it matches the release patterns. Without a SHA (a tag's
-/// `create`), the dedup key is unique to the delivery and the store merges the job with
-/// the tag's push.
-fn release_job(
-    repo: &RepositoryRef,
-    tag: &str,
-    sha: Option<&str>,
+/// A pushed or created tag, as a release job asks for it.
+struct TagEvent<'a> {
+    repo: &'a RepositoryRef,
+    tag: &'a str,
+    /// The tagged commit, when the delivery names it.
+    commit: Option<&'a str>,
+    /// The tag object, when the delivery shows the tag is annotated.
+    tag_object: Option<&'a str>,
     installation_id: Option<i64>,
-    tags: &TagPatterns,
-    delivery_id: &str,
-) -> IntakeDecision {
+}
+
+/// A release job for the tag, if it matches the release patterns. Without a commit (a
+/// tag's `create`), the dedup key is unique to the delivery and the store merges the job
+/// with the tag's push; the worker peels the tag when no push arrives.
+fn release_job(event: TagEvent<'_>, tags: &TagPatterns, delivery_id: &str) -> IntakeDecision {
+    let tag = event.tag;
     if !tags.matches(tag) {
         return IntakeDecision::Ignore(format!(
             "tag {tag} does not match the release patterns ({})",
             tags.describe()
         ));
     }
-    let mut payload = repo_payload(repo, installation_id);
-    payload["tag"] = json!(tag);
-    let dedup_key = match sha {
-        Some(sha) => release_dedup_key(&repo.full_name, tag, sha),
-        None => format!("release:{}:{tag}:unresolved:{delivery_id}", repo.full_name),
+    let spec = ReleaseSpec {
+        repo: repo_spec(event.repo, event.installation_id),
+        tag: tag.to_string(),
+        tag_object: event.tag_object.map(str::to_string),
+        source: JobSource::Webhook,
     };
-    IntakeDecision::Enqueue(NewJob {
-        kind: JobKind::Release,
-        repo: repo.full_name.clone(),
-        git_ref: tag.to_string(),
-        sha: sha.unwrap_or_default().to_string(),
-        pr_number: None,
-        dedup_key,
-        payload,
-    })
+    IntakeDecision::Enqueue(spec.into_job(&event.repo.full_name, event.commit, delivery_id))
 }
 
 pub fn decide(event: &WebhookEvent, tags: &TagPatterns, delivery_id: &str) -> IntakeDecision {
@@ -113,16 +99,42 @@ pub fn decide(event: &WebhookEvent, tags: &TagPatterns, delivery_id: &str) -> In
         WebhookEvent::TagPushed {
             repo,
             tag,
-            sha,
+            target,
+            commit,
             installation_id,
-        } => release_job(repo, tag, Some(sha), *installation_id, tags, delivery_id),
+        } => release_job(
+            TagEvent {
+                repo,
+                tag,
+                commit: commit.as_deref(),
+                // `after` is the commit for a lightweight tag and the tag object for an
+                // annotated one; only `head_commit` names the commit either way.
+                tag_object: commit
+                    .as_deref()
+                    .filter(|c| *c != target)
+                    .map(|_| target.as_str()),
+                installation_id: *installation_id,
+            },
+            tags,
+            delivery_id,
+        ),
         // `create` carries no SHA; the store merges it with the tag's `push`, and the
         // worker resolves the tag when no push arrives.
         WebhookEvent::TagCreated {
             repo,
             tag,
             installation_id,
-        } => release_job(repo, tag, None, *installation_id, tags, delivery_id),
+        } => release_job(
+            TagEvent {
+                repo,
+                tag,
+                commit: None,
+                tag_object: None,
+                installation_id: *installation_id,
+            },
+            tags,
+            delivery_id,
+        ),
         WebhookEvent::TagDeleted { tag, .. } => Ignore(format!(
             "tag {tag} was deleted; images already built are kept"
         )),
@@ -136,13 +148,16 @@ pub fn decide(event: &WebhookEvent, tags: &TagPatterns, delivery_id: &str) -> In
                     pr.action
                 ));
             }
-            let mut payload = repo_payload(&pr.repo, pr.installation_id);
-            payload["head_ref"] = json!(pr.head_ref);
-            payload["head_repo"] = json!(pr.head_repo);
-            payload["base_ref"] = json!(pr.base_ref);
-            payload["is_fork"] = json!(pr.is_fork());
-            payload["author"] = json!(pr.author);
-            payload["draft"] = json!(pr.draft);
+            let payload = ValidationSpec {
+                repo: repo_spec(&pr.repo, pr.installation_id),
+                head_ref: pr.head_ref.clone(),
+                head_repo: pr.head_repo.clone(),
+                base_ref: pr.base_ref.clone(),
+                is_fork: pr.is_fork(),
+                author: pr.author.clone(),
+                draft: pr.draft,
+            }
+            .to_payload();
             Enqueue(NewJob {
                 kind: JobKind::Validation,
                 repo: pr.repo.full_name.clone(),
@@ -166,11 +181,14 @@ pub fn decide(event: &WebhookEvent, tags: &TagPatterns, delivery_id: &str) -> In
                     c.action
                 ));
             }
-            let mut payload = repo_payload(&c.repo, c.installation_id);
-            payload["comment_id"] = json!(c.comment_id);
-            payload["body"] = json!(c.body);
-            payload["author"] = json!(c.author);
-            payload["author_association"] = json!(c.author_association);
+            let payload = CommandSpec {
+                repo: repo_spec(&c.repo, c.installation_id),
+                comment_id: c.comment_id,
+                body: c.body.clone(),
+                author: c.author.clone(),
+                author_association: c.author_association.clone(),
+            }
+            .to_payload();
             Enqueue(NewJob {
                 kind: JobKind::Command,
                 repo: c.repo.full_name.clone(),

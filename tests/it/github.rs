@@ -594,7 +594,7 @@ async fn checkout_uses_the_clone_url_the_api_reports() {
             Some(reporter.session().await.unwrap().git_token()),
             &Target::Tag {
                 name: "release-0.1.0".into(),
-                sha: sha.clone(),
+                commit: Some(sha.clone()),
             },
             "job-1",
         )
@@ -759,7 +759,7 @@ async fn release_publishing_comments_and_updates_the_release_on_rerun() {
             None,
             &Target::Tag {
                 name: "release-0.2.0".into(),
-                sha: sha.clone(),
+                commit: Some(sha.clone()),
             },
             "job-9",
         )
@@ -907,7 +907,7 @@ async fn checkout_over_http_sends_the_installation_token_only_through_the_callba
     let token = reporter.session().await.unwrap().git_token().clone();
     let target = Target::Tag {
         name: "release-0.1.0".into(),
-        sha: sha.clone(),
+        commit: Some(sha.clone()),
     };
     let dir = tempfile::tempdir().unwrap();
     let checkouts = Checkouts::new(dir.path()).with_policy(FAST);
@@ -1002,4 +1002,73 @@ fn fake_validator_covers_the_schema_keywords_github_uses() {
             "{value}: expected {expected:?} in {errors:?}"
         );
     }
+}
+
+/// A tiny HTTP server on 127.0.0.1 that answers every request with `answer(port)` and
+/// records each request's head.
+async fn recording_server(
+    answer: impl Fn(u16) -> String + Send + Sync + 'static,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (log, answer) = (seen.clone(), std::sync::Arc::new(answer));
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (log, answer) = (log.clone(), answer.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&buf[..n]).to_string());
+                let _ = sock.write_all(answer(port).as_bytes()).await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// The repository's server redirects the fetch to another host, which asks for a
+/// password: the installation token goes to the repository's own origin only, so the
+/// other host never sees it.
+#[tokio::test]
+async fn a_redirect_to_another_host_gets_no_token() {
+    let (hostile, hostile_seen) = recording_server(|_| {
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"x\"\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+            .to_string()
+    })
+    .await;
+    let (origin, _) = recording_server(move |_| {
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{hostile}/acme/images.git/info/refs?service=git-upload-pack\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    })
+    .await;
+    let token = bakery::config::Secret::new("ghs_redirected_token_value");
+    let dir = tempfile::tempdir().unwrap();
+    let err = Checkouts::new(dir.path())
+        .with_policy(FAST)
+        .checkout(
+            &RepoName::parse(REPO).unwrap(),
+            &format!("http://127.0.0.1:{origin}/acme/images.git"),
+            Some(&token),
+            &Target::Tag {
+                name: "release-0.1.0".into(),
+                commit: None,
+            },
+            "job-1",
+        )
+        .await
+        .unwrap_err();
+    let seen = hostile_seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the redirect was followed: {err:#}");
+    assert!(
+        seen.iter()
+            .all(|r| !r.to_ascii_lowercase().contains("authorization:")),
+        "the token was offered to another host: {seen:#?}"
+    );
 }

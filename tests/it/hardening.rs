@@ -33,13 +33,9 @@ async fn a_step_printing_two_gigabytes_leaves_the_bot_bounded() {
     })
     .await;
     let idle = story.bakery.rss();
-    let sha = story.tag_and_push("release-5.0.0");
+    let pushed = story.tag_and_push("release-5.0.0");
     let (status, body) = story
-        .deliver(
-            "push",
-            "flood-1",
-            &story.tag_push_payload("release-5.0.0", &sha),
-        )
+        .deliver("push", "flood-1", &story.push_payload(&pushed))
         .await;
     assert_eq!(status, 202, "{body}");
 

@@ -126,6 +126,60 @@ async fn release_tag_push_becomes_a_release_job() {
     assert_eq!(job.delivery_ids, vec!["push-1"]);
 }
 
+/// `git tag -a` and `git tag`, pushed to a real repository, delivered as GitHub builds
+/// the `push` from it: the job names the commit either way (the tag object is `after`
+/// for an annotated tag), and records the tag object when there is one. Both push the
+/// same commit, so both are one release.
+#[tokio::test]
+async fn annotated_and_lightweight_tags_name_the_commit() {
+    use crate::support::push_event::{push_payload, tag_and_push, TagKind};
+    let (work, bare, commit) = crate::support::git::bare_with(&[("bakery.toml", "")]);
+    let web = "https://github.com/Codertocat/Hello-World";
+    let intake = Intake::new(&["release-*"]).await;
+
+    let annotated = tag_and_push(
+        work.path(),
+        bare.path(),
+        "release-1.0.0",
+        TagKind::Annotated,
+        false,
+    );
+    assert_ne!(annotated.after, commit, "`after` is the tag object");
+    let payload = push_payload(bare.path(), web, &annotated);
+    assert_eq!(payload["after"], annotated.after.as_str());
+    let (status, body) = intake.deliver("push", "annotated", &payload).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let jobs = intake.jobs().await;
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].sha, commit, "the job builds the commit");
+    assert_eq!(jobs[0].payload["tag_object"], annotated.after.as_str());
+    assert_eq!(
+        jobs[0].dedup_key,
+        format!("release:Codertocat/Hello-World:release-1.0.0:{commit}")
+    );
+
+    let lightweight = tag_and_push(
+        work.path(),
+        bare.path(),
+        "release-1.0.1",
+        TagKind::Lightweight,
+        false,
+    );
+    assert_eq!(lightweight.after, commit);
+    let (status, body) = intake
+        .deliver(
+            "push",
+            "lightweight",
+            &push_payload(bare.path(), web, &lightweight),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let jobs = intake.jobs().await;
+    let job = jobs.iter().find(|j| j.git_ref == "release-1.0.1").unwrap();
+    assert_eq!(job.sha, commit);
+    assert!(job.payload["tag_object"].is_null(), "{}", job.payload);
+}
+
 #[tokio::test]
 async fn the_example_tag_follows_the_configured_patterns() {
     let intake = Intake::new(&["release-*"]).await;

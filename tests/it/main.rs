@@ -3,6 +3,7 @@
 //! sandboxed OpenSSH server, a fake GitHub that follows GitHub's REST description, real
 //! git repositories).
 
+mod ansible;
 mod aws;
 mod github;
 mod hardening;

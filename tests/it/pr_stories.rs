@@ -752,3 +752,189 @@ fn pr_comments_of(github: &crate::support::fake_github::FakeGitHub, number: u64)
         .map(|(_, c)| c["body"].as_str().unwrap_or("").to_string())
         .collect()
 }
+
+/// A fork's author waits for a maintainer's review, then force-pushes a different commit
+/// before bakery acts on the maintainer's `/bakery build` (GitHub's `synchronize` delivery
+/// is late). The approval was for the reviewed head: nothing is built, and the pull
+/// request says a new approval is needed. Once the new head is validated, a new
+/// `/bakery build` builds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_after_approval_is_not_built_without_a_new_approval() {
+    let story = Story::start().await;
+    let number = 12;
+    let fork = "mallory/images";
+    story
+        .github
+        .set_permission(REPO, "octocat", "write", "maintain");
+    let motd = "recipes/sandbox-base/files/motd";
+    let reviewed = push_pr_commit(&story, "motd", number, &[(motd, "Reviewed text.\n")]);
+    let pull = |head: &str| PullState {
+        head_sha: head.to_string(),
+        head_ref: "motd".into(),
+        head_repo: fork.into(),
+        base_ref: "main".into(),
+        author: "mallory".into(),
+        state: "open".into(),
+    };
+    story.github.set_pull(REPO, number, pull(&reviewed));
+    let opened = pr_payload(&story, "opened", number, &reviewed, "motd", fork, "mallory");
+    let job = deliver_and_wait(&story, "pull_request", "opened", &opened).await;
+    assert_job_succeeded(&story, &job).await;
+
+    // The force-push lands; its delivery has not arrived yet. The maintainer approves
+    // what they reviewed.
+    let swapped = push_pr_commit(&story, "motd", number, &[(motd, "Swapped after review.\n")]);
+    story.github.set_pull(REPO, number, pull(&swapped));
+    let ask = comment_payload(&story, number, 9301, "octocat", "/bakery build");
+    let job = deliver_and_wait(&story, "issue_comment", "approval", &ask).await;
+    assert_job_succeeded(&story, &job).await;
+    assert!(
+        story.proxy.calls("RunInstances").is_empty(),
+        "the swapped head is not built with the repository's credentials"
+    );
+    assert!(check_runs(&story, "bakery/sandbox-base").is_empty());
+    let (author, answer) = pr_comments(&story, number).last().unwrap().clone();
+    assert_eq!(author, BOT);
+    assert!(
+        answer.starts_with("@octocat, bakery did not build"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(&swapped[..7]) && answer.contains(&reviewed[..7]),
+        "{answer}"
+    );
+    assert!(answer.contains("`/bakery build` again"), "{answer}");
+    assert_eq!(
+        job.result.as_ref().unwrap()["approved_sha"],
+        reviewed.as_str()
+    );
+
+    // The push's delivery arrives; bakery validates the new head. A new approval builds it.
+    let sync = pr_payload(
+        &story,
+        "synchronize",
+        number,
+        &swapped,
+        "motd",
+        fork,
+        "mallory",
+    );
+    let job = deliver_and_wait(&story, "pull_request", "synchronize", &sync).await;
+    assert_job_succeeded(&story, &job).await;
+    let ask = comment_payload(&story, number, 9302, "octocat", "/bakery build");
+    let job = deliver_and_wait(&story, "issue_comment", "approval-2", &ask).await;
+    assert_job_succeeded(&story, &job).await;
+    assert_eq!(story.proxy.calls("RunInstances").len(), 1);
+    assert_eq!(
+        check_run_on(&story, "bakery/sandbox-base", &swapped).current["conclusion"],
+        "success"
+    );
+    story.assert_no_github_violations();
+}
+
+/// A same-repo pull request switches `bakery.toml` to `pull_requests = "always"` to get
+/// credentialed builds on every push. The base branch says `on-command`, and the base
+/// branch decides: the pull request is validated, not built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pull_request_cannot_switch_itself_to_always_build() {
+    let story = Story::start().await;
+    let number = 13;
+    let toml = std::fs::read_to_string(story.work.join("bakery.toml")).unwrap();
+    assert!(toml.contains("pull_requests = \"on-command\""), "{toml}");
+    let promoted = toml.replace(
+        "pull_requests = \"on-command\"",
+        "pull_requests = \"always\"",
+    );
+    let sha = push_pr_commit(
+        &story,
+        "self-promote",
+        number,
+        &[
+            ("bakery.toml", &promoted),
+            ("recipes/sandbox-base/files/motd", "Built on every push.\n"),
+        ],
+    );
+    story.github.set_pull(
+        REPO,
+        number,
+        PullState {
+            head_sha: sha.clone(),
+            head_ref: "self-promote".into(),
+            head_repo: REPO.into(),
+            base_ref: "main".into(),
+            author: "dev".into(),
+            state: "open".into(),
+        },
+    );
+    let opened = pr_payload(&story, "opened", number, &sha, "self-promote", REPO, "dev");
+    let job = deliver_and_wait(&story, "pull_request", "self-promote", &opened).await;
+    assert_job_succeeded(&story, &job).await;
+    assert!(
+        story.proxy.calls("RunInstances").is_empty(),
+        "nothing built"
+    );
+    let result = job.result.clone().unwrap();
+    assert_eq!(result["valid"], true, "{result}");
+    let reason = result["no_build"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("bakery.toml on main sets pull_requests = \"on-command\""),
+        "{result}"
+    );
+    story.assert_no_github_violations();
+}
+
+/// Text outside Markdown code spans and blocks: where a mention would notify.
+fn outside_code(markdown: &str) -> String {
+    let mut out = String::new();
+    let mut rest = markdown;
+    while let Some(start) = rest.find('`') {
+        out.push_str(&rest[..start]);
+        let run = rest[start..].chars().take_while(|c| *c == '`').count();
+        let fence = "`".repeat(run);
+        let after = &rest[start + run..];
+        match after.find(&fence) {
+            Some(end) => rest = &after[end + run..],
+            None => {
+                out.push_str(&rest[start..]);
+                return out;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Anyone can comment on a public pull request. A command crafted to break out of
+/// bakery's quoting gets an answer that mentions nobody. Commands that need no
+/// permission are answered a few times per pull request, then no more until the window
+/// passes: a comment flood cannot make bakery spam the thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unprivileged_commands_mention_nobody_and_are_rate_limited() {
+    let story = Story::start().await;
+    let number = 14;
+    let crafted = "/bakery x`@acme/security-team`";
+    let ask = comment_payload(&story, number, 9399, "hubot", crafted);
+    let job = deliver_and_wait(&story, "issue_comment", "crafted", &ask).await;
+    assert_job_succeeded(&story, &job).await;
+    let (author, answer) = pr_comments(&story, number).last().unwrap().clone();
+    assert_eq!(author, BOT);
+    assert!(answer.contains("is not a bakery command"), "{answer}");
+    assert!(
+        !outside_code(&answer).contains("@acme"),
+        "the answer mentions the team: {answer}"
+    );
+    let limit = bakery::jobs::command::UNPRIVILEGED_PER_PR;
+    for i in 1..limit + 2 {
+        let ask = comment_payload(&story, number, 9400 + i as u64, "hubot", "/bakery help");
+        let job = deliver_and_wait(&story, "issue_comment", &format!("help-{i}"), &ask).await;
+        assert_job_succeeded(&story, &job).await;
+        let limited = job.result.as_ref().unwrap()["rate_limited"] == true;
+        assert_eq!(limited, i >= limit, "comment {i}: {:?}", job.result);
+    }
+    let answers = pr_comments(&story, number)
+        .into_iter()
+        .filter(|(author, _)| author == BOT)
+        .count();
+    assert_eq!(answers, limit);
+    story.assert_no_github_violations();
+}

@@ -181,7 +181,6 @@ fn paths_escaping_the_repository_or_missing_are_rejected() {
     std::os::unix::fs::symlink(&outside, repo.join("recipes/paths/linked.yml")).unwrap();
 
     let errors = errors_of(&repo);
-    let real_outside = outside.canonicalize().unwrap();
     assert_eq!(
         errors,
         vec![
@@ -189,8 +188,8 @@ fn paths_escaping_the_repository_or_missing_are_rejected() {
             "recipes/paths/recipe.toml:14:10: file path `/etc/passwd` is absolute".to_string(),
             "recipes/paths/recipe.toml:19:10: `recipes/paths/missing.sh` does not exist".to_string(),
             format!(
-                "recipes/paths/recipe.toml:23:12: `recipes/paths/linked.yml` is a symlink pointing outside the repository ({})",
-                real_outside.display()
+                "recipes/paths/recipe.toml:23:12: `recipes/paths/linked.yml` leaves the checkout (`recipes/paths/linked.yml` is a symlink to `{}`)",
+                outside.display()
             ),
         ],
         "`../shared/ok.sh` stays inside the repository and is accepted"
@@ -500,4 +499,144 @@ fn plan_command_refuses_invalid_recipes_and_unknown_names() {
         err.contains("no recipe named `docker-hots`; did you mean `docker-host`?"),
         "{err}"
     );
+}
+
+/// A checkout beside a host-only folder holding a secret, as a fork's pull request would
+/// find bakery's host: the checkout may link to the host's files, and validating it must
+/// neither read them nor tell whether they exist.
+struct HostileCheckout {
+    _tmp: tempfile::TempDir,
+    repo: PathBuf,
+    host: PathBuf,
+    secret: String,
+}
+
+impl HostileCheckout {
+    fn new() -> HostileCheckout {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("checkout");
+        let host = tmp.path().join("etc-bakery");
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::create_dir_all(&host).unwrap();
+        let secret = format!("hostsecret{}", uuid::Uuid::new_v4().simple());
+        // TOML, so a reader that followed the link would name the key in "unknown key".
+        std::fs::write(
+            host.join("bakery.toml"),
+            format!("{secret} = \"{secret}-value\"\n[webhook]\nsecret = \"{secret}\"\n"),
+        )
+        .unwrap();
+        HostileCheckout {
+            _tmp: tmp,
+            repo,
+            host,
+            secret,
+        }
+    }
+
+    fn link(&self, rel: &str, to: &Path) {
+        let at = self.repo.join(rel);
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(to, at).unwrap();
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let at = self.repo.join(rel);
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::fs::write(at, text).unwrap();
+    }
+
+    /// Everything validation says: each diagnostic with its hint, and `bakery validate`'s
+    /// text and JSON output.
+    fn validation_output(&self) -> String {
+        let mut out = String::new();
+        for d in diagnostics_of(&self.repo) {
+            out.push_str(&format!(
+                "{}:{}:{}: {} ({})\n",
+                d.file,
+                d.line,
+                d.column,
+                d.message,
+                d.hint.unwrap_or_default()
+            ));
+        }
+        for args in [
+            &["validate", "."][..],
+            &["validate", "--format", "json", "."],
+        ] {
+            let o = bakery(args, &self.repo);
+            assert!(!o.status.success(), "validation passed: {}", stdout(&o));
+            out.push_str(&stdout(&o));
+            out.push_str(&String::from_utf8_lossy(&o.stderr));
+        }
+        out
+    }
+
+    fn assert_nothing_read(&self, out: &str) {
+        assert!(
+            !out.contains(&self.secret),
+            "validation read the host's file:\n{out}"
+        );
+    }
+}
+
+const PLAIN_RECIPE: &str = "[source]\nami = \"ami-0123456789abcdef0\"\n[builder]\nregion = \"eu-west-1\"\nssh_user = \"ubuntu\"\n";
+
+#[test]
+fn a_recipe_toml_linked_to_a_host_file_is_not_read() {
+    let c = HostileCheckout::new();
+    c.link("recipes/x/recipe.toml", &c.host.join("bakery.toml"));
+    let out = c.validation_output();
+    c.assert_nothing_read(&out);
+    assert!(
+        out.contains("recipes/x/recipe.toml:1:1: `recipes/x/recipe.toml` leaves the checkout"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_bakery_toml_linked_to_a_host_file_is_not_read() {
+    let c = HostileCheckout::new();
+    c.link("bakery.toml", &c.host.join("bakery.toml"));
+    c.write("recipes/x/recipe.toml", PLAIN_RECIPE);
+    let out = c.validation_output();
+    c.assert_nothing_read(&out);
+    assert!(
+        out.contains("bakery.toml:1:1: `bakery.toml` leaves the checkout"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_recipes_folder_linked_to_a_host_folder_is_not_read() {
+    let c = HostileCheckout::new();
+    std::fs::create_dir_all(c.host.join("x")).unwrap();
+    std::fs::copy(c.host.join("bakery.toml"), c.host.join("x/recipe.toml")).unwrap();
+    c.link("recipes", &c.host);
+    let out = c.validation_output();
+    c.assert_nothing_read(&out);
+    assert!(out.contains("`recipes` leaves the checkout"), "{out}");
+}
+
+#[test]
+fn a_step_file_linked_outside_says_the_same_whether_or_not_the_host_file_exists() {
+    let c = HostileCheckout::new();
+    c.write(
+        "recipes/x/recipe.toml",
+        &format!("{PLAIN_RECIPE}[[provision]]\ntype = \"ansible\"\nplaybook = \"site.yml\"\n[[provision]]\ntype = \"file\"\nsource = \"files\"\ndestination = \"/etc/app\"\n"),
+    );
+    c.link("recipes/x/site.yml", &c.host.join("bakery.toml"));
+    c.link("recipes/x/files", &c.host.join("no-such-folder"));
+    let out = c.validation_output();
+    c.assert_nothing_read(&out);
+    assert!(
+        out.contains("recipes/x/recipe.toml:8:12: `recipes/x/site.yml` leaves the checkout"),
+        "{out}"
+    );
+    assert!(
+        out.contains("recipes/x/recipe.toml:11:10: `recipes/x/files` leaves the checkout"),
+        "{out}"
+    );
+    // No oracle: an existing host file and a missing one get the same words.
+    assert!(!out.contains("broken symlink"), "{out}");
+    assert!(!out.contains("does not exist"), "{out}");
 }

@@ -21,13 +21,9 @@ async fn no_secret_reaches_any_output() {
         );
     })
     .await;
-    let sha = story.tag_and_push("release-6.0.0");
+    let pushed = story.tag_and_push("release-6.0.0");
     let (status, body) = story
-        .deliver(
-            "push",
-            "leak-1",
-            &story.tag_push_payload("release-6.0.0", &sha),
-        )
+        .deliver("push", "leak-1", &story.push_payload(&pushed))
         .await;
     assert_eq!(status, 202, "{body}");
 

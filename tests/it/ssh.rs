@@ -19,9 +19,9 @@ use tokio_util::sync::CancellationToken;
 use crate::support::sandbox::{generate_key, Sandbox, SandboxOptions};
 
 /// Every test gives up after this long, so a hang fails instead of blocking the run.
-const HANG_GUARD: Duration = Duration::from_secs(600);
+pub(crate) const HANG_GUARD: Duration = Duration::from_secs(600);
 
-fn plan(provision: Vec<ProvisionStep>) -> BuildPlan {
+pub(crate) fn plan(provision: Vec<ProvisionStep>) -> BuildPlan {
     BuildPlan {
         recipe: "base".into(),
         version: "release-0.1.0".into(),
@@ -64,14 +64,14 @@ fn plan(provision: Vec<ProvisionStep>) -> BuildPlan {
     }
 }
 
-fn facts() -> BuildFacts {
+pub(crate) fn facts() -> BuildFacts {
     BuildFacts {
         build_id: format!("b-{}", uuid::Uuid::new_v4().simple()),
         source_ami: "ami-0source".into(),
     }
 }
 
-fn shell(name: &str, commands: &[&str]) -> ShellStep {
+pub(crate) fn shell(name: &str, commands: &[&str]) -> ShellStep {
     ShellStep {
         name: name.into(),
         run: ShellRun::Inline {
@@ -84,7 +84,7 @@ fn shell(name: &str, commands: &[&str]) -> ShellStep {
     }
 }
 
-fn no_seal() -> SealPlan {
+pub(crate) fn no_seal() -> SealPlan {
     SealPlan {
         enabled: false,
         ..SealPlan::default()
@@ -92,16 +92,16 @@ fn no_seal() -> SealPlan {
 }
 
 /// A sandbox, a build key authorized in it, and a log that keeps its lines.
-struct Rig {
-    sandbox: Sandbox,
-    target: SshTarget,
-    sink: Arc<MemorySink>,
-    redactor: Redactor,
-    repo: tempfile::TempDir,
+pub(crate) struct Rig {
+    pub(crate) sandbox: Sandbox,
+    pub(crate) target: SshTarget,
+    pub(crate) sink: Arc<MemorySink>,
+    pub(crate) redactor: Redactor,
+    pub(crate) repo: tempfile::TempDir,
 }
 
 impl Rig {
-    fn start() -> Rig {
+    pub(crate) fn start() -> Rig {
         let key = generate_key();
         let sandbox = Sandbox::start(SandboxOptions::with_key(&key)).expect("start the sandbox");
         let target = sandbox.ssh_target(key);
@@ -114,11 +114,11 @@ impl Rig {
         }
     }
 
-    fn repo(&self) -> &Path {
+    pub(crate) fn repo(&self) -> &Path {
         self.repo.path()
     }
 
-    fn write(&self, rel: &str, content: &[u8], mode: u32) -> PathBuf {
+    pub(crate) fn write(&self, rel: &str, content: &[u8], mode: u32) -> PathBuf {
         let path = self.repo().join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, content).unwrap();
@@ -126,7 +126,7 @@ impl Rig {
         path
     }
 
-    fn ctx(&self, plan: BuildPlan, facts: BuildFacts) -> ProvisionContext {
+    pub(crate) fn ctx(&self, plan: BuildPlan, facts: BuildFacts) -> ProvisionContext {
         ProvisionContext {
             plan: Arc::new(plan),
             facts,
@@ -136,23 +136,22 @@ impl Rig {
         }
     }
 
-    fn provisioner() -> SshProvisioner {
+    pub(crate) fn provisioner() -> SshProvisioner {
         SshProvisioner::new(ProvisionerOptions {
             connect: ConnectOptions {
                 budget: Duration::from_secs(120),
                 ..ConnectOptions::default()
             },
             disconnect_grace: Duration::from_secs(5),
-            ..ProvisionerOptions::default()
         })
     }
 
-    async fn provision(&self, plan: BuildPlan) -> anyhow::Result<ProvisionReport> {
+    pub(crate) async fn provision(&self, plan: BuildPlan) -> anyhow::Result<ProvisionReport> {
         self.provision_with(&Self::provisioner(), &self.target, plan)
             .await
     }
 
-    async fn provision_with(
+    pub(crate) async fn provision_with(
         &self,
         p: &SshProvisioner,
         target: &SshTarget,
@@ -164,7 +163,7 @@ impl Rig {
             .expect("provisioning hung")
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.sink.text()
     }
 }

@@ -51,12 +51,24 @@ fn statuses_in_order(history: &[String]) -> Vec<String> {
     out
 }
 
-/// `git tag release-0.1.0 && git push origin release-0.1.0`, and minutes later the tagged
-/// commit carries the result.
+/// `git tag -a release-0.1.0 -m … && git push origin release-0.1.0`, as most teams
+/// release, and minutes later the tagged commit carries the result. GitHub's `push` names
+/// the tag object in `after` and the commit in `head_commit`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn release_story() {
+async fn release_story_with_an_annotated_tag() {
+    release_story(TagKind::Annotated).await;
+}
+
+/// The same release with a lightweight tag (`git tag release-0.1.0`): the same images,
+/// the same check run on the commit, the same comment and the same release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn release_story_with_a_lightweight_tag() {
+    release_story(TagKind::Lightweight).await;
+}
+
+async fn release_story(kind: TagKind) {
     let story = Story::start().await;
-    story.tag_and_push("release-0.0.1");
+    story.push_tag("release-0.0.1", kind);
     story.commit(
         &[(
             "recipes/sandbox-base/files/motd",
@@ -68,19 +80,28 @@ async fn release_story() {
         &[("docs/notes.md", "How we build images.\n")],
         "docs: explain the images",
     );
-    let sha = story.tag_and_push("release-0.1.0");
+    let pushed = story.push_tag("release-0.1.0", kind);
+    assert_eq!(pushed.is_annotated(), kind == TagKind::Annotated);
+    let sha = pushed.commit.clone();
 
-    let (status, body) = story
-        .deliver(
-            "push",
-            "release-delivery-1",
-            &story.tag_push_payload("release-0.1.0", &sha),
-        )
-        .await;
+    let payload = story.push_payload(&pushed);
+    assert_eq!(payload["after"], pushed.after.as_str());
+    assert_eq!(payload["head_commit"]["id"], sha.as_str());
+    let (status, body) = story.deliver("push", "release-delivery-1", &payload).await;
     assert_eq!(status, 202, "{body}");
     let job = story.wait_for_only_job().await;
     let log = story.job_log(job.id).await;
     story.assert_succeeded(&job, &log);
+    assert_eq!(
+        job.sha, sha,
+        "the job builds the commit, not the tag object"
+    );
+    if kind == TagKind::Annotated {
+        assert!(
+            log.contains(&format!("tag object {}", pushed.after)),
+            "the job records the tag object: {log}"
+        );
+    }
 
     // The build's page on the bot, where the check run's details link points: the link
     // opens it, the bare job path does not.
@@ -167,6 +188,7 @@ async fn release_story() {
     // The commit comment lists every image; the release notes the changes since 0.0.1.
     let repo = story.github.repo(REPO);
     assert_eq!(repo.commit_comments.len(), 1, "{:#?}", repo.commit_comments);
+    assert_eq!(repo.commit_comments[0]["commit_id"], sha.as_str());
     let comment = repo.commit_comments[0]["body"]
         .as_str()
         .unwrap()
@@ -198,15 +220,13 @@ async fn release_story() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redelivered_push_builds_once() {
     let story = Story::start().await;
-    let sha = story.tag_and_push("release-1.0.0");
-    let payload = story.tag_push_payload("release-1.0.0", &sha);
+    let pushed = story.push_tag("release-1.0.0", TagKind::Annotated);
+    let payload = story.push_payload(&pushed);
     for _ in 0..3 {
         let (status, _) = story.deliver("push", "same-delivery", &payload).await;
         assert!(status == 202 || status == 200);
     }
-    let mut create = crate::support::examples::example("create", |e| e["ref_type"] == "tag");
-    create["ref"] = serde_json::json!("release-1.0.0");
-    story.point_at_repo(&mut create);
+    let create = story.create_payload("release-1.0.0");
     let (status, body) = story.deliver("create", "create-delivery", &create).await;
     assert_eq!(status, 202, "{body}");
     let job = story.wait_for_only_job().await;
@@ -231,13 +251,10 @@ async fn a_failing_provision_step_reports_and_leaves_nothing() {
         files.insert("recipes/sandbox-base/recipe.toml".into(), sandbox_recipe(port, failing));
     })
     .await;
-    let sha = story.tag_and_push("release-2.0.0");
+    let pushed = story.push_tag("release-2.0.0", TagKind::Annotated);
+    let sha = pushed.commit.clone();
     story
-        .deliver(
-            "push",
-            "failing-1",
-            &story.tag_push_payload("release-2.0.0", &sha),
-        )
+        .deliver("push", "failing-1", &story.push_payload(&pushed))
         .await;
     let job = story.wait_for_only_job().await;
     assert_eq!(job.state, bakery::database::JobState::Failed);
@@ -246,8 +263,10 @@ async fn a_failing_provision_step_reports_and_leaves_nothing() {
 
     let run = check_run(&story, "bakery/sandbox-base");
     assert_eq!(run.current["conclusion"], "failure");
+    assert_eq!(run.current["head_sha"], sha.as_str());
     let repo = story.github.repo(REPO);
     assert_eq!(repo.commit_comments.len(), 1);
+    assert_eq!(repo.commit_comments[0]["commit_id"], sha.as_str());
     let comment = repo.commit_comments[0]["body"].as_str().unwrap();
     assert!(comment.contains("Install the agent"), "{comment}");
     assert!(
@@ -266,7 +285,7 @@ async fn a_failing_provision_step_reports_and_leaves_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sync_picks_up_a_tag_whose_delivery_was_lost() {
     let story = Story::start().await;
-    let sha = story.tag_and_push("release-3.0.0");
+    let sha = story.push_tag("release-3.0.0", TagKind::Annotated).commit;
     // No delivery. The operator (or the server's periodic sync) runs `bakery sync`.
     let out = std::process::Command::new(crate::support::bakery_process::bakery_bin())
         .args(["sync", "--repo", REPO, "--format", "json"])
@@ -347,18 +366,16 @@ async fn bakery_build_on_the_command_line() {
     assert_eq!(release.lines().next(), Some("cli-1.0.0"));
 }
 
-/// A version is built once: the same tag again reports the existing images, and a tag
-/// moved to another commit is refused. Both get a comment that says why.
+/// A version is built once: the same tag again reports the existing images, a tag object
+/// re-created on the same commit is the same release, and a tag moved to another commit
+/// is refused on that commit, with a comment that says why and a failed check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_released_version_is_immutable() {
     let story = Story::start().await;
-    let sha = story.tag_and_push("release-4.0.0");
+    let pushed = story.push_tag("release-4.0.0", TagKind::Annotated);
+    let sha = pushed.commit.clone();
     story
-        .deliver(
-            "push",
-            "first",
-            &story.tag_push_payload("release-4.0.0", &sha),
-        )
+        .deliver("push", "first", &story.push_payload(&pushed))
         .await;
     let first = story.wait_for_only_job().await;
     let log = story.job_log(first.id).await;
@@ -367,49 +384,51 @@ async fn a_released_version_is_immutable() {
 
     // The same push again, as a new delivery (a re-run from GitHub's UI): no build.
     let (status, body) = story
-        .deliver(
-            "push",
-            "again",
-            &story.tag_push_payload("release-4.0.0", &sha),
-        )
+        .deliver("push", "again", &story.push_payload(&pushed))
         .await;
     assert_eq!(status, 202, "{body}");
     assert!(
         body.contains("already covers"),
-        "the same (repo, tag, SHA) is one job: {body}"
+        "the same (repo, tag, commit) is one job: {body}"
     );
+
+    // The annotated tag is re-created on the same commit (a new message, a signature):
+    // a new tag object, the same commit. Not a move.
+    let recreated = story.force_tag("release-4.0.0", TagKind::Annotated);
+    assert_eq!(recreated.commit, sha);
+    assert_ne!(recreated.after, pushed.after, "a new tag object");
+    let (status, body) = story
+        .deliver("push", "recreated", &story.push_payload(&recreated))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains("already covers"), "{body}");
+    assert_eq!(story.jobs().await.len(), 1);
 
     // The tag is moved to a new commit and pushed again.
     story.commit(
         &[("docs/moved.md", "moved\n")],
         "chore: something after the release",
     );
-    crate::support::git::git(&story.work, &["tag", "-f", "release-4.0.0"]);
-    crate::support::git::git(
-        &story.work,
-        &["push", "-q", "-f", "origin", "release-4.0.0"],
-    );
-    let moved_sha = story.head();
+    let moved = story.force_tag("release-4.0.0", TagKind::Annotated);
+    let moved_sha = moved.commit.clone();
+    assert_ne!(moved_sha, sha);
     let (status, _) = story
-        .deliver(
-            "push",
-            "moved",
-            &story.tag_push_payload("release-4.0.0", &moved_sha),
-        )
+        .deliver("push", "moved", &story.push_payload(&moved))
         .await;
     assert_eq!(status, 202);
     let jobs = story.jobs().await;
     assert_eq!(
         jobs.len(),
         2,
-        "a moved tag is a new (repo, tag, SHA): {jobs:?}"
+        "a moved tag is a new (repo, tag, commit): {jobs:?}"
     );
-    let moved = story.wait_for_job(jobs[1].id).await;
-    assert_eq!(moved.state, bakery::database::JobState::Failed);
+    let refused = story.wait_for_job(jobs[1].id).await;
+    assert_eq!(refused.state, bakery::database::JobState::Failed);
+    assert_eq!(refused.sha, moved_sha);
     assert!(
-        moved.error.as_deref().unwrap_or("").contains("immutable"),
+        refused.error.as_deref().unwrap_or("").contains("immutable"),
         "{:?}",
-        moved.error
+        refused.error
     );
     assert_eq!(
         story.proxy.calls("RunInstances").len(),
@@ -417,6 +436,8 @@ async fn a_released_version_is_immutable() {
         "nothing launched"
     );
 
+    // The refusal is on the new commit: a comment naming the released commit, and a
+    // failed check run.
     let repo = story.github.repo(REPO);
     let refusal: Vec<&str> = repo
         .commit_comments
@@ -430,5 +451,131 @@ async fn a_released_version_is_immutable() {
         "names the commit it was built from: {}",
         refusal[0]
     );
+    let failed: Vec<_> = repo
+        .check_runs
+        .values()
+        .filter(|r| r.current["head_sha"] == moved_sha.as_str())
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0].current["conclusion"], "failure");
+    story.assert_no_github_violations();
+}
+
+/// The repository cannot be read when the job runs (the App lost access, GitHub is
+/// down): the tagged commit shows a failed `bakery/release` check with the reason, not
+/// nothing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_checkout_that_fails_shows_a_failed_check_with_the_reason() {
+    let story = Story::start().await;
+    let pushed = story.push_tag("release-5.0.0", TagKind::Annotated);
+    story.github.set_git_unreachable(REPO, true);
+    let (status, body) = story
+        .deliver("push", "unreachable", &story.push_payload(&pushed))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = story.wait_for_only_job().await;
+    assert_eq!(job.state, bakery::database::JobState::Failed);
+
+    let run = check_run(&story, "bakery/release");
+    assert_eq!(run.current["head_sha"], pushed.commit.as_str());
+    assert_eq!(run.current["conclusion"], "failure");
+    let summary = run.current["output"]["summary"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        summary.contains("cannot fetch acme/images"),
+        "the reason is on the check run: {summary}"
+    );
+    assert!(
+        run.current["output"]["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("release-5.0.0 was not built")),
+        "{:?}",
+        run.current["output"]
+    );
+    assert_eq!(story.proxy.calls("RunInstances").len(), 0);
+    story.assert_no_github_violations();
+}
+
+/// Only the tag's `create` arrives (its `push` was lost): the worker peels the tag in its
+/// mirror, records the commit on the job, and reports there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tag_known_only_from_its_create_event_builds_its_commit() {
+    let story = Story::start().await;
+    let pushed = story.push_tag("release-6.0.0", TagKind::Annotated);
+    let (status, body) = story
+        .deliver(
+            "create",
+            "create-only",
+            &story.create_payload("release-6.0.0"),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = story.wait_for_only_job().await;
+    let log = story.job_log(job.id).await;
+    story.assert_succeeded(&job, &log);
+    assert_eq!(job.sha, pushed.commit, "the commit is recorded on the job");
+    assert_eq!(
+        job.dedup_key,
+        format!("release:{REPO}:release-6.0.0:{}", pushed.commit),
+        "a late push of the tag merges with this job"
+    );
+    let run = check_run(&story, "bakery/sandbox-base");
+    assert_eq!(run.current["head_sha"], pushed.commit.as_str());
+    assert_eq!(run.current["conclusion"], "success");
+
+    // The push arrives late: it is the same job.
+    let (status, body) = story
+        .deliver("push", "late-push", &story.push_payload(&pushed))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains("already covers"), "{body}");
+    assert_eq!(story.jobs().await.len(), 1);
+    story.assert_no_github_violations();
+}
+
+/// Someone who holds the webhook secret forges a push whose `repository.clone_url` is
+/// their own server, to collect the installation token on its password prompt. bakery
+/// fetches from the clone URL GitHub's API reports: the forged server hears nothing, and
+/// the real repository is built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forged_clone_url_never_receives_the_token() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = heard.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 16 * 1024];
+            let n = sock.read(&mut buf).await.unwrap_or(0);
+            log.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).to_string());
+            let _ = sock
+                .write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"x\"\r\n\
+                      Content-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+        }
+    });
+
+    let story = Story::start().await;
+    let pushed = story.push_tag("release-7.0.0", TagKind::Annotated);
+    let mut forged = story.push_payload(&pushed);
+    forged["repository"]["clone_url"] =
+        serde_json::json!(format!("http://127.0.0.1:{port}/acme/images.git"));
+    let (status, body) = story.deliver("push", "forged", &forged).await;
+    assert_eq!(status, 202, "{body}");
+    let job = story.wait_for_only_job().await;
+    let log = story.job_log(job.id).await;
+    story.assert_succeeded(&job, &log);
+    assert!(
+        heard.lock().unwrap().is_empty(),
+        "the forged clone URL was contacted: {:#?}",
+        heard.lock().unwrap()
+    );
+    server.abort();
     story.assert_no_github_violations();
 }

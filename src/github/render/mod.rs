@@ -8,8 +8,14 @@ mod refusal;
 mod release;
 
 pub use build::{failure_comment, progress_summary, success_comment, StepProgress, StepState};
-pub use pr::{fork_needs_approval, help_text, plan_comment, PlanProblem, PLAN_MARKER};
-pub use refusal::{already_built, moved_tag};
+pub use pr::{
+    approval_outdated, fork_needs_approval, help_text, plan_comment, validation_summary,
+    PlanProblem, PLAN_MARKER,
+};
+pub use refusal::{
+    already_built, invalid_recipes, moved_tag, release_not_started, tag_moved_before_build,
+    RELEASE_CHECK,
+};
 pub use release::release_notes;
 
 use std::time::Duration;
@@ -80,9 +86,29 @@ pub fn duration(d: Duration) -> String {
 
 /// Escapes text for a Markdown table cell.
 pub(crate) fn cell(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('|', "\\|")
-        .replace(['\n', '\r'], " ")
+    inert(
+        &s.replace('\\', "\\\\")
+            .replace('|', "\\|")
+            .replace(['\n', '\r'], " "),
+    )
+}
+
+/// Text from a repository, a builder or a commenter, for prose and table cells (code
+/// spans and blocks are inert already): an `@` cannot mention a person or a team (a word
+/// joiner follows it), `<` cannot open HTML or a hidden marker comment, and `#123` or
+/// `org/repo#1` cannot link issues.
+pub fn inert(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '@' => out.push_str("@\u{2060}"),
+            '#' => out.push_str("#\u{2060}"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A Markdown code span for `s`, with a fence long enough for backticks inside it.
@@ -97,7 +123,7 @@ pub(crate) fn code(s: &str) -> String {
 }
 
 /// A fenced code block for `s`, with a fence longer than any backtick run inside it.
-pub(crate) fn code_block(lang: &str, s: &str) -> String {
+pub fn code_block(lang: &str, s: &str) -> String {
     let fence = "`".repeat((longest_run(s, '`') + 1).max(3));
     let body = s.trim_end_matches('\n');
     format!("{fence}{lang}\n{body}\n{fence}\n")
@@ -174,6 +200,19 @@ mod tests {
         assert_eq!(lines.len(), 4);
         assert!(lines[2].starts_with("| base\\|x | 111111111111 |"), "{t}");
         assert!(lines[3].ends_with("| default EBS key |"), "{t}");
+    }
+
+    #[test]
+    fn untrusted_text_mentions_nobody_and_opens_no_html() {
+        let t = inert("ping @acme/security-team <!-- bakery:plan --> see #12");
+        assert!(!t.contains("@acme"), "{t}");
+        assert!(!t.contains("<!--"), "{t}");
+        assert!(!t.contains("#12"), "{t}");
+        assert_eq!(
+            t.replace('\u{2060}', ""),
+            "ping @acme/security-team &lt;!-- bakery:plan --&gt; see #12"
+        );
+        assert!(cell("a|b @x").starts_with("a\\|b @\u{2060}x"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use super::{cell, code, short_sha};
+use crate::github::commands::CommandProblem;
 use crate::plan::model::{BuildPlan, ConnectVia, ProvisionStep, ShellRun, SourcePlan};
 
 /// Identifies the plan comment, the one bakery edits on every push to the PR.
@@ -175,17 +176,99 @@ pub fn fork_needs_approval(author: &str, head_repo: &str) -> String {
          so bakery validated the recipes but will not build images with this repository's \
          cloud credentials on its own.\n\nA user with write permission on this repository \
          (not @{}) can start a build by commenting:\n\n    /bakery build\n\nThe build runs \
-         the fork's code with the repository's credentials: review the changes first.\n",
+         the fork's code with the repository's credentials: review the changes first. \
+         The approval covers the head you reviewed: a push after it needs a new \
+         `/bakery build`.\n",
         super::marker("fork-approval"),
         code(head_repo),
         author
     )
 }
 
+/// The summary of the `bakery/validate` check run: the recipes affected, every
+/// diagnostic in a fenced block (its fence longer than any backtick run inside), and the
+/// problems that stopped planning.
+pub fn validation_summary(
+    touched: &[String],
+    diagnostics: &[String],
+    plan_errors: &[PlanProblem],
+) -> String {
+    let mut out = if touched.is_empty() {
+        "No recipe is affected.\n".to_string()
+    } else {
+        format!(
+            "Recipes affected: {}.\n",
+            touched
+                .iter()
+                .map(|r| code(r))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    if !diagnostics.is_empty() {
+        out.push('\n');
+        out.push_str(&super::code_block("", &diagnostics.join("\n")));
+    }
+    for p in plan_errors {
+        let _ = write!(out, "\n{}: {}\n", code(&p.path), super::inert(&p.message));
+    }
+    out
+}
+
+/// A writer's `/bakery build` arrived, but the pull request's head is not the one bakery
+/// last validated before the comment (a push since, or none validated yet): nothing is
+/// built, and the writer is told what a new approval needs.
+pub fn approval_outdated(writer: &str, approved: Option<&str>, head: &str) -> String {
+    let why = match approved {
+        Some(sha) => format!(
+            "the pull request was pushed to after bakery validated {}: its head is now {}",
+            code(short_sha(sha)),
+            code(short_sha(head))
+        ),
+        None => format!(
+            "bakery has not validated the pull request's head {} yet",
+            code(short_sha(head))
+        ),
+    };
+    format!(
+        "@{}, bakery did not build: {why}. A build runs the pull request's code with this \
+         repository's credentials, so it only builds a head that was validated before the \
+         approval. Wait for the check `bakery/validate` on {}, review the new commits, then \
+         comment `/bakery build` again.\n",
+        neutralize_login(writer),
+        code(short_sha(head))
+    )
+}
+
+/// A GitHub login as text bakery writes: logins are `[A-Za-z0-9-]` (plus `[bot]`); anything
+/// else is dropped so a crafted value cannot smuggle Markdown or further mentions.
+fn neutralize_login(login: &str) -> String {
+    login
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '[' | ']'))
+        .collect()
+}
+
 /// The help text, with what was wrong first when a command was not understood.
-pub fn help_text(problem: Option<&str>) -> String {
+pub fn help_text(problem: Option<&CommandProblem>) -> String {
     let mut out = String::new();
     if let Some(p) = problem {
+        let p = match p {
+            CommandProblem::NoCommand => format!("{} needs a command", code("/bakery")),
+            CommandProblem::NotARecipeName { word } => format!(
+                "{} is not a recipe name (letters, digits, `-` and `_`)",
+                code(word)
+            ),
+            CommandProblem::TooManyRecipes => {
+                format!("{} takes at most one recipe name", code("/bakery build"))
+            }
+            CommandProblem::TakesNoArguments { verb } => {
+                format!("{} takes no arguments", code(&format!("/bakery {verb}")))
+            }
+            CommandProblem::UnknownCommand { word } => {
+                format!("{} is not a bakery command", code(word))
+            }
+        };
         let _ = writeln!(out, ":question: {p}\n");
     }
     out.push_str(
@@ -312,9 +395,45 @@ mod tests {
     }
 
     #[test]
+    fn validation_summary_fences_and_quotes_untrusted_text() {
+        let s = validation_summary(
+            &["base".into()],
+            &["recipes/base/recipe.toml:1:1: error: ```\n@acme/security-team".into()],
+            &[PlanProblem {
+                path: "recipes/base/recipe.toml".into(),
+                line: None,
+                message: "cc @acme/security-team".into(),
+            }],
+        );
+        assert!(s.contains("````\n"), "{s}");
+        assert!(!s.contains("cc @acme"), "{s}");
+        insta::assert_snapshot!(s);
+    }
+
+    #[test]
+    fn approval_outdated_snapshots() {
+        let head = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d";
+        insta::assert_snapshot!(
+            "approval_outdated",
+            approval_outdated(
+                "octocat",
+                Some("3f2a9c1d5e6b7a8c9d0e1f2a3b4c5d6e7f8a9b0c"),
+                head
+            )
+        );
+        let none = approval_outdated("octo cat**@evil", None, head);
+        assert!(
+            none.starts_with("@octocatevil, bakery did not build: bakery has not validated"),
+            "{none}"
+        );
+    }
+
+    #[test]
     fn fork_notice_and_help_snapshots() {
         insta::assert_snapshot!("fork", fork_needs_approval("mallory", "mallory/images"));
-        let help = help_text(Some("`deploy` is not a bakery command"));
+        let help = help_text(Some(&CommandProblem::UnknownCommand {
+            word: "deploy".into(),
+        }));
         assert!(help.starts_with(":question: `deploy`"));
         insta::assert_snapshot!("help", help);
     }

@@ -18,11 +18,16 @@ pub enum WebhookEvent {
         zen: Option<String>,
         hook_id: Option<i64>,
     },
-    /// A tag was pushed (or moved). `sha` is the commit it points at.
+    /// A tag was pushed (or moved).
     TagPushed {
         repo: RepositoryRef,
         tag: String,
-        sha: String,
+        /// What the tag ref points at now (`after`): the commit for a lightweight tag,
+        /// the tag object for an annotated or signed one.
+        target: String,
+        /// The commit the tag points at (`head_commit.id`), when GitHub sent it. Without
+        /// it the worker peels the tag in its mirror.
+        commit: Option<String>,
         installation_id: Option<i64>,
     },
     /// A `create` event for a tag. GitHub sends no SHA with it.

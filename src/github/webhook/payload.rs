@@ -30,8 +30,16 @@ struct Push {
     git_ref: String,
     after: String,
     deleted: bool,
+    /// The commit `after` resolves to (for an annotated tag, the tagged commit). `null`
+    /// when the push deleted the ref.
+    head_commit: Option<HeadCommit>,
     repository: RepositoryRef,
     installation: Option<Installation>,
+}
+
+#[derive(Deserialize)]
+struct HeadCommit {
+    id: String,
 }
 
 #[derive(Deserialize)]
@@ -147,13 +155,21 @@ pub(super) fn parse(event: &str, body: &[u8]) -> Result<WebhookEvent, EventError
                     if !is_sha(&p.after) {
                         return Err(EventError::WrongShape {
                             event: event.into(),
-                            detail: format!("`after` is not a commit SHA: {:?}", p.after),
+                            detail: format!("`after` is not an object SHA: {:?}", p.after),
+                        });
+                    }
+                    let commit = p.head_commit.map(|c| c.id);
+                    if let Some(id) = commit.as_deref().filter(|id| !is_sha(id)) {
+                        return Err(EventError::WrongShape {
+                            event: event.into(),
+                            detail: format!("`head_commit.id` is not a commit SHA: {id:?}"),
                         });
                     }
                     WebhookEvent::TagPushed {
                         repo: p.repository,
                         tag: tag.to_string(),
-                        sha: p.after,
+                        target: p.after,
+                        commit,
                         installation_id: install(p.installation),
                     }
                 }

@@ -1,23 +1,33 @@
-//! The ansible step: the real `ansible-playbook` on the bakery host, against the builder
-//! over SSH, with the build key, a generated inventory and a known_hosts file holding the
-//! host key this build verified. Its output streams into the build log.
+//! The ansible step, run on the builder the way Packer's ansible-local runs it: the
+//! playbook's folder (its roles, files, templates, group_vars and `ansible.cfg` beside it)
+//! is uploaded, every file sha256-checked, to a private folder in the build's staging
+//! directory; ansible-core is installed if the builder lacks it; then
+//! `ansible-playbook -c local -i localhost,` runs there over SSH, with the extra vars in a
+//! JSON file, its output streamed into the build log. The uploaded folder is removed
+//! afterwards, also when the playbook fails.
+//!
+//! May touch: the builder, over the session's SSH connection; on bakery's host it only
+//! reads the playbook's folder in the checkout. Nothing of ansible runs on bakery's host,
+//! so lookups, `delegate_to: localhost`, `connection: local`, `copy: src=`, vault scripts
+//! and a committed `ansible.cfg` all act on the builder, and bakery's environment never
+//! reaches them (see docs/SECURITY.md).
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 
-use super::Session;
-use crate::build::{BuildLog, OutputStream};
+use super::shell::{wrap_command, CLIENT_GRACE, TIMEOUT_STATUS};
+use super::{ansible_core, Session};
 use crate::plan::model::{AnsibleStep, BuildFacts, BuildPlan};
-use crate::provision::lines::{LineBuffer, Tail};
+use crate::provision::communicator::{tail_suffix, ExecError, RemoteCommand};
+use crate::provision::quote::{env_exports, sh_quote};
 use crate::provision::repo_path::resolve_in_repo;
-
-/// How many output lines a failure quotes.
-const TAIL_LINES: usize = 30;
+use crate::provision::upload::{run_script, upload, upload_entries, walk_tree, Source, TreeEntry};
+use crate::recipe::ansible_args::check_extra_args;
 
 /// The variables every playbook gets; bakery's own names win over the recipe's.
 pub fn extra_vars(
@@ -33,13 +43,76 @@ pub fn extra_vars(
     vars
 }
 
-/// `host` for port 22, `[host]:port` otherwise, as OpenSSH writes known_hosts entries.
-pub fn known_hosts_pattern(host: &str, port: u16) -> String {
-    if port == 22 {
-        host.to_string()
-    } else {
-        format!("[{host}]:{port}")
+/// The local folder that goes to the builder (the playbook's own folder) and the
+/// playbook's name in it.
+pub fn playbook_tree(repo_root: &Path, playbook: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let local = resolve_in_repo(repo_root, playbook)?;
+    let dir = local
+        .parent()
+        .with_context(|| format!("{} has no folder", playbook.display()))?
+        .to_path_buf();
+    let name = local
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} is not a valid UTF-8 file name", playbook.display()))?
+        .to_string();
+    Ok((dir, name))
+}
+
+/// The playbook folder's entries, without version control data.
+fn tree_entries(dir: &Path) -> anyhow::Result<Vec<TreeEntry>> {
+    let is_git = |rel: &str| rel == ".git" || rel.starts_with(".git/");
+    Ok(walk_tree(dir)?
+        .into_iter()
+        .filter(|e| match e {
+            TreeEntry::Dir { rel, .. }
+            | TreeEntry::File { rel, .. }
+            | TreeEntry::Symlink { rel, .. } => !is_git(rel),
+        })
+        .collect())
+}
+
+/// The command line run on the builder, in the uploaded folder `work/playbook`.
+pub fn playbook_command(step: &AnsibleStep, work: &str, playbook: &str) -> String {
+    let mut args: Vec<String> = vec![
+        "ansible-playbook".into(),
+        "-c".into(),
+        "local".into(),
+        "-i".into(),
+        "localhost,".into(),
+    ];
+    if step.become_root {
+        args.push("--become".into());
     }
+    args.extend(step.extra_args.iter().cloned());
+    // Last, so bakery's own variables win over any `-e` in extra_args.
+    args.push("--extra-vars".into());
+    args.push(format!("@{work}/extra-vars.json"));
+    args.push(playbook.into());
+    let quoted: Vec<String> = args.iter().map(|a| sh_quote(a)).collect();
+    format!(
+        "cd {} && exec {}",
+        sh_quote(&format!("{work}/playbook")),
+        quoted.join(" ")
+    )
+}
+
+/// ansible's settings for the run: plain output, failures on stderr (so an error can quote
+/// them), its temporary files inside the step's folder.
+fn ansible_env(work: &str) -> BTreeMap<String, String> {
+    [
+        ("ANSIBLE_NOCOLOR", "1".to_string()),
+        ("ANSIBLE_FORCE_COLOR", "0".into()),
+        ("ANSIBLE_RETRY_FILES_ENABLED", "0".into()),
+        ("ANSIBLE_DISPLAY_FAILED_STDERR", "1".into()),
+        ("ANSIBLE_PYTHON_INTERPRETER", "auto_silent".into()),
+        ("ANSIBLE_LOCAL_TEMP", format!("{work}/local-tmp")),
+        ("ANSIBLE_REMOTE_TEMP", format!("{work}/remote-tmp")),
+        ("PYTHONUNBUFFERED", "1".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 pub async fn run(
@@ -49,201 +122,168 @@ pub async fn run(
     facts: &BuildFacts,
 ) -> anyhow::Result<()> {
     let name = step.name.as_str();
-    let playbook = resolve_in_repo(&s.repo_root, &step.playbook)?;
-    let target = s.comm.target().clone();
-
-    let dir = tempfile::Builder::new()
-        .prefix("bakery-ansible-")
-        .tempdir()
-        .context("cannot create a temporary directory for the ansible run")?;
-    let key_path = dir.path().join("build_key");
-    let known_hosts = dir.path().join("known_hosts");
-    let inventory = dir.path().join("inventory.json");
-    let vars_path = dir.path().join("extra_vars.json");
-
-    let key = target
-        .key
-        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
-        .map_err(|e| anyhow::anyhow!("cannot encode the build key for ansible: {e}"))?;
-    write_private(&key_path, key.as_bytes())?;
-    let host_key = s
-        .comm
-        .host_key()
-        .to_openssh()
-        .map_err(|e| anyhow::anyhow!("cannot encode the host key: {e}"))?;
-    std::fs::write(
-        &known_hosts,
-        format!(
-            "{} {host_key}\n",
-            known_hosts_pattern(&target.host, target.port)
-        ),
-    )
-    .context("cannot write known_hosts for ansible")?;
-
-    let ssh_args = format!(
-        "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes \
-         -o ServerAliveInterval=10 -o ServerAliveCountMax=3",
-        known_hosts.display()
-    );
-    let inv = serde_json::json!({
-        "all": {
-            "hosts": {
-                "builder": {
-                    "ansible_host": target.host,
-                    "ansible_port": target.port,
-                    "ansible_user": target.user,
-                    "ansible_ssh_private_key_file": key_path,
-                    "ansible_ssh_common_args": ssh_args,
-                    "ansible_python_interpreter": "auto_silent",
-                }
-            }
-        }
-    });
-    std::fs::write(&inventory, serde_json::to_vec_pretty(&inv)?)
-        .context("cannot write the ansible inventory")?;
-    std::fs::write(
-        &vars_path,
-        serde_json::to_vec(&extra_vars(step, plan, facts))?,
-    )
-    .context("cannot write ansible extra vars")?;
-
-    let mut cmd = tokio::process::Command::new(&s.options.ansible_playbook);
-    cmd.arg("-i")
-        .arg(&inventory)
-        .arg("--extra-vars")
-        .arg(format!("@{}", vars_path.display()));
-    if step.become_root {
-        cmd.arg("--become");
+    if let Err((_, why)) = check_extra_args(&step.extra_args) {
+        anyhow::bail!("extra_args: {why}; {}", why.hint());
     }
-    cmd.args(&step.extra_args)
-        .arg(&playbook)
-        .current_dir(&s.repo_root)
-        .env("ANSIBLE_HOST_KEY_CHECKING", "True")
-        .env("ANSIBLE_NOCOLOR", "1")
-        .env("ANSIBLE_FORCE_COLOR", "0")
-        .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
-        .env("ANSIBLE_LOCAL_TEMP", dir.path().join("local"))
-        .env("ANSIBLE_SSH_CONTROL_PATH_DIR", dir.path().join("cp"))
-        .env("ANSIBLE_REMOTE_TEMP", format!("{}/ansible", s.staging))
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let (dir, playbook) = playbook_tree(&s.repo_root, &step.playbook)?;
+    let entries = tree_entries(&dir)?;
+    ansible_core::ensure(s, name).await?;
 
+    let work = s.stage_path("ansible");
+    let result = upload_and_play(s, step, plan, facts, &dir, &entries, &work, &playbook).await;
+
+    // The uploaded folder goes, whatever happened; root may own files the playbook made.
+    let sudo = step.become_root && !s.sudo().is_empty();
+    let cleanup = run_script(
+        &s.comm,
+        name,
+        &format!("removing {work}"),
+        sudo,
+        format!("rm -rf {}\n", sh_quote(&work)),
+        &s.log,
+        &CancellationToken::new(),
+    )
+    .await;
+    match (result, cleanup) {
+        (Ok(()), Ok(_)) => Ok(()),
+        (Ok(()), Err(e)) => Err(e.context("removing the uploaded playbook from the builder")),
+        (Err(e), Ok(_)) => Err(e),
+        (Err(e), Err(c)) => {
+            s.log.info(
+                name,
+                format!("could not remove {work} from the builder: {c:#}"),
+            );
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn upload_and_play(
+    s: &mut Session,
+    step: &AnsibleStep,
+    plan: &BuildPlan,
+    facts: &BuildFacts,
+    dir: &Path,
+    entries: &[TreeEntry],
+    work: &str,
+    playbook: &str,
+) -> anyhow::Result<()> {
+    let name = step.name.as_str();
+    let folder = step
+        .playbook
+        .parent()
+        .map(|p| p.display().to_string())
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| ".".into());
+    let n = upload_entries(
+        &s.comm,
+        name,
+        dir,
+        entries,
+        &format!("{work}/playbook"),
+        &s.log,
+        &s.cancel,
+    )
+    .await
+    .with_context(|| format!("uploading {folder} to the builder"))?;
     s.log.info(
         name,
-        format!("ansible-playbook {}", step.playbook.display()),
+        format!("uploaded {n} files from {folder} to {work}/playbook (sha256 checked)"),
     );
-    let mut child = cmd.spawn().with_context(|| {
-        format!(
-            "cannot run {}; install ansible-core (pip) or ansible (apt) on the bakery host",
-            s.options.ansible_playbook.display()
-        )
-    })?;
-    let stdout = child.stdout.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
-    let tail = std::sync::Mutex::new(Tail::new(TAIL_LINES));
+    let vars = serde_json::to_vec(&extra_vars(step, plan, facts))?;
+    upload(
+        &s.comm,
+        name,
+        Source::Bytes(Bytes::from(vars)),
+        &format!("{work}/extra-vars.json"),
+        0o600,
+        &s.log,
+        &s.cancel,
+    )
+    .await
+    .context("uploading the extra vars")?;
+
     let limit = Duration::from_secs(step.timeout_secs.max(1));
-
-    let outcome = {
-        let pump_out = pump(stdout, &s.log, name, OutputStream::Stdout, &tail);
-        let pump_err = pump(stderr, &s.log, name, OutputStream::Stderr, &tail);
-        let run = async {
-            let (a, b) = tokio::join!(pump_out, pump_err);
-            a?;
-            b?;
-            child.wait().await.context("waiting for ansible-playbook")
-        };
-        tokio::select! {
-            r = tokio::time::timeout(limit, run) => r,
-            _ = s.cancel.cancelled() => {
-                anyhow::bail!("cancelled while ansible-playbook was running");
-            }
-        }
-    };
-    // Dropping the child (kill_on_drop) ends a run that timed out or was cancelled.
-    let status = match outcome {
-        Ok(status) => status?,
-        Err(_) => {
-            let _ = child.kill().await;
-            anyhow::bail!(
-                "ansible-playbook {} did not finish within the step's timeout of {limit:?}",
-                step.playbook.display()
-            );
-        }
-    };
-    if !status.success() {
-        let lines = tail.lock().expect("poisoned").lines();
-        anyhow::bail!(
-            "ansible-playbook {} failed ({status}); last lines of output:\n  {}",
-            step.playbook.display(),
-            lines.join("\n  ")
-        );
+    let display = format!(
+        "ansible-playbook {} (on the builder, connection local)",
+        step.playbook.display()
+    );
+    s.log.info(name, format!("$ {display}"));
+    let exports = env_exports(&ansible_env(work))?;
+    let cmd = RemoteCommand::new(
+        display,
+        wrap_command(&playbook_command(step, work, playbook), &exports, "", limit),
+        limit + CLIENT_GRACE,
+    );
+    let shown = step.playbook.display();
+    match s.comm.exec(name, &cmd, &s.log, &s.cancel).await {
+        Ok(out) if out.success() => Ok(()),
+        Ok(out) if out.exit_status == TIMEOUT_STATUS && out.elapsed >= limit => anyhow::bail!(
+            "ansible-playbook {shown} did not finish within the step's timeout of {limit:?} and was killed{}",
+            tail_suffix(&out.stderr_tail)
+        ),
+        Ok(out) => anyhow::bail!(
+            "ansible-playbook {shown} failed (exit status {}){}",
+            out.exit_status,
+            tail_suffix(&out.stderr_tail)
+        ),
+        Err(ExecError::TimedOut { .. }) => anyhow::bail!(
+            "ansible-playbook {shown} did not finish within the step's timeout of {limit:?}"
+        ),
+        Err(e) => Err(e.into()),
     }
-    Ok(())
-}
-
-fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(data)
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
-async fn pump(
-    mut from: impl AsyncRead + Unpin,
-    log: &BuildLog,
-    step: &str,
-    stream: OutputStream,
-    tail: &std::sync::Mutex<Tail>,
-) -> anyhow::Result<()> {
-    let mut lines = LineBuffer::default();
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = from
-            .read(&mut buf)
-            .await
-            .context("reading ansible-playbook output")?;
-        if n == 0 {
-            break;
-        }
-        for line in lines.push(&buf[..n]) {
-            emit(log, step, stream, tail, &line);
-        }
-    }
-    if let Some(line) = lines.finish() {
-        emit(log, step, stream, tail, &line);
-    }
-    Ok(())
-}
-
-fn emit(
-    log: &BuildLog,
-    step: &str,
-    stream: OutputStream,
-    tail: &std::sync::Mutex<Tail>,
-    line: &str,
-) {
-    log.output(step, stream, line);
-    tail.lock()
-        .expect("poisoned")
-        .push(&log.redactor().redact(line));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn step(become_root: bool, extra_args: &[&str]) -> AnsibleStep {
+        AnsibleStep {
+            name: "site".into(),
+            playbook: "recipes/web/site.yml".into(),
+            extra_vars: BTreeMap::new(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            become_root,
+            timeout_secs: 60,
+        }
+    }
+
     #[test]
-    fn known_hosts_patterns() {
-        assert_eq!(known_hosts_pattern("10.0.0.5", 22), "10.0.0.5");
-        assert_eq!(known_hosts_pattern("127.0.0.1", 2222), "[127.0.0.1]:2222");
+    fn runs_locally_with_the_vars_file_last() {
+        assert_eq!(
+            playbook_command(
+                &step(true, &["--tags", "a b"]),
+                "/var/tmp/b/001-ansible",
+                "site.yml"
+            ),
+            "cd /var/tmp/b/001-ansible/playbook && exec ansible-playbook -c local -i localhost, \
+             --become --tags 'a b' --extra-vars @/var/tmp/b/001-ansible/extra-vars.json site.yml"
+        );
+    }
+
+    #[test]
+    fn the_playbook_folder_goes_without_git_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join(".git/objects")).unwrap();
+        std::fs::write(root.join(".git/config"), "x").unwrap();
+        std::fs::create_dir_all(root.join("roles/web")).unwrap();
+        std::fs::write(root.join("site.yml"), "- hosts: all\n").unwrap();
+        let (folder, name) = playbook_tree(root, Path::new("site.yml")).unwrap();
+        assert_eq!(name, "site.yml");
+        let rels: Vec<String> = tree_entries(&folder)
+            .unwrap()
+            .into_iter()
+            .map(|e| match e {
+                TreeEntry::Dir { rel, .. }
+                | TreeEntry::File { rel, .. }
+                | TreeEntry::Symlink { rel, .. } => rel,
+            })
+            .collect();
+        assert!(rels.contains(&"roles/web".to_string()), "{rels:?}");
+        assert!(rels.contains(&"site.yml".to_string()), "{rels:?}");
+        assert!(!rels.iter().any(|r| r.starts_with(".git")), "{rels:?}");
     }
 }

@@ -2,6 +2,7 @@
 //! provision steps (`shell`, `file`, `ansible`), then `stamp`, `verify` and `seal`.
 
 pub mod ansible;
+pub mod ansible_core;
 pub mod file;
 pub mod seal;
 pub mod shell;
@@ -23,8 +24,6 @@ pub struct ProvisionerOptions {
     /// After a step that expects a disconnect finished without one, how long to wait for
     /// the connection to drop (a reboot in progress) before going on with the same one.
     pub disconnect_grace: Duration,
-    /// The `ansible-playbook` program to run for ansible steps.
-    pub ansible_playbook: PathBuf,
 }
 
 impl Default for ProvisionerOptions {
@@ -32,7 +31,6 @@ impl Default for ProvisionerOptions {
         ProvisionerOptions {
             connect: Default::default(),
             disconnect_grace: Duration::from_secs(30),
-            ansible_playbook: PathBuf::from("ansible-playbook"),
         }
     }
 }

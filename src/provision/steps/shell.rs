@@ -12,9 +12,9 @@ use crate::provision::repo_path::resolve_in_repo;
 use crate::provision::upload::{upload, Source};
 
 /// Exit status of coreutils `timeout` when the limit hit.
-const TIMEOUT_STATUS: u32 = 124;
+pub const TIMEOUT_STATUS: u32 = 124;
 /// Extra time the client waits past a step's timeout for `timeout` on the builder to act.
-const CLIENT_GRACE: Duration = Duration::from_secs(30);
+pub const CLIENT_GRACE: Duration = Duration::from_secs(30);
 
 /// The command line that runs `inner` on the builder: its environment exported, under
 /// `timeout` (which kills the whole process group), through `sudo` when asked.

@@ -10,6 +10,7 @@ pub mod examples;
 pub mod fake_github;
 pub mod git;
 pub mod moto;
+pub mod push_event;
 pub mod sandbox;
 pub mod stores;
 pub mod story;

@@ -21,10 +21,12 @@ use serde_json::{json, Value};
 
 use super::aws_proxy::AwsProxy;
 use super::bakery_process::{http, BakeryServer};
-use super::examples::{example, sign};
+use super::examples::sign;
 use super::fake_github::FakeGitHub;
 use super::git::git;
 use super::moto::Moto;
+use super::push_event;
+pub use super::push_event::{PushedTag, TagKind};
 use super::sandbox::{Sandbox, SandboxOptions};
 
 pub const REPO: &str = "acme/images";
@@ -388,26 +390,33 @@ impl Story {
         git(&self.work, &["rev-parse", "HEAD"]).trim().to_string()
     }
 
-    /// `git tag TAG && git push origin TAG`, with the real git CLI. GitHub then lists the tag.
-    pub fn tag_and_push(&self, tag: &str) -> String {
-        git(&self.work, &["tag", tag]);
-        git(&self.work, &["push", "-q", "origin", tag]);
-        let sha = git(&self.work, &["rev-parse", &format!("{tag}^{{commit}}")])
-            .trim()
-            .to_string();
-        self.github.add_tag(REPO, tag, &sha);
-        sha
+    /// `git tag TAG && git push origin TAG`, with the real git CLI: a lightweight tag.
+    pub fn tag_and_push(&self, tag: &str) -> PushedTag {
+        self.push_tag(tag, TagKind::Lightweight)
     }
 
-    /// GitHub's push event for `tag` at `sha`, shaped exactly like the official example.
-    pub fn tag_push_payload(&self, tag: &str, sha: &str) -> Value {
-        let mut p = example("push", |e| {
-            e["ref"] == "refs/tags/simple-tag" && e["deleted"] == false
-        });
-        p["ref"] = json!(format!("refs/tags/{tag}"));
-        p["before"] = json!("0000000000000000000000000000000000000000");
-        p["after"] = json!(sha);
-        p["head_commit"]["id"] = json!(sha);
+    /// Tags HEAD as `tag` (`git tag` or `git tag -a`) and pushes it with the git CLI.
+    pub fn push_tag(&self, tag: &str, kind: TagKind) -> PushedTag {
+        push_event::tag_and_push(&self.work, &self.bare, tag, kind, false)
+    }
+
+    /// `git tag -f [-a] TAG && git push -f origin TAG`: moves (or re-creates) the tag at
+    /// HEAD.
+    pub fn force_tag(&self, tag: &str, kind: TagKind) -> PushedTag {
+        push_event::tag_and_push(&self.work, &self.bare, tag, kind, true)
+    }
+
+    /// The `push` delivery GitHub sends for `pushed`, built from the real repository.
+    pub fn push_payload(&self, pushed: &PushedTag) -> Value {
+        let mut p =
+            push_event::push_payload(&self.bare, &format!("https://github.com/{REPO}"), pushed);
+        self.point_at_repo(&mut p);
+        p
+    }
+
+    /// The `create` delivery GitHub sends for a new tag.
+    pub fn create_payload(&self, tag: &str) -> Value {
+        let mut p = push_event::create_payload("main", tag);
         self.point_at_repo(&mut p);
         p
     }

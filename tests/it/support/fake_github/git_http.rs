@@ -27,7 +27,7 @@ pub async fn serve(
         let found = state.repos.iter().find_map(|(name, repo)| {
             let prefix = format!("{name}.git");
             rest.strip_prefix(&prefix)
-                .filter(|_| repo.git_dir.is_some())
+                .filter(|_| repo.git_dir.is_some() && !repo.git_unreachable)
                 .map(|suffix| (repo.git_dir.clone().unwrap(), suffix.to_string()))
         });
         match (found, &auth) {

@@ -179,6 +179,52 @@ fn repo_for<'s>(state: &'s mut State, req: &Request) -> Result<&'s mut RepoState
     Ok(repo)
 }
 
+/// GitHub answers 422 `No commit found for SHA` for check runs, statuses and commit
+/// comments on anything but a commit of the repository (a tag object's SHA included).
+/// Only repositories with real git behind them are checked.
+fn commit_exists(repo: &RepoState, sha: &str) -> Result<(), Failure> {
+    let Some(dir) = &repo.git_dir else {
+        return Ok(());
+    };
+    let kind = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["cat-file", "-t", "--end-of-options", sha])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if kind.as_deref() == Some("commit") && sha.len() == 40 {
+        Ok(())
+    } else {
+        Err((422, format!("No commit found for SHA: {sha}")))
+    }
+}
+
+/// `(name, commit)` of every tag of the bare repository `dir`, peeled through annotated
+/// tag objects, in name order.
+fn git_tags(dir: &std::path::Path) -> Vec<(String, String)> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "for-each-ref",
+            "refs/tags",
+            "--format=%(refname:strip=2) %(objectname) %(*objectname)",
+        ])
+        .output()
+        .expect("git for-each-ref runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split(' ');
+            let (name, object, peeled) = (parts.next()?, parts.next()?, parts.next());
+            let commit = peeled.filter(|p| !p.is_empty()).unwrap_or(object);
+            Some((name.to_string(), commit.to_string()))
+        })
+        .collect()
+}
+
 fn set(v: &mut Value, key: &str, value: Value) {
     v.as_object_mut()
         .expect("object")
@@ -286,7 +332,12 @@ pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failur
         }
         "repos/list-tags" => {
             let full = req.repo_name();
-            let tags = repo_for(state, req)?.tags.clone();
+            let repo = repo_for(state, req)?;
+            // GitHub lists each tag with the commit it points at, annotated or not.
+            let tags = match &repo.git_dir {
+                Some(dir) => git_tags(dir),
+                None => repo.tags.clone(),
+            };
             let template = req.item_example(200);
             let items: Vec<Value> = tags
                 .iter()
@@ -333,6 +384,7 @@ pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failur
             let id = state.next_id();
             let repo = repo_for(state, req)?;
             let b = &req.body;
+            commit_exists(repo, b["head_sha"].as_str().unwrap_or(""))?;
             let mut v = req.example(201);
             set(&mut v, "id", json!(id));
             set(&mut v, "node_id", json!(format!("CR_{id}")));
@@ -391,6 +443,7 @@ pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failur
             let sha = req.param("sha").to_string();
             let login = req.identity.login().to_string();
             let repo = repo_for(state, req)?;
+            commit_exists(repo, &sha)?;
             let b = &req.body;
             let mut v = req.example(201);
             set(&mut v, "id", json!(id));
@@ -428,6 +481,7 @@ pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failur
             let sha = req.param("commit_sha").to_string();
             let login = req.identity.login().to_string();
             let repo = repo_for(state, req)?;
+            commit_exists(repo, &sha)?;
             let mut v = req.example(201);
             set(&mut v, "id", json!(id));
             set(&mut v, "node_id", json!(format!("CC_{id}")));

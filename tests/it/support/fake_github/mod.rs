@@ -60,6 +60,9 @@ pub struct RepoState {
     /// A bare repository served over HTTP at `/git/{owner}/{repo}.git` (see
     /// [`FakeGitHub::serve_git`]).
     pub git_dir: Option<std::path::PathBuf>,
+    /// Git over HTTP answers 404 for this repository, as GitHub does for a repository
+    /// the App can no longer read.
+    pub git_unreachable: bool,
     pub default_branch: String,
     /// `(name, sha)`, listed in this order.
     pub tags: Vec<(String, String)>,
@@ -225,6 +228,13 @@ impl FakeGitHub {
         url
     }
 
+    /// Makes the repository's git unreachable (or reachable again).
+    pub fn set_git_unreachable(&self, repo: &str, unreachable: bool) {
+        self.repo_mut(repo, move |r| r.git_unreachable = unreachable);
+    }
+
+    /// Lists a tag for a repository without real git behind it (one served with
+    /// [`FakeGitHub::serve_git`] lists the tags of its git repository).
     pub fn add_tag(&self, repo: &str, name: &str, sha: &str) {
         self.repo_mut(repo, |r| r.tags.push((name.to_string(), sha.to_string())));
     }
