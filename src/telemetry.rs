@@ -9,7 +9,8 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber. `RUST_LOG` (or `BAKERY_LOG`) sets the filter; the
-/// default is `info`. Logs go to stderr so that commands' results on stdout stay clean.
+/// default is `info`. Logs go to stderr so that commands' results on stdout stay clean,
+/// through the process's redactor: no registered secret reaches the log.
 pub fn init(format: LogFormat) {
     let filter = std::env::var("BAKERY_LOG")
         .ok()
@@ -18,7 +19,7 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(crate::redact::RedactingStderr);
     let _ = match format {
         LogFormat::Pretty => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -19,6 +19,10 @@ use super::{policy, tags, EngineCtx};
 pub fn generate_key() -> anyhow::Result<PrivateKey> {
     let seed: [u8; 32] = rand::random();
     let key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
+    let text = key
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .context("cannot encode the builder's private key")?;
+    crate::redact::Redactor::global().add_multiline_expiring(&text);
     Ok(key)
 }
 

@@ -13,6 +13,7 @@ pub mod instance;
 pub mod janitor;
 pub mod policy;
 pub mod preflight;
+pub mod registered;
 pub mod release;
 pub mod resource;
 pub mod session;

@@ -163,7 +163,7 @@ impl AwsSession {
         if let Some(ext) = &target.external_id {
             builder = builder.external_id(ext.clone());
         }
-        let provider = builder.build().await;
+        let provider = super::registered::Registered(builder.build().await);
         let config = base
             .to_builder()
             .credentials_provider(SharedCredentialsProvider::new(provider))
@@ -265,7 +265,7 @@ async fn base_config(settings: &AwsSettings, region: &str) -> SdkConfig {
     if let Some(creds) = &settings.credentials {
         loader = loader.credentials_provider(creds.clone());
     }
-    loader.load().await
+    super::registered::register_credentials(loader.load().await)
 }
 
 /// STS session names allow `[\w+=,.@-]` and at most 64 characters.

@@ -501,7 +501,7 @@ impl BuildRunner {
     ) -> anyhow::Result<()> {
         record.state = state;
         record.manifest = manifest;
-        record.error = error;
+        record.error = error.map(|e| self.log.redactor().redact(&e));
         record.updated_at = chrono::Utc::now();
         self.store.upsert_build(&record).await
     }

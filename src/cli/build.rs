@@ -79,7 +79,7 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         Some(t) => t.clone(),
         None => Arc::new(PlainSink),
     };
-    let log = BuildLog::new(Redactor::new(), vec![sink]);
+    let log = BuildLog::new(Redactor::global().clone(), vec![sink]);
 
     let settings = AwsSettings {
         endpoint_url: args.endpoint_url.clone(),

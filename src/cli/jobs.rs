@@ -21,7 +21,7 @@ pub struct JobsArgs {
 
 pub async fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
     let config = ServerConfig::from_env(args.config.config.as_deref())?;
-    let store = SqlStore::connect(&config.database_url).await?;
+    let store = SqlStore::connect(config.database_url.expose()).await?;
     let filter = JobFilter {
         state: args.state.as_deref().map(JobState::parse).transpose()?,
         repo: args.repo,

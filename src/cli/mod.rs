@@ -110,7 +110,8 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let message = crate::redact::Redactor::global().redact(&format!("{e:#}"));
+            eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }

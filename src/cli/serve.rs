@@ -26,7 +26,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let store: DynStore = Arc::new(SqlStore::connect(&config.database_url).await?);
+    let store: DynStore = Arc::new(SqlStore::connect(config.database_url.expose()).await?);
     let job_queued = Arc::new(Notify::new());
     let state = AppState::new(&config, store.clone(), job_queued.clone())?;
 

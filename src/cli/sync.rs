@@ -38,7 +38,7 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.patterns.clone()
     };
-    let store = SqlStore::connect(&config.database_url).await?;
+    let store = SqlStore::connect(config.database_url.expose()).await?;
     let client = GitHubClient::from_config(&config.github)?;
     let mut reports = Vec::new();
     for repo in &repos {

@@ -28,8 +28,9 @@ pub struct ServerConfig {
     #[serde(default)]
     pub public_url: Option<String>,
     /// `sqlite://path/to/bakery.db` (default) or `postgres://...` for several replicas.
+    /// A secret: a PostgreSQL URL may carry a password.
     #[serde(default = "defaults::database_url")]
-    pub database_url: String,
+    pub database_url: Secret,
     #[serde(default)]
     pub webhook: WebhookConfig,
     #[serde(default)]
@@ -41,6 +42,10 @@ pub struct ServerConfig {
     /// Where each repository's images may go and what its builds may do.
     #[serde(default)]
     pub policy: crate::policy::PolicyConfig,
+    #[serde(default)]
+    pub logs: LogConfig,
+    #[serde(default)]
+    pub job_pages: JobPagesConfig,
     /// Where jobs check out repositories (a mirror cache and per-job workspaces).
     #[serde(default = "defaults::work_dir")]
     pub work_dir: PathBuf,
@@ -58,9 +63,18 @@ pub struct WebhookConfig {
     /// Tags that start a release build (globs).
     #[serde(default = "defaults::tag_patterns", deserialize_with = "one_or_many")]
     pub tag_patterns: Vec<String>,
-    /// Largest delivery body accepted, in bytes. GitHub caps payloads at 25 MiB.
+    /// Largest delivery body accepted, in bytes. The events bakery acts on (tag pushes and
+    /// creates, pull requests, comments) stay far below the 1 MiB default; GitHub's own
+    /// maximum is 25 MiB.
     #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Deliveries read and checked at once; more wait for a turn.
+    #[serde(default = "defaults::max_concurrent")]
+    pub max_concurrent: usize,
+    /// How long a delivery may take to arrive (its wait for a turn, then its body).
+    /// GitHub gives up on a delivery after 10 seconds.
+    #[serde(default = "defaults::read_timeout_secs")]
+    pub read_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -77,6 +91,44 @@ pub struct WorkerConfig {
     /// How often an idle worker looks for queued jobs.
     #[serde(default = "defaults::poll_millis")]
     pub poll_millis: u64,
+    /// The longest a provisioning step may run. A recipe's `timeout` above it is lowered
+    /// to it (the build log says so).
+    #[serde(default = "defaults::max_step_timeout_secs")]
+    pub max_step_timeout_secs: u64,
+}
+
+/// Who may open a job's page (`/jobs/{id}`): a link carrying the job's token (what check
+/// runs link to), or an operator's `Authorization: Bearer` token. Anyone else gets 404.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobPagesConfig {
+    /// The key job links are signed with (HMAC-SHA256 of the job id). Without it, check
+    /// runs carry no link and only the operator token opens job pages.
+    #[serde(default)]
+    pub key: Option<Secret>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Opens every job page, sent as `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub operator_token: Option<Secret>,
+    #[serde(default)]
+    pub operator_token_file: Option<PathBuf>,
+}
+
+/// What the store keeps of a job's build output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Lines of build output kept per job. Past this (or `max_bytes`) the log keeps the
+    /// last lines of the output and one line saying how much was dropped.
+    #[serde(default = "defaults::log_max_lines")]
+    pub max_lines: usize,
+    /// Bytes of build output kept per job.
+    #[serde(default = "defaults::log_max_bytes")]
+    pub max_bytes: usize,
+    /// Days after which the logs of finished jobs are deleted (hourly). `0` keeps them.
+    #[serde(default = "defaults::log_retention_days")]
+    pub retention_days: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,8 +175,8 @@ mod defaults {
     pub fn listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 8080))
     }
-    pub fn database_url() -> String {
-        "sqlite://.bakery/bakery.db".into()
+    pub fn database_url() -> Secret {
+        Secret::new("sqlite://.bakery/bakery.db")
     }
     pub fn work_dir() -> PathBuf {
         PathBuf::from(".bakery/work")
@@ -133,7 +185,13 @@ mod defaults {
         vec!["release-*".into()]
     }
     pub fn max_body_bytes() -> usize {
-        25 * 1024 * 1024
+        1024 * 1024
+    }
+    pub fn max_concurrent() -> usize {
+        16
+    }
+    pub fn read_timeout_secs() -> u64 {
+        10
     }
     pub fn concurrency() -> usize {
         2
@@ -150,6 +208,28 @@ mod defaults {
     pub fn janitor_interval_secs() -> u64 {
         60 * 60
     }
+    pub fn max_step_timeout_secs() -> u64 {
+        2 * 60 * 60
+    }
+    pub fn log_max_lines() -> usize {
+        50_000
+    }
+    pub fn log_max_bytes() -> usize {
+        8 * 1024 * 1024
+    }
+    pub fn log_retention_days() -> u64 {
+        30
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            max_lines: defaults::log_max_lines(),
+            max_bytes: defaults::log_max_bytes(),
+            retention_days: defaults::log_retention_days(),
+        }
+    }
 }
 
 impl Default for WebhookConfig {
@@ -159,6 +239,8 @@ impl Default for WebhookConfig {
             secret_files: vec![],
             tag_patterns: defaults::tag_patterns(),
             max_body_bytes: defaults::max_body_bytes(),
+            max_concurrent: defaults::max_concurrent(),
+            read_timeout_secs: defaults::read_timeout_secs(),
         }
     }
 }
@@ -193,6 +275,7 @@ impl Default for WorkerConfig {
             concurrency: defaults::concurrency(),
             lease_secs: defaults::lease_secs(),
             poll_millis: defaults::poll_millis(),
+            max_step_timeout_secs: defaults::max_step_timeout_secs(),
         }
     }
 }
@@ -240,6 +323,24 @@ impl ServerConfig {
             self.github.private_key =
                 Some(Secret::from_file(&file).context("github.private_key_file")?);
         }
+        if let Some(file) = self.job_pages.key_file.take() {
+            self.job_pages.key = Some(Secret::from_file(&file).context("job_pages.key_file")?);
+        }
+        if let Some(file) = self.job_pages.operator_token_file.take() {
+            self.job_pages.operator_token =
+                Some(Secret::from_file(&file).context("job_pages.operator_token_file")?);
+        }
+        for (name, secret) in [
+            ("job_pages.key", &self.job_pages.key),
+            ("job_pages.operator_token", &self.job_pages.operator_token),
+        ] {
+            if let Some(s) = secret {
+                anyhow::ensure!(
+                    s.expose().len() >= 16,
+                    "{name} must be at least 16 characters (e.g. `openssl rand -hex 32`)"
+                );
+            }
+        }
         if let Some(file) = self.github.token_file.take() {
             self.github.token = Some(Secret::from_file(&file).context("github.token_file")?);
         }
@@ -251,6 +352,14 @@ impl ServerConfig {
             self.webhook.max_body_bytes >= 1024,
             "webhook.max_body_bytes must be at least 1024"
         );
+        anyhow::ensure!(
+            self.webhook.max_concurrent >= 1,
+            "webhook.max_concurrent must be at least 1"
+        );
+        anyhow::ensure!(
+            self.webhook.read_timeout_secs >= 1,
+            "webhook.read_timeout_secs must be at least 1 second"
+        );
         for p in &self.webhook.tag_patterns {
             globset::Glob::new(p)
                 .with_context(|| format!("webhook.tag_patterns: {p:?} is not a valid glob"))?;
@@ -260,7 +369,30 @@ impl ServerConfig {
                 "github.app_id and github.private_key (or private_key_file) go together: set both for a GitHub App"
             );
         }
+        // From here on, nothing bakery writes shows them.
+        self.register_secrets(crate::redact::Redactor::global());
         Ok(self)
+    }
+
+    /// Adds every secret of the configuration to `redactor`: webhook secrets, the GitHub
+    /// token or App key, the database password, the job page key and operator token.
+    pub fn register_secrets(&self, redactor: &crate::redact::Redactor) {
+        for s in &self.webhook.secrets {
+            redactor.add(s.expose());
+        }
+        if let Some(t) = &self.github.token {
+            redactor.add(t.expose());
+        }
+        if let Some(k) = &self.github.private_key {
+            redactor.add_multiline(k.expose());
+        }
+        redactor.add_url_password(self.database_url.expose());
+        for s in [&self.job_pages.key, &self.job_pages.operator_token]
+            .into_iter()
+            .flatten()
+        {
+            redactor.add(s.expose());
+        }
     }
 
     /// Problems worth a warning that do not stop the server.
@@ -268,6 +400,9 @@ impl ServerConfig {
         let mut w = vec![];
         if self.webhook.secrets.is_empty() {
             w.push("no webhook secret is configured: every delivery will be rejected with 401 (set BAKERY_WEBHOOK__SECRETS or webhook.secret_files)".into());
+        }
+        if self.job_pages.key.is_none() {
+            w.push("no job page key is configured: check runs carry no link to the job's page (set job_pages.key_file)".into());
         }
         if self.github.app_id.is_none() && self.github.token.is_none() {
             w.push("no GitHub credentials are configured: builds cannot report back (set github.app_id + github.private_key_file, or github.token_file)".into());
@@ -359,10 +494,10 @@ mod tests {
     fn defaults_without_file_or_env() {
         let c = ServerConfig::load(None, env(&[])).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.database_url, "sqlite://.bakery/bakery.db");
+        assert_eq!(c.database_url.expose(), "sqlite://.bakery/bakery.db");
         assert_eq!(c.webhook.tag_patterns, vec!["release-*"]);
-        assert_eq!(c.webhook.max_body_bytes, 25 * 1024 * 1024);
-        assert_eq!(c.warnings().len(), 2);
+        assert_eq!(c.webhook.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.warnings().len(), 3);
     }
 
     #[test]

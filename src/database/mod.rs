@@ -75,6 +75,28 @@ pub trait Store: Send + Sync + 'static {
     async fn append_job_log(&self, job: JobId, step: &str, message: &str) -> anyhow::Result<()>;
     async fn job_log(&self, job: JobId) -> anyhow::Result<Vec<JobLogEntry>>;
 
+    /// Appends lines (step, message) to a job's log in one transaction: one commit for
+    /// the whole batch.
+    async fn append_job_log_batch(
+        &self,
+        job: JobId,
+        lines: &[(String, String)],
+    ) -> anyhow::Result<()>;
+
+    /// At most `limit` lines of a job's log with a sequence number above `after`.
+    async fn job_log_page(
+        &self,
+        job: JobId,
+        after: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<JobLogEntry>>;
+
+    /// Deletes the logs of jobs that finished before `cutoff`. Returns the lines deleted.
+    async fn delete_finished_job_logs(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<u64>;
+
     /// Creates or updates a build record (keyed by build id).
     async fn upsert_build(&self, build: &BuildRecord) -> anyhow::Result<()>;
     async fn get_build(&self, build_id: &str) -> anyhow::Result<Option<BuildRecord>>;

@@ -731,10 +731,58 @@ impl Store for SqlStore {
     }
 
     async fn job_log(&self, job: JobId) -> anyhow::Result<Vec<JobLogEntry>> {
+        self.job_log_page(job, 0, i64::MAX).await
+    }
+
+    async fn append_job_log_batch(
+        &self,
+        job: JobId,
+        lines: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        for attempt in 0..5 {
+            let r = async {
+                let mut tx = self.pool.begin().await?;
+                let at = now_ms();
+                for (step, message) in lines {
+                    sqlx::query(
+                        "INSERT INTO job_log (job_id, seq, at, step, message) \
+                         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM job_log WHERE job_id = $1",
+                    )
+                    .bind(job)
+                    .bind(at)
+                    .bind(step.as_str())
+                    .bind(message.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await
+            }
+            .await;
+            match r {
+                Ok(()) => return Ok(()),
+                Err(e) if is_unique_violation(&e) && attempt < 4 => continue,
+                Err(e) => return Err(e).context("cannot append to the job log"),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    async fn job_log_page(
+        &self,
+        job: JobId,
+        after: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<JobLogEntry>> {
         let rows = sqlx::query(
-            "SELECT seq, at, step, message FROM job_log WHERE job_id = $1 ORDER BY seq",
+            "SELECT seq, at, step, message FROM job_log WHERE job_id = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3",
         )
         .bind(job)
+        .bind(after)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await
         .context("cannot read the job log")?;
@@ -748,6 +796,18 @@ impl Store for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn delete_finished_job_logs(&self, cutoff: DateTime<Utc>) -> anyhow::Result<u64> {
+        let r = sqlx::query(
+            "DELETE FROM job_log WHERE job_id IN (SELECT id FROM jobs \
+             WHERE state IN ('succeeded', 'failed', 'cancelled') AND updated_at < $1)",
+        )
+        .bind(cutoff.timestamp_millis())
+        .execute(&self.pool)
+        .await
+        .context("cannot delete old job logs")?;
+        Ok(r.rows_affected())
     }
 
     async fn upsert_build(&self, b: &BuildRecord) -> anyhow::Result<()> {

@@ -22,7 +22,7 @@ pub struct JobDeps {
     pub checkouts: Checkouts,
     pub aws: AwsSettings,
     pub provisioner: Arc<dyn Provisioner>,
-    /// Every secret bakery holds, masked in logs and comments.
+    /// Every secret bakery holds, masked in logs and comments: the process's redactor.
     pub redactor: Redactor,
 }
 
@@ -32,13 +32,8 @@ impl JobDeps {
         store: DynStore,
         provisioner: Arc<dyn Provisioner>,
     ) -> anyhow::Result<Self> {
-        let redactor = Redactor::new();
-        for s in &config.webhook.secrets {
-            redactor.add(s.expose());
-        }
-        if let Some(t) = &config.github.token {
-            redactor.add(t.expose());
-        }
+        let redactor = Redactor::global().clone();
+        config.register_secrets(&redactor);
         let github = if config.github.app_id.is_some() || config.github.token.is_some() {
             Some(
                 GitHubClient::from_config(&config.github)
@@ -78,11 +73,15 @@ impl JobDeps {
         GitHubReporter::new(self.github()?, name, installation_id.map(|i| i as u64)).await
     }
 
-    /// The link GitHub shows for a job (`details_url`).
+    /// The link GitHub shows for a job (`details_url`): the job's page with its token.
+    /// None without a public URL or a job page key.
     pub fn details_url(&self, job: i64) -> Option<String> {
-        self.config
-            .public_url
-            .as_ref()
-            .map(|u| format!("{}/jobs/{job}", u.trim_end_matches('/')))
+        let base = self.config.public_url.as_ref()?;
+        let key = self.config.job_pages.key.as_ref()?;
+        Some(format!(
+            "{}{}",
+            base.trim_end_matches('/'),
+            crate::server::job_page::job_path(key, job)
+        ))
     }
 }

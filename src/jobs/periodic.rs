@@ -1,5 +1,6 @@
-//! Work the server does on a timer: `sync` (release tags whose delivery was lost) and the
-//! janitor (leftover cloud resources of finished, failed or unknown builds).
+//! Work the server does on a timer: `sync` (release tags whose delivery was lost), the
+//! janitor (leftover cloud resources of finished, failed or unknown builds), and log
+//! retention (the logs of jobs finished longer ago than `logs.retention_days`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,6 +19,9 @@ use crate::github::RepoName;
 /// Leftovers younger than this are never touched: their build may still be running.
 const DEFAULT_JANITOR_TTL: Duration = Duration::from_secs(6 * 60 * 60);
 
+/// How often old job logs are deleted.
+const LOG_RETENTION_EVERY: Duration = Duration::from_secs(60 * 60);
+
 /// Starts the timers configured in `deps.config`; they stop with `shutdown`.
 pub fn spawn(deps: Arc<JobDeps>, job_queued: Arc<Notify>, shutdown: CancellationToken) {
     let sync_every = deps.config.github.sync_interval_secs;
@@ -32,6 +36,19 @@ pub fn spawn(deps: Arc<JobDeps>, job_queued: Arc<Notify>, shutdown: Cancellation
                         job_queued.notify_waiters();
                     }
                     Err(e) => tracing::warn!("periodic sync failed: {e:#}"),
+                }
+            })
+            .await
+        });
+    }
+    if deps.config.logs.retention_days > 0 {
+        let (deps, shutdown) = (deps.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            every(LOG_RETENTION_EVERY, &shutdown, || async {
+                match prune_logs(&deps, chrono::Utc::now()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("deleted {n} log line(s) of old finished jobs"),
+                    Err(e) => tracing::warn!("log retention failed: {e:#}"),
                 }
             })
             .await
@@ -89,6 +106,17 @@ pub async fn sync_seen_repos(deps: &JobDeps) -> anyhow::Result<usize> {
         enqueued += report.enqueued.len();
     }
     Ok(enqueued)
+}
+
+/// Deletes the logs of jobs that finished more than `logs.retention_days` before `now`.
+/// Returns the lines deleted.
+pub async fn prune_logs(deps: &JobDeps, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<u64> {
+    let days = deps.config.logs.retention_days;
+    if days == 0 {
+        return Ok(0);
+    }
+    let cutoff = now - chrono::Duration::days(days.min(100 * 365) as i64);
+    deps.store.delete_finished_job_logs(cutoff).await
 }
 
 /// Runs the janitor over every account and region the store's builds used.

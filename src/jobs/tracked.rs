@@ -13,12 +13,11 @@ use super::deps::JobDeps;
 use super::progress::StepTracker;
 use super::JobLogSink;
 use crate::aws::AwsSession;
-use crate::build::log::TracingSink;
 use crate::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner, LogSink};
 use crate::github::render::{self, BuildFailure};
 use crate::github::reporter::{Conclusion, Progress};
 use crate::github::GitHubReporter;
-use crate::plan::model::BuildPlan;
+use crate::plan::model::{BuildPlan, ProvisionStep};
 use crate::worker::JobContext;
 
 /// How often the check run's live step summary is refreshed while a build runs.
@@ -67,12 +66,10 @@ impl TrackedBuild {
             )
             .await?;
         let tracker = StepTracker::new();
-        let job_log = JobLogSink::start(deps.store.clone(), job.id);
-        let sinks: Vec<Arc<dyn LogSink>> = vec![
-            Arc::new(TracingSink),
-            job_log.clone(),
-            Arc::new(tracker.clone()),
-        ];
+        // The job log also writes the lines it keeps to the process log: a build that
+        // floods its output fills neither.
+        let job_log = JobLogSink::start(deps.store.clone(), job.id, (&deps.config.logs).into());
+        let sinks: Vec<Arc<dyn LogSink>> = vec![job_log.clone(), Arc::new(tracker.clone())];
         let log = BuildLog::new(deps.redactor.clone(), sinks);
         let stop_updates = CancellationToken::new();
         let updates = tokio::spawn(live_summary(
@@ -137,7 +134,13 @@ impl TrackedBuild {
                     ..BuildOptions::default()
                 },
             );
-            runner.run(plan).await
+            runner
+                .run(cap_step_timeouts(
+                    plan,
+                    deps.config.workers.max_step_timeout_secs,
+                    &self.log,
+                ))
+                .await
         }
         .await;
         self.stop_updates.cancel();
@@ -161,6 +164,7 @@ impl TrackedBuild {
 
     /// Completes the check run as failed (or cancelled) with the error, and returns the
     /// failure report for a comment.
+    #[allow(clippy::too_many_arguments)]
     pub async fn report_failure(
         &self,
         deps: &JobDeps,
@@ -207,6 +211,30 @@ impl TrackedBuild {
             cleanup: Some(cleanup_summary(&self.job_log)),
         }
     }
+}
+
+/// Lowers every step timeout above the server's maximum to it, saying so in the log: a
+/// recipe cannot keep a builder (and a worker) busy for longer than the server allows.
+pub fn cap_step_timeouts(mut plan: BuildPlan, max_secs: u64, log: &BuildLog) -> BuildPlan {
+    for step in &mut plan.provision {
+        let (name, timeout) = match step {
+            ProvisionStep::Shell(s) => (&s.name, &mut s.timeout_secs),
+            ProvisionStep::Ansible(s) => (&s.name, &mut s.timeout_secs),
+            ProvisionStep::File(_) => continue,
+        };
+        if *timeout > max_secs {
+            log.info(
+                "plan",
+                format!(
+                    "step `{name}`: timeout lowered from {} to the server's maximum of {}",
+                    humantime::format_duration(Duration::from_secs(*timeout)),
+                    humantime::format_duration(Duration::from_secs(max_secs))
+                ),
+            );
+            *timeout = max_secs;
+        }
+    }
+    plan
 }
 
 /// The step a build failed in, from the error's context chain (`step provision failed`
@@ -276,7 +304,77 @@ async fn live_summary(
 
 #[cfg(test)]
 mod tests {
-    use super::failing_step;
+    use super::*;
+    use crate::build::log::MemorySink;
+    use crate::plan::{plan_build, PlanInput};
+    use crate::recipe::variables::VarOverrides;
+    use crate::recipe::{check_sources, RecipeSource};
+
+    /// A recipe asks for a 5-hour step; the server allows 2 hours: the step gets 2, the
+    /// log says so, and a step within the limit keeps its own.
+    #[test]
+    fn step_timeouts_never_exceed_the_servers_maximum() {
+        let recipe = r#"
+[source]
+ami = "ami-0123456789abcdef0"
+
+[builder]
+ssh_user = "ubuntu"
+
+[[provision]]
+type = "shell"
+name = "Long"
+inline = ["sleep 1"]
+timeout = "5h"
+
+[[provision]]
+type = "shell"
+name = "Short"
+inline = ["true"]
+timeout = "10m"
+
+[image]
+name = "x-{{ version }}"
+
+[distribute]
+regions = ["us-east-1"]
+kms_key = "alias/ami"
+"#;
+        let checked = check_sources(
+            Some("[defaults]\nregion = \"us-east-1\"\n"),
+            &[RecipeSource::new("x", recipe)],
+        );
+        assert!(checked.is_ok(), "{}", checked.diagnostics);
+        let vars = VarOverrides::default();
+        let plan = plan_build(
+            &checked.set,
+            &PlanInput {
+                recipe: "x",
+                version: "release-1",
+                git_sha: "0123456789abcdef0123456789abcdef01234567",
+                build_time: chrono::Utc::now(),
+                vars: &vars,
+                ephemeral: false,
+            },
+        )
+        .unwrap();
+        let sink = Arc::new(MemorySink::default());
+        let log = BuildLog::new(crate::redact::Redactor::new(), vec![sink.clone()]);
+        let capped = cap_step_timeouts(plan, 7200, &log);
+        let timeouts: Vec<u64> = capped
+            .provision
+            .iter()
+            .map(|s| match s {
+                ProvisionStep::Shell(s) => s.timeout_secs,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(timeouts, vec![7200, 600]);
+        assert_eq!(
+            sink.text(),
+            "step `Long`: timeout lowered from 5h to the server's maximum of 2h\n"
+        );
+    }
 
     #[test]
     fn names_the_provisioning_step_from_the_error_chain() {

@@ -1,6 +1,8 @@
-//! The HTTP front door: webhook intake and health endpoints.
+//! The HTTP front door: webhook intake, health endpoints and the job pages. Only
+//! `/webhooks/github` is meant to be reachable from outside (see the README).
 
 pub mod intake;
+pub mod job_page;
 pub mod signature;
 pub mod webhook;
 
@@ -11,7 +13,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::Notify;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
 
 use crate::config::{Secret, ServerConfig};
 use crate::database::DynStore;
@@ -24,6 +28,14 @@ pub struct AppState {
     pub webhook_secrets: Arc<Vec<Secret>>,
     pub tag_patterns: Arc<TagPatterns>,
     pub max_body_bytes: usize,
+    /// Turns for reading and checking a delivery: at most `webhook.max_concurrent`.
+    pub intake_turns: Arc<Semaphore>,
+    /// How long a delivery may take to get a turn and to arrive.
+    pub read_timeout: Duration,
+    /// Signs job page links; `None`: only the operator token opens job pages.
+    pub job_page_key: Option<Secret>,
+    /// Opens every job page (`Authorization: Bearer`).
+    pub operator_token: Option<Secret>,
     /// Wakes idle workers when a job is queued.
     pub job_queued: Arc<Notify>,
 }
@@ -39,6 +51,10 @@ impl AppState {
             webhook_secrets: Arc::new(config.webhook.secrets.clone()),
             tag_patterns: Arc::new(TagPatterns::new(&config.webhook.tag_patterns)?),
             max_body_bytes: config.webhook.max_body_bytes,
+            intake_turns: Arc::new(Semaphore::new(config.webhook.max_concurrent)),
+            read_timeout: Duration::from_secs(config.webhook.read_timeout_secs),
+            job_page_key: config.job_pages.key.clone(),
+            operator_token: config.job_pages.operator_token.clone(),
             job_queued,
         })
     }
@@ -49,55 +65,10 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/github", post(webhook::github_webhook))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/jobs/{id}", get(job_page))
+        .route("/jobs/{id}", get(job_page::job_page))
         // The webhook extractor enforces its own, larger limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
-}
-
-/// A job's page (the `details_url` of its check runs): its state and its log, as text.
-/// Logs are redacted before they are stored.
-async fn job_page(
-    State(state): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<i64>,
-) -> impl IntoResponse {
-    let job = match state.store.get_job(id).await {
-        Ok(Some(job)) => job,
-        Ok(None) => return (StatusCode::NOT_FOUND, format!("no job {id}\n")),
-        Err(e) => {
-            tracing::warn!("cannot read job {id}: {e:#}");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the job store is unavailable\n".into(),
-            );
-        }
-    };
-    let log = state.store.job_log(id).await.unwrap_or_default();
-    let mut page = format!(
-        "job {}: {} {} {} {}\nstate: {}{}\nattempts: {}\ncreated: {}\nupdated: {}\n\n",
-        job.id,
-        job.kind.as_str(),
-        job.repo,
-        job.git_ref,
-        job.sha,
-        job.state.as_str(),
-        job.error
-            .as_ref()
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default(),
-        job.attempts,
-        job.created_at.to_rfc3339(),
-        job.updated_at.to_rfc3339(),
-    );
-    for line in log {
-        page.push_str(&format!(
-            "{} [{}] {}\n",
-            line.at.format("%H:%M:%S"),
-            line.step,
-            line.message
-        ));
-    }
-    (StatusCode::OK, page)
 }
 
 /// The process is alive.
@@ -110,11 +81,9 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(e) => {
+            // The error names hosts, databases and users: the log only.
             tracing::warn!("not ready: {e:#}");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {e:#}\n"),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string())
         }
     }
 }

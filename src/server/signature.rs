@@ -27,6 +27,18 @@ impl std::fmt::Display for SignatureError {
     }
 }
 
+/// The digest a `sha256=<64 hex digits>` header carries. Checked before the body is read:
+/// a delivery without a well-formed signature is refused without reading it.
+pub fn parse_header(header: Option<&[u8]>) -> Result<[u8; 32], SignatureError> {
+    let header = header.ok_or(SignatureError::Missing)?;
+    let hex_digest = header
+        .strip_prefix(b"sha256=")
+        .ok_or(SignatureError::Malformed)?;
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(hex_digest, &mut digest).map_err(|_| SignatureError::Malformed)?;
+    Ok(digest)
+}
+
 /// Checks `header` (`sha256=<hex>`) against the HMAC of `body` under each secret.
 /// Every secret is tried even after a match, so timing does not tell which one matched.
 pub fn verify(
@@ -34,14 +46,7 @@ pub fn verify(
     header: Option<&[u8]>,
     body: &[u8],
 ) -> Result<(), SignatureError> {
-    let header = header.ok_or(SignatureError::Missing)?;
-    let hex_digest = header
-        .strip_prefix(b"sha256=")
-        .ok_or(SignatureError::Malformed)?;
-    let expected = hex::decode(hex_digest).map_err(|_| SignatureError::Malformed)?;
-    if expected.len() != 32 {
-        return Err(SignatureError::Malformed);
-    }
+    let expected = parse_header(header)?;
     let mut matched = false;
     for secret in secrets {
         let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())

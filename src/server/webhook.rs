@@ -1,5 +1,9 @@
 //! `POST /webhooks/github`: the [`GitHubDelivery`] extractor verifies and types a
 //! delivery; the handler only records it (and its job) and answers.
+//!
+//! Intake is bounded: a delivery without a well-formed signature header, or announcing a
+//! body above `webhook.max_body_bytes`, is refused before its body is read; at most
+//! `webhook.max_concurrent` bodies are read at once, each within `webhook.read_timeout_secs`.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Request, State};
@@ -31,7 +35,13 @@ pub struct GitHubDelivery {
 pub enum DeliveryRejection {
     MissingHeader(&'static str),
     BadHeader(&'static str),
-    TooLarge { limit: usize },
+    TooLarge {
+        limit: usize,
+    },
+    /// Every turn stayed taken for the whole read timeout.
+    Busy,
+    /// The body did not arrive within the read timeout.
+    ReadTimeout,
     BodyUnreadable(String),
     Signature(SignatureError),
     FormEncoded,
@@ -51,6 +61,14 @@ impl DeliveryRejection {
             DeliveryRejection::TooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("payload is larger than {limit} bytes"),
+            ),
+            DeliveryRejection::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many deliveries at once; redeliver later".to_string(),
+            ),
+            DeliveryRejection::ReadTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time".to_string(),
             ),
             DeliveryRejection::BodyUnreadable(e) => {
                 (StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"))
@@ -101,6 +119,9 @@ impl FromRequest<AppState> for GitHubDelivery {
         let (parts, body) = req.into_parts();
         let event_name = header(&parts.headers, EVENT_HEADER)?.to_string();
         let delivery_id = header(&parts.headers, DELIVERY_HEADER)?.to_string();
+        // Unsigned deliveries are refused before a byte of their body is read.
+        signature::parse_header(parts.headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes()))
+            .map_err(DeliveryRejection::Signature)?;
         let limit = state.max_body_bytes;
         if let Some(len) = parts
             .headers
@@ -112,7 +133,15 @@ impl FromRequest<AppState> for GitHubDelivery {
                 return Err(DeliveryRejection::TooLarge { limit });
             }
         }
-        let body = read_limited(body, limit).await?;
+        // A bounded number of bodies in memory at once, each arriving in bounded time.
+        let deadline = tokio::time::Instant::now() + state.read_timeout;
+        let _turn = tokio::time::timeout_at(deadline, state.intake_turns.acquire())
+            .await
+            .map_err(|_| DeliveryRejection::Busy)?
+            .map_err(|_| DeliveryRejection::Busy)?;
+        let body = tokio::time::timeout_at(deadline, read_limited(body, limit))
+            .await
+            .map_err(|_| DeliveryRejection::ReadTimeout)??;
         signature::verify(
             &state.webhook_secrets,
             parts.headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes()),

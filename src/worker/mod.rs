@@ -32,6 +32,7 @@ pub struct JobContext {
 impl JobContext {
     /// Appends a line to the job's log in the store (and to the process log).
     pub async fn log(&self, step: &str, message: &str) {
+        let message = &crate::redact::Redactor::global().redact(message);
         tracing::info!(job = self.job.id, step, "{message}");
         if let Err(e) = self.store.append_job_log(self.job.id, step, message).await {
             tracing::warn!(job = self.job.id, "cannot append to the job log: {e:#}");
@@ -240,6 +241,11 @@ impl WorkerPool {
                 error: Some(format!("{e:#}")),
             },
         };
+        // The error is stored and shown on the job page: masked like the log.
+        let mut outcome = outcome;
+        outcome.error = outcome
+            .error
+            .map(|e| crate::redact::Redactor::global().redact(&e));
         ctx.log(
             "job",
             &match &outcome.error {

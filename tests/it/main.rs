@@ -6,9 +6,12 @@
 mod ansible;
 mod aws;
 mod github;
+mod hardening;
 mod intake;
+mod job_pages;
 mod pr_stories;
 mod recipes;
+mod secrets;
 mod serve;
 mod ssh;
 mod store;

@@ -25,6 +25,7 @@ fn snapshot_filters() -> Vec<(&'static str, &'static str)> {
         (r"\b[0-9a-f]{40}\b", "[sha]"),
         (r"\b[0-9a-f]{7}\b", "[short-sha]"),
         (r"\b\d+(\.\d+)?\s?(ms|s|m|h)\b( \d+s)?", "[duration]"),
+        (r"token=[0-9a-f]{64}", "token=[token]"),
         (r"/jobs/\d+", "/jobs/[id]"),
         (r"127\.0\.0\.1:\d+", "127.0.0.1:[port]"),
     ]

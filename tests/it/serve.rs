@@ -119,6 +119,10 @@ async fn config_check_masks_secrets() {
         .env("BAKERY_WEBHOOK__SECRETS", "env-held-secret-value")
         .env("BAKERY_WEBHOOK__SECRET_FILES", &secret_file)
         .env("BAKERY_GITHUB__TOKEN", "ghp_env_token_value")
+        .env(
+            "BAKERY_DATABASE_URL",
+            "postgres://bakery:db-password-value@db.internal/bakery",
+        )
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -131,6 +135,7 @@ async fn config_check_masks_secrets() {
         "file-held-secret-value",
         "env-held-secret-value",
         "ghp_env_token_value",
+        "db-password-value",
     ] {
         assert!(!all.contains(secret), "{secret} printed:\n{all}");
     }

@@ -417,6 +417,90 @@ async fn concurrent_deliveries_are_recorded_exactly_once(s: &TestStore) {
     }
 }
 
+/// Job logs are written in batches, read in pages, and deleted once their job finished
+/// longer ago than the retention; running and recent jobs keep theirs.
+async fn job_logs_are_batched_paged_and_expire(s: &TestStore) {
+    let store = &s.store;
+    let old = store
+        .enqueue_job(&release_job("release-1", SHA_A))
+        .await
+        .unwrap()
+        .unwrap();
+    let running = store
+        .enqueue_job(&release_job("release-2", SHA_B))
+        .await
+        .unwrap()
+        .unwrap();
+    let batch: Vec<(String, String)> = (0..1200)
+        .map(|i| ("provision".to_string(), format!("line {i}")))
+        .collect();
+    store.append_job_log_batch(old, &batch).await.unwrap();
+    store
+        .append_job_log(old, "job", "after the batch")
+        .await
+        .unwrap();
+    store
+        .append_job_log_batch(running, &batch[..3])
+        .await
+        .unwrap();
+
+    let first = store.job_log_page(old, 0, 500).await.unwrap();
+    assert_eq!(first.len(), 500);
+    assert_eq!(first[0].message, "line 0");
+    let last = store.job_log_page(old, 1000, 500).await.unwrap();
+    assert_eq!(last.len(), 201);
+    assert_eq!(last[0].message, "line 1000");
+    assert_eq!(last[200].message, "after the batch");
+    assert_eq!(last[200].seq, 1201);
+
+    // `old` finishes; `running` is still running.
+    let leased = store
+        .lease_next_job("worker-a", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased.id, old);
+    store
+        .finish_job(
+            old,
+            "worker-a",
+            &JobOutcome {
+                state: JobState::Succeeded,
+                result: None,
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .lease_next_job("worker-b", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let now = chrono::Utc::now();
+    assert_eq!(
+        store
+            .delete_finished_job_logs(now - chrono::Duration::days(1))
+            .await
+            .unwrap(),
+        0,
+        "finished just now: kept"
+    );
+    assert_eq!(
+        store
+            .delete_finished_job_logs(now + chrono::Duration::seconds(5))
+            .await
+            .unwrap(),
+        1201
+    );
+    assert!(store.job_log(old).await.unwrap().is_empty());
+    assert_eq!(
+        store.job_log(running).await.unwrap().len(),
+        3,
+        "running: kept"
+    );
+}
+
 macro_rules! store_contract {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -437,6 +521,7 @@ store_contract!(
     cancel_queued_and_running,
     logs_builds_and_journal,
     concurrent_deliveries_are_recorded_exactly_once,
+    job_logs_are_batched_paged_and_expire,
 );
 
 #[tokio::test]

@@ -24,6 +24,7 @@ fn snapshot_filters() -> Vec<(&'static str, &'static str)> {
         ),
         (r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", "[time]"),
         (r"\b\d+(\.\d+)?\s?(ms|s|m|h)\b( \d+s)?", "[duration]"),
+        (r"token=[0-9a-f]{64}", "token=[token]"),
         (r"/jobs/\d+", "/jobs/[id]"),
     ]
 }
@@ -102,25 +103,29 @@ async fn release_story(kind: TagKind) {
         );
     }
 
-    // The build's page on the bot, where the check run's details link points.
-    let (status, page) = crate::support::bakery_process::http(
-        story.bakery.addr,
-        "GET",
-        &format!("/jobs/{}", job.id),
-        &[],
-        b"",
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 200);
+    // The build's page on the bot, where the check run's details link points: the link
+    // opens it, the bare job path does not.
+    let run = check_run(&story, "bakery/sandbox-base");
+    let link = run.current["details_url"].as_str().unwrap().to_string();
+    let path = link
+        .strip_prefix("https://bakery.example.com")
+        .unwrap_or_else(|| panic!("details_url on the public URL: {link}"));
+    let get = |path: String| async move {
+        crate::support::bakery_process::http(story.bakery.addr, "GET", &path, &[], b"")
+            .await
+            .unwrap()
+    };
+    let (status, page) = get(path.to_string()).await;
+    assert_eq!(status, 200, "{page}");
     assert!(page.contains("state: succeeded"), "{page}");
     assert!(
         page.contains("[provision]") || page.contains("Say hello"),
         "{page}"
     );
+    let (status, _) = get(format!("/jobs/{}", job.id)).await;
+    assert_eq!(status, 404, "no token, no page");
 
     // The check run went queued → in_progress → completed, and succeeded.
-    let run = check_run(&story, "bakery/sandbox-base");
     assert_eq!(
         statuses_in_order(&run.status_history),
         vec!["queued", "in_progress", "completed"]

@@ -54,6 +54,7 @@ fn config(concurrency: usize, lease_secs: u64) -> WorkerConfig {
         concurrency,
         lease_secs,
         poll_millis: 50,
+        ..WorkerConfig::default()
     }
 }
 

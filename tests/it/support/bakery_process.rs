@@ -60,6 +60,16 @@ impl BakeryServer {
         }
     }
 
+    /// The process's peak resident set size (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        status_kib(self.child.id(), "VmHWM:") * 1024
+    }
+
+    /// The process's resident set size now (`VmRSS`), in bytes.
+    pub fn rss(&self) -> u64 {
+        status_kib(self.child.id(), "VmRSS:") * 1024
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -79,6 +89,16 @@ impl BakeryServer {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn unsafe_kill(pid: u32, signal: &str) {

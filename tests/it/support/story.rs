@@ -33,6 +33,8 @@ pub const REPO: &str = "acme/images";
 pub const INSTALLATION: u64 = 4242;
 pub const APP_ID: u64 = 77;
 pub const WEBHOOK_SECRET: &str = "story-webhook-secret";
+/// Signs the job page links on check runs.
+pub const JOB_PAGE_KEY: &str = "story-job-page-key-0123456789";
 pub const HOME: &str = "123456789012";
 pub const OTHER: &str = "222222222222";
 pub const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
@@ -287,6 +289,7 @@ impl Story {
                 ("BAKERY_WEBHOOK__SECRETS", WEBHOOK_SECRET),
                 ("BAKERY_DATABASE_URL", &db),
                 ("BAKERY_PUBLIC_URL", "https://bakery.example.com"),
+                ("BAKERY_JOB_PAGES__KEY", JOB_PAGE_KEY),
                 ("BAKERY_WORK_DIR", dir.path().join("work").to_str().unwrap()),
                 ("BAKERY_WORKERS__CONCURRENCY", "1"),
                 ("BAKERY_GITHUB__API_URL", github.api_url()),
