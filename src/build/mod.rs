@@ -12,3 +12,11 @@ pub mod runner;
 pub use log::{BuildLog, LogSink, OutputStream};
 pub use manifest::Manifest;
 pub use runner::{BuildOptions, BuildOutcome, BuildRunner, Recovery, Step};
+
+/// A build step failed (the context of the step's error: the chain below it says why).
+/// Reports name the failing step from this type, never from the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("step {step} failed")]
+pub struct StepFailed {
+    pub step: &'static str,
+}

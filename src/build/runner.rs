@@ -526,7 +526,7 @@ impl BuildRunner {
         work: impl std::future::Future<Output = anyhow::Result<T>>,
     ) -> anyhow::Result<T> {
         tokio::select! {
-            r = work => r.with_context(|| format!("step {} failed", step.as_str())),
+            r = work => r.context(super::StepFailed { step: step.as_str() }),
             _ = self.options.cancel.cancelled() => Err(anyhow::Error::new(Cancelled)),
         }
     }

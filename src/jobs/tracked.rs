@@ -13,11 +13,12 @@ use super::deps::JobDeps;
 use super::progress::StepTracker;
 use super::JobLogSink;
 use crate::aws::AwsSession;
-use crate::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner, LogSink};
+use crate::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner, LogSink, StepFailed};
 use crate::github::render::{self, BuildFailure};
 use crate::github::reporter::{Conclusion, Progress};
 use crate::github::GitHubReporter;
 use crate::plan::model::{BuildPlan, ProvisionStep};
+use crate::provision::ProvisionStepFailed;
 use crate::worker::JobContext;
 
 /// How often the check run's live step summary is refreshed while a build runs.
@@ -237,32 +238,17 @@ pub fn cap_step_timeouts(mut plan: BuildPlan, max_secs: u64, log: &BuildLog) -> 
     plan
 }
 
-/// The step a build failed in, from the error's context chain (`step provision failed`
-/// → `provision step `Install the agent` (shell) failed`), e.g.
-/// `provision: Install the agent`; `fallback` when the chain names none.
+/// The step a build failed in, from the typed contexts of its error ([`StepFailed`], then
+/// [`ProvisionStepFailed`] inside the provision step), e.g. `provision: Install the agent`;
+/// `fallback` when the error names none.
 pub fn failing_step(e: &anyhow::Error, fallback: String) -> String {
-    let mut top = None;
-    let mut inner = None;
-    for cause in e.chain() {
-        let msg = cause.to_string();
-        if top.is_none() {
-            if let Some(step) = msg
-                .strip_prefix("step ")
-                .and_then(|m| m.strip_suffix(" failed"))
-            {
-                top = Some(step.to_string());
-                continue;
-            }
-        }
-        if inner.is_none() {
-            if let Some(rest) = msg.strip_prefix("provision step `") {
-                inner = rest.split('`').next().map(str::to_string);
-            }
-        }
-    }
+    let top = e.downcast_ref::<StepFailed>().map(|s| s.step);
+    let inner = e
+        .downcast_ref::<ProvisionStepFailed>()
+        .map(|p| p.name.as_str());
     match (top, inner) {
         (Some(t), Some(i)) => format!("{t}: {i}"),
-        (Some(t), None) => t,
+        (Some(t), None) => t.to_string(),
         (None, _) => fallback,
     }
 }
@@ -379,11 +365,17 @@ kms_key = "alias/ami"
     #[test]
     fn names_the_provisioning_step_from_the_error_chain() {
         let e = anyhow::anyhow!("`exit 3` exited with status 3")
-            .context("provision step `Install the agent` (shell) failed")
-            .context("step provision failed");
+            .context(ProvisionStepFailed {
+                name: "Install the agent".into(),
+                kind: "shell",
+            })
+            .context(StepFailed { step: "provision" });
         assert_eq!(failing_step(&e, "x".into()), "provision: Install the agent");
-        let e = anyhow::anyhow!("no such key").context("step preflight failed");
+        let e = anyhow::anyhow!("no such key").context(StepFailed { step: "preflight" });
         assert_eq!(failing_step(&e, "x".into()), "preflight");
+        // A message that merely reads like a step failure names nothing.
+        let e = anyhow::anyhow!("step provision failed");
+        assert_eq!(failing_step(&e, "setup".into()), "setup");
         assert_eq!(
             failing_step(&anyhow::anyhow!("boom"), "setup".into()),
             "setup"

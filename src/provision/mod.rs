@@ -83,4 +83,13 @@ pub mod steps;
 pub mod upload;
 
 pub use ssh::SshProvisioner;
+
+/// A provisioning step failed (the context of its error). Reports name the step from this
+/// type, never from the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("provision step `{name}` ({kind}) failed")]
+pub struct ProvisionStepFailed {
+    pub name: String,
+    pub kind: &'static str,
+}
 pub use steps::ProvisionerOptions;

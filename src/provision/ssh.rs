@@ -138,7 +138,10 @@ impl Provisioner for SshProvisioner {
                     steps::ansible::run(&mut s, st, plan, &ctx.facts).await
                 }
             };
-            result.with_context(|| format!("provision step `{name}` ({}) failed", kind(step)))?;
+            result.context(super::ProvisionStepFailed {
+                name: name.to_string(),
+                kind: kind(step),
+            })?;
             s.log.info(name, format!("step `{name}` done"));
         }
 
