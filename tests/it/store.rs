@@ -110,6 +110,85 @@ async fn create_then_push_is_one_job(s: &TestStore) {
     );
 }
 
+/// A tag's `create` is leased by a worker before its `push` arrives: the push makes its
+/// own job (the create's is running). When the running job records the commit it peeled,
+/// it finds the push's job covering it and changes nothing, so the tag is built once;
+/// and a sync of the same tag afterwards enqueues nothing.
+async fn a_create_running_when_its_push_arrives_builds_once(s: &TestStore) {
+    let store = &s.store;
+    let mut create = release_job("release-0.4.0", "");
+    create.dedup_key = "release:acme/images:release-0.4.0:unresolved:c-4".into();
+    let DeliveryOutcome::Created(create_id) = store
+        .record_delivery(&delivery("c-4", "create"), Some(&create))
+        .await
+        .unwrap()
+    else {
+        panic!("a job")
+    };
+    let leased = store
+        .lease_next_job("w-1", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased.id, create_id);
+    let push = release_job("release-0.4.0", SHA_A);
+    let DeliveryOutcome::Created(push_id) = store
+        .record_delivery(&delivery("p-4", "push"), Some(&push))
+        .await
+        .unwrap()
+    else {
+        panic!("the running create's job is not reused")
+    };
+    let resolved = store
+        .resolve_job_commit(
+            create_id,
+            SHA_A,
+            &push.dedup_key,
+            &json!({"tag": "release-0.4.0"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resolved, ResolvedCommit::Duplicate(push_id));
+    assert_eq!(store.get_job(create_id).await.unwrap().unwrap().sha, "");
+    assert_eq!(
+        store.enqueue_job(&push).await.unwrap(),
+        None,
+        "sync adds nothing"
+    );
+
+    // Without a push, the create's job takes the commit and the key a later push or
+    // sync dedups against.
+    let mut lone = release_job("release-0.5.0", "");
+    lone.dedup_key = "release:acme/images:release-0.5.0:unresolved:c-5".into();
+    let DeliveryOutcome::Created(lone_id) = store
+        .record_delivery(&delivery("c-5", "create"), Some(&lone))
+        .await
+        .unwrap()
+    else {
+        panic!("a job")
+    };
+    let key = format!("release:acme/images:release-0.5.0:{SHA_B}");
+    assert_eq!(
+        store
+            .resolve_job_commit(lone_id, SHA_B, &key, &json!({"tag": "release-0.5.0"}))
+            .await
+            .unwrap(),
+        ResolvedCommit::Recorded
+    );
+    let job = store.get_job(lone_id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.sha.as_str(), job.dedup_key.as_str()),
+        (SHA_B, key.as_str())
+    );
+    assert_eq!(
+        store
+            .enqueue_job(&release_job("release-0.5.0", SHA_B))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
 async fn moved_tag_is_a_new_job(s: &TestStore) {
     let store = &s.store;
     store
@@ -515,6 +594,7 @@ macro_rules! store_contract {
 store_contract!(
     redelivery_never_creates_a_second_job,
     create_then_push_is_one_job,
+    a_create_running_when_its_push_arrives_builds_once,
     moved_tag_is_a_new_job,
     leases_expire_and_are_taken_over,
     concurrent_leases_hand_out_each_job_once,
