@@ -32,6 +32,7 @@ dpkg_needs=("libssl-dev")
 if [ "$BUILD_ONLY" -eq 0 ]; then
   NEEDS+=(
     "curl curl" "pip3 python3-pip" "node nodejs" "npm npm"   # test tooling
+    "gpg gnupg"                                              # signed tags in the tests
     "psql postgresql-client" "pg_ctlcluster postgresql"      # the multi-replica store engine
     "debootstrap debootstrap"                                # the sandboxed builder's rootfs
     "wrk wrk"                                                # benchmarks

@@ -613,6 +613,70 @@ mod tests {
         assert_eq!(ws.tag_object.as_deref(), Some(second_object.as_str()));
     }
 
+    /// `git tag -s`: a signed tag is a tag object with a signature, peeled the same way.
+    #[tokio::test]
+    async fn a_signed_tag_is_peeled_to_its_commit() {
+        let origin = Origin::new();
+        let gnupg = tempfile::tempdir().unwrap();
+        let home = gnupg.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        let status = std::process::Command::new("gpg")
+            .env("GNUPGHOME", &home)
+            .args(["--batch", "--passphrase", "", "--quick-gen-key"])
+            .args(["Ada Baker <ada@example.com>", "ed25519", "sign", "never"])
+            .output()
+            .expect("gpg runs (scripts/setup.sh installs gnupg)");
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        // git runs gpg through a wrapper that points it at the test's keyring.
+        let wrapper = gnupg.path().join("gpg");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nGNUPGHOME='{}' exec gpg \"$@\"\n",
+                home.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let program = format!("gpg.program={}", wrapper.display());
+        origin.work.git(&[
+            "-c",
+            &program,
+            "-c",
+            "user.signingkey=ada@example.com",
+            "tag",
+            "-s",
+            "release-0.1.0",
+            "-m",
+            "signed release",
+        ]);
+        origin.work.git(&["push", "-q", "origin", "release-0.1.0"]);
+        let object = origin.work.git(&["cat-file", "-p", "release-0.1.0"]);
+        assert!(object.contains("BEGIN PGP SIGNATURE"), "{object}");
+        let commit = origin.work.git(&["rev-parse", "HEAD"]);
+        let work = tempfile::tempdir().unwrap();
+        let ws = Checkouts::new(work.path())
+            .checkout(
+                &repo(),
+                &origin.url(),
+                None,
+                &Target::Tag {
+                    name: "release-0.1.0".into(),
+                    commit: Some(commit.clone()),
+                },
+                "job-1",
+            )
+            .await
+            .unwrap();
+        assert_eq!(ws.sha, commit);
+        assert!(ws.tag_object.is_some());
+    }
+
     #[tokio::test]
     async fn a_lightweight_tag_has_no_tag_object() {
         let origin = Origin::new();
