@@ -35,6 +35,8 @@ pub struct SqlStore {
     engine: Engine,
     /// SQLite only: the group-commit writer for deliveries.
     writer: Option<DeliveryWriter>,
+    /// How far this process's clock is off, in milliseconds (see [`SqlStore::with_clock_skew`]).
+    skew_ms: i64,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -124,9 +126,22 @@ impl SqlStore {
             pool,
             engine,
             writer,
+            skew_ms: 0,
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// This store as seen from a replica whose clock is `skew` ahead (negative: behind):
+    /// for tests of replicas whose clocks disagree.
+    pub fn with_clock_skew(mut self, skew: chrono::Duration) -> Self {
+        self.skew_ms = skew.num_milliseconds();
+        self
+    }
+
+    /// This process's clock, in milliseconds since the epoch.
+    fn local_now_ms(&self) -> i64 {
+        now_ms() + self.skew_ms
     }
 
     /// A private in-memory SQLite store, for tests.
@@ -518,7 +533,7 @@ impl Store for SqlStore {
     }
 
     async fn enqueue_job(&self, job: &NewJob) -> anyhow::Result<Option<JobId>> {
-        let now = now_ms();
+        let now = self.local_now_ms();
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO jobs (kind, repo, git_ref, sha, pr_number, dedup_key, payload, state, \
              attempts, cancel_requested, created_at, updated_at) \
@@ -540,7 +555,7 @@ impl Store for SqlStore {
     }
 
     async fn lease_next_job(&self, worker: &str, lease: Duration) -> anyhow::Result<Option<Job>> {
-        let now = now_ms();
+        let now = self.local_now_ms();
         let lock = match self.engine {
             Engine::Postgres => " FOR UPDATE SKIP LOCKED",
             Engine::Sqlite => "",
@@ -571,7 +586,7 @@ impl Store for SqlStore {
     }
 
     async fn renew_lease(&self, job: JobId, worker: &str, lease: Duration) -> anyhow::Result<bool> {
-        let now = now_ms();
+        let now = self.local_now_ms();
         let r = sqlx::query(
             "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 \
              WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
@@ -605,7 +620,7 @@ impl Store for SqlStore {
         .bind(outcome.state.as_str())
         .bind(outcome.result.as_ref().map(|v| v.to_string()))
         .bind(outcome.error.as_deref())
-        .bind(now_ms())
+        .bind(self.local_now_ms())
         .bind(job)
         .bind(worker)
         .execute(&self.pool)
@@ -619,7 +634,7 @@ impl Store for SqlStore {
     }
 
     async fn request_cancel(&self, job: JobId) -> anyhow::Result<()> {
-        let now = now_ms();
+        let now = self.local_now_ms();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2 AND state = 'running'",
@@ -678,7 +693,7 @@ impl Store for SqlStore {
                  SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM job_log WHERE job_id = $1",
             )
             .bind(job)
-            .bind(now_ms())
+            .bind(self.local_now_ms())
             .bind(step)
             .bind(message)
             .execute(&self.pool)
@@ -730,7 +745,7 @@ impl Store for SqlStore {
         .bind(b.manifest.as_ref().map(|m| m.to_string()))
         .bind(b.error.as_deref())
         .bind(b.created_at.timestamp_millis())
-        .bind(now_ms())
+        .bind(self.local_now_ms())
         .execute(&self.pool)
         .await
         .with_context(|| format!("cannot save build {}", b.build_id))?;
@@ -768,7 +783,7 @@ impl Store for SqlStore {
                  RETURNING seq",
             )
             .bind(build_id)
-            .bind(now_ms())
+            .bind(self.local_now_ms())
             .bind(&entry.kind)
             .bind(entry.data.to_string())
             .fetch_one(&self.pool)
