@@ -88,6 +88,12 @@ impl Store for FlakyStore {
     async fn upsert_build(&self, build: &BuildRecord) -> anyhow::Result<()> {
         self.inner.upsert_build(build).await
     }
+    async fn heartbeat_build(&self, build_id: &str) -> anyhow::Result<bool> {
+        self.inner.heartbeat_build(build_id).await
+    }
+    async fn build_heartbeat_age(&self, build_id: &str) -> anyhow::Result<Option<Duration>> {
+        self.inner.build_heartbeat_age(build_id).await
+    }
     async fn get_build(&self, build_id: &str) -> anyhow::Result<Option<BuildRecord>> {
         self.inner.get_build(build_id).await
     }
