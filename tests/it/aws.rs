@@ -14,9 +14,12 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use bakery::aws::resource::{find_tagged, TaggedResource};
 use bakery::aws::wait::PollSettings;
 use bakery::aws::{tags, AwsSession, AwsSettings, ResourceKind, Target};
+use bakery::build::hooks::PauseAt;
 use bakery::build::log::MemorySink;
 use bakery::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner};
-use bakery::database::{BuildFilter, BuildRecord, BuildState, DynStore, SqlStore, Store};
+use bakery::database::{
+    BuildFilter, BuildRecord, BuildState, DynStore, JournalEntry, SqlStore, Store,
+};
 use bakery::plan::model::*;
 use bakery::provision::{ProvisionContext, ProvisionReport, Provisioner, SshTarget};
 use bakery::redact::Redactor;
@@ -1345,6 +1348,111 @@ async fn kill_9_at_each_step_boundary_then_restart() {
             assert!(tags.contains_key("bakery:released"), "{step}: {tags:?}");
         }
     }
+}
+
+/// A replica dies half-way through `distribute`: its process is gone, its build record
+/// still says `running`. Its journal names this very process (in a container the server is
+/// PID 1 after every restart), or a process on another host. The build's heartbeat has
+/// stopped, so the retried job resumes it: the copies made before the crash are adopted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_whose_heartbeat_stopped_is_resumed_whatever_its_owner_says() {
+    let w = world().await;
+    for case in ["this-process", "another-host"] {
+        let (store, dir) = temp_store().await;
+        let version = format!("crashed-{case}");
+        let mut p = plan(&version, copies(&["us-east-1", "eu-west-1"], &[None]));
+        p.distribute.deprecate_after_secs = None;
+        let marker = dir.path().join("paused");
+        let first = runner(
+            &w,
+            &store,
+            BuildOptions {
+                pause: Some(PauseAt {
+                    step: "distribute".into(),
+                    marker: marker.clone(),
+                }),
+                ..liveness_options()
+            },
+        )
+        .await;
+        let first_plan = p.clone();
+        let crashed = tokio::spawn(async move { first.0.run(first_plan).await });
+        let started = Instant::now();
+        while !marker.exists() {
+            assert!(
+                !crashed.is_finished(),
+                "{case}: the build ended before pausing"
+            );
+            assert!(started.elapsed() < Duration::from_secs(120), "never paused");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The process dies: nothing of the build runs any more, nothing is cleaned up.
+        crashed.abort();
+        let _ = crashed.await;
+        let crashed_id = std::fs::read_to_string(&marker).unwrap();
+        if case == "another-host" {
+            store
+                .append_journal(
+                    &crashed_id,
+                    &JournalEntry {
+                        kind: "owner".into(),
+                        data: serde_json::json!({"pid": 1, "host": "replica-b"}),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+
+        // The job is retried in this process.
+        let (second, sink) = runner(&w, &store, liveness_options()).await;
+        let outcome = second
+            .run(p.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{case}: {e:#}\n{}", sink.text()));
+        match &outcome {
+            BuildOutcome::Built {
+                build_id, resumed, ..
+            } => assert_eq!((build_id.as_str(), *resumed), (crashed_id.as_str(), true)),
+            other => panic!("{case}: {other:?}"),
+        }
+        let record = store.get_build(&crashed_id).await.unwrap().unwrap();
+        assert_eq!(record.state, BuildState::Succeeded, "{case}");
+        for t in plan_targets(&p) {
+            no_builder_resources(&w, &t).await;
+            if t.region != "us-east-1" || p.distribute.copies.iter().any(|c| c.region == t.region) {
+                assert_eq!(
+                    images_named(&w, &t, &p.image.name).await.len(),
+                    1,
+                    "{case}: one image in {t}"
+                );
+            }
+        }
+    }
+}
+
+/// A build runner on the proxy, with a memory log.
+async fn runner(
+    w: &World,
+    store: &DynStore,
+    options: BuildOptions,
+) -> (BuildRunner, Arc<MemorySink>) {
+    let session = Arc::new(
+        AwsSession::connect(settings(&w.proxy.endpoint), "us-east-1")
+            .await
+            .unwrap(),
+    );
+    let sink = Arc::new(MemorySink::default());
+    let log = BuildLog::new(Redactor::new(), vec![sink.clone()]);
+    let provisioner: Arc<dyn Provisioner> = Arc::new(RecordingProvisioner::default());
+    (
+        BuildRunner::new(session, store.clone(), provisioner, log, options),
+        sink,
+    )
+}
+
+/// Build options whose heartbeat goes stale within seconds, not a minute.
+fn liveness_options() -> BuildOptions {
+    BuildOptions::default()
 }
 
 const BENCH_REGIONS: [&str; 16] = [
