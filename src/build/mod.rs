@@ -4,6 +4,7 @@
 
 pub mod hooks;
 pub mod journal;
+pub mod liveness;
 pub mod log;
 pub mod manifest;
 pub mod progress;
@@ -11,4 +12,4 @@ pub mod runner;
 
 pub use log::{BuildLog, LogSink, OutputStream};
 pub use manifest::Manifest;
-pub use runner::{BuildOptions, BuildOutcome, BuildRunner, Recovery, Step};
+pub use runner::{BuildOptions, BuildOutcome, BuildRunner, Cancelled, HandedOver, Recovery, Step};

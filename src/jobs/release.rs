@@ -282,6 +282,7 @@ async fn build_recipe(
                 .await?;
             Ok(RecipeResult::AlreadyReleased { manifest })
         }
+        Err(e) if super::tracked::handed_over(&e) => Err(e),
         Err(e) => {
             if let Some(moved) = e.downcast_ref::<MovedTag>() {
                 let error = deps.redactor.redact(&format!("{e:#}"));

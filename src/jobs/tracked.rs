@@ -14,7 +14,7 @@ use super::progress::StepTracker;
 use super::JobLogSink;
 use crate::aws::AwsSession;
 use crate::build::log::TracingSink;
-use crate::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner, LogSink};
+use crate::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner, HandedOver, LogSink};
 use crate::github::render::{self, BuildFailure};
 use crate::github::reporter::{Conclusion, Progress};
 use crate::github::GitHubReporter;
@@ -117,6 +117,7 @@ impl TrackedBuild {
                     repo_root: root.to_path_buf(),
                     job_id: Some(ctx.job.id),
                     cancel: ctx.cancel.clone(),
+                    hand_over: ctx.hand_over.clone(),
                     ..BuildOptions::default()
                 },
             );
@@ -187,6 +188,12 @@ impl TrackedBuild {
             cleanup: Some(cleanup_summary(&self.job_log)),
         }
     }
+}
+
+/// Whether a build stopped to be handed over (shutdown, a lost lease): its check run stays
+/// open for the next attempt to take over, and nothing is reported as failed.
+pub fn handed_over(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<HandedOver>())
 }
 
 /// The step a build failed in, from the error's context chain (`step provision failed`

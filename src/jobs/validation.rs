@@ -634,6 +634,9 @@ async fn build_recipe(
                 ),
                 (Ok(_), _) => anyhow::anyhow!("the build's AWS session was lost"),
             };
+            if super::tracked::handed_over(&e) {
+                return Err(e);
+            }
             let failure = tracked
                 .report_failure(deps, ctx, reporter, plan, &e, finished.running_step, &steps)
                 .await;

@@ -233,7 +233,7 @@ impl WorkerPool {
                 result: value,
                 error: None,
             },
-            _ if by_shutdown && !cancel_requested => JobOutcome {
+            _ if (by_shutdown || hand_over.is_cancelled()) && !cancel_requested => JobOutcome {
                 state: JobState::Queued,
                 result: None,
                 error: Some("interrupted by shutdown; queued again".into()),

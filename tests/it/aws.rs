@@ -15,6 +15,7 @@ use bakery::aws::resource::{find_tagged, TaggedResource};
 use bakery::aws::wait::PollSettings;
 use bakery::aws::{tags, AwsSession, AwsSettings, ResourceKind, Target};
 use bakery::build::hooks::PauseAt;
+use bakery::build::liveness::Liveness;
 use bakery::build::log::MemorySink;
 use bakery::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner};
 use bakery::database::{
@@ -1452,7 +1453,13 @@ async fn runner(
 
 /// Build options whose heartbeat goes stale within seconds, not a minute.
 fn liveness_options() -> BuildOptions {
-    BuildOptions::default()
+    BuildOptions {
+        liveness: Liveness {
+            every: Duration::from_millis(300),
+            stale_after: Duration::from_secs(2),
+        },
+        ..BuildOptions::default()
+    }
 }
 
 const BENCH_REGIONS: [&str; 16] = [
