@@ -1363,34 +1363,7 @@ async fn a_build_whose_heartbeat_stopped_is_resumed_whatever_its_owner_says() {
         let version = format!("crashed-{case}");
         let mut p = plan(&version, copies(&["us-east-1", "eu-west-1"], &[None]));
         p.distribute.deprecate_after_secs = None;
-        let marker = dir.path().join("paused");
-        let first = runner(
-            &w,
-            &store,
-            BuildOptions {
-                pause: Some(PauseAt {
-                    step: "distribute".into(),
-                    marker: marker.clone(),
-                }),
-                ..liveness_options()
-            },
-        )
-        .await;
-        let first_plan = p.clone();
-        let crashed = tokio::spawn(async move { first.0.run(first_plan).await });
-        let started = Instant::now();
-        while !marker.exists() {
-            assert!(
-                !crashed.is_finished(),
-                "{case}: the build ended before pausing"
-            );
-            assert!(started.elapsed() < Duration::from_secs(120), "never paused");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        // The process dies: nothing of the build runs any more, nothing is cleaned up.
-        crashed.abort();
-        let _ = crashed.await;
-        let crashed_id = std::fs::read_to_string(&marker).unwrap();
+        let crashed_id = crash_at(&w, &store, dir.path(), &p, "distribute").await;
         if case == "another-host" {
             store
                 .append_journal(
@@ -1428,6 +1401,108 @@ async fn a_build_whose_heartbeat_stopped_is_resumed_whatever_its_owner_says() {
                 );
             }
         }
+    }
+}
+
+/// Runs `plan` in this process until it reaches `step`, then drops it there as a crash
+/// would: nothing of it runs any more, nothing is cleaned up. Returns its build id.
+async fn crash_at(
+    w: &World,
+    store: &DynStore,
+    dir: &std::path::Path,
+    plan: &BuildPlan,
+    step: &str,
+) -> String {
+    let marker = dir.join(format!("paused-{}", plan.version));
+    let (first, _) = runner(
+        w,
+        store,
+        BuildOptions {
+            pause: Some(PauseAt {
+                step: step.into(),
+                marker: marker.clone(),
+            }),
+            ..liveness_options()
+        },
+    )
+    .await;
+    let first_plan = plan.clone();
+    let crashed = tokio::spawn(async move { first.run(first_plan).await });
+    let started = Instant::now();
+    while !marker.exists() {
+        assert!(!crashed.is_finished(), "the build ended before {step}");
+        assert!(started.elapsed() < Duration::from_secs(120), "never paused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    crashed.abort();
+    let _ = crashed.await;
+    std::fs::read_to_string(&marker).unwrap()
+}
+
+/// A replica died an hour ago with every copy made, and no job took its build over. The
+/// janitor deletes what the build had left but its final copies: the builder, its key
+/// pair and security group, and the unencrypted intermediate image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn janitor_cleans_up_after_a_build_whose_heartbeat_stopped() {
+    use bakery::aws::janitor::{self, JanitorOptions, Verdict};
+    let w = world().await;
+    let (store, dir) = temp_store().await;
+    let mut p = plan(
+        "release-4.1.0",
+        copies(&["us-east-1", "eu-west-1"], &[None]),
+    );
+    p.distribute.deprecate_after_secs = None;
+    let crashed_id = crash_at(&w, &store, dir.path(), &p, "distribute:copied").await;
+    // Its last heartbeat was an hour ago.
+    {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", dir.path().join("bakery.db").display());
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE builds SET heartbeat_at = heartbeat_at - 3600000 WHERE build_id = ?")
+            .bind(&crashed_id)
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+    let t = target(HOME, "us-east-1");
+    let before = leftovers(&w, &[t.clone()], &crashed_id, true).await;
+    assert!(
+        before
+            .iter()
+            .any(|r| r.resource.kind == ResourceKind::Instance),
+        "the crash left its builder: {before:#?}"
+    );
+
+    let report = janitor::run(
+        &w.check,
+        store.as_ref(),
+        &plan_targets(&p),
+        &JanitorOptions {
+            ttl: Duration::ZERO,
+            dry_run: false,
+            now: chrono::Utc::now(),
+        },
+    )
+    .await
+    .unwrap();
+    let builder_parts = report.findings.iter().filter(|f| {
+        f.build_id == crashed_id
+            && matches!(
+                f.kind,
+                ResourceKind::Instance | ResourceKind::KeyPair | ResourceKind::SecurityGroup
+            )
+    });
+    assert_eq!(builder_parts.clone().count(), 3, "{:#?}", report.findings);
+    for f in builder_parts {
+        assert!(matches!(f.verdict, Verdict::Delete(_)), "{f:?}");
+    }
+    for t in plan_targets(&p) {
+        no_builder_resources(&w, &t).await;
+        assert_eq!(
+            images_named(&w, &t, &p.image.name).await.len(),
+            1,
+            "the final copy in {t} stays"
+        );
     }
 }
 
