@@ -8,6 +8,7 @@ mod github;
 mod intake;
 mod pr_stories;
 mod recipes;
+mod replicas;
 mod serve;
 mod ssh;
 mod store;

@@ -26,26 +26,61 @@ pub struct BakeryServer {
     pub addr: SocketAddr,
     pub child: Child,
     pub log: PathBuf,
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    /// How many processes this server has been (1 until it is restarted).
+    generation: u32,
 }
 
 impl BakeryServer {
     /// Starts `bakery serve` in `dir` with `env`, and waits until `/healthz` answers.
     pub async fn start(dir: &Path, env: &[(&str, &str)]) -> BakeryServer {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_generation(dir, env, 1).await
+    }
+
+    /// The same server started again (same folder, store and settings; a new port and
+    /// log file), as after a deploy. Call it once this one has stopped.
+    pub async fn restarted(&self) -> BakeryServer {
+        Self::start_generation(&self.dir, self.env.clone(), self.generation + 1).await
+    }
+
+    async fn start_generation(
+        dir: &Path,
+        env: Vec<(String, String)>,
+        generation: u32,
+    ) -> BakeryServer {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log = dir.join("serve.log");
+        let (log, out) = match generation {
+            1 => (dir.join("serve.log"), dir.join("serve.out")),
+            n => (
+                dir.join(format!("serve-{n}.log")),
+                dir.join(format!("serve-{n}.out")),
+            ),
+        };
         let mut cmd = Command::new(bakery_bin());
         cmd.arg("serve")
             .current_dir(dir)
             .env("BAKERY_LISTEN", addr.to_string())
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("serve.out")).unwrap())
+            .stdout(std::fs::File::create(out).unwrap())
             .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
+        for (k, v) in &env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start bakery serve");
-        let server = BakeryServer { addr, child, log };
+        let server = BakeryServer {
+            addr,
+            child,
+            log,
+            dir: dir.to_path_buf(),
+            env,
+            generation,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok((200, _)) = http(addr, "GET", "/healthz", &[], b"").await {
