@@ -191,7 +191,8 @@ impl Owner {
     }
 }
 
-fn hostname() -> String {
+/// This machine's (or container's) hostname.
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))

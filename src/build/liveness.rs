@@ -24,6 +24,16 @@ pub struct Liveness {
 /// A running build's heartbeat counts as stale after this long (the default).
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
 
+impl Liveness {
+    /// A heartbeat that counts as stale after `stale_after`, written six times as often.
+    pub fn stale_after(stale_after: Duration) -> Self {
+        Liveness {
+            every: (stale_after / 6).max(Duration::from_millis(100)),
+            stale_after,
+        }
+    }
+}
+
 impl Default for Liveness {
     fn default() -> Self {
         Liveness {

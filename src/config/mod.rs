@@ -74,6 +74,11 @@ pub struct WorkerConfig {
     /// How often an idle worker looks for queued jobs.
     #[serde(default = "defaults::poll_millis")]
     pub poll_millis: u64,
+    /// A running build whose heartbeat is older than this has stopped (its process died):
+    /// the job's next attempt, on any replica, takes the build over, and the janitor may
+    /// clean up after it.
+    #[serde(default = "defaults::build_stale_secs")]
+    pub build_stale_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +146,9 @@ mod defaults {
     pub fn poll_millis() -> u64 {
         500
     }
+    pub fn build_stale_secs() -> u64 {
+        60
+    }
     pub fn sync_interval_secs() -> u64 {
         15 * 60
     }
@@ -190,6 +198,7 @@ impl Default for WorkerConfig {
             concurrency: defaults::concurrency(),
             lease_secs: defaults::lease_secs(),
             poll_millis: defaults::poll_millis(),
+            build_stale_secs: defaults::build_stale_secs(),
         }
     }
 }
@@ -243,6 +252,10 @@ impl ServerConfig {
         anyhow::ensure!(
             self.workers.lease_secs >= 5,
             "workers.lease_secs must be at least 5 seconds"
+        );
+        anyhow::ensure!(
+            self.workers.build_stale_secs >= 3,
+            "workers.build_stale_secs must be at least 3 seconds"
         );
         anyhow::ensure!(
             self.webhook.max_body_bytes >= 1024,

@@ -73,6 +73,14 @@ pub trait Store: Send + Sync + 'static {
     /// an unknown build. A running build with a stale heartbeat has stopped.
     async fn build_heartbeat_age(&self, build_id: &str) -> anyhow::Result<Option<Duration>>;
     async fn get_build(&self, build_id: &str) -> anyhow::Result<Option<BuildRecord>>;
+    /// Claims this interval's run of a periodic task (`sync`, `janitor`) for `runner`:
+    /// `true` for exactly one replica per `period`, by the database's clock.
+    async fn claim_periodic(
+        &self,
+        task: &str,
+        runner: &str,
+        period: Duration,
+    ) -> anyhow::Result<bool>;
     async fn list_builds(&self, filter: &BuildFilter) -> anyhow::Result<Vec<BuildRecord>>;
 
     /// Appends to a build's step journal (resource ids before and after creation, host

@@ -160,9 +160,9 @@ impl SqlStore {
             ),
             (
                 2,
-                "build heartbeat",
-                include_str!("../../migrations/sqlite/0002_build_heartbeat.sql"),
-                include_str!("../../migrations/postgres/0002_build_heartbeat.sql"),
+                "liveness",
+                include_str!("../../migrations/sqlite/0002_liveness.sql"),
+                include_str!("../../migrations/postgres/0002_liveness.sql"),
             ),
         ];
         let migrations = scripts
@@ -196,6 +196,24 @@ impl SqlStore {
             Engine::Sqlite => "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS BIGINT)",
             Engine::Postgres => "CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)",
         }
+    }
+
+    /// A transaction in which appends to one sequence (`key`: a build's journal, a job's
+    /// log) are serialized across connections and replicas: on PostgreSQL by a
+    /// transaction-scoped advisory lock (concurrent `MAX(seq) + 1` would collide); SQLite
+    /// has one writer anyway.
+    async fn serialized(
+        &self,
+        key: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        if self.engine == Engine::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
     }
 
     async fn job_by_id<'e, E>(&self, exec: E, id: JobId) -> anyhow::Result<Option<Job>>
@@ -720,15 +738,20 @@ impl Store for SqlStore {
 
     async fn append_job_log(&self, job: JobId, step: &str, message: &str) -> anyhow::Result<()> {
         for attempt in 0..5 {
-            let r = sqlx::query(
-                "INSERT INTO job_log (job_id, seq, at, step, message) \
-                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM job_log WHERE job_id = $1",
-            )
-            .bind(job)
-            .bind(self.local_now_ms())
-            .bind(step)
-            .bind(message)
-            .execute(&self.pool)
+            let r = async {
+                let mut tx = self.serialized(&format!("job_log:{job}")).await?;
+                sqlx::query(
+                    "INSERT INTO job_log (job_id, seq, at, step, message) \
+                     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM job_log WHERE job_id = $1",
+                )
+                .bind(job)
+                .bind(self.local_now_ms())
+                .bind(step)
+                .bind(message)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await
+            }
             .await;
             match r {
                 Ok(_) => return Ok(()),
@@ -812,6 +835,31 @@ impl Store for SqlStore {
         Ok(age.map(|ms| Duration::from_millis(ms.max(0) as u64)))
     }
 
+    async fn claim_periodic(
+        &self,
+        task: &str,
+        runner: &str,
+        period: Duration,
+    ) -> anyhow::Result<bool> {
+        // A tenth of the period is left for replicas whose timers drift.
+        let gap = (period.as_millis() as i64) * 9 / 10;
+        let now = self.db_now();
+        let sql = format!(
+            "INSERT INTO periodic_runs (task, last_run_at, runner, runs) VALUES ($1, {now}, $2, 1) \
+             ON CONFLICT (task) DO UPDATE SET last_run_at = excluded.last_run_at, \
+             runner = excluded.runner, runs = periodic_runs.runs + 1 \
+             WHERE periodic_runs.last_run_at <= excluded.last_run_at - $3"
+        );
+        let r = sqlx::query(AssertSqlSafe(sql))
+            .bind(task)
+            .bind(runner)
+            .bind(gap)
+            .execute(&self.pool)
+            .await
+            .with_context(|| format!("cannot claim the periodic task {task}"))?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn get_build(&self, build_id: &str) -> anyhow::Result<Option<BuildRecord>> {
         let row = sqlx::query("SELECT * FROM builds WHERE build_id = $1")
             .bind(build_id)
@@ -837,16 +885,22 @@ impl Store for SqlStore {
 
     async fn append_journal(&self, build_id: &str, entry: &JournalEntry) -> anyhow::Result<i64> {
         for attempt in 0..5 {
-            let r: Result<i64, _> = sqlx::query_scalar(
-                "INSERT INTO build_journal (build_id, seq, at, kind, data) \
-                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM build_journal WHERE build_id = $1 \
-                 RETURNING seq",
-            )
-            .bind(build_id)
-            .bind(self.local_now_ms())
-            .bind(&entry.kind)
-            .bind(entry.data.to_string())
-            .fetch_one(&self.pool)
+            let r: Result<i64, _> = async {
+                let mut tx = self.serialized(&format!("journal:{build_id}")).await?;
+                let seq = sqlx::query_scalar(
+                    "INSERT INTO build_journal (build_id, seq, at, kind, data) \
+                     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM build_journal WHERE build_id = $1 \
+                     RETURNING seq",
+                )
+                .bind(build_id)
+                .bind(self.local_now_ms())
+                .bind(&entry.kind)
+                .bind(entry.data.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(seq)
+            }
             .await;
             match r {
                 Ok(seq) => return Ok(seq),

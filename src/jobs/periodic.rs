@@ -1,5 +1,7 @@
 //! Work the server does on a timer: `sync` (release tags whose delivery was lost) and the
-//! janitor (leftover cloud resources of finished, failed or unknown builds).
+//! janitor (leftover cloud resources of finished, failed, unknown or stopped builds).
+//! Every replica keeps the timers; each interval's run is claimed in the store, so one
+//! replica runs it, not every one.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -24,7 +26,11 @@ pub fn spawn(deps: Arc<JobDeps>, job_queued: Arc<Notify>, shutdown: Cancellation
     if sync_every > 0 && deps.github.is_some() {
         let (deps, job_queued, shutdown) = (deps.clone(), job_queued.clone(), shutdown.clone());
         tokio::spawn(async move {
-            every(Duration::from_secs(sync_every), &shutdown, || async {
+            let period = Duration::from_secs(sync_every);
+            every(period, &shutdown, || async {
+                if !claimed(&deps, "sync", period).await {
+                    return;
+                }
                 match sync_seen_repos(&deps).await {
                     Ok(0) => {}
                     Ok(n) => {
@@ -40,7 +46,11 @@ pub fn spawn(deps: Arc<JobDeps>, job_queued: Arc<Notify>, shutdown: Cancellation
     let janitor_every = deps.config.aws.janitor_interval_secs;
     if janitor_every > 0 {
         tokio::spawn(async move {
-            every(Duration::from_secs(janitor_every), &shutdown, || async {
+            let period = Duration::from_secs(janitor_every);
+            every(period, &shutdown, || async {
+                if !claimed(&deps, "janitor", period).await {
+                    return;
+                }
                 if let Err(e) = run_janitor(&deps).await {
                     tracing::warn!("periodic janitor failed: {e:#}");
                 }
@@ -48,6 +58,33 @@ pub fn spawn(deps: Arc<JobDeps>, job_queued: Arc<Notify>, shutdown: Cancellation
             .await
         });
     }
+}
+
+/// Whether this replica runs this interval's `task`: one replica per interval does.
+async fn claimed(deps: &JobDeps, task: &str, period: Duration) -> bool {
+    match deps
+        .store
+        .claim_periodic(task, &runner_name(), period)
+        .await
+    {
+        Ok(true) => {
+            tracing::debug!("periodic {task}: this replica runs it");
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::warn!("periodic {task} skipped: {e:#}");
+            false
+        }
+    }
+}
+
+fn runner_name() -> String {
+    format!(
+        "{}-{}",
+        crate::build::journal::hostname(),
+        std::process::id()
+    )
 }
 
 async fn every<F, Fut>(period: Duration, shutdown: &CancellationToken, mut work: F)

@@ -13,6 +13,7 @@ use super::deps::JobDeps;
 use super::progress::StepTracker;
 use super::JobLogSink;
 use crate::aws::AwsSession;
+use crate::build::liveness::Liveness;
 use crate::build::log::TracingSink;
 use crate::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner, HandedOver, LogSink};
 use crate::github::render::{self, BuildFailure};
@@ -118,6 +119,9 @@ impl TrackedBuild {
                     job_id: Some(ctx.job.id),
                     cancel: ctx.cancel.clone(),
                     hand_over: ctx.hand_over.clone(),
+                    liveness: Liveness::stale_after(Duration::from_secs(
+                        deps.config.workers.build_stale_secs,
+                    )),
                     ..BuildOptions::default()
                 },
             );

@@ -75,7 +75,7 @@ impl WorkerPool {
         config: WorkerConfig,
         job_queued: Arc<Notify>,
     ) -> Self {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "bakery".into());
+        let host = crate::build::journal::hostname();
         let name = format!(
             "{host}-{}-{}",
             std::process::id(),

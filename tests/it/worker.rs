@@ -57,6 +57,7 @@ fn config(concurrency: usize, lease_secs: u64) -> WorkerConfig {
         concurrency,
         lease_secs,
         poll_millis: 50,
+        ..WorkerConfig::default()
     }
 }
 

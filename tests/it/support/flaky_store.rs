@@ -94,6 +94,14 @@ impl Store for FlakyStore {
     async fn build_heartbeat_age(&self, build_id: &str) -> anyhow::Result<Option<Duration>> {
         self.inner.build_heartbeat_age(build_id).await
     }
+    async fn claim_periodic(
+        &self,
+        task: &str,
+        runner: &str,
+        period: Duration,
+    ) -> anyhow::Result<bool> {
+        self.inner.claim_periodic(task, runner, period).await
+    }
     async fn get_build(&self, build_id: &str) -> anyhow::Result<Option<BuildRecord>> {
         self.inner.get_build(build_id).await
     }
