@@ -139,10 +139,10 @@ async fn sigterm_during_distribution_hands_the_release_over() {
 async fn three_replicas_on_postgresql_survive_a_kill_9() {
     let mut story = Story::start_with(|files, _| {
         // Builds of different tags run at once on the one sandbox builder: each writes
-        // its own version file, and none seals the host keys away from the others.
+        // its own version file, and none seals it (its host keys and keys are every build's).
         let recipe = files.get_mut("recipes/sandbox-base/recipe.toml").unwrap();
         *recipe = recipe.replace("/opt/app/VERSION", "/opt/app/VERSION-{{ version }}")
-            + "\n[seal]\nhost_keys = false\n";
+            + "\n[seal]\nenabled = false\n";
     })
     .await;
     let _ = story.bakery.terminate();
