@@ -533,6 +533,91 @@ mod tests {
         );
     }
 
+    /// A fetch killed half-way (`kill -9`, the OOM killer) leaves git's `*.lock` files in
+    /// the mirror. The next checkout clears them instead of failing on them for ever.
+    #[tokio::test]
+    async fn a_killed_fetchs_lock_files_are_cleared() {
+        let origin = Origin::new();
+        let sha1 = origin.tag_and_push("release-0.1.0");
+        let work = tempfile::tempdir().unwrap();
+        let checkouts = Checkouts::new(work.path()).with_policy(RetryPolicy::new(
+            "test",
+            1,
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+            Duration::from_secs(30),
+        ));
+        let tag = |name: &str, sha: &str| Target::Tag {
+            name: name.into(),
+            sha: sha.into(),
+        };
+        checkouts
+            .checkout(
+                &repo(),
+                &origin.url(),
+                None,
+                &tag("release-0.1.0", &sha1),
+                "job-1",
+            )
+            .await
+            .unwrap();
+        let mirror = checkouts.mirror_path(&repo()).unwrap();
+        for stale in [
+            "packed-refs.lock",
+            "refs/tags/release-0.2.0.lock",
+            "refs/heads/main.lock",
+        ] {
+            std::fs::write(mirror.join(stale), "").unwrap();
+        }
+        origin
+            .work
+            .write("recipes/web/recipe.toml", "name = \"web\"\n");
+        origin.work.commit("add web");
+        let sha2 = origin.tag_and_push("release-0.2.0");
+        let ws = checkouts
+            .checkout(
+                &repo(),
+                &origin.url(),
+                None,
+                &tag("release-0.2.0", &sha2),
+                "job-2",
+            )
+            .await
+            .unwrap();
+        assert_eq!(ws.sha, sha2);
+    }
+
+    /// A mirror broken beyond opening (a full disk, a half-written config) is cloned again.
+    #[tokio::test]
+    async fn a_corrupt_mirror_is_cloned_again() {
+        let origin = Origin::new();
+        let sha1 = origin.tag_and_push("release-0.1.0");
+        let work = tempfile::tempdir().unwrap();
+        let checkouts = Checkouts::new(work.path()).with_policy(RetryPolicy::new(
+            "test",
+            1,
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+            Duration::from_secs(30),
+        ));
+        let target = Target::Tag {
+            name: "release-0.1.0".into(),
+            sha: sha1.clone(),
+        };
+        checkouts
+            .checkout(&repo(), &origin.url(), None, &target, "job-1")
+            .await
+            .unwrap();
+        let mirror = checkouts.mirror_path(&repo()).unwrap();
+        std::fs::write(mirror.join("config"), "[core\n\0\0garbage").unwrap();
+        std::fs::write(mirror.join("HEAD"), "").unwrap();
+        let ws = checkouts
+            .checkout(&repo(), &origin.url(), None, &target, "job-2")
+            .await
+            .unwrap();
+        assert_eq!(ws.sha, sha1);
+    }
+
     #[test]
     fn unsafe_names_are_cleaned() {
         assert_eq!(safe_component("a/b").unwrap(), "a_b");
