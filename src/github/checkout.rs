@@ -1,7 +1,10 @@
 //! Checking out the commit a job builds, with git2.
 //!
 //! Each repository has a cached bare mirror under `<work_dir>/mirrors/`, fetched into
-//! before every job, so a job downloads only what is new. The job's commit is then checked
+//! before every job, so a job downloads only what is new. One fetch at a time goes into a
+//! mirror, across processes too (a file lock beside it), so the lock files a killed fetch
+//! left are known stale and removed; a mirror that no longer opens is cloned again.
+//! Fetches have network timeouts (libgit2 has none by default). The job's commit is then checked
 //! out into its own workspace under `<work_dir>/jobs/<job>/`, with the repository's tags
 //! (release notes need them).
 //!
@@ -30,6 +33,22 @@ pub const GIT_FETCH: RetryPolicy = RetryPolicy::new(
     Duration::from_secs(20),
     Duration::from_secs(15 * 60),
 );
+
+/// libgit2 waits for ever on a stalled server unless told otherwise: connecting may take
+/// 30 s, and each read or write 2 minutes, before the attempt fails (and is retried).
+fn set_network_timeouts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: libgit2's global options, set once before any fetch of this process.
+        let set = unsafe {
+            git2::opts::set_server_connect_timeout_in_milliseconds(30_000)
+                .and_then(|_| git2::opts::set_server_timeout_in_milliseconds(120_000))
+        };
+        if let Err(e) = set {
+            tracing::warn!("cannot set git's network timeouts: {e}");
+        }
+    });
+}
 
 /// What to check out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +100,7 @@ pub struct Checkouts {
 
 impl Checkouts {
     pub fn new(work_dir: impl Into<PathBuf>) -> Self {
+        set_network_timeouts();
         Checkouts {
             root: work_dir.into(),
             locks: Arc::default(),
@@ -121,6 +141,8 @@ impl Checkouts {
             locks.entry(mirror.clone()).or_default().clone()
         };
         let _guard = lock.lock().await;
+        // Replicas sharing the work folder's disk take turns too.
+        let _shared = MirrorLock::acquire(&mirror).await?;
 
         let refspecs = mirror_refspecs(target);
         let what = format!("fetch {repo} into its mirror");
@@ -219,23 +241,97 @@ fn callbacks(token: Option<&Secret>) -> RemoteCallbacks<'static> {
     cb
 }
 
+/// The mirror's lock across processes: a file lock on `<mirror>.bakery-lock`, beside
+/// the mirror. Whoever holds it is the only one fetching into the mirror, so git's own
+/// `*.lock` files found in it then are stale (left by a killed fetch).
+struct MirrorLock {
+    _file: std::fs::File,
+}
+
+impl MirrorLock {
+    async fn acquire(mirror: &Path) -> anyhow::Result<MirrorLock> {
+        let mut name = mirror.as_os_str().to_owned();
+        name.push(".bakery-lock");
+        let path = PathBuf::from(name);
+        tokio::task::spawn_blocking(move || {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("cannot open the mirror lock {}", path.display()))?;
+            file.lock()
+                .with_context(|| format!("cannot lock {}", path.display()))?;
+            Ok(MirrorLock { _file: file })
+        })
+        .await
+        .context("the mirror lock task died")?
+    }
+}
+
+/// Makes the mirror usable again after a killed fetch: removes its stale `*.lock` files,
+/// and clones it anew (an empty bare repository, fetched into) when it no longer opens.
+/// Only called under [`MirrorLock`].
+fn heal_mirror(mirror: &Path) -> Result<Repository, git2::Error> {
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        git2::Error::from_str(&format!("cannot {what} {}: {e}", p.display()))
+    };
+    if mirror.is_dir() {
+        let mut stack = vec![mirror.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| io("read", &dir, e))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|x| x == "lock") {
+                    tracing::warn!(
+                        "removing {}, left by a fetch that was killed",
+                        path.display()
+                    );
+                    std::fs::remove_file(&path).map_err(|e| io("remove", &path, e))?;
+                }
+            }
+        }
+        match Repository::open_bare(mirror) {
+            Ok(r) if head_resolves(&r) => return Ok(r),
+            Ok(_) | Err(_) => {
+                tracing::warn!(
+                    "the mirror {} is damaged: cloning it again",
+                    mirror.display()
+                );
+                std::fs::remove_dir_all(mirror).map_err(|e| io("remove", mirror, e))?;
+            }
+        }
+    }
+    if let Some(parent) = mirror.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
+    }
+    Repository::init_bare(mirror)
+}
+
+/// Whether a repository's `HEAD` resolves, or names a branch not fetched (yet).
+fn head_resolves(repo: &Repository) -> bool {
+    match repo.head() {
+        Ok(_) => true,
+        Err(e) => matches!(
+            e.code(),
+            git2::ErrorCode::UnbornBranch | git2::ErrorCode::NotFound
+        ),
+    }
+}
+
 fn fetch_into_mirror(
     mirror: &Path,
     url: &str,
     token: Option<&Secret>,
     refspecs: &[String],
 ) -> Result<(), git2::Error> {
-    let repo = match Repository::open_bare(mirror) {
-        Ok(r) => r,
-        Err(_) => {
-            if let Some(parent) = mirror.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    git2::Error::from_str(&format!("cannot create {}: {e}", parent.display()))
-                })?;
-            }
-            Repository::init_bare(mirror)?
-        }
-    };
+    let repo = heal_mirror(mirror)?;
     let mut remote = repo.remote_anonymous(url)?;
     let mut opts = FetchOptions::new();
     opts.remote_callbacks(callbacks(token));
