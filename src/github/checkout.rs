@@ -264,8 +264,12 @@ impl MirrorLock {
                 .write(true)
                 .open(&path)
                 .with_context(|| format!("cannot open the mirror lock {}", path.display()))?;
-            file.lock()
-                .with_context(|| format!("cannot lock {}", path.display()))?;
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor this function owns; released when it closes.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("cannot lock {}", path.display()));
+            }
             Ok(MirrorLock { _file: file })
         })
         .await

@@ -1465,7 +1465,7 @@ async fn janitor_cleans_up_after_a_build_whose_heartbeat_stopped() {
             .unwrap();
     }
     let t = target(HOME, "us-east-1");
-    let before = leftovers(&w, &[t.clone()], &crashed_id, true).await;
+    let before = leftovers(&w, std::slice::from_ref(&t), &crashed_id, true).await;
     assert!(
         before
             .iter()
