@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use git2::{AutotagOption, FetchOptions, Oid, RemoteCallbacks, Repository};
+use tokio_util::sync::CancellationToken;
 
 use super::repo::RepoName;
 use crate::config::Secret;
@@ -96,7 +97,14 @@ pub struct Checkouts {
     /// One fetch at a time per mirror within this process.
     locks: Arc<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>>,
     policy: RetryPolicy,
+    /// Stops fetches (the job was cancelled, the server shuts down).
+    cancel: Option<CancellationToken>,
 }
+
+/// A checkout stopped because its job was cancelled or the server shuts down.
+#[derive(Debug, thiserror::Error)]
+#[error("the checkout was stopped")]
+pub struct CheckoutCancelled;
 
 impl Checkouts {
     pub fn new(work_dir: impl Into<PathBuf>) -> Self {
@@ -105,6 +113,15 @@ impl Checkouts {
             root: work_dir.into(),
             locks: Arc::default(),
             policy: GIT_FETCH,
+            cancel: None,
+        }
+    }
+
+    /// These checkouts, stopping their fetches when `cancel` is cancelled.
+    pub fn until(&self, cancel: CancellationToken) -> Checkouts {
+        Checkouts {
+            cancel: Some(cancel),
+            ..self.clone()
         }
     }
 
@@ -141,8 +158,7 @@ impl Checkouts {
             locks.entry(mirror.clone()).or_default().clone()
         };
         let _guard = lock.lock().await;
-        // Replicas sharing the work folder's disk take turns too.
-        let _shared = MirrorLock::acquire(&mirror).await?;
+        let cancel = self.cancel.clone().unwrap_or_default();
 
         let refspecs = mirror_refspecs(target);
         let what = format!("fetch {repo} into its mirror");
@@ -153,15 +169,35 @@ impl Checkouts {
                 token.cloned(),
                 refspecs.clone(),
             );
+            let cancel = cancel.clone();
             async move {
-                tokio::task::spawn_blocking(move || {
+                // The fetch holds the mirror's lock across processes for as long as it
+                // runs, even after an attempt gave up on it: the next fetch into the
+                // mirror (a retry, another replica) waits for it to end.
+                let fetch = tokio::task::spawn_blocking(move || {
+                    let _shared = MirrorLock::acquire(&mirror)?;
                     fetch_into_mirror(&mirror, &url, token.as_ref(), &refspecs)
-                })
-                .await
-                .unwrap_or_else(|e| Err(git2::Error::from_str(&format!("fetch task died: {e}"))))
+                });
+                tokio::select! {
+                    r = fetch => r.unwrap_or_else(|e| {
+                        Err(git2::Error::from_str(&format!("fetch task died: {e}")))
+                    }),
+                    _ = cancel.cancelled() => Err(git2::Error::new(
+                        git2::ErrorCode::User,
+                        git2::ErrorClass::None,
+                        "the fetch was stopped",
+                    )),
+                }
             }
         })
         .await
+        .map_err(|e| {
+            if cancel.is_cancelled() {
+                anyhow::Error::new(CheckoutCancelled)
+            } else {
+                e
+            }
+        })
         .with_context(|| {
             format!(
                 "cannot fetch {repo} from {}: check the clone URL and that the GitHub App is \
@@ -249,31 +285,29 @@ struct MirrorLock {
 }
 
 impl MirrorLock {
-    async fn acquire(mirror: &Path) -> anyhow::Result<MirrorLock> {
+    /// Waits for the lock (blocking: call it on a blocking thread).
+    fn acquire(mirror: &Path) -> Result<MirrorLock, git2::Error> {
         let mut name = mirror.as_os_str().to_owned();
         name.push(".bakery-lock");
         let path = PathBuf::from(name);
-        tokio::task::spawn_blocking(move || {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create {}", parent.display()))?;
-            }
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .with_context(|| format!("cannot open the mirror lock {}", path.display()))?;
-            use std::os::fd::AsRawFd;
-            // SAFETY: flock on a descriptor this function owns; released when it closes.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                return Err(std::io::Error::last_os_error())
-                    .with_context(|| format!("cannot lock {}", path.display()));
-            }
-            Ok(MirrorLock { _file: file })
-        })
-        .await
-        .context("the mirror lock task died")?
+        let fail = |what: &str, e: std::io::Error| {
+            git2::Error::from_str(&format!("cannot {what} {}: {e}", path.display()))
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fail("create the folder of", e))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| fail("open", e))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns; released when it closes.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(fail("lock", std::io::Error::last_os_error()));
+        }
+        Ok(MirrorLock { _file: file })
     }
 }
 
@@ -685,6 +719,43 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ws.sha, sha2);
+    }
+
+    /// A server that accepts the connection and never answers. The job is cancelled: the
+    /// checkout stops at once instead of waiting on the stalled fetch.
+    #[tokio::test]
+    async fn a_stalled_fetch_stops_when_the_job_is_cancelled() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/acme/images.git", server.local_addr().unwrap());
+        let held = std::thread::spawn(move || {
+            let connection = server.accept();
+            std::thread::sleep(Duration::from_secs(3));
+            drop(connection);
+        });
+        let work = tempfile::tempdir().unwrap();
+        let cancel = CancellationToken::new();
+        let checkouts = Checkouts::new(work.path()).until(cancel.clone());
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            stop.cancel();
+        });
+        let started = std::time::Instant::now();
+        let target = Target::Tag {
+            name: "release-0.1.0".into(),
+            sha: "1".repeat(40),
+        };
+        let err = checkouts
+            .checkout(&repo(), &url, None, &target, "job-1")
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(err.chain().any(|c| c.is::<CheckoutCancelled>()), "{err:#}");
+        held.join().unwrap();
     }
 
     /// A mirror broken beyond opening (a full disk, a half-written config) is cloned again.

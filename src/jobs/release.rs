@@ -52,6 +52,7 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
         .await;
     let workspace = match deps
         .checkouts
+        .until(ctx.cancel.clone())
         .checkout(
             reporter.repo(),
             &payload.clone_url,

@@ -119,6 +119,7 @@ pub async fn validate(
     let session = reporter.session().await?;
     let workspace = deps
         .checkouts
+        .until(ctx.cancel.clone())
         .checkout(
             reporter.repo(),
             &pr.clone_url,
