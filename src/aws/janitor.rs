@@ -2,7 +2,9 @@
 //!
 //! It looks at every resource tagged `bakery:build-id` (instances, key pairs, security
 //! groups, images, snapshots) in the given accounts and regions, and deletes it when its
-//! build is finished, failed or unknown to the store, and it is older than the TTL. It
+//! build is finished, failed, unknown to the store, or stopped (still `running` in the
+//! store but with a stale heartbeat: then all but its final copies), and it is older than
+//! the TTL. It
 //! never touches a resource without the tag, and never a final image (or its snapshots)
 //! that is a product: one from a succeeded build, one marked released, or one whose build
 //! the store does not know (another store may own it).
@@ -57,6 +59,29 @@ impl JanitorReport {
             .iter()
             .filter(|f| matches!(f.verdict, Verdict::Delete(_)))
     }
+}
+
+/// Decides about one resource of a build that is still running in the store's eyes but
+/// whose heartbeat is stale (its process died and nobody took it over). Its final copies
+/// stay (a retried job may still adopt them); everything else goes after the TTL.
+pub fn decide_stopped(res: &TaggedResource, build: &BuildRecord, opts: &JanitorOptions) -> Verdict {
+    if is_final(res) {
+        return Verdict::Keep("final copy of a build that stopped: a retried job adopts it".into());
+    }
+    let mut crashed = build.clone();
+    crashed.state = BuildState::Failed;
+    match decide(res, Some(&crashed), opts) {
+        Verdict::Delete(_) => Verdict::Delete("its build stopped: its heartbeat is stale".into()),
+        keep => keep,
+    }
+}
+
+fn is_final(res: &TaggedResource) -> bool {
+    res.role.as_deref() == Some(tags::role::FINAL)
+        && matches!(
+            res.resource.kind,
+            ResourceKind::Image | ResourceKind::Snapshot
+        )
 }
 
 /// Decides about one resource. Pure: the store's record and the clock come in.
@@ -157,7 +182,12 @@ pub async fn run(
         found.sort_by_key(|r| delete_order(r.resource.kind));
         for res in found {
             let build = store.get_build(&res.build_id).await?;
-            let verdict = decide(&res, build.as_ref(), opts);
+            let verdict = match &build {
+                Some(b) if b.state == BuildState::Running && stopped(store, b).await? => {
+                    decide_stopped(&res, b, opts)
+                }
+                _ => decide(&res, build.as_ref(), opts),
+            };
             let mut deleted = None;
             if matches!(verdict, Verdict::Delete(_)) && !opts.dry_run {
                 let d = resource::delete(session, &res.resource).await?;
@@ -191,6 +221,14 @@ pub async fn run(
         }
     }
     Ok(report)
+}
+
+/// Whether a `running` build's heartbeat is stale (by the database's clock).
+async fn stopped(store: &dyn Store, build: &BuildRecord) -> anyhow::Result<bool> {
+    Ok(store
+        .build_heartbeat_age(&build.build_id)
+        .await?
+        .is_none_or(|age| age >= crate::build::liveness::STALE_AFTER))
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! after a crash.
 //!
 //! Entry kinds and their `data`:
-//! - `owner` `{pid, host}`: the process running the build;
+//! - `owner` `{pid, host}`: the process running the build (liveness is the build's
+//!   heartbeat, see [`super::liveness`]);
+//! - `handed_over` `{step}`: its owner stopped on purpose, leaving the build to be resumed;
 //! - `step_started` / `step_finished` `{step}`;
 //! - `creating` `{type, region, account, lookup}`: before a create call;
 //! - `created` `{type, id, region, account, detail}`: after it;
@@ -85,6 +87,9 @@ impl Ledger {
 pub struct Replay {
     pub ledger: Ledger,
     pub owner: Option<Owner>,
+    /// The last owner handed the build over on purpose (shutdown, lost lease): it no
+    /// longer runs, and the next owner resumes it without waiting for its heartbeat.
+    pub handed_over: bool,
     pub started_steps: Vec<String>,
     pub finished_steps: Vec<String>,
     /// The last `data` of each note kind (`preflight`, `facts`, `intermediate`...).
@@ -98,7 +103,11 @@ impl Replay {
         let mut r = Replay::default();
         for e in entries {
             match e.kind.as_str() {
-                "owner" => r.owner = serde_json::from_value(e.data.clone()).ok(),
+                "owner" => {
+                    r.owner = serde_json::from_value(e.data.clone()).ok();
+                    r.handed_over = false;
+                }
+                "handed_over" => r.handed_over = true,
                 "step_started" => {
                     if let Some(s) = e.data.get("step").and_then(Value::as_str) {
                         r.started_steps.push(s.to_string());
@@ -143,7 +152,9 @@ impl Replay {
     }
 }
 
-/// The process that runs a build, to tell a crashed build from a running one.
+/// The process that runs a build. Liveness is the build's heartbeat (see
+/// [`super::liveness`]); the owner only tells a build on this host whose process is gone
+/// from one that may still run, and names the process in messages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Owner {
     pub pid: u32,
@@ -158,30 +169,30 @@ impl Owner {
         }
     }
 
-    /// Whether the owning process still runs. A process on another host cannot be
-    /// checked and counts as alive.
-    pub fn is_alive(&self) -> bool {
-        if self.host != hostname() {
-            return true;
-        }
-        if self.pid == std::process::id() {
-            return true;
+    /// Whether the owning process is provably gone: it ran on this host, under another
+    /// PID than this process's, and that PID runs nothing now. A process on another host,
+    /// or one with this process's PID (a restarted container's PID 1), is not provably
+    /// gone: only a stale heartbeat tells.
+    pub fn is_gone(&self) -> bool {
+        if self.host != hostname() || self.pid == std::process::id() {
+            return false;
         }
         let proc = std::path::Path::new("/proc").join(self.pid.to_string());
         match std::fs::read(proc.join("cmdline")) {
             Ok(cmdline) => {
                 // A zombie has an empty command line: it is gone.
-                !cmdline.is_empty()
-                    && std::fs::read_to_string(proc.join("stat"))
-                        .map(|s| !s.contains(") Z "))
-                        .unwrap_or(true)
+                cmdline.is_empty()
+                    || std::fs::read_to_string(proc.join("stat"))
+                        .map(|s| s.contains(") Z "))
+                        .unwrap_or(false)
             }
-            Err(_) => false,
+            Err(_) => true,
         }
     }
 }
 
-fn hostname() -> String {
+/// This machine's (or container's) hostname.
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))
@@ -363,8 +374,8 @@ mod tests {
     }
 
     #[test]
-    fn this_process_is_alive_and_a_gone_pid_is_not() {
-        assert!(Owner::this_process().is_alive());
+    fn only_a_gone_pid_on_this_host_proves_a_build_stopped() {
+        assert!(!Owner::this_process().is_gone());
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
@@ -372,11 +383,14 @@ mod tests {
             pid,
             host: hostname(),
         };
-        assert!(!gone.is_alive());
+        assert!(gone.is_gone());
         let elsewhere = Owner {
             pid,
             host: "another-host".into(),
         };
-        assert!(elsewhere.is_alive());
+        assert!(
+            !elsewhere.is_gone(),
+            "another host's process cannot be checked"
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod hooks;
 pub mod journal;
+pub mod liveness;
 pub mod log;
 pub mod manifest;
 pub mod progress;
@@ -11,7 +12,7 @@ pub mod runner;
 
 pub use log::{BuildLog, LogSink, OutputStream};
 pub use manifest::Manifest;
-pub use runner::{BuildOptions, BuildOutcome, BuildRunner, Recovery, Step};
+pub use runner::{BuildOptions, BuildOutcome, BuildRunner, Cancelled, HandedOver, Recovery, Step};
 
 /// A build step failed (the context of the step's error: the chain below it says why).
 /// Reports name the failing step from this type, never from the message.

@@ -4,10 +4,12 @@
 //!
 //! # Steps, and what happens after a crash in each
 //!
-//! A build whose process died (`kill -9`, a lost machine) is found by the next
-//! `bakery build` of the same recipe, version and commit (its journal names a process
-//! that no longer runs). That build is then resumed or cleaned up, by the furthest step
-//! its journal reached:
+//! A running build writes a heartbeat to the store. A build whose process died (`kill -9`,
+//! a lost machine, a panic) is found by the next build of the same recipe, version and
+//! commit: its heartbeat is stale (whatever host or PID its journal names), its owner
+//! handed it over, or its process on this host is gone. A build still heartbeating is
+//! waited for, up to the staleness window. A stopped build is then resumed or cleaned up,
+//! by the furthest step its journal reached:
 //!
 //! | step          | does                                                         | after a crash here                                   |
 //! |---------------|--------------------------------------------------------------|------------------------------------------------------|
@@ -20,6 +22,9 @@
 //! | `distribute`  | shares, copies, tags, publishes, removes the intermediate    | **resumed**: copies already made are adopted, the rest are made |
 //! | `cleanup`     | deletes the builder, security group and key pair             | **resumed**                                          |
 //! | `manifest`    | writes the result, marks the build succeeded                 | **resumed**                                          |
+//!
+//! A build handed over (server shutdown, lost lease or heartbeat) past the image step is
+//! left exactly as it is for the next owner to resume; before it, it is cleaned up.
 //!
 //! "Cleaned up" deletes every resource in the journal in reverse order, finds the ones
 //! whose create call's answer was lost (by `bakery:build-id` tag, or by name for image
@@ -36,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::hooks::PauseAt;
 use super::journal::{Journal, Owner, Replay};
+use super::liveness::{Heartbeat, Liveness};
 use super::manifest::Manifest;
 use super::BuildLog;
 use crate::aws::distribute::{self, CopyOutcome, Intermediate, KmsGrant};
@@ -98,6 +104,13 @@ pub const PAUSE_DISTRIBUTE_COPIED: &str = "distribute:copied";
 #[error("the build was cancelled")]
 pub struct Cancelled;
 
+/// A build stopped to be handed over (the server shuts down, or this process lost its
+/// job's lease or the build's heartbeat). Past the image step it is left as it is, for the
+/// next owner to resume; before, it was cleaned up like a cancelled one.
+#[derive(Debug, thiserror::Error)]
+#[error("the build was handed over to the next owner")]
+pub struct HandedOver;
+
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     /// The checked-out repository, for the provisioner's files.
@@ -106,6 +119,11 @@ pub struct BuildOptions {
     pub budgets: Budgets,
     pub per_region_concurrency: usize,
     pub cancel: CancellationToken,
+    /// Cancelled together with `cancel` when the build must stop but not be thrown away
+    /// (shutdown, a lost lease): a build past the image step is left to be resumed.
+    pub hand_over: CancellationToken,
+    /// The build's heartbeat.
+    pub liveness: Liveness,
     /// Test hook; see [`PauseAt`].
     pub pause: Option<PauseAt>,
 }
@@ -118,6 +136,8 @@ impl Default for BuildOptions {
             budgets: Budgets::default(),
             per_region_concurrency: distribute::DEFAULT_PER_REGION_CONCURRENCY,
             cancel: CancellationToken::new(),
+            hand_over: CancellationToken::new(),
+            liveness: Liveness::default(),
             pause: None,
         }
     }
@@ -210,17 +230,9 @@ impl BuildRunner {
             })
             .await?;
         for record in earlier.into_iter().filter(|b| b.git_sha == plan.git_sha) {
-            let replay = Replay::from_entries(&self.store.journal(&record.build_id).await?);
-            if let Some(owner) = replay.owner.as_ref().filter(|o| o.is_alive()) {
-                anyhow::bail!(
-                    "build {} of {} {} is already running (pid {} on {}): wait for it to finish",
-                    record.build_id,
-                    plan.recipe,
-                    plan.version,
-                    owner.pid,
-                    owner.host
-                );
-            }
+            let Some(record) = self.wait_until_stopped(record).await? else {
+                continue;
+            };
             match self.recover(record).await? {
                 Recovery::Resumed(outcome) => return Ok(outcome),
                 Recovery::CleanedUp => {}
@@ -242,6 +254,7 @@ impl BuildRunner {
             updated_at: chrono::Utc::now(),
         };
         self.store.upsert_build(&record).await?;
+        let _heartbeat = self.heartbeat(&build_id);
         let journal = Journal::new(self.store.clone(), &build_id);
         journal
             .append("owner", serde_json::to_value(Owner::this_process())?)
@@ -257,11 +270,67 @@ impl BuildRunner {
             .await
     }
 
+    /// Waits until a `running` build of the same plan has stopped: its heartbeat is stale,
+    /// its owner handed it over, or its process on this host is gone. Returns it then to
+    /// be recovered, or `None` when it finished meanwhile. A build that keeps its
+    /// heartbeat for longer than the staleness window is running elsewhere: an error.
+    async fn wait_until_stopped(&self, record: BuildRecord) -> anyhow::Result<Option<BuildRecord>> {
+        let liveness = self.options.liveness;
+        let build_id = record.build_id.clone();
+        let deadline = tokio::time::Instant::now() + liveness.stale_after + liveness.every;
+        let mut told = false;
+        loop {
+            let Some(current) = self.store.get_build(&build_id).await? else {
+                return Ok(None);
+            };
+            if current.state != BuildState::Running {
+                return Ok(None);
+            }
+            let replay = Replay::from_entries(&self.store.journal(&build_id).await?);
+            let age = self.store.build_heartbeat_age(&build_id).await?;
+            let stale = age.is_none_or(|a| a >= liveness.stale_after);
+            if stale || replay.handed_over || replay.owner.as_ref().is_some_and(Owner::is_gone) {
+                return Ok(Some(current));
+            }
+            let owner = replay
+                .owner
+                .as_ref()
+                .map(|o| format!("pid {} on {}", o.pid, o.host))
+                .unwrap_or_else(|| "an unknown process".into());
+            let age = age.unwrap_or_default();
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "build {build_id} of {} {} is already running ({owner}, heartbeat {}s ago): \
+                 wait for it to finish",
+                record.recipe,
+                record.version,
+                age.as_secs()
+            );
+            if !told {
+                told = true;
+                self.log.info(
+                    "recover",
+                    format!(
+                        "build {build_id} is marked running ({owner}, heartbeat {}s ago): \
+                         waiting up to {}s for it to finish or stop",
+                        age.as_secs(),
+                        (liveness.stale_after + liveness.every).as_secs()
+                    ),
+                );
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(liveness.every) => {}
+                _ = self.options.cancel.cancelled() => return Err(anyhow::Error::new(Cancelled)),
+            }
+        }
+    }
+
     /// Resumes a crashed build, or cleans it up, by the rule of the step it reached.
     pub async fn recover(&self, record: BuildRecord) -> anyhow::Result<Recovery> {
         let build_id = record.build_id.clone();
         let plan: BuildPlan = serde_json::from_value(record.plan.clone())
             .with_context(|| format!("build {build_id} has no readable plan in the store"))?;
+        let _heartbeat = self.heartbeat(&build_id);
         let replay = Replay::from_entries(&self.store.journal(&build_id).await?);
         let journal = Journal::restore(self.store.clone(), &build_id, replay.ledger.clone());
         journal
@@ -274,7 +343,7 @@ impl BuildRunner {
             .unwrap_or_else(|| "none".into());
         self.log.info(
             "recover",
-            format!("build {build_id} stopped during step {last}: its process is gone"),
+            format!("build {build_id} stopped during step {last}: taking it over"),
         );
         // Roles are needed both to resume and to clean up.
         if let Err(e) = preflight::assume_roles(&self.session, &plan, &build_id).await {
@@ -465,7 +534,25 @@ impl BuildRunner {
                 Ok(BuildOutcome::AlreadyReleased { manifest, images })
             }
             Err(err) => {
-                let cancelled = err.chain().any(|e| e.downcast_ref::<Cancelled>().is_some());
+                let handed_over = err.chain().any(|e| e.is::<HandedOver>());
+                if handed_over && (state.intermediate_id.is_some() || state.intermediate_removed) {
+                    // Past the image step: the next owner resumes the build; deleting its
+                    // image or copies would throw a nearly finished release away.
+                    journal
+                        .append("handed_over", json!({}))
+                        .await
+                        .context("cannot record the hand-over")?;
+                    self.log.info(
+                        "handover",
+                        format!(
+                            "build {} stops here and is left to the next owner, who resumes it",
+                            journal.build_id()
+                        ),
+                    );
+                    return Err(err);
+                }
+                let cancelled =
+                    handed_over || err.chain().any(|e| e.downcast_ref::<Cancelled>().is_some());
                 self.log.info(
                     "cleanup",
                     format!("build failed: {err:#}; deleting everything it created"),
@@ -492,6 +579,18 @@ impl BuildRunner {
         }
     }
 
+    /// Writes the build's heartbeat while the returned guard lives. A build that cannot
+    /// keep its heartbeat stops and hands over, as at shutdown.
+    fn heartbeat(&self, build_id: &str) -> Heartbeat {
+        Heartbeat::start(
+            self.store.clone(),
+            build_id,
+            self.options.liveness,
+            self.options.hand_over.clone(),
+            self.options.cancel.clone(),
+        )
+    }
+
     async fn finish_record(
         &self,
         mut record: BuildRecord,
@@ -514,9 +613,18 @@ impl BuildRunner {
             }
         }
         if self.options.cancel.is_cancelled() {
-            return Err(anyhow::Error::new(Cancelled));
+            return Err(self.stopped());
         }
         journal.step_started(step.as_str()).await
+    }
+
+    /// Why the build stops: handed over (shutdown, lost lease or heartbeat) or cancelled.
+    fn stopped(&self) -> anyhow::Error {
+        if self.options.hand_over.is_cancelled() {
+            anyhow::Error::new(HandedOver)
+        } else {
+            anyhow::Error::new(Cancelled)
+        }
     }
 
     /// Runs a step's work, stopping at cancel.
@@ -527,7 +635,7 @@ impl BuildRunner {
     ) -> anyhow::Result<T> {
         tokio::select! {
             r = work => r.context(super::StepFailed { step: step.as_str() }),
-            _ = self.options.cancel.cancelled() => Err(anyhow::Error::new(Cancelled)),
+            _ = self.options.cancel.cancelled() => Err(self.stopped()),
         }
     }
 

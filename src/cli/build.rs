@@ -100,6 +100,7 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         per_region_concurrency: args.copy_concurrency,
         cancel,
         pause: PauseAt::from_env(),
+        ..BuildOptions::default()
     };
     let runner = BuildRunner::new(session, store, provisioner, log, options);
     let outcome = runner.run(plan).await;

@@ -95,6 +95,11 @@ pub struct WorkerConfig {
     /// to it (the build log says so).
     #[serde(default = "defaults::max_step_timeout_secs")]
     pub max_step_timeout_secs: u64,
+    /// A running build whose heartbeat is older than this has stopped (its process died):
+    /// the job's next attempt, on any replica, takes the build over, and the janitor may
+    /// clean up after it.
+    #[serde(default = "defaults::build_stale_secs")]
+    pub build_stale_secs: u64,
 }
 
 /// Who may open a job's page (`/jobs/{id}`): a link carrying the job's token (what check
@@ -202,6 +207,9 @@ mod defaults {
     pub fn poll_millis() -> u64 {
         500
     }
+    pub fn build_stale_secs() -> u64 {
+        60
+    }
     pub fn sync_interval_secs() -> u64 {
         15 * 60
     }
@@ -276,6 +284,7 @@ impl Default for WorkerConfig {
             lease_secs: defaults::lease_secs(),
             poll_millis: defaults::poll_millis(),
             max_step_timeout_secs: defaults::max_step_timeout_secs(),
+            build_stale_secs: defaults::build_stale_secs(),
         }
     }
 }
@@ -347,6 +356,10 @@ impl ServerConfig {
         anyhow::ensure!(
             self.workers.lease_secs >= 5,
             "workers.lease_secs must be at least 5 seconds"
+        );
+        anyhow::ensure!(
+            self.workers.build_stale_secs >= 3,
+            "workers.build_stale_secs must be at least 3 seconds"
         );
         anyhow::ensure!(
             self.webhook.max_body_bytes >= 1024,

@@ -38,13 +38,14 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue_job(&self, job: &NewJob) -> anyhow::Result<Option<JobId>>;
 
     /// Takes the oldest queued job, or a running job whose lease expired, under a lease.
+    /// Leases are written and compared in the database's clock, never a replica's.
     async fn lease_next_job(&self, worker: &str, lease: Duration) -> anyhow::Result<Option<Job>>;
 
     /// Extends a lease. Returns `false` when the lease was lost (expired and taken over).
     async fn renew_lease(&self, job: JobId, worker: &str, lease: Duration) -> anyhow::Result<bool>;
 
     /// Ends a job held under `worker`'s lease. `JobState::Queued` hands it back to the
-    /// queue (a worker shutting down), keeping its attempt count.
+    /// queue (a worker shutting down); the hand-back does not use up an attempt.
     async fn finish_job(
         &self,
         job: JobId,
@@ -97,9 +98,23 @@ pub trait Store: Send + Sync + 'static {
         cutoff: chrono::DateTime<chrono::Utc>,
     ) -> anyhow::Result<u64>;
 
-    /// Creates or updates a build record (keyed by build id).
+    /// Creates or updates a build record (keyed by build id); this is a heartbeat too.
     async fn upsert_build(&self, build: &BuildRecord) -> anyhow::Result<()>;
+    /// Records that a running build is alive, in the database's clock. `false` when the
+    /// build is no longer running.
+    async fn heartbeat_build(&self, build_id: &str) -> anyhow::Result<bool>;
+    /// How long ago the build's last heartbeat was, by the database's clock; `None` for
+    /// an unknown build. A running build with a stale heartbeat has stopped.
+    async fn build_heartbeat_age(&self, build_id: &str) -> anyhow::Result<Option<Duration>>;
     async fn get_build(&self, build_id: &str) -> anyhow::Result<Option<BuildRecord>>;
+    /// Claims this interval's run of a periodic task (`sync`, `janitor`) for `runner`:
+    /// `true` for exactly one replica per `period`, by the database's clock.
+    async fn claim_periodic(
+        &self,
+        task: &str,
+        runner: &str,
+        period: Duration,
+    ) -> anyhow::Result<bool>;
     async fn list_builds(&self, filter: &BuildFilter) -> anyhow::Result<Vec<BuildRecord>>;
 
     /// Appends to a build's step journal (resource ids before and after creation, host

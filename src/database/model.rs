@@ -140,6 +140,14 @@ pub struct Job {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// A job's end could not be recorded: the job is no longer leased to this worker.
+#[derive(Debug, thiserror::Error)]
+#[error("job {job} is no longer leased to {worker}; its result was not recorded")]
+pub struct NotLeased {
+    pub job: JobId,
+    pub worker: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobOutcome {
     pub state: JobState,

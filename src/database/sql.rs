@@ -1,9 +1,10 @@
 //! [`Store`] over SQLite (the embedded default) and PostgreSQL, with one set of SQL.
 //!
 //! Timestamps are stored as milliseconds since the epoch and JSON as text, so the
-//! statements are the same for both engines. The only difference is leasing: PostgreSQL
-//! adds `FOR UPDATE SKIP LOCKED` so that replicas never wait on each other's candidate
-//! rows; SQLite serializes writers anyway.
+//! statements are the same for both engines. The differences: leasing on PostgreSQL adds
+//! `FOR UPDATE SKIP LOCKED` so that replicas never wait on each other's candidate rows
+//! (SQLite serializes writers anyway), and the database's clock is read with each engine's
+//! own expression. Leases and build heartbeats use the database's clock only.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -35,6 +36,8 @@ pub struct SqlStore {
     engine: Engine,
     /// SQLite only: the group-commit writer for deliveries.
     writer: Option<DeliveryWriter>,
+    /// How far this process's clock is off, in milliseconds (see [`SqlStore::with_clock_skew`]).
+    skew_ms: i64,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -124,9 +127,22 @@ impl SqlStore {
             pool,
             engine,
             writer,
+            skew_ms: 0,
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// This store as seen from a replica whose clock is `skew` ahead (negative: behind):
+    /// for tests of replicas whose clocks disagree.
+    pub fn with_clock_skew(mut self, skew: chrono::Duration) -> Self {
+        self.skew_ms = skew.num_milliseconds();
+        self
+    }
+
+    /// This process's clock, in milliseconds since the epoch.
+    fn local_now_ms(&self) -> i64 {
+        now_ms() + self.skew_ms
     }
 
     /// A private in-memory SQLite store, for tests.
@@ -135,26 +151,69 @@ impl SqlStore {
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {
-        let (sqlite, postgres): (&'static str, &'static str) = (
-            include_str!("../../migrations/sqlite/0001_init.sql"),
-            include_str!("../../migrations/postgres/0001_init.sql"),
-        );
-        let sql = match self.engine {
-            Engine::Sqlite => sqlite,
-            Engine::Postgres => postgres,
-        };
-        let migrator = Migrator::with_migrations(vec![Migration::new(
-            1,
-            Cow::Borrowed("init"),
-            MigrationType::Simple,
-            sqlx::SqlSafeStr::into_sql_str(sql),
-            false,
-        )]);
-        migrator
+        let scripts: [(i64, &'static str, &'static str, &'static str); 2] = [
+            (
+                1,
+                "init",
+                include_str!("../../migrations/sqlite/0001_init.sql"),
+                include_str!("../../migrations/postgres/0001_init.sql"),
+            ),
+            (
+                2,
+                "liveness",
+                include_str!("../../migrations/sqlite/0002_liveness.sql"),
+                include_str!("../../migrations/postgres/0002_liveness.sql"),
+            ),
+        ];
+        let migrations = scripts
+            .into_iter()
+            .map(|(version, name, sqlite, postgres)| {
+                let sql = match self.engine {
+                    Engine::Sqlite => sqlite,
+                    Engine::Postgres => postgres,
+                };
+                Migration::new(
+                    version,
+                    Cow::Borrowed(name),
+                    MigrationType::Simple,
+                    sqlx::SqlSafeStr::into_sql_str(sql),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations)
             .run(&self.pool)
             .await
             .context("cannot migrate the store's schema")?;
         Ok(())
+    }
+
+    /// The database's clock in milliseconds since the epoch, as an SQL expression. Leases
+    /// and heartbeats are written and compared with it, so replicas whose own clocks
+    /// disagree still agree on who holds what.
+    fn db_now(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite => "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS BIGINT)",
+            Engine::Postgres => "CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)",
+        }
+    }
+
+    /// A transaction in which appends to one sequence (`key`: a build's journal, a job's
+    /// log) are serialized across connections and replicas: on PostgreSQL by a
+    /// transaction-scoped advisory lock (concurrent `MAX(seq) + 1` would collide); SQLite
+    /// has one writer anyway.
+    async fn serialized(
+        &self,
+        key: &str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        if self.engine == Engine::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
     }
 
     async fn job_by_id<'e, E>(&self, exec: E, id: JobId) -> anyhow::Result<Option<Job>>
@@ -518,7 +577,7 @@ impl Store for SqlStore {
     }
 
     async fn enqueue_job(&self, job: &NewJob) -> anyhow::Result<Option<JobId>> {
-        let now = now_ms();
+        let now = self.local_now_ms();
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO jobs (kind, repo, git_ref, sha, pr_number, dedup_key, payload, state, \
              attempts, cancel_requested, created_at, updated_at) \
@@ -540,23 +599,22 @@ impl Store for SqlStore {
     }
 
     async fn lease_next_job(&self, worker: &str, lease: Duration) -> anyhow::Result<Option<Job>> {
-        let now = now_ms();
         let lock = match self.engine {
             Engine::Postgres => " FOR UPDATE SKIP LOCKED",
             Engine::Sqlite => "",
         };
+        let now = self.db_now();
         let sql = format!(
-            "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires_at = $2, \
-             attempts = attempts + 1, updated_at = $3 \
+            "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires_at = {now} + $2, \
+             attempts = attempts + 1, updated_at = {now} \
              WHERE id = (SELECT id FROM jobs WHERE state = 'queued' \
-                         OR (state = 'running' AND lease_expires_at < $3) \
+                         OR (state = 'running' AND lease_expires_at < {now}) \
                          ORDER BY id LIMIT 1{lock}) \
              RETURNING {JOB_COLUMNS}"
         );
         let row = sqlx::query(AssertSqlSafe(sql))
             .bind(worker)
-            .bind(now + lease.as_millis() as i64)
-            .bind(now)
+            .bind(lease.as_millis() as i64)
             .fetch_optional(&self.pool)
             .await
             .context("cannot lease a job")?;
@@ -571,18 +629,18 @@ impl Store for SqlStore {
     }
 
     async fn renew_lease(&self, job: JobId, worker: &str, lease: Duration) -> anyhow::Result<bool> {
-        let now = now_ms();
-        let r = sqlx::query(
-            "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 \
-             WHERE id = $3 AND lease_owner = $4 AND state = 'running'",
-        )
-        .bind(now + lease.as_millis() as i64)
-        .bind(now)
-        .bind(job)
-        .bind(worker)
-        .execute(&self.pool)
-        .await
-        .context("cannot renew a job's lease")?;
+        let now = self.db_now();
+        let sql = format!(
+            "UPDATE jobs SET lease_expires_at = {now} + $1, updated_at = {now} \
+             WHERE id = $2 AND lease_owner = $3 AND state = 'running'"
+        );
+        let r = sqlx::query(AssertSqlSafe(sql))
+            .bind(lease.as_millis() as i64)
+            .bind(job)
+            .bind(worker)
+            .execute(&self.pool)
+            .await
+            .context("cannot renew a job's lease")?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -597,24 +655,31 @@ impl Store for SqlStore {
             "finish_job needs a finished state (or queued, to hand the job back), not {}",
             outcome.state.as_str()
         );
-        let r = sqlx::query(
+        // A job handed back is not an attempt used up: its lease took one.
+        let given_back: i64 = (outcome.state == JobState::Queued).into();
+        let sql = format!(
             "UPDATE jobs SET state = $1, result = $2, error = $3, lease_owner = NULL, \
-             lease_expires_at = NULL, updated_at = $4 \
+             lease_expires_at = NULL, attempts = attempts - $4, updated_at = {} \
              WHERE id = $5 AND lease_owner = $6 AND state = 'running'",
-        )
-        .bind(outcome.state.as_str())
-        .bind(outcome.result.as_ref().map(|v| v.to_string()))
-        .bind(outcome.error.as_deref())
-        .bind(now_ms())
-        .bind(job)
-        .bind(worker)
-        .execute(&self.pool)
-        .await
-        .context("cannot finish the job")?;
-        anyhow::ensure!(
-            r.rows_affected() == 1,
-            "job {job} is no longer leased to {worker}; its result was not recorded"
+            self.db_now()
         );
+        let r = sqlx::query(AssertSqlSafe(sql))
+            .bind(outcome.state.as_str())
+            .bind(outcome.result.as_ref().map(|v| v.to_string()))
+            .bind(outcome.error.as_deref())
+            .bind(given_back)
+            .bind(job)
+            .bind(worker)
+            .execute(&self.pool)
+            .await
+            .context("cannot finish the job")?;
+        if r.rows_affected() != 1 {
+            return Err(NotLeased {
+                job,
+                worker: worker.to_string(),
+            }
+            .into());
+        }
         Ok(())
     }
 
@@ -657,7 +722,7 @@ impl Store for SqlStore {
     }
 
     async fn request_cancel(&self, job: JobId) -> anyhow::Result<()> {
-        let now = now_ms();
+        let now = self.local_now_ms();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE jobs SET cancel_requested = 1, updated_at = $1 WHERE id = $2 AND state = 'running'",
@@ -711,15 +776,20 @@ impl Store for SqlStore {
 
     async fn append_job_log(&self, job: JobId, step: &str, message: &str) -> anyhow::Result<()> {
         for attempt in 0..5 {
-            let r = sqlx::query(
-                "INSERT INTO job_log (job_id, seq, at, step, message) \
-                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM job_log WHERE job_id = $1",
-            )
-            .bind(job)
-            .bind(now_ms())
-            .bind(step)
-            .bind(message)
-            .execute(&self.pool)
+            let r = async {
+                let mut tx = self.serialized(&format!("job_log:{job}")).await?;
+                sqlx::query(
+                    "INSERT INTO job_log (job_id, seq, at, step, message) \
+                     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM job_log WHERE job_id = $1",
+                )
+                .bind(job)
+                .bind(self.local_now_ms())
+                .bind(step)
+                .bind(message)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await
+            }
             .await;
             match r {
                 Ok(_) => return Ok(()),
@@ -811,28 +881,81 @@ impl Store for SqlStore {
     }
 
     async fn upsert_build(&self, b: &BuildRecord) -> anyhow::Result<()> {
-        sqlx::query(
-            "INSERT INTO builds (build_id, job_id, recipe, version, git_sha, state, plan, manifest, error, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+        let sql = format!(
+            "INSERT INTO builds (build_id, job_id, recipe, version, git_sha, state, plan, manifest, error, created_at, updated_at, heartbeat_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {}) \
              ON CONFLICT (build_id) DO UPDATE SET job_id = excluded.job_id, state = excluded.state, \
              plan = excluded.plan, manifest = excluded.manifest, error = excluded.error, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(&b.build_id)
-        .bind(b.job_id)
-        .bind(&b.recipe)
-        .bind(&b.version)
-        .bind(&b.git_sha)
-        .bind(b.state.as_str())
-        .bind(b.plan.to_string())
-        .bind(b.manifest.as_ref().map(|m| m.to_string()))
-        .bind(b.error.as_deref())
-        .bind(b.created_at.timestamp_millis())
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await
-        .with_context(|| format!("cannot save build {}", b.build_id))?;
+             updated_at = excluded.updated_at, heartbeat_at = excluded.heartbeat_at",
+            self.db_now()
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(&b.build_id)
+            .bind(b.job_id)
+            .bind(&b.recipe)
+            .bind(&b.version)
+            .bind(&b.git_sha)
+            .bind(b.state.as_str())
+            .bind(b.plan.to_string())
+            .bind(b.manifest.as_ref().map(|m| m.to_string()))
+            .bind(b.error.as_deref())
+            .bind(b.created_at.timestamp_millis())
+            .bind(self.local_now_ms())
+            .execute(&self.pool)
+            .await
+            .with_context(|| format!("cannot save build {}", b.build_id))?;
         Ok(())
+    }
+
+    async fn heartbeat_build(&self, build_id: &str) -> anyhow::Result<bool> {
+        let sql = format!(
+            "UPDATE builds SET heartbeat_at = {} WHERE build_id = $1 AND state = 'running'",
+            self.db_now()
+        );
+        let r = sqlx::query(AssertSqlSafe(sql))
+            .bind(build_id)
+            .execute(&self.pool)
+            .await
+            .with_context(|| format!("cannot record the heartbeat of build {build_id}"))?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn build_heartbeat_age(&self, build_id: &str) -> anyhow::Result<Option<Duration>> {
+        let sql = format!(
+            "SELECT {} - COALESCE(heartbeat_at, updated_at) FROM builds WHERE build_id = $1",
+            self.db_now()
+        );
+        let age: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(build_id)
+            .fetch_optional(&self.pool)
+            .await
+            .with_context(|| format!("cannot read the heartbeat of build {build_id}"))?;
+        Ok(age.map(|ms| Duration::from_millis(ms.max(0) as u64)))
+    }
+
+    async fn claim_periodic(
+        &self,
+        task: &str,
+        runner: &str,
+        period: Duration,
+    ) -> anyhow::Result<bool> {
+        // A tenth of the period is left for replicas whose timers drift.
+        let gap = (period.as_millis() as i64) * 9 / 10;
+        let now = self.db_now();
+        let sql = format!(
+            "INSERT INTO periodic_runs (task, last_run_at, runner, runs) VALUES ($1, {now}, $2, 1) \
+             ON CONFLICT (task) DO UPDATE SET last_run_at = excluded.last_run_at, \
+             runner = excluded.runner, runs = periodic_runs.runs + 1 \
+             WHERE periodic_runs.last_run_at <= excluded.last_run_at - $3"
+        );
+        let r = sqlx::query(AssertSqlSafe(sql))
+            .bind(task)
+            .bind(runner)
+            .bind(gap)
+            .execute(&self.pool)
+            .await
+            .with_context(|| format!("cannot claim the periodic task {task}"))?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn get_build(&self, build_id: &str) -> anyhow::Result<Option<BuildRecord>> {
@@ -860,16 +983,22 @@ impl Store for SqlStore {
 
     async fn append_journal(&self, build_id: &str, entry: &JournalEntry) -> anyhow::Result<i64> {
         for attempt in 0..5 {
-            let r: Result<i64, _> = sqlx::query_scalar(
-                "INSERT INTO build_journal (build_id, seq, at, kind, data) \
-                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM build_journal WHERE build_id = $1 \
-                 RETURNING seq",
-            )
-            .bind(build_id)
-            .bind(now_ms())
-            .bind(&entry.kind)
-            .bind(entry.data.to_string())
-            .fetch_one(&self.pool)
+            let r: Result<i64, _> = async {
+                let mut tx = self.serialized(&format!("journal:{build_id}")).await?;
+                let seq = sqlx::query_scalar(
+                    "INSERT INTO build_journal (build_id, seq, at, kind, data) \
+                     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM build_journal WHERE build_id = $1 \
+                     RETURNING seq",
+                )
+                .bind(build_id)
+                .bind(self.local_now_ms())
+                .bind(&entry.kind)
+                .bind(entry.data.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(seq)
+            }
             .await;
             match r {
                 Ok(seq) => return Ok(seq),

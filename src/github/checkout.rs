@@ -1,7 +1,10 @@
 //! Checking out the commit a job builds, with git2.
 //!
 //! Each repository has a cached bare mirror under `<work_dir>/mirrors/`, fetched into
-//! before every job, so a job downloads only what is new. The job's commit is then checked
+//! before every job, so a job downloads only what is new. One fetch at a time goes into a
+//! mirror, across processes too (a file lock beside it), so the lock files a killed fetch
+//! left are known stale and removed; a mirror that no longer opens is cloned again.
+//! Fetches have network timeouts (libgit2 has none by default). The job's commit is then checked
 //! out into its own workspace under `<work_dir>/jobs/<job>/`, with the repository's tags
 //! (release notes need them).
 //!
@@ -19,6 +22,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use git2::{AutotagOption, FetchOptions, Oid, RemoteCallbacks, Repository};
+use tokio_util::sync::CancellationToken;
 
 use super::repo::RepoName;
 use crate::config::Secret;
@@ -32,6 +36,22 @@ pub const GIT_FETCH: RetryPolicy = RetryPolicy::new(
     Duration::from_secs(20),
     Duration::from_secs(15 * 60),
 );
+
+/// libgit2 waits for ever on a stalled server unless told otherwise: connecting may take
+/// 30 s, and each read or write 2 minutes, before the attempt fails (and is retried).
+fn set_network_timeouts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: libgit2's global options, set once before any fetch of this process.
+        let set = unsafe {
+            git2::opts::set_server_connect_timeout_in_milliseconds(30_000)
+                .and_then(|_| git2::opts::set_server_timeout_in_milliseconds(120_000))
+        };
+        if let Err(e) = set {
+            tracing::warn!("cannot set git's network timeouts: {e}");
+        }
+    });
+}
 
 /// What to check out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,14 +121,31 @@ pub struct Checkouts {
     /// One fetch at a time per mirror within this process.
     locks: Arc<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>>,
     policy: RetryPolicy,
+    /// Stops fetches (the job was cancelled, the server shuts down).
+    cancel: Option<CancellationToken>,
 }
+
+/// A checkout stopped because its job was cancelled or the server shuts down.
+#[derive(Debug, thiserror::Error)]
+#[error("the checkout was stopped")]
+pub struct CheckoutCancelled;
 
 impl Checkouts {
     pub fn new(work_dir: impl Into<PathBuf>) -> Self {
+        set_network_timeouts();
         Checkouts {
             root: work_dir.into(),
             locks: Arc::default(),
             policy: GIT_FETCH,
+            cancel: None,
+        }
+    }
+
+    /// These checkouts, stopping their fetches when `cancel` is cancelled.
+    pub fn until(&self, cancel: CancellationToken) -> Checkouts {
+        Checkouts {
+            cancel: Some(cancel),
+            ..self.clone()
         }
     }
 
@@ -145,6 +182,7 @@ impl Checkouts {
             locks.entry(mirror.clone()).or_default().clone()
         };
         let _guard = lock.lock().await;
+        let cancel = self.cancel.clone().unwrap_or_default();
 
         let refspecs = mirror_refspecs(target);
         let what = format!("fetch {repo} into its mirror");
@@ -155,15 +193,35 @@ impl Checkouts {
                 token.cloned(),
                 refspecs.clone(),
             );
+            let cancel = cancel.clone();
             async move {
-                tokio::task::spawn_blocking(move || {
+                // The fetch holds the mirror's lock across processes for as long as it
+                // runs, even after an attempt gave up on it: the next fetch into the
+                // mirror (a retry, another replica) waits for it to end.
+                let fetch = tokio::task::spawn_blocking(move || {
+                    let _shared = MirrorLock::acquire(&mirror)?;
                     fetch_into_mirror(&mirror, &url, token.as_ref(), &refspecs)
-                })
-                .await
-                .unwrap_or_else(|e| Err(git2::Error::from_str(&format!("fetch task died: {e}"))))
+                });
+                tokio::select! {
+                    r = fetch => r.unwrap_or_else(|e| {
+                        Err(git2::Error::from_str(&format!("fetch task died: {e}")))
+                    }),
+                    _ = cancel.cancelled() => Err(git2::Error::new(
+                        git2::ErrorCode::User,
+                        git2::ErrorClass::None,
+                        "the fetch was stopped",
+                    )),
+                }
             }
         })
         .await
+        .map_err(|e| {
+            if cancel.is_cancelled() {
+                anyhow::Error::new(CheckoutCancelled)
+            } else {
+                e
+            }
+        })
         .with_context(|| {
             format!(
                 "cannot fetch {repo} from {}: check the clone URL and that the GitHub App is \
@@ -270,23 +328,99 @@ fn callbacks(token: Option<&Secret>, clone_url: &str) -> RemoteCallbacks<'static
     cb
 }
 
+/// The mirror's lock across processes: a file lock on `<mirror>.bakery-lock`, beside
+/// the mirror. Whoever holds it is the only one fetching into the mirror, so git's own
+/// `*.lock` files found in it then are stale (left by a killed fetch).
+struct MirrorLock {
+    _file: std::fs::File,
+}
+
+impl MirrorLock {
+    /// Waits for the lock (blocking: call it on a blocking thread).
+    fn acquire(mirror: &Path) -> Result<MirrorLock, git2::Error> {
+        let mut name = mirror.as_os_str().to_owned();
+        name.push(".bakery-lock");
+        let path = PathBuf::from(name);
+        let fail = |what: &str, e: std::io::Error| {
+            git2::Error::from_str(&format!("cannot {what} {}: {e}", path.display()))
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fail("create the folder of", e))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| fail("open", e))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns; released when it closes.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(fail("lock", std::io::Error::last_os_error()));
+        }
+        Ok(MirrorLock { _file: file })
+    }
+}
+
+/// Makes the mirror usable again after a killed fetch: removes its stale `*.lock` files,
+/// and clones it anew (an empty bare repository, fetched into) when it no longer opens.
+/// Only called under [`MirrorLock`].
+fn heal_mirror(mirror: &Path) -> Result<Repository, git2::Error> {
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        git2::Error::from_str(&format!("cannot {what} {}: {e}", p.display()))
+    };
+    if mirror.is_dir() {
+        let mut stack = vec![mirror.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| io("read", &dir, e))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|x| x == "lock") {
+                    tracing::warn!(
+                        "removing {}, left by a fetch that was killed",
+                        path.display()
+                    );
+                    std::fs::remove_file(&path).map_err(|e| io("remove", &path, e))?;
+                }
+            }
+        }
+        match Repository::open_bare(mirror) {
+            Ok(r) if head_resolves(&r) => return Ok(r),
+            Ok(_) | Err(_) => {
+                tracing::warn!(
+                    "the mirror {} is damaged: cloning it again",
+                    mirror.display()
+                );
+                std::fs::remove_dir_all(mirror).map_err(|e| io("remove", mirror, e))?;
+            }
+        }
+    }
+    if let Some(parent) = mirror.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io("create", parent, e))?;
+    }
+    Repository::init_bare(mirror)
+}
+
+/// Whether a repository's `HEAD` resolves, or names a branch not fetched (yet).
+fn head_resolves(repo: &Repository) -> bool {
+    match repo.head() {
+        Ok(_) => true,
+        Err(e) => matches!(
+            e.code(),
+            git2::ErrorCode::UnbornBranch | git2::ErrorCode::NotFound
+        ),
+    }
+}
+
 fn fetch_into_mirror(
     mirror: &Path,
     url: &str,
     token: Option<&Secret>,
     refspecs: &[String],
 ) -> Result<(), git2::Error> {
-    let repo = match Repository::open_bare(mirror) {
-        Ok(r) => r,
-        Err(_) => {
-            if let Some(parent) = mirror.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    git2::Error::from_str(&format!("cannot create {}: {e}", parent.display()))
-                })?;
-            }
-            Repository::init_bare(mirror)?
-        }
-    };
+    let repo = heal_mirror(mirror)?;
     let mut remote = repo.remote_anonymous(url)?;
     let mut opts = FetchOptions::new();
     opts.remote_callbacks(callbacks(token, url));
@@ -768,6 +902,128 @@ mod tests {
             format!("{err:#}").contains("cannot fetch acme/images"),
             "{err:#}"
         );
+    }
+
+    /// A fetch killed half-way (`kill -9`, the OOM killer) leaves git's `*.lock` files in
+    /// the mirror. The next checkout clears them instead of failing on them for ever.
+    #[tokio::test]
+    async fn a_killed_fetchs_lock_files_are_cleared() {
+        let origin = Origin::new();
+        let sha1 = origin.tag_and_push("release-0.1.0");
+        let work = tempfile::tempdir().unwrap();
+        let checkouts = Checkouts::new(work.path()).with_policy(RetryPolicy::new(
+            "test",
+            1,
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+            Duration::from_secs(30),
+        ));
+        let tag = |name: &str, sha: &str| Target::Tag {
+            name: name.into(),
+            commit: Some(sha.into()),
+        };
+        checkouts
+            .checkout(
+                &repo(),
+                &origin.url(),
+                None,
+                &tag("release-0.1.0", &sha1),
+                "job-1",
+            )
+            .await
+            .unwrap();
+        let mirror = checkouts.mirror_path(&repo()).unwrap();
+        for stale in [
+            "packed-refs.lock",
+            "refs/tags/release-0.2.0.lock",
+            "refs/heads/main.lock",
+        ] {
+            std::fs::write(mirror.join(stale), "").unwrap();
+        }
+        origin
+            .work
+            .write("recipes/web/recipe.toml", "name = \"web\"\n");
+        origin.work.commit("add web");
+        let sha2 = origin.tag_and_push("release-0.2.0");
+        let ws = checkouts
+            .checkout(
+                &repo(),
+                &origin.url(),
+                None,
+                &tag("release-0.2.0", &sha2),
+                "job-2",
+            )
+            .await
+            .unwrap();
+        assert_eq!(ws.sha, sha2);
+    }
+
+    /// A server that accepts the connection and never answers. The job is cancelled: the
+    /// checkout stops at once instead of waiting on the stalled fetch.
+    #[tokio::test]
+    async fn a_stalled_fetch_stops_when_the_job_is_cancelled() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/acme/images.git", server.local_addr().unwrap());
+        let held = std::thread::spawn(move || {
+            let connection = server.accept();
+            std::thread::sleep(Duration::from_secs(3));
+            drop(connection);
+        });
+        let work = tempfile::tempdir().unwrap();
+        let cancel = CancellationToken::new();
+        let checkouts = Checkouts::new(work.path()).until(cancel.clone());
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            stop.cancel();
+        });
+        let started = std::time::Instant::now();
+        let target = Target::Tag {
+            name: "release-0.1.0".into(),
+            commit: Some("1".repeat(40)),
+        };
+        let err = checkouts
+            .checkout(&repo(), &url, None, &target, "job-1")
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(err.chain().any(|c| c.is::<CheckoutCancelled>()), "{err:#}");
+        held.join().unwrap();
+    }
+
+    /// A mirror broken beyond opening (a full disk, a half-written config) is cloned again.
+    #[tokio::test]
+    async fn a_corrupt_mirror_is_cloned_again() {
+        let origin = Origin::new();
+        let sha1 = origin.tag_and_push("release-0.1.0");
+        let work = tempfile::tempdir().unwrap();
+        let checkouts = Checkouts::new(work.path()).with_policy(RetryPolicy::new(
+            "test",
+            1,
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+            Duration::from_secs(30),
+        ));
+        let target = Target::Tag {
+            name: "release-0.1.0".into(),
+            commit: Some(sha1.clone()),
+        };
+        checkouts
+            .checkout(&repo(), &origin.url(), None, &target, "job-1")
+            .await
+            .unwrap();
+        let mirror = checkouts.mirror_path(&repo()).unwrap();
+        std::fs::write(mirror.join("config"), "[core\n\0\0garbage").unwrap();
+        std::fs::write(mirror.join("HEAD"), "").unwrap();
+        let ws = checkouts
+            .checkout(&repo(), &origin.url(), None, &target, "job-2")
+            .await
+            .unwrap();
+        assert_eq!(ws.sha, sha1);
     }
 
     #[test]

@@ -61,6 +61,33 @@ pub struct Progress {
     pub check_run_id: Option<u64>,
 }
 
+/// The fields of `GET /repos/{owner}/{repo}/commits/{ref}/check-runs` that a retried
+/// attempt needs to find its dead attempt's check run.
+#[derive(Debug, Deserialize)]
+struct OpenCheckRuns {
+    check_runs: Vec<ListedCheckRun>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListedCheckRun {
+    id: u64,
+    status: String,
+    external_id: Option<String>,
+}
+
+/// Percent-encodes a query value (unreserved characters and `/` stay as they are).
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A release as created or found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseRef {
@@ -375,6 +402,31 @@ impl GitHubReporter {
         if self.uses_checks() {
             let session = self.session().await?;
             let crab = &session.crab;
+            if let Some(id) = external_id {
+                // A retried attempt of the same job takes over the check run its dead
+                // attempt left open, rather than leaving it in progress for ever.
+                let route = format!(
+                    "{}/commits/{sha}/check-runs?check_name={}&per_page=100",
+                    self.repo.route(),
+                    percent_encode(name)
+                );
+                let open: OpenCheckRuns = retry::call(
+                    session.policy(),
+                    &format!("list check runs {name} on {}", self.repo),
+                    || crab.get(route.as_str(), None::<&()>),
+                )
+                .await
+                .with_context(|| format!("cannot list the check runs of {}@{sha}", self.repo))?;
+                if let Some(run) = open
+                    .check_runs
+                    .iter()
+                    .filter(|r| r.external_id.as_deref() == Some(id) && r.status != "completed")
+                    .max_by_key(|r| r.id)
+                {
+                    progress.check_run_id = Some(run.id);
+                    return Ok(progress);
+                }
+            }
             let run = retry::call(
                 session.policy(),
                 &format!("create check run {name} on {}", self.repo),

@@ -1,6 +1,8 @@
 //! Work the server does on a timer: `sync` (release tags whose delivery was lost), the
-//! janitor (leftover cloud resources of finished, failed or unknown builds), and log
-//! retention (the logs of jobs finished longer ago than `logs.retention_days`).
+//! janitor (leftover cloud resources of finished, failed, unknown or stopped builds), and
+//! log retention (the logs of jobs finished longer ago than `logs.retention_days`). Every
+//! replica keeps the timers; each interval's run is claimed in the store, so one replica
+//! runs it, not every one.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -28,7 +30,11 @@ pub fn spawn(deps: Arc<JobDeps>, job_queued: Arc<Notify>, shutdown: Cancellation
     if sync_every > 0 && deps.github.is_some() {
         let (deps, job_queued, shutdown) = (deps.clone(), job_queued.clone(), shutdown.clone());
         tokio::spawn(async move {
-            every(Duration::from_secs(sync_every), &shutdown, || async {
+            let period = Duration::from_secs(sync_every);
+            every(period, &shutdown, || async {
+                if !claimed(&deps, "sync", period).await {
+                    return;
+                }
                 match sync_seen_repos(&deps).await {
                     Ok(0) => {}
                     Ok(n) => {
@@ -57,7 +63,11 @@ pub fn spawn(deps: Arc<JobDeps>, job_queued: Arc<Notify>, shutdown: Cancellation
     let janitor_every = deps.config.aws.janitor_interval_secs;
     if janitor_every > 0 {
         tokio::spawn(async move {
-            every(Duration::from_secs(janitor_every), &shutdown, || async {
+            let period = Duration::from_secs(janitor_every);
+            every(period, &shutdown, || async {
+                if !claimed(&deps, "janitor", period).await {
+                    return;
+                }
                 if let Err(e) = run_janitor(&deps).await {
                     tracing::warn!("periodic janitor failed: {e:#}");
                 }
@@ -65,6 +75,33 @@ pub fn spawn(deps: Arc<JobDeps>, job_queued: Arc<Notify>, shutdown: Cancellation
             .await
         });
     }
+}
+
+/// Whether this replica runs this interval's `task`: one replica per interval does.
+async fn claimed(deps: &JobDeps, task: &str, period: Duration) -> bool {
+    match deps
+        .store
+        .claim_periodic(task, &runner_name(), period)
+        .await
+    {
+        Ok(true) => {
+            tracing::debug!("periodic {task}: this replica runs it");
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            tracing::warn!("periodic {task} skipped: {e:#}");
+            false
+        }
+    }
+}
+
+fn runner_name() -> String {
+    format!(
+        "{}-{}",
+        crate::build::journal::hostname(),
+        std::process::id()
+    )
 }
 
 async fn every<F, Fut>(period: Duration, shutdown: &CancellationToken, mut work: F)

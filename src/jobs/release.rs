@@ -231,6 +231,7 @@ async fn prepare(
         .clone_url;
     let workspace = deps
         .checkouts
+        .until(ctx.cancel.clone())
         .checkout(
             reporter.repo(),
             &clone_url,
@@ -450,6 +451,7 @@ async fn build_recipe(
                 .await?;
             Ok(RecipeResult::AlreadyReleased { manifest })
         }
+        Err(e) if super::tracked::handed_over(&e) => Err(e),
         Err(e) => {
             if let Some(moved) = e.downcast_ref::<MovedTag>() {
                 let error = deps.redactor.redact(&format!("{e:#}"));

@@ -13,7 +13,10 @@ use super::deps::JobDeps;
 use super::progress::StepTracker;
 use super::JobLogSink;
 use crate::aws::AwsSession;
-use crate::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner, LogSink, StepFailed};
+use crate::build::liveness::Liveness;
+use crate::build::{
+    BuildLog, BuildOptions, BuildOutcome, BuildRunner, HandedOver, LogSink, StepFailed,
+};
 use crate::github::render::{self, BuildFailure};
 use crate::github::reporter::{Conclusion, Progress};
 use crate::github::GitHubReporter;
@@ -132,6 +135,10 @@ impl TrackedBuild {
                     repo_root: root.to_path_buf(),
                     job_id: Some(ctx.job.id),
                     cancel: ctx.cancel.clone(),
+                    hand_over: ctx.hand_over.clone(),
+                    liveness: Liveness::stale_after(Duration::from_secs(
+                        deps.config.workers.build_stale_secs,
+                    )),
                     ..BuildOptions::default()
                 },
             );
@@ -236,6 +243,12 @@ pub fn cap_step_timeouts(mut plan: BuildPlan, max_secs: u64, log: &BuildLog) -> 
         }
     }
     plan
+}
+
+/// Whether a build stopped to be handed over (shutdown, a lost lease): its check run stays
+/// open for the next attempt to take over, and nothing is reported as failed.
+pub fn handed_over(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<HandedOver>())
 }
 
 /// The step a build failed in, from the typed contexts of its error ([`StepFailed`], then

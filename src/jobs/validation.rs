@@ -106,6 +106,7 @@ pub async fn validate(
     let clone_url = reporter.repository().await?.clone_url;
     let workspace = deps
         .checkouts
+        .until(ctx.cancel.clone())
         .checkout(
             reporter.repo(),
             &clone_url,
@@ -643,6 +644,9 @@ async fn build_recipe(
                 ),
                 (Ok(_), _) => anyhow::anyhow!("the build's AWS session was lost"),
             };
+            if super::tracked::handed_over(&e) {
+                return Err(e);
+            }
             let failure = tracked
                 .report_failure(deps, ctx, plan, &e, finished.running_step, &steps)
                 .await;

@@ -14,9 +14,13 @@ use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 use bakery::aws::resource::{find_tagged, TaggedResource};
 use bakery::aws::wait::PollSettings;
 use bakery::aws::{tags, AwsSession, AwsSettings, ResourceKind, Target};
+use bakery::build::hooks::PauseAt;
+use bakery::build::liveness::Liveness;
 use bakery::build::log::MemorySink;
 use bakery::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner};
-use bakery::database::{BuildFilter, BuildRecord, BuildState, DynStore, SqlStore, Store};
+use bakery::database::{
+    BuildFilter, BuildRecord, BuildState, DynStore, JournalEntry, SqlStore, Store,
+};
 use bakery::plan::model::*;
 use bakery::provision::{ProvisionContext, ProvisionReport, Provisioner, SshTarget};
 use bakery::redact::Redactor;
@@ -1344,6 +1348,192 @@ async fn kill_9_at_each_step_boundary_then_restart() {
             let tags = tag_map(images[0].tags());
             assert!(tags.contains_key("bakery:released"), "{step}: {tags:?}");
         }
+    }
+}
+
+/// A replica dies half-way through `distribute`: its process is gone, its build record
+/// still says `running`. Its journal names this very process (in a container the server is
+/// PID 1 after every restart), or a process on another host. The build's heartbeat has
+/// stopped, so the retried job resumes it: the copies made before the crash are adopted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_whose_heartbeat_stopped_is_resumed_whatever_its_owner_says() {
+    let w = world().await;
+    for case in ["this-process", "another-host"] {
+        let (store, dir) = temp_store().await;
+        let version = format!("crashed-{case}");
+        let mut p = plan(&version, copies(&["us-east-1", "eu-west-1"], &[None]));
+        p.distribute.deprecate_after_secs = None;
+        let crashed_id = crash_at(&w, &store, dir.path(), &p, "distribute").await;
+        if case == "another-host" {
+            store
+                .append_journal(
+                    &crashed_id,
+                    &JournalEntry {
+                        kind: "owner".into(),
+                        data: serde_json::json!({"pid": 1, "host": "replica-b"}),
+                    },
+                )
+                .await
+                .unwrap();
+        }
+
+        // The job is retried in this process.
+        let (second, sink) = runner(&w, &store, liveness_options()).await;
+        let outcome = second
+            .run(p.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{case}: {e:#}\n{}", sink.text()));
+        match &outcome {
+            BuildOutcome::Built {
+                build_id, resumed, ..
+            } => assert_eq!((build_id.as_str(), *resumed), (crashed_id.as_str(), true)),
+            other => panic!("{case}: {other:?}"),
+        }
+        let record = store.get_build(&crashed_id).await.unwrap().unwrap();
+        assert_eq!(record.state, BuildState::Succeeded, "{case}");
+        for t in plan_targets(&p) {
+            no_builder_resources(&w, &t).await;
+            if t.region != "us-east-1" || p.distribute.copies.iter().any(|c| c.region == t.region) {
+                assert_eq!(
+                    images_named(&w, &t, &p.image.name).await.len(),
+                    1,
+                    "{case}: one image in {t}"
+                );
+            }
+        }
+    }
+}
+
+/// Runs `plan` in this process until it reaches `step`, then drops it there as a crash
+/// would: nothing of it runs any more, nothing is cleaned up. Returns its build id.
+async fn crash_at(
+    w: &World,
+    store: &DynStore,
+    dir: &std::path::Path,
+    plan: &BuildPlan,
+    step: &str,
+) -> String {
+    let marker = dir.join(format!("paused-{}", plan.version));
+    let (first, _) = runner(
+        w,
+        store,
+        BuildOptions {
+            pause: Some(PauseAt {
+                step: step.into(),
+                marker: marker.clone(),
+            }),
+            ..liveness_options()
+        },
+    )
+    .await;
+    let first_plan = plan.clone();
+    let crashed = tokio::spawn(async move { first.run(first_plan).await });
+    let started = Instant::now();
+    while !marker.exists() {
+        assert!(!crashed.is_finished(), "the build ended before {step}");
+        assert!(started.elapsed() < Duration::from_secs(120), "never paused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    crashed.abort();
+    let _ = crashed.await;
+    std::fs::read_to_string(&marker).unwrap()
+}
+
+/// A replica died an hour ago with every copy made, and no job took its build over. The
+/// janitor deletes what the build had left but its final copies: the builder, its key
+/// pair and security group, and the unencrypted intermediate image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn janitor_cleans_up_after_a_build_whose_heartbeat_stopped() {
+    use bakery::aws::janitor::{self, JanitorOptions, Verdict};
+    let w = world().await;
+    let (store, dir) = temp_store().await;
+    let mut p = plan(
+        "release-4.1.0",
+        copies(&["us-east-1", "eu-west-1"], &[None]),
+    );
+    p.distribute.deprecate_after_secs = None;
+    let crashed_id = crash_at(&w, &store, dir.path(), &p, "distribute:copied").await;
+    // Its last heartbeat was an hour ago.
+    {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", dir.path().join("bakery.db").display());
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE builds SET heartbeat_at = heartbeat_at - 3600000 WHERE build_id = ?")
+            .bind(&crashed_id)
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+    let t = target(HOME, "us-east-1");
+    let before = leftovers(&w, std::slice::from_ref(&t), &crashed_id, true).await;
+    assert!(
+        before
+            .iter()
+            .any(|r| r.resource.kind == ResourceKind::Instance),
+        "the crash left its builder: {before:#?}"
+    );
+
+    let report = janitor::run(
+        &w.check,
+        store.as_ref(),
+        &plan_targets(&p),
+        &JanitorOptions {
+            ttl: Duration::ZERO,
+            dry_run: false,
+            now: chrono::Utc::now(),
+        },
+    )
+    .await
+    .unwrap();
+    let builder_parts = report.findings.iter().filter(|f| {
+        f.build_id == crashed_id
+            && matches!(
+                f.kind,
+                ResourceKind::Instance | ResourceKind::KeyPair | ResourceKind::SecurityGroup
+            )
+    });
+    assert_eq!(builder_parts.clone().count(), 3, "{:#?}", report.findings);
+    for f in builder_parts {
+        assert!(matches!(f.verdict, Verdict::Delete(_)), "{f:?}");
+    }
+    for t in plan_targets(&p) {
+        no_builder_resources(&w, &t).await;
+        assert_eq!(
+            images_named(&w, &t, &p.image.name).await.len(),
+            1,
+            "the final copy in {t} stays"
+        );
+    }
+}
+
+/// A build runner on the proxy, with a memory log.
+async fn runner(
+    w: &World,
+    store: &DynStore,
+    options: BuildOptions,
+) -> (BuildRunner, Arc<MemorySink>) {
+    let session = Arc::new(
+        AwsSession::connect(settings(&w.proxy.endpoint), "us-east-1")
+            .await
+            .unwrap(),
+    );
+    let sink = Arc::new(MemorySink::default());
+    let log = BuildLog::new(Redactor::new(), vec![sink.clone()]);
+    let provisioner: Arc<dyn Provisioner> = Arc::new(RecordingProvisioner::default());
+    (
+        BuildRunner::new(session, store.clone(), provisioner, log, options),
+        sink,
+    )
+}
+
+/// Build options whose heartbeat goes stale within seconds, not a minute.
+fn liveness_options() -> BuildOptions {
+    BuildOptions {
+        liveness: Liveness {
+            every: Duration::from_millis(300),
+            stale_after: Duration::from_secs(2),
+        },
+        ..BuildOptions::default()
     }
 }
 

@@ -516,6 +516,62 @@ async fn app_checks_go_queued_in_progress_completed_with_batched_annotations() {
     assert!(fake.violations().is_empty(), "{:?}", fake.violations());
 }
 
+/// A release job's first attempt dies with its check run in progress. The retried
+/// attempt takes that check run over, so GitHub never shows a check run in progress for
+/// ever beside the new one. Another job's finished check run of the same name is left
+/// alone.
+#[tokio::test]
+async fn a_retried_attempt_takes_over_its_dead_attempts_check_run() {
+    let fake = FakeGitHub::start().await;
+    let key = app_private_key();
+    fake.set_app(77, "bakery-bot");
+    fake.add_repo(REPO, "/nonexistent", Some(5));
+    let client = app_client(&fake, 77, &key);
+    let reporter = GitHubReporter::new(&client, RepoName::parse(REPO).unwrap(), Some(5))
+        .await
+        .unwrap();
+    let earlier_job = reporter
+        .start_progress("bakery/base", SHA, None, Some("6"))
+        .await
+        .unwrap();
+    reporter
+        .complete_progress(&earlier_job, Conclusion::Failure, "Failed", "broke", &[])
+        .await
+        .unwrap();
+
+    let first = reporter
+        .start_progress("bakery/base", SHA, None, Some("7"))
+        .await
+        .unwrap();
+    reporter
+        .update_progress(&first, "Building base", "step distribute")
+        .await
+        .unwrap();
+    // The first attempt's process dies here. The retried attempt:
+    let second = reporter
+        .start_progress("bakery/base", SHA, None, Some("7"))
+        .await
+        .unwrap();
+    assert_eq!(second.check_run_id, first.check_run_id);
+    reporter
+        .complete_progress(&second, Conclusion::Success, "Built base", "done", &[])
+        .await
+        .unwrap();
+
+    let repo = fake.repo(REPO);
+    let runs: Vec<_> = repo.check_runs.values().map(|r| &r.current).collect();
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    for run in &runs {
+        assert_eq!(run["status"], "completed", "{run:#?}");
+    }
+    let earlier = &repo.check_runs[&earlier_job.check_run_id.unwrap()].current;
+    assert_eq!(
+        earlier["conclusion"], "failure",
+        "another job's run is left alone"
+    );
+    assert!(fake.violations().is_empty(), "{:?}", fake.violations());
+}
+
 #[tokio::test]
 async fn installation_tokens_are_cached_and_refreshed_before_expiry() {
     let fake = FakeGitHub::start().await;

@@ -695,6 +695,7 @@ async fn cancel_command_stops_only_this_prs_jobs() {
                 store: store.clone(),
                 worker: "worker-b".into(),
                 cancel: tokio_util::sync::CancellationToken::new(),
+                hand_over: tokio_util::sync::CancellationToken::new(),
             };
             let result = bakery::jobs::command::run(deps, &ctx).await;
             // The job is over: out of the queue, as the worker would leave it.

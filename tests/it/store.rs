@@ -580,6 +580,50 @@ async fn job_logs_are_batched_paged_and_expire(s: &TestStore) {
     );
 }
 
+/// A build distributes to many targets at once: its copies journal in parallel. Every
+/// entry is kept, each with a sequence number of its own.
+async fn parallel_journal_entries_all_land(s: &TestStore) {
+    let store = &s.store;
+    let writes = (0..24).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .append_journal(
+                    "b-parallel",
+                    &JournalEntry {
+                        kind: "copied".into(),
+                        data: json!({ "copy": i }),
+                    },
+                )
+                .await
+        }
+    });
+    for r in futures::future::join_all(writes).await {
+        r.unwrap();
+    }
+    let journal = store.journal("b-parallel").await.unwrap();
+    let seqs: Vec<i64> = journal.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=24).collect::<Vec<_>>());
+    let logs = (0..24).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .append_job_log(1, "distribute", &format!("copy {i} available"))
+                .await
+        }
+    });
+    let id = store
+        .enqueue_job(&release_job("release-7.7.7", SHA_A))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(id, 1);
+    for r in futures::future::join_all(logs).await {
+        r.unwrap();
+    }
+    assert_eq!(store.job_log(1).await.unwrap().len(), 24);
+}
+
 macro_rules! store_contract {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -602,6 +646,7 @@ store_contract!(
     logs_builds_and_journal,
     concurrent_deliveries_are_recorded_exactly_once,
     job_logs_are_batched_paged_and_expire,
+    parallel_journal_entries_all_land,
 );
 
 #[tokio::test]

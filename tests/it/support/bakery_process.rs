@@ -26,26 +26,106 @@ pub struct BakeryServer {
     pub addr: SocketAddr,
     pub child: Child,
     pub log: PathBuf,
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    /// How many processes this server has been (1 until it is restarted).
+    generation: u32,
 }
 
 impl BakeryServer {
     /// Starts `bakery serve` in `dir` with `env`, and waits until `/healthz` answers.
     pub async fn start(dir: &Path, env: &[(&str, &str)]) -> BakeryServer {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::start_generation(dir, env, 1).await
+    }
+
+    /// The same server started again (same folder, store and settings; a new port and
+    /// log file), as after a deploy. Call it once this one has stopped.
+    pub async fn restarted(&self) -> BakeryServer {
+        Self::start_generation(&self.dir, self.env.clone(), self.generation + 1).await
+    }
+
+    /// Another replica of this server: the same settings with `overrides`, in `dir`, on a
+    /// host of its own (a UTS namespace named `hostname`, as a pod or machine would be).
+    pub async fn replica(
+        &self,
+        dir: &Path,
+        hostname: &str,
+        overrides: &[(&str, &str)],
+    ) -> BakeryServer {
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+            .cloned()
+            .collect();
+        env.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        env.push(("BAKERY_TEST_HOSTNAME".into(), hostname.into()));
+        Self::start_generation(dir, env, 1).await
+    }
+
+    async fn start_generation(
+        dir: &Path,
+        env: Vec<(String, String)>,
+        generation: u32,
+    ) -> BakeryServer {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let log = dir.join("serve.log");
-        let mut cmd = Command::new(bakery_bin());
-        cmd.arg("serve")
-            .current_dir(dir)
+        let (log, out) = match generation {
+            1 => (dir.join("serve.log"), dir.join("serve.out")),
+            n => (
+                dir.join(format!("serve-{n}.log")),
+                dir.join(format!("serve-{n}.out")),
+            ),
+        };
+        let hostname = env
+            .iter()
+            .find(|(k, _)| k == "BAKERY_TEST_HOSTNAME")
+            .map(|(_, v)| v.clone());
+        let mut cmd = match &hostname {
+            // `unshare` and `sh` exec into bakery: the child's PID is bakery's.
+            Some(host) => {
+                let mut c = Command::new("unshare");
+                c.args([
+                    "--uts",
+                    "sh",
+                    "-c",
+                    "hostname \"$0\" && exec \"$1\" serve",
+                    host,
+                ])
+                .arg(bakery_bin());
+                c
+            }
+            None => {
+                let mut c = Command::new(bakery_bin());
+                c.arg("serve");
+                c
+            }
+        };
+        cmd.current_dir(dir)
             .env("BAKERY_LISTEN", addr.to_string())
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(dir.join("serve.out")).unwrap())
+            .stdout(std::fs::File::create(out).unwrap())
             .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
+        for (k, v) in env.iter().filter(|(k, _)| k != "BAKERY_TEST_HOSTNAME") {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start bakery serve");
-        let server = BakeryServer { addr, child, log };
+        let server = BakeryServer {
+            addr,
+            child,
+            log,
+            dir: dir.to_path_buf(),
+            env,
+            generation,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok((200, _)) = http(addr, "GET", "/healthz", &[], b"").await {
@@ -72,6 +152,12 @@ impl BakeryServer {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `kill -9`: the process dies at once, in the middle of whatever it does.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for the process to exit.

@@ -144,6 +144,13 @@ impl Request<'_> {
             .find(|(k, _)| *k == name)
             .and_then(|(_, v)| v.parse().ok())
     }
+    fn query_str(&self, name: &str) -> Option<&str> {
+        self.query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
+    }
     /// The description's example answer for `status`.
     fn example(&self, status: u16) -> Value {
         let mut v = self.spec.example(self.op, status).unwrap_or_else(|| {
@@ -446,6 +453,24 @@ pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failur
             let answer = run.current.clone();
             repo.check_runs.insert(id, run);
             Ok((201, answer))
+        }
+        "checks/list-for-ref" => {
+            let git_ref = req.param("ref").to_string();
+            let name = req.query_str("check_name").map(str::to_string);
+            let status = req.query_str("status").map(str::to_string);
+            let repo = repo_for(state, req)?;
+            let runs: Vec<Value> = repo
+                .check_runs
+                .values()
+                .map(|r| r.current.clone())
+                .filter(|r| r["head_sha"] == git_ref.as_str())
+                .filter(|r| name.as_ref().is_none_or(|n| r["name"] == n.as_str()))
+                .filter(|r| status.as_ref().is_none_or(|s| r["status"] == s.as_str()))
+                .collect();
+            let mut v = req.example(200);
+            set(&mut v, "total_count", json!(runs.len()));
+            set(&mut v, "check_runs", Value::Array(page(req, runs)));
+            Ok((200, v))
         }
         "checks/update" => {
             if matches!(req.identity, Identity::Pat(_)) {
