@@ -1,5 +1,6 @@
 //! The intermediate image: taken from the stopped builder in the builder region, tagged
-//! (image and snapshots), and waited on under a time budget.
+//! at creation (image and snapshots, so both carry the build id from the moment they
+//! exist), and waited on under a time budget.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -55,6 +56,7 @@ pub async fn create_intermediate(
             .name(&name)
             .description(&ctx.plan.image.description)
             .tag_specifications(tags::spec(ResourceType::Image, &tags))
+            .tag_specifications(tags::spec(ResourceType::Snapshot, &tags))
             .send()
             .await
             .aws()
@@ -124,19 +126,14 @@ pub async fn wait_available(
     .await
 }
 
-/// Tags snapshots (at once after their image exists: EC2 creates them with the image) and
-/// records them in the journal as belonging to `image_id`.
-pub async fn tag_snapshots(
+/// Records an image's snapshots in the journal as belonging to `image_id`. They were
+/// tagged by the call that created them (`TagSpecification` with ResourceType `snapshot`).
+pub async fn record_snapshots(
     ctx: EngineCtx<'_>,
     target: &Target,
     image_id: &str,
     snapshot_ids: &[String],
-    tags: &BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
-    if snapshot_ids.is_empty() {
-        return Ok(());
-    }
-    let ec2 = ctx.session.ec2(target)?;
     for snap in snapshot_ids {
         ctx.journal
             .created(
@@ -145,18 +142,6 @@ pub async fn tag_snapshots(
             )
             .await?;
     }
-    policy::call_fresh(
-        &format!("tag snapshots of {image_id} in {target}"),
-        || async {
-            ec2.create_tags()
-                .set_resources(Some(snapshot_ids.to_vec()))
-                .set_tags(Some(tags::to_ec2(tags)))
-                .send()
-                .await
-                .aws()
-        },
-    )
-    .await?;
     Ok(())
 }
 

@@ -32,7 +32,7 @@ const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
 fn other_account() -> AccountTarget {
     AccountTarget {
         account_id: OTHER.into(),
-        role_arn: format!("arn:aws:iam::{OTHER}:role/bakery-publisher"),
+        role_arn: format!("arn:aws:iam::{OTHER}:role/bakery-ami-copy"),
         external_id: Some("bakery-external-id".into()),
     }
 }

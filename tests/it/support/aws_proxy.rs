@@ -3,6 +3,9 @@
 //! calls, and can fail chosen calls. moto ignores some parameters (CopyImage's
 //! `Encrypted` and `KmsKeyId`), so tests assert on what was *sent*.
 //!
+//! When dropped, it hands the recording to the IAM oracle ([`super::iam_oracle`]), which
+//! fails the test on any call the policies in `deploy/aws/` would deny.
+//!
 //! moto has no `EnableImageDeprecation`; the proxy answers it the way EC2 does
 //! (`<return>true</return>`) and records it like every other call.
 
@@ -14,7 +17,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-#[derive(Debug, Clone)]
+use super::iam_oracle::{self, Policies};
+
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Recorded {
     pub seq: usize,
     pub service: String,
@@ -24,11 +29,48 @@ pub struct Recorded {
     pub params: BTreeMap<String, String>,
     pub status: u16,
     pub response: String,
+    /// What the IAM oracle needs to know about the resources the call names, read from
+    /// moto just before the call was forwarded.
+    pub before: Before,
+}
+
+/// The state of the resources a call names, as it was when the call arrived: the tags
+/// of each existing EC2 resource (by id, or by name for key pairs), the snapshots of an
+/// image deregistered with its snapshots, and the KMS key a call uses with its aliases.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Before {
+    pub tags: BTreeMap<String, BTreeMap<String, String>>,
+    pub image_snapshots: Vec<String>,
+    pub kms_key_id: Option<String>,
+    pub kms_aliases: Vec<String>,
 }
 
 impl Recorded {
     pub fn param(&self, key: &str) -> Option<&str> {
         self.params.get(key).map(String::as_str)
+    }
+    /// The call without what the IAM oracle does not read: the answer is cut down to the
+    /// id a creating call returned (and an AssumeRole's access key id, never its secret).
+    pub fn trimmed(&self) -> Recorded {
+        let keep = [
+            "AccessKeyId",
+            "instanceId",
+            "imageId",
+            "groupId",
+            "keyName",
+            "keyPairId",
+        ];
+        let response = keep
+            .iter()
+            .filter_map(|tag| {
+                self.response_field(tag)
+                    .map(|v| format!("<{tag}>{v}</{tag}>"))
+            })
+            .collect();
+        Recorded {
+            response,
+            ..self.clone()
+        }
     }
     /// Values of a list parameter: `Prefix.1`, `Prefix.2`...
     pub fn list(&self, prefix: &str) -> Vec<String> {
@@ -65,11 +107,34 @@ pub struct AwsProxy {
     pub endpoint: String,
     state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
+    /// The policies the IAM oracle judges the recording by when the proxy is dropped;
+    /// `None` for a test that judges it itself.
+    oracle: Mutex<Option<Policies>>,
 }
 
+/// When the test is over (and has not already failed), the IAM oracle judges every call
+/// the proxy recorded: the test fails on any call `deploy/aws/` would deny.
 impl Drop for AwsProxy {
     fn drop(&mut self) {
         self.task.abort();
+        if std::thread::panicking() {
+            return;
+        }
+        if let Some(dir) = std::env::var_os("BAKERY_TEST_RECORDING_DIR") {
+            let name = std::thread::current()
+                .name()
+                .unwrap_or("recording")
+                .replace("::", "-");
+            let path = std::path::Path::new(&dir).join(format!("{name}.json"));
+            let calls: Vec<Recorded> = self.requests().iter().map(Recorded::trimmed).collect();
+            let _ = std::fs::write(path, serde_json::to_string_pretty(&calls).unwrap());
+        }
+        if let Some(policies) = self.oracle.lock().unwrap().take() {
+            let calls = self.requests();
+            if !calls.is_empty() {
+                iam_oracle::assert_allows_all(&calls, &policies);
+            }
+        }
     }
 }
 
@@ -99,7 +164,14 @@ impl AwsProxy {
             endpoint: format!("http://127.0.0.1:{port}"),
             state,
             task,
+            oracle: Mutex::new(Some(Policies::deployed())),
         }
+    }
+
+    /// Takes the automatic IAM check off this proxy, for a test that calls
+    /// [`iam_oracle::evaluate`] itself (on other policies, say).
+    pub fn judge_by_hand(&self) {
+        *self.oracle.lock().unwrap() = None;
     }
 
     pub fn set_ec2_latency(&self, d: Duration) {
@@ -268,7 +340,9 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
         params,
         status: 0,
         response: String::new(),
+        before: Before::default(),
     };
+    rec.before = before(&state, &auth, &service, &action, &rec.params).await;
 
     let injected = {
         let mut inj = state.injections.lock().unwrap();
@@ -372,4 +446,221 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     conn.write_all(&response).await?;
     conn.shutdown().await?;
     Ok(())
+}
+
+/// The ids of existing EC2 resources a request names.
+fn named_ids(action: &str, params: &BTreeMap<String, String>) -> Vec<String> {
+    if action.starts_with("Describe") || action.starts_with("GetEbs") {
+        return vec![];
+    }
+    params
+        .iter()
+        .filter(|(k, _)| {
+            let base = k.split('.').next().unwrap_or_default();
+            matches!(
+                base,
+                "InstanceId" | "ImageId" | "SnapshotId" | "GroupId" | "ResourceId"
+            ) || (base == "SecurityGroupId" && action != "RunInstances")
+        })
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// Reads, from moto and as the caller, what the IAM oracle needs to know about the
+/// resources a call names before the call changes them.
+async fn before(
+    state: &State,
+    auth: &str,
+    service: &str,
+    action: &str,
+    params: &BTreeMap<String, String>,
+) -> Before {
+    let mut out = Before::default();
+    match service {
+        "ec2" => {
+            let ids = named_ids(action, params);
+            if !ids.is_empty() {
+                let mut q =
+                    "Action=DescribeTags&Version=2016-11-15&Filter.1.Name=resource-id".to_string();
+                for (i, id) in ids.iter().enumerate() {
+                    q.push_str(&format!("&Filter.1.Value.{}={}", i + 1, form_encode(id)));
+                }
+                if let Some(xml) = moto_call(state, auth, None, &q).await {
+                    for item in xml_items(&xml) {
+                        let (Some(id), Some(key)) =
+                            (xml_field(item, "resourceId"), xml_field(item, "key"))
+                        else {
+                            continue;
+                        };
+                        let value = xml_field(item, "value").unwrap_or_default();
+                        out.tags.entry(id).or_default().insert(key, value);
+                    }
+                }
+                for id in ids {
+                    out.tags.entry(id).or_default();
+                }
+            }
+            if action == "DeleteKeyPair" {
+                if let Some(name) = params.get("KeyName") {
+                    let q = format!(
+                        "Action=DescribeKeyPairs&Version=2016-11-15&KeyName.1={}",
+                        form_encode(name)
+                    );
+                    let tags = moto_call(state, auth, None, &q)
+                        .await
+                        .map(|xml| tag_set(&xml))
+                        .unwrap_or_default();
+                    out.tags.insert(name.clone(), tags);
+                }
+            }
+            if action == "DeregisterImage"
+                && params.get("DeleteAssociatedSnapshots").map(String::as_str) == Some("true")
+            {
+                if let Some(image) = params.get("ImageId") {
+                    let q = format!(
+                        "Action=DescribeImages&Version=2016-11-15&ImageId.1={}",
+                        form_encode(image)
+                    );
+                    if let Some(xml) = moto_call(state, auth, None, &q).await {
+                        out.image_snapshots = xml_all(&xml, "snapshotId");
+                    }
+                    let mut q = "Action=DescribeTags&Version=2016-11-15&Filter.1.Name=resource-id"
+                        .to_string();
+                    for (i, id) in out.image_snapshots.iter().enumerate() {
+                        q.push_str(&format!("&Filter.1.Value.{}={}", i + 1, form_encode(id)));
+                    }
+                    if !out.image_snapshots.is_empty() {
+                        if let Some(xml) = moto_call(state, auth, None, &q).await {
+                            for item in xml_items(&xml) {
+                                let (Some(id), Some(key)) =
+                                    (xml_field(item, "resourceId"), xml_field(item, "key"))
+                                else {
+                                    continue;
+                                };
+                                let value = xml_field(item, "value").unwrap_or_default();
+                                out.tags.entry(id).or_default().insert(key, value);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        "kms" => {
+            let Some(key) = params.get("KeyId") else {
+                return out;
+            };
+            let aliases = moto_call(state, auth, Some("TrentService.ListAliases"), "{}")
+                .await
+                .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+                .and_then(|v| v.get("Aliases").and_then(|a| a.as_array()).cloned())
+                .unwrap_or_default();
+            let field = |a: &serde_json::Value, f: &str| {
+                a.get(f)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let key_id = if let Some(alias) = key
+                .strip_prefix("alias/")
+                .map(|_| key.as_str())
+                .or_else(|| key.split_once(":alias/").map(|(_, a)| a))
+            {
+                let name = if alias.starts_with("alias/") {
+                    alias.to_string()
+                } else {
+                    format!("alias/{alias}")
+                };
+                aliases
+                    .iter()
+                    .find(|a| field(a, "AliasName") == name)
+                    .map(|a| field(a, "TargetKeyId"))
+                    .unwrap_or_default()
+            } else {
+                key.rsplit("key/").next().unwrap_or(key).to_string()
+            };
+            out.kms_aliases = aliases
+                .iter()
+                .filter(|a| !key_id.is_empty() && field(a, "TargetKeyId") == key_id)
+                .map(|a| field(a, "AliasName"))
+                .collect();
+            out.kms_key_id = Some(key_id);
+        }
+        _ => {}
+    }
+    out
+}
+
+fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The `<item>` blocks of a flat EC2 answer (DescribeTags).
+fn xml_items(xml: &str) -> Vec<&str> {
+    xml.split("<item>")
+        .skip(1)
+        .map(|s| s.split("</item>").next().unwrap_or(s))
+        .collect()
+}
+
+fn xml_field(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(xml[start..end].to_string())
+}
+
+fn xml_all(xml: &str, tag: &str) -> Vec<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|s| s.split_once(&close).map(|(v, _)| v.to_string()))
+        .collect()
+}
+
+/// The tags of the first `<tagSet>` of an answer.
+fn tag_set(xml: &str) -> BTreeMap<String, String> {
+    let Some(set) = xml_field(xml, "tagSet") else {
+        return BTreeMap::new();
+    };
+    xml_items(&set)
+        .into_iter()
+        .filter_map(|i| {
+            Some((
+                xml_field(i, "key")?,
+                xml_field(i, "value").unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+/// One call to moto with the caller's own credentials (moto picks the account from the
+/// access key), not recorded: EC2's query protocol, or KMS's JSON one when `target` is set.
+async fn moto_call(state: &State, auth: &str, target: Option<&str>, body: &str) -> Option<String> {
+    let mut up = TcpStream::connect(state.upstream).await.ok()?;
+    let (ctype, extra) = match target {
+        Some(t) => (
+            "application/x-amz-json-1.1",
+            format!("X-Amz-Target: {t}\r\n"),
+        ),
+        None => ("application/x-www-form-urlencoded", String::new()),
+    };
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: {}\r\nAuthorization: {auth}\r\nContent-Type: {ctype}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        state.upstream,
+        body.len()
+    );
+    up.write_all(req.as_bytes()).await.ok()?;
+    let mut resp = vec![];
+    up.read_to_end(&mut resp).await.ok()?;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }

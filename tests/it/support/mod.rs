@@ -9,6 +9,7 @@ pub mod bakery_process;
 pub mod examples;
 pub mod fake_github;
 pub mod git;
+pub mod iam_oracle;
 pub mod moto;
 pub mod sandbox;
 pub mod stores;
