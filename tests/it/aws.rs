@@ -21,7 +21,8 @@ use bakery::plan::model::*;
 use bakery::provision::{ProvisionContext, ProvisionReport, Provisioner, SshTarget};
 use bakery::redact::Redactor;
 
-use crate::support::aws_proxy::AwsProxy;
+use crate::support::aws_proxy::{AwsProxy, Recorded};
+use crate::support::iam_oracle;
 use crate::support::moto::Moto;
 
 const HOME: &str = "123456789012";
@@ -1655,4 +1656,143 @@ async fn throttled_calls_are_retried_and_the_build_completes() {
     for t in plan_targets(&plan) {
         no_builder_resources(&w, &t).await;
     }
+}
+
+/// What bakery sent at d3dd4aa and the policies `deploy/aws/` held then, kept in
+/// `tests/fixtures/iam-d3dd4aa/`.
+fn d3dd4aa() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/iam-d3dd4aa")
+}
+
+fn recording(name: &str) -> Vec<Recorded> {
+    let path = d3dd4aa().join(format!("{name}.recording.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// (account, call, evaluated action, resource type) of each denial.
+fn denied(verdict: &iam_oracle::Verdict) -> Vec<(String, String, String, String)> {
+    verdict
+        .denials
+        .iter()
+        .map(|d| {
+            (
+                d.account.clone(),
+                d.call.clone(),
+                d.action.clone(),
+                d.resource_type.clone(),
+            )
+        })
+        .collect()
+}
+
+fn count(denials: &[(String, String, String, String)], want: (&str, &str, &str, &str)) -> usize {
+    denials
+        .iter()
+        .filter(|(a, c, x, t)| (a.as_str(), c.as_str(), x.as_str(), t.as_str()) == want)
+        .count()
+}
+
+/// The oracle, run on a release and a failed build as bakery made them at d3dd4aa and
+/// judged by the policies of that time, finds what the fidelity review inferred from
+/// AWS's documentation: CreateImage cannot create the snapshots (no request tag, and a
+/// resource tag cannot exist yet), nor can CopyImage in the home account; CreateSecurityGroup
+/// is denied on the vpc; the target-account role cannot run cleanup's Describe calls;
+/// GetConsoleOutput is denied. Today's policies allow the vpc and the Describe calls, and
+/// still deny the old untagged snapshots: the code had to change with them.
+#[test]
+fn the_iam_oracle_finds_the_denials_of_the_d3dd4aa_policies() {
+    let old = iam_oracle::Policies::from_dir(d3dd4aa());
+    let release = recording("full-build");
+    let failed = recording("failed-build");
+
+    let v = denied(&iam_oracle::evaluate(&release, &old));
+    let creates = ("123456789012", "ec2:CreateImage", "ec2:CreateImage", "snapshot");
+    assert_eq!(count(&v, creates), 1, "{v:#?}");
+    let copies = ("123456789012", "ec2:CopyImage", "ec2:CopyImage", "snapshot");
+    assert_eq!(count(&v, copies), 3, "one per home region: {v:#?}");
+    let vpc = (
+        "123456789012",
+        "ec2:CreateSecurityGroup",
+        "ec2:CreateSecurityGroup",
+        "vpc",
+    );
+    assert_eq!(count(&v, vpc), 1, "{v:#?}");
+    let console = (
+        "123456789012",
+        "ec2:GetConsoleOutput",
+        "ec2:GetConsoleOutput",
+        "instance",
+    );
+    assert_eq!(count(&v, console), 1, "{v:#?}");
+    assert!(
+        !v.iter().any(|(a, ..)| a == OTHER),
+        "CopyImage was unconditional in the target role: {v:#?}"
+    );
+
+    let f = denied(&iam_oracle::evaluate(&failed, &old));
+    for action in [
+        "ec2:DescribeInstances",
+        "ec2:DescribeKeyPairs",
+        "ec2:DescribeSecurityGroups",
+    ] {
+        assert_eq!(
+            count(&f, (OTHER, action, action, "*")),
+            3,
+            "{action} in each of the target account's regions: {f:#?}"
+        );
+    }
+
+    let today = iam_oracle::Policies::deployed();
+    let v = denied(&iam_oracle::evaluate(&release, &today));
+    assert_eq!(count(&v, vpc), 0, "{v:#?}");
+    // (GetConsoleOutput is not judged again here: this recording was taken before the
+    // proxy read the instance's tags for it, so the instance looks untagged.)
+    assert_eq!(count(&v, creates), 1, "untagged snapshots stay denied: {v:#?}");
+    assert_eq!(count(&v, copies), 3, "{v:#?}");
+    let f = denied(&iam_oracle::evaluate(&failed, &today));
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+/// Someone holding the builder's credentials tags an instance bakery never made with
+/// `bakery:build-id`, so that bakery's cleanup or janitor would delete it. Today's
+/// policies deny that CreateTags (it is neither part of a creating call nor on a bakery
+/// resource); re-tagging bakery's own resource stays allowed. The d3dd4aa policies
+/// allowed both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forging_a_build_id_tag_is_denied() {
+    let w = world().await;
+    w.proxy.judge_by_hand();
+    let t = target(HOME, "us-east-1");
+    let theirs = run_instance(&w, &t, &[("team", "data")]).await;
+    let ours = run_instance(&w, &t, &[(bakery::plan::model::tag_keys::BUILD_ID, "b-1")]).await;
+    let session = AwsSession::connect(settings(&w.proxy.endpoint), "us-east-1")
+        .await
+        .unwrap();
+    let ec2 = session.ec2(&t).unwrap();
+    for id in [&theirs, &ours] {
+        ec2.create_tags()
+            .resources(id.as_str())
+            .tags(
+                Tag::builder()
+                    .key(bakery::plan::model::tag_keys::BUILD_ID)
+                    .value("b-forged")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let calls = w.proxy.calls("CreateTags");
+    assert_eq!(calls.len(), 2);
+
+    let today = iam_oracle::evaluate(&calls, &iam_oracle::Policies::deployed());
+    assert_eq!(today.evaluated, 2);
+    let denied: Vec<&str> = today.denials.iter().map(|d| d.resource.as_str()).collect();
+    assert_eq!(
+        denied,
+        vec![format!("arn:aws:ec2:us-east-1:{HOME}:instance/{theirs}")],
+        "{today:#?}"
+    );
+    let old = iam_oracle::evaluate(&calls, &iam_oracle::Policies::from_dir(d3dd4aa()));
+    assert!(old.denials.is_empty(), "{old:#?}");
 }

@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::iam_oracle::{self, Policies};
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Recorded {
     pub seq: usize,
     pub service: String,
@@ -37,7 +37,7 @@ pub struct Recorded {
 /// The state of the resources a call names, as it was when the call arrived: the tags
 /// of each existing EC2 resource (by id, or by name for key pairs), the snapshots of an
 /// image deregistered with its snapshots, and the KMS key a call uses with its aliases.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Before {
     pub tags: BTreeMap<String, BTreeMap<String, String>>,
     pub image_snapshots: Vec<String>,
