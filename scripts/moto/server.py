@@ -108,10 +108,21 @@ def deregister_with_snapshots():
     deregister = AmisResponse.deregister_image
 
     def deregister_image(self):
+        from moto.core.responses import ActionResult
+
         ami = self.ec2_backend.amis.get(self._get_param("ImageId"))
         result = deregister(self)
         if ami is not None and str(self._get_param("DeleteAssociatedSnapshots")).lower() == "true":
-            self.ec2_backend.snapshots.pop(ami.ebs_snapshot.id, None)
+            gone = self.ec2_backend.snapshots.pop(ami.ebs_snapshot.id, None)
+            code = "success" if gone is not None else "client-error"
+            return ActionResult(
+                {
+                    "Return": True,
+                    "DeleteSnapshotResults": [
+                        {"SnapshotId": ami.ebs_snapshot.id, "ReturnCode": code}
+                    ],
+                }
+            )
         return result
 
     AmisResponse.deregister_image = deregister_image

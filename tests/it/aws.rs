@@ -1706,7 +1706,12 @@ fn the_iam_oracle_finds_the_denials_of_the_d3dd4aa_policies() {
     let failed = recording("failed-build");
 
     let v = denied(&iam_oracle::evaluate(&release, &old));
-    let creates = ("123456789012", "ec2:CreateImage", "ec2:CreateImage", "snapshot");
+    let creates = (
+        "123456789012",
+        "ec2:CreateImage",
+        "ec2:CreateImage",
+        "snapshot",
+    );
     assert_eq!(count(&v, creates), 1, "{v:#?}");
     let copies = ("123456789012", "ec2:CopyImage", "ec2:CopyImage", "snapshot");
     assert_eq!(count(&v, copies), 3, "one per home region: {v:#?}");
@@ -1747,7 +1752,11 @@ fn the_iam_oracle_finds_the_denials_of_the_d3dd4aa_policies() {
     assert_eq!(count(&v, vpc), 0, "{v:#?}");
     // (GetConsoleOutput is not judged again here: this recording was taken before the
     // proxy read the instance's tags for it, so the instance looks untagged.)
-    assert_eq!(count(&v, creates), 1, "untagged snapshots stay denied: {v:#?}");
+    assert_eq!(
+        count(&v, creates),
+        1,
+        "untagged snapshots stay denied: {v:#?}"
+    );
     assert_eq!(count(&v, copies), 3, "{v:#?}");
     let f = denied(&iam_oracle::evaluate(&failed, &today));
     assert!(f.is_empty(), "{f:#?}");
@@ -1795,4 +1804,120 @@ async fn forging_a_build_id_tag_is_denied() {
     );
     let old = iam_oracle::evaluate(&calls, &iam_oracle::Policies::from_dir(d3dd4aa()));
     assert!(old.denials.is_empty(), "{old:#?}");
+}
+
+/// EC2 answers `InvalidSnapshot.InUse` to a DeleteSnapshot sent right after the image's
+/// DeregisterImage. Removing the intermediate must not turn that into a lost release:
+/// bakery deregisters it with `DeleteAssociatedSnapshots`, and any snapshot it still
+/// deletes on its own waits the InUse out. Every copy is kept, nothing else is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_still_in_use_after_deregistration_does_not_lose_the_release() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let plan = plan(
+        "release-in-use",
+        copies(&REGIONS[..2], &[None, Some(other_account())]),
+    );
+    w.proxy
+        .fail("DeleteSnapshot", "InvalidSnapshot.InUse", 2, |_| true);
+    let provisioner = Arc::new(RecordingProvisioner::default());
+    let (outcome, log) = build(&w, &store, plan.clone(), provisioner).await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+    let BuildOutcome::Built {
+        build_id, manifest, ..
+    } = outcome
+    else {
+        panic!("expected a build, got {outcome:?}");
+    };
+    assert_eq!(manifest.builds[0].copies.len(), 4);
+    let dereg = w.proxy.calls("DeregisterImage");
+    assert_eq!(dereg.len(), 1, "only the intermediate goes: {dereg:#?}");
+    assert_eq!(dereg[0].param("DeleteAssociatedSnapshots"), Some("true"));
+    assert!(
+        w.proxy.calls("DeleteSnapshot").is_empty(),
+        "EC2 deleted the snapshots with the image"
+    );
+    let left = leftovers(&w, &plan_targets(&plan), &build_id, true).await;
+    assert!(left.is_empty(), "{left:#?}");
+    for t in plan_targets(&plan) {
+        let finals = images_named(&w, &t, &plan.image.name).await;
+        let wanted = usize::from(t.region != REGIONS[2]);
+        assert_eq!(finals.len(), wanted, "{t}");
+    }
+
+    // A snapshot deleted on its own (cleanup, the janitor) waits out InvalidSnapshot.InUse.
+    let t = target(HOME, "us-east-1");
+    let ec2 = w.check.ec2(&t).unwrap();
+    let volume = ec2
+        .create_volume()
+        .availability_zone("us-east-1a")
+        .size(1)
+        .send()
+        .await
+        .unwrap();
+    let snap = ec2
+        .create_snapshot()
+        .volume_id(volume.volume_id().unwrap())
+        .tag_specifications(tags::spec(
+            ResourceType::Snapshot,
+            &BTreeMap::from([(
+                bakery::plan::model::tag_keys::BUILD_ID.to_string(),
+                build_id.clone(),
+            )]),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let snap_id = snap.snapshot_id().unwrap().to_string();
+    w.proxy.clear_failures();
+    w.proxy
+        .fail("DeleteSnapshot", "InvalidSnapshot.InUse", 2, |_| true);
+    let session = AwsSession::connect(settings(&w.proxy.endpoint), "us-east-1")
+        .await
+        .unwrap();
+    let res = bakery::aws::ResourceRef::new(ResourceKind::Snapshot, &snap_id, &t);
+    bakery::aws::resource::delete(&session, &res)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let tries = w.proxy.calls("DeleteSnapshot");
+    assert_eq!(
+        tries
+            .iter()
+            .filter(|c| c.param("SnapshotId") == Some(&snap_id))
+            .count(),
+        3
+    );
+}
+
+/// EC2 is eventually consistent: a resource just created can be NotFound for a moment
+/// to the next call that names it. A release survives a second of that on every
+/// instance, image, security group and key pair it creates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_survives_resources_unseen_right_after_creation() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let plan = plan(
+        "release-unseen",
+        copies(&REGIONS[..2], &[None, Some(other_account())]),
+    );
+    w.proxy.unseen_after_create(Duration::from_secs(1));
+    let provisioner = Arc::new(RecordingProvisioner::default());
+    let (outcome, log) = build(&w, &store, plan.clone(), provisioner).await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+    let BuildOutcome::Built {
+        build_id, manifest, ..
+    } = outcome
+    else {
+        panic!("expected a build, got {outcome:?}");
+    };
+    assert_eq!(manifest.builds[0].copies.len(), 4);
+    let unseen = w
+        .proxy
+        .requests()
+        .into_iter()
+        .filter(|c| c.response.contains(".NotFound</Code>"))
+        .count();
+    assert!(unseen > 0, "the proxy hid nothing");
+    let left = leftovers(&w, &plan_targets(&plan), &build_id, true).await;
+    assert!(left.is_empty(), "{left:#?}");
 }

@@ -101,6 +101,10 @@ struct State {
     records: Mutex<Vec<Recorded>>,
     ec2_latency: Mutex<Duration>,
     injections: Mutex<Vec<Injection>>,
+    /// How long EC2 keeps answering NotFound for a resource it just created.
+    unseen_window: Mutex<Duration>,
+    /// Resources created through the proxy: (id or key name, NotFound code, when).
+    created: Mutex<Vec<(String, &'static str, std::time::Instant)>>,
 }
 
 pub struct AwsProxy {
@@ -117,9 +121,6 @@ pub struct AwsProxy {
 impl Drop for AwsProxy {
     fn drop(&mut self) {
         self.task.abort();
-        if std::thread::panicking() {
-            return;
-        }
         if let Some(dir) = std::env::var_os("BAKERY_TEST_RECORDING_DIR") {
             let name = std::thread::current()
                 .name()
@@ -128,6 +129,9 @@ impl Drop for AwsProxy {
             let path = std::path::Path::new(&dir).join(format!("{name}.json"));
             let calls: Vec<Recorded> = self.requests().iter().map(Recorded::trimmed).collect();
             let _ = std::fs::write(path, serde_json::to_string_pretty(&calls).unwrap());
+        }
+        if std::thread::panicking() {
+            return;
         }
         if let Some(policies) = self.oracle.lock().unwrap().take() {
             let calls = self.requests();
@@ -147,6 +151,8 @@ impl AwsProxy {
             records: Mutex::new(vec![]),
             ec2_latency: Mutex::new(Duration::ZERO),
             injections: Mutex::new(vec![]),
+            unseen_window: Mutex::new(Duration::ZERO),
+            created: Mutex::new(vec![]),
         });
         let s = state.clone();
         let task = tokio::spawn(async move {
@@ -193,6 +199,13 @@ impl AwsProxy {
             remaining: times,
             matcher: Box::new(matcher),
         });
+    }
+
+    /// Behaves like EC2's eventual consistency: for `window` after a call creates an
+    /// instance, image, security group or key pair, any other call that names it is
+    /// answered with the matching NotFound code (`InvalidInstanceID.NotFound`...).
+    pub fn unseen_after_create(&self, window: Duration) {
+        *self.state.unseen_window.lock().unwrap() = window;
     }
 
     pub fn clear_failures(&self) {
@@ -344,7 +357,31 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     };
     rec.before = before(&state, &auth, &service, &action, &rec.params).await;
 
-    let injected = {
+    let unseen = {
+        let window = *state.unseen_window.lock().unwrap();
+        let created = state.created.lock().unwrap();
+        created
+            .iter()
+            .find(|(id, _, at)| {
+                at.elapsed() < window
+                    && rec.params.iter().any(|(k, v)| {
+                        let base = k.split('.').next().unwrap_or_default();
+                        v == id
+                            && matches!(
+                                base,
+                                "InstanceId"
+                                    | "ImageId"
+                                    | "SourceImageId"
+                                    | "GroupId"
+                                    | "SecurityGroupId"
+                                    | "ResourceId"
+                                    | "KeyName"
+                            )
+                    })
+            })
+            .map(|(_, code, _)| code.to_string())
+    };
+    let injected = unseen.or_else(|| {
         let mut inj = state.injections.lock().unwrap();
         let mut hit = None;
         for i in inj.iter_mut() {
@@ -355,7 +392,7 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
             }
         }
         hit
-    };
+    });
 
     let response: Vec<u8> = if let Some(code) = injected {
         let (ctype, body) = if header("x-amz-target").is_some() {
@@ -438,6 +475,30 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
+    if rec.status == 200 && service == "ec2" {
+        let made = match action.as_str() {
+            "RunInstances" => rec
+                .response_field("instanceId")
+                .map(|id| (id, "InvalidInstanceID.NotFound")),
+            "CreateImage" | "CopyImage" => rec
+                .response_field("imageId")
+                .map(|id| (id, "InvalidAMIID.NotFound")),
+            "CreateSecurityGroup" => rec
+                .response_field("groupId")
+                .map(|id| (id, "InvalidGroup.NotFound")),
+            "ImportKeyPair" => rec
+                .response_field("keyName")
+                .map(|id| (id, "InvalidKeyPair.NotFound")),
+            _ => None,
+        };
+        if let Some((id, code)) = made {
+            state
+                .created
+                .lock()
+                .unwrap()
+                .push((id, code, std::time::Instant::now()));
+        }
+    }
     {
         let mut records = state.records.lock().unwrap();
         rec.seq = records.len();
