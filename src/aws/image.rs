@@ -80,7 +80,25 @@ pub async fn create_intermediate(
     Ok(image_id)
 }
 
-/// Waits until an image is available; `failed` is an error. Returns its snapshot ids.
+/// An image reached a state it never leaves for `available` (`failed`, `error`,
+/// `invalid`, `deregistered`, `disabled`), with EC2's reason.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "image {image_id} in {target} is {state}: {}{}",
+    code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(),
+    message.as_deref().unwrap_or("EC2 gives no reason")
+)]
+pub struct ImageNotAvailable {
+    pub image_id: String,
+    pub target: Target,
+    pub state: String,
+    /// EC2's StateReason code, e.g. `Client.InvalidKMSKey.InvalidState`.
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Waits until an image is available; a state it never leaves for `available` is an
+/// [`ImageNotAvailable`] error at once. Returns its snapshot ids.
 pub async fn wait_available(
     ctx: EngineCtx<'_>,
     target: &Target,
@@ -110,13 +128,26 @@ pub async fn wait_available(
                         .map(str::to_string)
                         .collect(),
                 )),
-                Some(ImageState::Failed) | Some(ImageState::Error) => {
-                    let reason = image
+                Some(
+                    state @ (ImageState::Failed
+                    | ImageState::Error
+                    | ImageState::Invalid
+                    | ImageState::Deregistered
+                    | ImageState::Disabled),
+                ) => Err(ImageNotAvailable {
+                    image_id: image_id.to_string(),
+                    target: target.clone(),
+                    state: state.as_str().to_string(),
+                    code: image
+                        .state_reason()
+                        .and_then(|r| r.code())
+                        .map(str::to_string),
+                    message: image
                         .state_reason()
                         .and_then(|r| r.message())
-                        .unwrap_or("no reason given");
-                    anyhow::bail!("image {image_id} in {target} failed: {reason}")
+                        .map(str::to_string),
                 }
+                .into()),
                 other => Ok(Poll::Pending(
                     other.map(|s| s.as_str().to_string()).unwrap_or_default(),
                 )),

@@ -96,11 +96,21 @@ struct Injection {
     matcher: Matcher,
 }
 
+type Edit = Box<dyn Fn(&mut String) + Send + Sync>;
+
+struct Rewrite {
+    action: String,
+    remaining: usize,
+    matcher: Matcher,
+    edit: Edit,
+}
+
 struct State {
     upstream: SocketAddr,
     records: Mutex<Vec<Recorded>>,
     ec2_latency: Mutex<Duration>,
     injections: Mutex<Vec<Injection>>,
+    rewrites: Mutex<Vec<Rewrite>>,
     /// How long EC2 keeps answering NotFound for a resource it just created.
     unseen_window: Mutex<Duration>,
     /// Resources created through the proxy: (id or key name, NotFound code, when).
@@ -151,6 +161,7 @@ impl AwsProxy {
             records: Mutex::new(vec![]),
             ec2_latency: Mutex::new(Duration::ZERO),
             injections: Mutex::new(vec![]),
+            rewrites: Mutex::new(vec![]),
             unseen_window: Mutex::new(Duration::ZERO),
             created: Mutex::new(vec![]),
         });
@@ -198,6 +209,24 @@ impl AwsProxy {
             code: code.into(),
             remaining: times,
             matcher: Box::new(matcher),
+        });
+    }
+
+    /// Edits moto's answer to the next `times` calls of `action` for which `matcher`
+    /// holds, to answer what AWS would where moto cannot (an image `failed` with a
+    /// StateReason, say). The recording keeps the answer bakery got.
+    pub fn rewrite(
+        &self,
+        action: &str,
+        times: usize,
+        matcher: impl Fn(&Recorded) -> bool + Send + Sync + 'static,
+        edit: impl Fn(&mut String) + Send + Sync + 'static,
+    ) {
+        self.state.rewrites.lock().unwrap().push(Rewrite {
+            action: action.into(),
+            remaining: times,
+            matcher: Box::new(matcher),
+            edit: Box::new(edit),
         });
     }
 
@@ -461,8 +490,32 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
             new_head.push_str("\r\n");
         }
         new_head.push_str("Connection: close\r\n\r\n");
+        let mut body = resp[rhead_end..].to_vec();
+        {
+            let mut rewrites = state.rewrites.lock().unwrap();
+            if let Some(r) = rewrites
+                .iter_mut()
+                .find(|r| r.remaining > 0 && r.action == action && (r.matcher)(&rec))
+            {
+                r.remaining -= 1;
+                let mut text = String::from_utf8_lossy(&body).into_owned();
+                (r.edit)(&mut text);
+                body = text.into_bytes();
+                new_head = new_head
+                    .split("\r\n")
+                    .map(|l| {
+                        if l.to_ascii_lowercase().starts_with("content-length:") {
+                            format!("Content-Length: {}", body.len())
+                        } else {
+                            l.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\r\n");
+            }
+        }
         let mut full = new_head.into_bytes();
-        full.extend_from_slice(&resp[rhead_end..]);
+        full.extend_from_slice(&body);
         full
     };
     let text = String::from_utf8_lossy(&response).into_owned();
