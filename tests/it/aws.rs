@@ -1921,3 +1921,61 @@ async fn a_release_survives_resources_unseen_right_after_creation() {
     let left = leftovers(&w, &plan_targets(&plan), &build_id, true).await;
     assert!(left.is_empty(), "{left:#?}");
 }
+
+/// A copy EC2 gives up on ends `failed` with a StateReason (a disabled KMS key in the
+/// target account, say), or `invalid`. Neither ever becomes `available`: the wait stops
+/// at the first answer, names EC2's code and message, and cleanup leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_fails_or_turns_invalid_stops_the_wait_with_the_reason() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let in_other_eu = |r: &Recorded| {
+        r.region == "eu-west-1"
+            && r.access_key.starts_with("ASIA")
+            && r.param("ImageId.1").is_some()
+    };
+    for (version, state, reason) in [
+        (
+            "release-failed",
+            "failed",
+            "<stateReason><code>Client.InvalidKMSKey.InvalidState</code><message>The KMS key provided is in an incorrect state</message></stateReason>",
+        ),
+        ("release-invalid", "invalid", ""),
+    ] {
+        w.proxy.rewrite("DescribeImages", usize::MAX, in_other_eu, move |body| {
+            *body = body.replace(
+                "<imageState>available</imageState>",
+                &format!("<imageState>{state}</imageState>{reason}"),
+            );
+        });
+        let plan = plan(version, copies(&REGIONS[..2], &[None, Some(other_account())]));
+        let provisioner = Arc::new(RecordingProvisioner::default());
+        let started = Instant::now();
+        let (outcome, log) = tokio::time::timeout(
+            Duration::from_secs(120),
+            build(&w, &store, plan.clone(), provisioner),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the {state} copy was waited on past 120 s"));
+        let err = format!("{:#}", outcome.expect_err("the build must fail"));
+        assert!(err.contains(&format!("is {state}")), "{err}\n{}", log.text());
+        if state == "failed" {
+            assert!(
+                err.contains("Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"),
+                "{err}"
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(120));
+        let build_id = store
+            .list_builds(&BuildFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|b| b.version == version)
+            .unwrap()
+            .build_id;
+        let left = leftovers(&w, &plan_targets(&plan), &build_id, false).await;
+        assert!(left.is_empty(), "{left:#?}");
+        w.proxy.clear_rewrites();
+    }
+}

@@ -230,6 +230,10 @@ impl AwsProxy {
         });
     }
 
+    pub fn clear_rewrites(&self) {
+        self.state.rewrites.lock().unwrap().clear();
+    }
+
     /// Behaves like EC2's eventual consistency: for `window` after a call creates an
     /// instance, image, security group or key pair, any other call that names it is
     /// answered with the matching NotFound code (`InvalidInstanceID.NotFound`...).
