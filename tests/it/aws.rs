@@ -21,7 +21,7 @@ use bakery::plan::model::*;
 use bakery::provision::{ProvisionContext, ProvisionReport, Provisioner, SshTarget};
 use bakery::redact::Redactor;
 
-use crate::support::aws_proxy::{AwsProxy, Recorded};
+use crate::support::aws_proxy::{console_output, AwsProxy, Recorded};
 use crate::support::iam_oracle;
 use crate::support::moto::Moto;
 
@@ -1978,4 +1978,43 @@ async fn a_copy_that_fails_or_turns_invalid_stops_the_wait_with_the_reason() {
         assert!(left.is_empty(), "{left:#?}");
         w.proxy.clear_rewrites();
     }
+}
+
+/// cloud-init prints the builder's host key fingerprints 30–90 s after `running`, so the
+/// first console reads are empty. bakery reads the latest console (`Latest=true`) until
+/// the block appears and pins the host key to it, instead of trusting the first key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_keys_are_pinned_once_the_console_shows_them() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let pins = [
+        "SHA256:3f0bQkYVmKXk8bHc2lXq0sC1nZgD0pQk9Yh1eKq7b8s",
+        "SHA256:Jm2x1r1vY3GkQ0p8n3sT6a0Qe7cQm5mV0dQh2mJ8kA0",
+    ];
+    w.proxy
+        .rewrite("GetConsoleOutput", 2, |_| true, console_output(""));
+    let block = format!(
+        "ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\n\
+         ec2: 256 {} root@ip-10-0-0-5 (ECDSA)\n\
+         ec2: 256 {} root@ip-10-0-0-5 (ED25519)\n\
+         ec2: -----END SSH HOST KEY FINGERPRINTS-----\n",
+        pins[0], pins[1]
+    );
+    w.proxy
+        .rewrite("GetConsoleOutput", 1, |_| true, console_output(&block));
+    let plan = plan("release-pinned", copies(&REGIONS[..1], &[None]));
+    let provisioner = Arc::new(RecordingProvisioner::default());
+    let (outcome, log) = build(&w, &store, plan, provisioner).await;
+    outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+    let reads = w.proxy.calls("GetConsoleOutput");
+    assert_eq!(reads.len(), 3, "{reads:#?}");
+    assert!(reads.iter().all(|r| r.param("Latest") == Some("true")));
+    let text = log.text();
+    assert!(
+        text.contains(&format!(
+            "pinning the host key to the console's fingerprints: {}, {}",
+            pins[0], pins[1]
+        )),
+        "{text}"
+    );
 }

@@ -6,6 +6,10 @@
 //! When dropped, it hands the recording to the IAM oracle ([`super::iam_oracle`]), which
 //! fails the test on any call the policies in `deploy/aws/` would deny.
 //!
+//! moto's console output is a fixed kernel log; a real builder's ends with cloud-init's
+//! "finished" line, so unless a test rewrites it, the proxy appends one (without host key
+//! fingerprints: the builder's first host key is trusted, as with an image that prints none).
+//!
 //! moto has no `EnableImageDeprecation`; the proxy answers it the way EC2 does
 //! (`<return>true</return>`) and records it like every other call.
 
@@ -497,13 +501,22 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
         let mut body = resp[rhead_end..].to_vec();
         {
             let mut rewrites = state.rewrites.lock().unwrap();
-            if let Some(r) = rewrites
+            let explicit = rewrites
                 .iter_mut()
-                .find(|r| r.remaining > 0 && r.action == action && (r.matcher)(&rec))
-            {
-                r.remaining -= 1;
+                .find(|r| r.remaining > 0 && r.action == action && (r.matcher)(&rec));
+            let edit: Option<&(dyn Fn(&mut String) + Send + Sync)> = match explicit {
+                Some(r) => {
+                    r.remaining -= 1;
+                    Some(&*r.edit)
+                }
+                None if service == "ec2" && action == "GetConsoleOutput" => {
+                    Some(&cloud_init_finished)
+                }
+                None => None,
+            };
+            if let Some(edit) = edit {
                 let mut text = String::from_utf8_lossy(&body).into_owned();
-                (r.edit)(&mut text);
+                edit(&mut text);
                 body = text.into_bytes();
                 new_head = new_head
                     .split("\r\n")
@@ -781,4 +794,34 @@ async fn moto_call(state: &State, auth: &str, target: Option<&str>, body: &str) 
     let text = String::from_utf8_lossy(&resp).into_owned();
     let (head, body) = text.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// A GetConsoleOutput answer whose `<output>` (base64) is `console`.
+pub fn console_output(console: &str) -> impl Fn(&mut String) + Send + Sync + 'static {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(console);
+    move |body: &mut String| {
+        let Some(start) = body.find("<output>").map(|i| i + "<output>".len()) else {
+            return;
+        };
+        let Some(end) = body[start..].find("</output>").map(|i| i + start) else {
+            return;
+        };
+        body.replace_range(start..end, &encoded);
+    }
+}
+
+/// moto's console output, ended as cloud-init ends a real builder's boot.
+fn cloud_init_finished(body: &mut String) {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let Some(current) = xml_field(body, "output") else {
+        return;
+    };
+    let mut text = engine
+        .decode(current.trim())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    text.push_str("Cloud-init v. 23.1.2 finished at Mon, 30 Nov 2026 00:00:00 +0000. Datasource DataSourceEc2Local.  Up 25.30 seconds\n");
+    console_output(&text)(body);
 }
