@@ -113,10 +113,21 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
             .zip(&targets)
             .map(|(c, (t, _))| resolve_kms_key(ctx.session, t, c.kms_key_id.as_deref())),
     );
-    let (source, names, keys) = tokio::join!(source, names, keys);
+    let other_accounts: Vec<String> = targets
+        .iter()
+        .map(|(t, _)| t.account.clone())
+        .filter(|a| a != &builder.account)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let ebs = default_ebs_encryption(ctx.session, &builder, &other_accounts);
+    let (source, names, keys, ebs) = tokio::join!(source, names, keys, ebs);
 
     let mut errors: Vec<String> = vec![];
     if let Err(e) = &source {
+        errors.push(format!("{e:#}"));
+    }
+    if let Err(e) = &ebs {
         errors.push(format!("{e:#}"));
     }
     errors.extend(
@@ -146,6 +157,60 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
         source: source.expect("errors were handled above"),
         copies,
     })
+}
+
+/// With EBS encryption by default on in the builder region, the builder's root volume,
+/// and so the intermediate image, is encrypted with the region's default key. An image
+/// under the AWS managed key `aws/ebs` cannot be shared with another account, so a plan
+/// that copies into one fails here, before anything is launched, with the fix named. A
+/// customer managed default key must be one bakery may use (see [`resolve_kms_key`]).
+async fn default_ebs_encryption(
+    session: &AwsSession,
+    builder: &Target,
+    other_accounts: &[String],
+) -> anyhow::Result<()> {
+    let ec2 = session.ec2(builder)?;
+    let on = policy::call(
+        &format!("read EBS encryption by default in {builder}"),
+        || async { ec2.get_ebs_encryption_by_default().send().await.aws() },
+    )
+    .await
+    .with_context(|| {
+        format!("cannot read EBS encryption by default in {builder}: the builder needs ec2:GetEbsEncryptionByDefault")
+    })?
+    .ebs_encryption_by_default()
+    .unwrap_or(false);
+    if !on {
+        return Ok(());
+    }
+    let key = policy::call(
+        &format!("read the default EBS key in {builder}"),
+        || async { ec2.get_ebs_default_kms_key_id().send().await.aws() },
+    )
+    .await
+    .with_context(|| {
+        format!("cannot read the default EBS key in {builder}: the builder needs ec2:GetEbsDefaultKmsKeyId")
+    })?
+    .kms_key_id()
+    .unwrap_or("alias/aws/ebs")
+    .to_string();
+    if key.ends_with("alias/aws/ebs") {
+        anyhow::ensure!(
+            other_accounts.is_empty(),
+            "EBS encryption by default is on in {builder} with the AWS managed key aws/ebs: the \
+             intermediate image would be encrypted with it, and an image under aws/ebs cannot be \
+             shared with {}. Set the region's default EBS key to a customer managed key aliased \
+             alias/ami* (aws ec2 modify-ebs-default-kms-key-id), or turn encryption by default off",
+            other_accounts.join(", ")
+        );
+        return Ok(());
+    }
+    resolve_kms_key(session, builder, Some(&key))
+        .await
+        .with_context(|| {
+            format!("EBS encryption by default is on in {builder}: the intermediate image would be encrypted with {key}")
+        })?;
+    Ok(())
 }
 
 fn collect_errors<T>(what: &str, results: Vec<anyhow::Result<T>>) -> anyhow::Result<Vec<T>> {

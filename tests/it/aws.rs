@@ -2018,3 +2018,38 @@ async fn host_keys_are_pinned_once_the_console_shows_them() {
         "{text}"
     );
 }
+
+/// EBS encryption by default, under the AWS managed key `aws/ebs`, would encrypt the
+/// intermediate with a key no other account can be given. The build stops in pre-flight,
+/// naming the key, the account and the fix, before any instance is launched. A plan that
+/// stays in the home account is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aws_managed_default_ebs_key_fails_preflight_for_other_accounts() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let ns = "xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"";
+    w.proxy.answer(
+        "GetEbsEncryptionByDefault",
+        &format!("<GetEbsEncryptionByDefaultResponse {ns}><requestId>proxy</requestId><ebsEncryptionByDefault>true</ebsEncryptionByDefault><sseType>sse-ebs</sseType></GetEbsEncryptionByDefaultResponse>"),
+    );
+    w.proxy.answer(
+        "GetEbsDefaultKmsKeyId",
+        &format!("<GetEbsDefaultKmsKeyIdResponse {ns}><requestId>proxy</requestId><kmsKeyId>arn:aws:kms:us-east-1:{HOME}:alias/aws/ebs</kmsKeyId></GetEbsDefaultKmsKeyIdResponse>"),
+    );
+    let shared = plan(
+        "release-ebs-default",
+        copies(&REGIONS[..1], &[None, Some(other_account())]),
+    );
+    let provisioner = Arc::new(RecordingProvisioner::default());
+    let (outcome, _log) = build(&w, &store, shared, provisioner.clone()).await;
+    let err = format!("{:#}", outcome.expect_err("pre-flight must fail"));
+    assert!(err.contains("pre-flight"), "{err}");
+    assert!(err.contains("aws/ebs"), "{err}");
+    assert!(err.contains(OTHER), "{err}");
+    assert!(err.contains("modify-ebs-default-kms-key-id"), "{err}");
+    assert!(w.proxy.calls("RunInstances").is_empty());
+
+    let home_only = plan("release-ebs-home", copies(&REGIONS[..1], &[None]));
+    let (outcome, log) = build(&w, &store, home_only, provisioner).await;
+    outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+}

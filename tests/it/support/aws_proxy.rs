@@ -115,6 +115,8 @@ struct State {
     ec2_latency: Mutex<Duration>,
     injections: Mutex<Vec<Injection>>,
     rewrites: Mutex<Vec<Rewrite>>,
+    /// Answers the proxy gives itself, for calls moto does not implement: (action, body).
+    answers: Mutex<Vec<(String, String)>>,
     /// How long EC2 keeps answering NotFound for a resource it just created.
     unseen_window: Mutex<Duration>,
     /// Resources created through the proxy: (id or key name, NotFound code, when).
@@ -166,6 +168,7 @@ impl AwsProxy {
             ec2_latency: Mutex::new(Duration::ZERO),
             injections: Mutex::new(vec![]),
             rewrites: Mutex::new(vec![]),
+            answers: Mutex::new(vec![]),
             unseen_window: Mutex::new(Duration::ZERO),
             created: Mutex::new(vec![]),
         });
@@ -232,6 +235,16 @@ impl AwsProxy {
             matcher: Box::new(matcher),
             edit: Box::new(edit),
         });
+    }
+
+    /// Answers every EC2 call of `action` with `body` (HTTP 200), as EC2 would answer a
+    /// call moto does not implement (`GetEbsDefaultKmsKeyId`).
+    pub fn answer(&self, action: &str, body: &str) {
+        self.state
+            .answers
+            .lock()
+            .unwrap()
+            .push((action.into(), body.into()));
     }
 
     pub fn clear_rewrites(&self) {
@@ -431,6 +444,13 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
         hit
     });
 
+    let answer = state
+        .answers
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(a, _)| service == "ec2" && a == &action)
+        .map(|(_, b)| b.clone());
     let response: Vec<u8> = if let Some(code) = injected {
         let (ctype, body) = if header("x-amz-target").is_some() {
             (
@@ -454,6 +474,12 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
         };
         format!(
             "HTTP/1.1 400 Bad Request\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    } else if let Some(body) = answer.clone() {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .into_bytes()
