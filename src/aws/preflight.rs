@@ -20,6 +20,10 @@ pub struct SourceImage {
     pub id: String,
     pub name: Option<String>,
     pub root_device_name: Option<String>,
+    /// The KMS keys its encrypted snapshots are under (`alias/aws/ebs` when EC2 names
+    /// none). The builder's volume, and so the intermediate, stays under them.
+    #[serde(default)]
+    pub encrypted_with: Vec<String>,
 }
 
 /// A copy target with its KMS key resolved to an ARN.
@@ -139,6 +143,18 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
         keys.iter()
             .filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}"))),
     );
+    if let Ok(source) = &source {
+        if !other_accounts.is_empty() {
+            for key in &source.encrypted_with {
+                if let Err(e) =
+                    shareable_source_key(ctx.session, &builder, &source.id, key, &other_accounts)
+                        .await
+                {
+                    errors.push(format!("{e:#}"));
+                }
+            }
+        }
+    }
     if !errors.is_empty() {
         anyhow::bail!("pre-flight checks failed:\n  - {}", errors.join("\n  - "));
     }
@@ -213,6 +229,41 @@ async fn default_ebs_encryption(
     Ok(())
 }
 
+/// The source's snapshots are encrypted with `key`, and the intermediate will be too: it
+/// can go to other accounts only if the key is a customer managed key bakery may use.
+async fn shareable_source_key(
+    session: &AwsSession,
+    builder: &Target,
+    source: &str,
+    key: &str,
+    other_accounts: &[String],
+) -> anyhow::Result<()> {
+    let fix = "copy the source image under a customer managed key aliased alias/ami* (aws ec2 copy-image --encrypted --kms-key-id) and build from the copy";
+    let aws_managed = format!(
+        "source image {source} in {builder} is encrypted with the AWS managed key aws/ebs: the \
+         intermediate image would be too, and cannot be shared with {}; {fix}",
+        other_accounts.join(", ")
+    );
+    anyhow::ensure!(!key.ends_with("alias/aws/ebs"), "{aws_managed}");
+    let kms = session.kms(builder)?;
+    let meta = policy::call(&format!("describe KMS key {key} in {builder}"), || async {
+        kms.describe_key().key_id(key).send().await.aws()
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "source image {source} in {builder} is encrypted with KMS key {key}, which bakery \
+             cannot use (the builder policy allows keys aliased alias/ami*); {fix}"
+        )
+    })?;
+    let manager = meta.key_metadata().and_then(|m| m.key_manager());
+    anyhow::ensure!(
+        manager != Some(&aws_sdk_kms::types::KeyManagerType::Aws),
+        "{aws_managed}"
+    );
+    Ok(())
+}
+
 fn collect_errors<T>(what: &str, results: Vec<anyhow::Result<T>>) -> anyhow::Result<Vec<T>> {
     let mut ok = vec![];
     let mut errors = vec![];
@@ -240,6 +291,13 @@ pub async fn resolve_source(
         id: i.image_id().unwrap_or_default().to_string(),
         name: i.name().map(str::to_string),
         root_device_name: i.root_device_name().map(str::to_string),
+        encrypted_with: i
+            .block_device_mappings()
+            .iter()
+            .filter_map(|b| b.ebs())
+            .filter(|e| e.encrypted() == Some(true))
+            .map(|e| e.kms_key_id().unwrap_or("alias/aws/ebs").to_string())
+            .collect(),
     };
     match source {
         SourcePlan::AmiId { id } => {

@@ -2053,3 +2053,71 @@ async fn an_aws_managed_default_ebs_key_fails_preflight_for_other_accounts() {
     let (outcome, log) = build(&w, &store, home_only, provisioner).await;
     outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
 }
+
+/// A source image whose snapshots are encrypted makes an intermediate under the same key.
+/// Under a key bakery may not use (AWS answers DescribeKey with AccessDenied: the builder
+/// policy allows keys aliased alias/ami*), nothing could be shared with the other
+/// account: pre-flight fails naming the source, the key and the fix, before any launch.
+/// Under the `alias/ami` customer managed key, the build goes ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_source_under_an_unusable_key_fails_preflight() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let t = target(HOME, "us-east-1");
+    let other_key = w
+        .check
+        .kms(&t)
+        .unwrap()
+        .create_key()
+        .description("not for bakery")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let ami_key = w.keys[&t].clone();
+    for (version, key, usable) in [
+        ("release-enc-other", other_key.clone(), false),
+        ("release-enc-ami", ami_key, true),
+    ] {
+        let k = key.clone();
+        w.proxy.rewrite(
+            "DescribeImages",
+            1,
+            |r| r.param("Owner.1") == Some("amazon"),
+            move |body| {
+                let enc = format!("<encrypted>true</encrypted><kmsKeyId>{k}</kmsKeyId>");
+                *body = body
+                    .replace("<encrypted>false</encrypted>", "")
+                    .replace("<ebs>", &format!("<ebs>{enc}"));
+            },
+        );
+        let k = key.clone();
+        w.proxy.fail(
+            "DescribeKey",
+            "AccessDeniedException",
+            if usable { 0 } else { 1 },
+            move |r| r.param("KeyId") == Some(k.as_str()),
+        );
+        let plan = plan(
+            version,
+            copies(&REGIONS[..1], &[None, Some(other_account())]),
+        );
+        let provisioner = Arc::new(RecordingProvisioner::default());
+        let (outcome, log) = build(&w, &store, plan, provisioner).await;
+        if usable {
+            outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+        } else {
+            let err = format!("{:#}", outcome.expect_err("pre-flight must fail"));
+            assert!(err.contains("pre-flight"), "{err}");
+            assert!(err.contains(&key), "{err}");
+            assert!(err.contains("copy-image --encrypted"), "{err}");
+            assert!(w.proxy.calls("RunInstances").is_empty());
+        }
+        w.proxy.clear_rewrites();
+        w.proxy.clear_failures();
+    }
+}
