@@ -1,6 +1,6 @@
 """moto's server, bound to 127.0.0.1, with gaps in its EC2 model filled: cross-account
 CopyImage of shared images, snapshot and copy TagSpecifications on CreateImage/CopyImage,
-and DeregisterImage's DeleteAssociatedSnapshots.
+DeregisterImage's DeleteAssociatedSnapshots, and a console that ends as cloud-init's does.
 
 moto keeps every account's EC2 state apart, and its CopyImage only looks for the source
 image in the calling account. Real EC2 lets an account copy an image another account
@@ -128,6 +128,18 @@ def deregister_with_snapshots():
     AmisResponse.deregister_image = deregister_image
 
 
+def cloud_init_console():
+    """A real builder's console ends with cloud-init's "finished" line; moto's sample
+    console is a bare kernel log. Without host key fingerprints, as from an image whose
+    cloud-init prints none (tests that need them rewrite the answer in the proxy)."""
+    from moto.ec2.responses import general
+
+    general.SAMPLE_CONSOLE_OUTPUT += (
+        "Cloud-init v. 23.1.2 finished at Mon, 30 Nov 2026 00:00:00 +0000. "
+        "Datasource DataSourceEc2Local.  Up 25.30 seconds\n"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
@@ -137,6 +149,7 @@ def main():
     share_aware_copy_image()
     image_tag_specifications()
     deregister_with_snapshots()
+    cloud_init_console()
 
     from werkzeug.serving import make_server
     from moto.moto_server.werkzeug_app import (

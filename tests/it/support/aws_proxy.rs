@@ -6,10 +6,6 @@
 //! When dropped, it hands the recording to the IAM oracle ([`super::iam_oracle`]), which
 //! fails the test on any call the policies in `deploy/aws/` would deny.
 //!
-//! moto's console output is a fixed kernel log; a real builder's ends with cloud-init's
-//! "finished" line, so unless a test rewrites it, the proxy appends one (without host key
-//! fingerprints: the builder's first host key is trusted, as with an image that prints none).
-//!
 //! moto has no `EnableImageDeprecation`; the proxy answers it the way EC2 does
 //! (`<return>true</return>`) and records it like every other call.
 
@@ -535,9 +531,6 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
                     r.remaining -= 1;
                     Some(&*r.edit)
                 }
-                None if service == "ec2" && action == "GetConsoleOutput" => {
-                    Some(&cloud_init_finished)
-                }
                 None => None,
             };
             if let Some(edit) = edit {
@@ -835,19 +828,4 @@ pub fn console_output(console: &str) -> impl Fn(&mut String) + Send + Sync + 'st
         };
         body.replace_range(start..end, &encoded);
     }
-}
-
-/// moto's console output, ended as cloud-init ends a real builder's boot.
-fn cloud_init_finished(body: &mut String) {
-    use base64::Engine;
-    let engine = base64::engine::general_purpose::STANDARD;
-    let Some(current) = xml_field(body, "output") else {
-        return;
-    };
-    let mut text = engine
-        .decode(current.trim())
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    text.push_str("Cloud-init v. 23.1.2 finished at Mon, 30 Nov 2026 00:00:00 +0000. Datasource DataSourceEc2Local.  Up 25.30 seconds\n");
-    console_output(&text)(body);
 }
