@@ -7,7 +7,7 @@ import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
 import path from 'node:path'
 
-const fixtures = process.argv[2]
+const fixtures = path.resolve(process.argv[2])
 const require = createRequire(path.join(fixtures, 'package.json'))
 const load = (name) => import(pathToFileURL(require.resolve(name)).href)
 const { runSimulation } = await load('@cloud-copilot/iam-simulate')
