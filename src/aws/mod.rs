@@ -60,6 +60,9 @@ pub struct Budgets {
     pub image_available: Duration,
     /// From CopyImage until a copy is available.
     pub copy_available: Duration,
+    /// How long to read the builder's console for cloud-init's host key fingerprints
+    /// (printed 30–90 s after `running`) before trusting the first host key.
+    pub console_fingerprints: Duration,
 }
 
 impl Default for Budgets {
@@ -69,6 +72,7 @@ impl Default for Budgets {
             instance_stopped: Duration::from_secs(15 * 60),
             image_available: Duration::from_secs(90 * 60),
             copy_available: Duration::from_secs(3 * 60 * 60),
+            console_fingerprints: Duration::from_secs(3 * 60),
         }
     }
 }

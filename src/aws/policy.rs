@@ -79,6 +79,7 @@ where
                 || e.is_code("DependencyViolation")
                 || e.is_code("InvalidGroup.InUse")
                 || e.is_code("IncorrectState")
+                || e.is_code("InvalidSnapshot.InUse")
         },
         op,
     )

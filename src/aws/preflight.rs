@@ -20,6 +20,10 @@ pub struct SourceImage {
     pub id: String,
     pub name: Option<String>,
     pub root_device_name: Option<String>,
+    /// The KMS keys its encrypted snapshots are under (`alias/aws/ebs` when EC2 names
+    /// none). The builder's volume, and so the intermediate, stays under them.
+    #[serde(default)]
+    pub encrypted_with: Vec<String>,
 }
 
 /// A copy target with its KMS key resolved to an ARN.
@@ -113,10 +117,21 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
             .zip(&targets)
             .map(|(c, (t, _))| resolve_kms_key(ctx.session, t, c.kms_key_id.as_deref())),
     );
-    let (source, names, keys) = tokio::join!(source, names, keys);
+    let other_accounts: Vec<String> = targets
+        .iter()
+        .map(|(t, _)| t.account.clone())
+        .filter(|a| a != &builder.account)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let ebs = default_ebs_encryption(ctx.session, &builder, &other_accounts);
+    let (source, names, keys, ebs) = tokio::join!(source, names, keys, ebs);
 
     let mut errors: Vec<String> = vec![];
     if let Err(e) = &source {
+        errors.push(format!("{e:#}"));
+    }
+    if let Err(e) = &ebs {
         errors.push(format!("{e:#}"));
     }
     errors.extend(
@@ -128,6 +143,18 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
         keys.iter()
             .filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}"))),
     );
+    if let Ok(source) = &source {
+        if !other_accounts.is_empty() {
+            for key in &source.encrypted_with {
+                if let Err(e) =
+                    shareable_source_key(ctx.session, &builder, &source.id, key, &other_accounts)
+                        .await
+                {
+                    errors.push(format!("{e:#}"));
+                }
+            }
+        }
+    }
     if !errors.is_empty() {
         anyhow::bail!("pre-flight checks failed:\n  - {}", errors.join("\n  - "));
     }
@@ -146,6 +173,95 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
         source: source.expect("errors were handled above"),
         copies,
     })
+}
+
+/// With EBS encryption by default on in the builder region, the builder's root volume,
+/// and so the intermediate image, is encrypted with the region's default key. An image
+/// under the AWS managed key `aws/ebs` cannot be shared with another account, so a plan
+/// that copies into one fails here, before anything is launched, with the fix named. A
+/// customer managed default key must be one bakery may use (see [`resolve_kms_key`]).
+async fn default_ebs_encryption(
+    session: &AwsSession,
+    builder: &Target,
+    other_accounts: &[String],
+) -> anyhow::Result<()> {
+    let ec2 = session.ec2(builder)?;
+    let on = policy::call(
+        &format!("read EBS encryption by default in {builder}"),
+        || async { ec2.get_ebs_encryption_by_default().send().await.aws() },
+    )
+    .await
+    .with_context(|| {
+        format!("cannot read EBS encryption by default in {builder}: the builder needs ec2:GetEbsEncryptionByDefault")
+    })?
+    .ebs_encryption_by_default()
+    .unwrap_or(false);
+    if !on {
+        return Ok(());
+    }
+    let key = policy::call(
+        &format!("read the default EBS key in {builder}"),
+        || async { ec2.get_ebs_default_kms_key_id().send().await.aws() },
+    )
+    .await
+    .with_context(|| {
+        format!("cannot read the default EBS key in {builder}: the builder needs ec2:GetEbsDefaultKmsKeyId")
+    })?
+    .kms_key_id()
+    .unwrap_or("alias/aws/ebs")
+    .to_string();
+    if key.ends_with("alias/aws/ebs") {
+        anyhow::ensure!(
+            other_accounts.is_empty(),
+            "EBS encryption by default is on in {builder} with the AWS managed key aws/ebs: the \
+             intermediate image would be encrypted with it, and an image under aws/ebs cannot be \
+             shared with {}. Set the region's default EBS key to a customer managed key aliased \
+             alias/ami* (aws ec2 modify-ebs-default-kms-key-id), or turn encryption by default off",
+            other_accounts.join(", ")
+        );
+        return Ok(());
+    }
+    resolve_kms_key(session, builder, Some(&key))
+        .await
+        .with_context(|| {
+            format!("EBS encryption by default is on in {builder}: the intermediate image would be encrypted with {key}")
+        })?;
+    Ok(())
+}
+
+/// The source's snapshots are encrypted with `key`, and the intermediate will be too: it
+/// can go to other accounts only if the key is a customer managed key bakery may use.
+async fn shareable_source_key(
+    session: &AwsSession,
+    builder: &Target,
+    source: &str,
+    key: &str,
+    other_accounts: &[String],
+) -> anyhow::Result<()> {
+    let fix = "copy the source image under a customer managed key aliased alias/ami* (aws ec2 copy-image --encrypted --kms-key-id) and build from the copy";
+    let aws_managed = format!(
+        "source image {source} in {builder} is encrypted with the AWS managed key aws/ebs: the \
+         intermediate image would be too, and cannot be shared with {}; {fix}",
+        other_accounts.join(", ")
+    );
+    anyhow::ensure!(!key.ends_with("alias/aws/ebs"), "{aws_managed}");
+    let kms = session.kms(builder)?;
+    let meta = policy::call(&format!("describe KMS key {key} in {builder}"), || async {
+        kms.describe_key().key_id(key).send().await.aws()
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "source image {source} in {builder} is encrypted with KMS key {key}, which bakery \
+             cannot use (the builder policy allows keys aliased alias/ami*); {fix}"
+        )
+    })?;
+    let manager = meta.key_metadata().and_then(|m| m.key_manager());
+    anyhow::ensure!(
+        manager != Some(&aws_sdk_kms::types::KeyManagerType::Aws),
+        "{aws_managed}"
+    );
+    Ok(())
 }
 
 fn collect_errors<T>(what: &str, results: Vec<anyhow::Result<T>>) -> anyhow::Result<Vec<T>> {
@@ -175,6 +291,13 @@ pub async fn resolve_source(
         id: i.image_id().unwrap_or_default().to_string(),
         name: i.name().map(str::to_string),
         root_device_name: i.root_device_name().map(str::to_string),
+        encrypted_with: i
+            .block_device_mappings()
+            .iter()
+            .filter_map(|b| b.ebs())
+            .filter(|e| e.encrypted() == Some(true))
+            .map(|e| e.kms_key_id().unwrap_or("alias/aws/ebs").to_string())
+            .collect(),
     };
     match source {
         SourcePlan::AmiId { id } => {

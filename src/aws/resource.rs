@@ -2,7 +2,7 @@
 //! or found again by its `bakery:build-id` tag.
 
 use anyhow::Context;
-use aws_sdk_ec2::types::{Filter, InstanceStateName};
+use aws_sdk_ec2::types::{Filter, InstanceStateName, SnapshotReturnCodes};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -140,11 +140,25 @@ pub async fn delete(session: &AwsSession, res: &ResourceRef) -> anyhow::Result<D
             }
             ResourceKind::Image => {
                 let snapshots = image_snapshots(&ec2, &res.id).await?;
-                policy::call(&what, || async {
-                    ec2.deregister_image().image_id(&res.id).send().await.aws()
+                // EC2 deletes the snapshots with the image and reports on each; deleting
+                // them on their own right after the deregistration meets
+                // InvalidSnapshot.InUse for a while.
+                let out = policy::call(&what, || async {
+                    ec2.deregister_image()
+                        .image_id(&res.id)
+                        .delete_associated_snapshots(true)
+                        .send()
+                        .await
+                        .aws()
                 })
                 .await?;
-                for snap in &snapshots {
+                let deleted: Vec<&str> = out
+                    .delete_snapshot_results()
+                    .iter()
+                    .filter(|r| r.return_code() == Some(&SnapshotReturnCodes::Success))
+                    .filter_map(|r| r.snapshot_id())
+                    .collect();
+                for snap in snapshots.iter().filter(|s| !deleted.contains(&s.as_str())) {
                     let r = policy::call_dependent(
                         &format!("delete snapshot {snap} of image {} in {target}", res.id),
                         || async { ec2.delete_snapshot().snapshot_id(snap).send().await.aws() },

@@ -848,14 +848,7 @@ impl BuildRunner {
                 let snapshots =
                     image::wait_available(ctx, &builder_target, &id, budgets.image_available)
                         .await?;
-                image::tag_snapshots(
-                    ctx,
-                    &builder_target,
-                    &id,
-                    &snapshots,
-                    &image::intermediate_tags(&ctx, &facts),
-                )
-                .await?;
+                image::record_snapshots(ctx, &builder_target, &id, &snapshots).await?;
                 let inter = Intermediate {
                     target: builder_target.clone(),
                     image_id: id.clone(),

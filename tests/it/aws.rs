@@ -25,7 +25,8 @@ use bakery::plan::model::*;
 use bakery::provision::{ProvisionContext, ProvisionReport, Provisioner, SshTarget};
 use bakery::redact::Redactor;
 
-use crate::support::aws_proxy::AwsProxy;
+use crate::support::aws_proxy::{console_output, AwsProxy, Recorded};
+use crate::support::iam_oracle;
 use crate::support::moto::Moto;
 
 const HOME: &str = "123456789012";
@@ -36,7 +37,7 @@ const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
 fn other_account() -> AccountTarget {
     AccountTarget {
         account_id: OTHER.into(),
-        role_arn: format!("arn:aws:iam::{OTHER}:role/bakery-publisher"),
+        role_arn: format!("arn:aws:iam::{OTHER}:role/bakery-ami-copy"),
         external_id: Some("bakery-external-id".into()),
     }
 }
@@ -1844,5 +1845,469 @@ async fn throttled_calls_are_retried_and_the_build_completes() {
     assert_eq!(copies.len(), 6, "two throttled copies were retried");
     for t in plan_targets(&plan) {
         no_builder_resources(&w, &t).await;
+    }
+}
+
+/// What bakery sent at d3dd4aa and the policies `deploy/aws/` held then, kept in
+/// `tests/fixtures/iam-d3dd4aa/`.
+fn d3dd4aa() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/iam-d3dd4aa")
+}
+
+fn recording(name: &str) -> Vec<Recorded> {
+    let path = d3dd4aa().join(format!("{name}.recording.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// (account, call, evaluated action, resource type) of each denial.
+fn denied(verdict: &iam_oracle::Verdict) -> Vec<(String, String, String, String)> {
+    verdict
+        .denials
+        .iter()
+        .map(|d| {
+            (
+                d.account.clone(),
+                d.call.clone(),
+                d.action.clone(),
+                d.resource_type.clone(),
+            )
+        })
+        .collect()
+}
+
+fn count(denials: &[(String, String, String, String)], want: (&str, &str, &str, &str)) -> usize {
+    denials
+        .iter()
+        .filter(|(a, c, x, t)| (a.as_str(), c.as_str(), x.as_str(), t.as_str()) == want)
+        .count()
+}
+
+/// The oracle, run on a release and a failed build as bakery made them at d3dd4aa and
+/// judged by the policies of that time, finds what the fidelity review inferred from
+/// AWS's documentation: CreateImage cannot create the snapshots (no request tag, and a
+/// resource tag cannot exist yet), nor can CopyImage in the home account; CreateSecurityGroup
+/// is denied on the vpc; the target-account role cannot run cleanup's Describe calls;
+/// GetConsoleOutput is denied. Today's policies allow the vpc and the Describe calls, and
+/// still deny the old untagged snapshots: the code had to change with them.
+#[test]
+fn the_iam_oracle_finds_the_denials_of_the_d3dd4aa_policies() {
+    let old = iam_oracle::Policies::from_dir(d3dd4aa());
+    let release = recording("full-build");
+    let failed = recording("failed-build");
+
+    let v = denied(&iam_oracle::evaluate(&release, &old));
+    let creates = (
+        "123456789012",
+        "ec2:CreateImage",
+        "ec2:CreateImage",
+        "snapshot",
+    );
+    assert_eq!(count(&v, creates), 1, "{v:#?}");
+    let copies = ("123456789012", "ec2:CopyImage", "ec2:CopyImage", "snapshot");
+    assert_eq!(count(&v, copies), 3, "one per home region: {v:#?}");
+    let vpc = (
+        "123456789012",
+        "ec2:CreateSecurityGroup",
+        "ec2:CreateSecurityGroup",
+        "vpc",
+    );
+    assert_eq!(count(&v, vpc), 1, "{v:#?}");
+    let console = (
+        "123456789012",
+        "ec2:GetConsoleOutput",
+        "ec2:GetConsoleOutput",
+        "instance",
+    );
+    assert_eq!(count(&v, console), 1, "{v:#?}");
+    assert!(
+        !v.iter().any(|(a, ..)| a == OTHER),
+        "CopyImage was unconditional in the target role: {v:#?}"
+    );
+
+    let f = denied(&iam_oracle::evaluate(&failed, &old));
+    for action in [
+        "ec2:DescribeInstances",
+        "ec2:DescribeKeyPairs",
+        "ec2:DescribeSecurityGroups",
+    ] {
+        assert_eq!(
+            count(&f, (OTHER, action, action, "*")),
+            3,
+            "{action} in each of the target account's regions: {f:#?}"
+        );
+    }
+
+    let today = iam_oracle::Policies::deployed();
+    let v = denied(&iam_oracle::evaluate(&release, &today));
+    assert_eq!(count(&v, vpc), 0, "{v:#?}");
+    // (GetConsoleOutput is not judged again here: this recording was taken before the
+    // proxy read the instance's tags for it, so the instance looks untagged.)
+    assert_eq!(
+        count(&v, creates),
+        1,
+        "untagged snapshots stay denied: {v:#?}"
+    );
+    assert_eq!(count(&v, copies), 3, "{v:#?}");
+    let f = denied(&iam_oracle::evaluate(&failed, &today));
+    assert!(f.is_empty(), "{f:#?}");
+}
+
+/// Someone holding the builder's credentials tags an instance bakery never made with
+/// `bakery:build-id`, so that bakery's cleanup or janitor would delete it. Today's
+/// policies deny that CreateTags (it is neither part of a creating call nor on a bakery
+/// resource); re-tagging bakery's own resource stays allowed. The d3dd4aa policies
+/// allowed both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forging_a_build_id_tag_is_denied() {
+    let w = world().await;
+    w.proxy.judge_by_hand();
+    let t = target(HOME, "us-east-1");
+    let theirs = run_instance(&w, &t, &[("team", "data")]).await;
+    let ours = run_instance(&w, &t, &[(bakery::plan::model::tag_keys::BUILD_ID, "b-1")]).await;
+    let session = AwsSession::connect(settings(&w.proxy.endpoint), "us-east-1")
+        .await
+        .unwrap();
+    let ec2 = session.ec2(&t).unwrap();
+    for id in [&theirs, &ours] {
+        ec2.create_tags()
+            .resources(id.as_str())
+            .tags(
+                Tag::builder()
+                    .key(bakery::plan::model::tag_keys::BUILD_ID)
+                    .value("b-forged")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let calls = w.proxy.calls("CreateTags");
+    assert_eq!(calls.len(), 2);
+
+    let today = iam_oracle::evaluate(&calls, &iam_oracle::Policies::deployed());
+    assert_eq!(today.evaluated, 2);
+    let denied: Vec<&str> = today.denials.iter().map(|d| d.resource.as_str()).collect();
+    assert_eq!(
+        denied,
+        vec![format!("arn:aws:ec2:us-east-1:{HOME}:instance/{theirs}")],
+        "{today:#?}"
+    );
+    let old = iam_oracle::evaluate(&calls, &iam_oracle::Policies::from_dir(d3dd4aa()));
+    assert!(old.denials.is_empty(), "{old:#?}");
+}
+
+/// EC2 answers `InvalidSnapshot.InUse` to a DeleteSnapshot sent right after the image's
+/// DeregisterImage. Removing the intermediate must not turn that into a lost release:
+/// bakery deregisters it with `DeleteAssociatedSnapshots`, and any snapshot it still
+/// deletes on its own waits the InUse out. Every copy is kept, nothing else is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_still_in_use_after_deregistration_does_not_lose_the_release() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let plan = plan(
+        "release-in-use",
+        copies(&REGIONS[..2], &[None, Some(other_account())]),
+    );
+    w.proxy
+        .fail("DeleteSnapshot", "InvalidSnapshot.InUse", 2, |_| true);
+    let provisioner = Arc::new(RecordingProvisioner::default());
+    let (outcome, log) = build(&w, &store, plan.clone(), provisioner).await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+    let BuildOutcome::Built {
+        build_id, manifest, ..
+    } = outcome
+    else {
+        panic!("expected a build, got {outcome:?}");
+    };
+    assert_eq!(manifest.builds[0].copies.len(), 4);
+    let dereg = w.proxy.calls("DeregisterImage");
+    assert_eq!(dereg.len(), 1, "only the intermediate goes: {dereg:#?}");
+    assert_eq!(dereg[0].param("DeleteAssociatedSnapshots"), Some("true"));
+    assert!(
+        w.proxy.calls("DeleteSnapshot").is_empty(),
+        "EC2 deleted the snapshots with the image"
+    );
+    let left = leftovers(&w, &plan_targets(&plan), &build_id, true).await;
+    assert!(left.is_empty(), "{left:#?}");
+    for t in plan_targets(&plan) {
+        let finals = images_named(&w, &t, &plan.image.name).await;
+        let wanted = usize::from(t.region != REGIONS[2]);
+        assert_eq!(finals.len(), wanted, "{t}");
+    }
+
+    // A snapshot deleted on its own (cleanup, the janitor) waits out InvalidSnapshot.InUse.
+    let t = target(HOME, "us-east-1");
+    let ec2 = w.check.ec2(&t).unwrap();
+    let volume = ec2
+        .create_volume()
+        .availability_zone("us-east-1a")
+        .size(1)
+        .send()
+        .await
+        .unwrap();
+    let snap = ec2
+        .create_snapshot()
+        .volume_id(volume.volume_id().unwrap())
+        .tag_specifications(tags::spec(
+            ResourceType::Snapshot,
+            &BTreeMap::from([(
+                bakery::plan::model::tag_keys::BUILD_ID.to_string(),
+                build_id.clone(),
+            )]),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let snap_id = snap.snapshot_id().unwrap().to_string();
+    w.proxy.clear_failures();
+    w.proxy
+        .fail("DeleteSnapshot", "InvalidSnapshot.InUse", 2, |_| true);
+    let session = AwsSession::connect(settings(&w.proxy.endpoint), "us-east-1")
+        .await
+        .unwrap();
+    let res = bakery::aws::ResourceRef::new(ResourceKind::Snapshot, &snap_id, &t);
+    bakery::aws::resource::delete(&session, &res)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let tries = w.proxy.calls("DeleteSnapshot");
+    assert_eq!(
+        tries
+            .iter()
+            .filter(|c| c.param("SnapshotId") == Some(&snap_id))
+            .count(),
+        3
+    );
+}
+
+/// EC2 is eventually consistent: a resource just created can be NotFound for a moment
+/// to the next call that names it. A release survives a second of that on every
+/// instance, image, security group and key pair it creates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_survives_resources_unseen_right_after_creation() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let plan = plan(
+        "release-unseen",
+        copies(&REGIONS[..2], &[None, Some(other_account())]),
+    );
+    w.proxy.unseen_after_create(Duration::from_secs(1));
+    let provisioner = Arc::new(RecordingProvisioner::default());
+    let (outcome, log) = build(&w, &store, plan.clone(), provisioner).await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+    let BuildOutcome::Built {
+        build_id, manifest, ..
+    } = outcome
+    else {
+        panic!("expected a build, got {outcome:?}");
+    };
+    assert_eq!(manifest.builds[0].copies.len(), 4);
+    let unseen = w
+        .proxy
+        .requests()
+        .into_iter()
+        .filter(|c| c.response.contains(".NotFound</Code>"))
+        .count();
+    assert!(unseen > 0, "the proxy hid nothing");
+    let left = leftovers(&w, &plan_targets(&plan), &build_id, true).await;
+    assert!(left.is_empty(), "{left:#?}");
+}
+
+/// A copy EC2 gives up on ends `failed` with a StateReason (a disabled KMS key in the
+/// target account, say), or `invalid`. Neither ever becomes `available`: the wait stops
+/// at the first answer, names EC2's code and message, and cleanup leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_fails_or_turns_invalid_stops_the_wait_with_the_reason() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let in_other_eu = |r: &Recorded| {
+        r.region == "eu-west-1"
+            && r.access_key.starts_with("ASIA")
+            && r.param("ImageId.1").is_some()
+    };
+    for (version, state, reason) in [
+        (
+            "release-failed",
+            "failed",
+            "<stateReason><code>Client.InvalidKMSKey.InvalidState</code><message>The KMS key provided is in an incorrect state</message></stateReason>",
+        ),
+        ("release-invalid", "invalid", ""),
+    ] {
+        w.proxy.rewrite("DescribeImages", usize::MAX, in_other_eu, move |body| {
+            *body = body.replace(
+                "<imageState>available</imageState>",
+                &format!("<imageState>{state}</imageState>{reason}"),
+            );
+        });
+        let plan = plan(version, copies(&REGIONS[..2], &[None, Some(other_account())]));
+        let provisioner = Arc::new(RecordingProvisioner::default());
+        let started = Instant::now();
+        let (outcome, log) = tokio::time::timeout(
+            Duration::from_secs(120),
+            build(&w, &store, plan.clone(), provisioner),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the {state} copy was waited on past 120 s"));
+        let err = format!("{:#}", outcome.expect_err("the build must fail"));
+        assert!(err.contains(&format!("is {state}")), "{err}\n{}", log.text());
+        if state == "failed" {
+            assert!(
+                err.contains("Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"),
+                "{err}"
+            );
+        }
+        assert!(started.elapsed() < Duration::from_secs(120));
+        let build_id = store
+            .list_builds(&BuildFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|b| b.version == version)
+            .unwrap()
+            .build_id;
+        let left = leftovers(&w, &plan_targets(&plan), &build_id, false).await;
+        assert!(left.is_empty(), "{left:#?}");
+        w.proxy.clear_rewrites();
+    }
+}
+
+/// cloud-init prints the builder's host key fingerprints 30–90 s after `running`, so the
+/// first console reads are empty. bakery reads the latest console (`Latest=true`) until
+/// the block appears and pins the host key to it, instead of trusting the first key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_keys_are_pinned_once_the_console_shows_them() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let pins = [
+        "SHA256:3f0bQkYVmKXk8bHc2lXq0sC1nZgD0pQk9Yh1eKq7b8s",
+        "SHA256:Jm2x1r1vY3GkQ0p8n3sT6a0Qe7cQm5mV0dQh2mJ8kA0",
+    ];
+    w.proxy
+        .rewrite("GetConsoleOutput", 2, |_| true, console_output(""));
+    let block = format!(
+        "ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\n\
+         ec2: 256 {} root@ip-10-0-0-5 (ECDSA)\n\
+         ec2: 256 {} root@ip-10-0-0-5 (ED25519)\n\
+         ec2: -----END SSH HOST KEY FINGERPRINTS-----\n",
+        pins[0], pins[1]
+    );
+    w.proxy
+        .rewrite("GetConsoleOutput", 1, |_| true, console_output(&block));
+    let plan = plan("release-pinned", copies(&REGIONS[..1], &[None]));
+    let provisioner = Arc::new(RecordingProvisioner::default());
+    let (outcome, log) = build(&w, &store, plan, provisioner).await;
+    outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+    let reads = w.proxy.calls("GetConsoleOutput");
+    assert_eq!(reads.len(), 3, "{reads:#?}");
+    assert!(reads.iter().all(|r| r.param("Latest") == Some("true")));
+    let text = log.text();
+    assert!(
+        text.contains(&format!(
+            "pinning the host key to the console's fingerprints: {}, {}",
+            pins[0], pins[1]
+        )),
+        "{text}"
+    );
+}
+
+/// EBS encryption by default, under the AWS managed key `aws/ebs`, would encrypt the
+/// intermediate with a key no other account can be given. The build stops in pre-flight,
+/// naming the key, the account and the fix, before any instance is launched. A plan that
+/// stays in the home account is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aws_managed_default_ebs_key_fails_preflight_for_other_accounts() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let ns = "xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"";
+    w.proxy.answer(
+        "GetEbsEncryptionByDefault",
+        &format!("<GetEbsEncryptionByDefaultResponse {ns}><requestId>proxy</requestId><ebsEncryptionByDefault>true</ebsEncryptionByDefault><sseType>sse-ebs</sseType></GetEbsEncryptionByDefaultResponse>"),
+    );
+    w.proxy.answer(
+        "GetEbsDefaultKmsKeyId",
+        &format!("<GetEbsDefaultKmsKeyIdResponse {ns}><requestId>proxy</requestId><kmsKeyId>arn:aws:kms:us-east-1:{HOME}:alias/aws/ebs</kmsKeyId></GetEbsDefaultKmsKeyIdResponse>"),
+    );
+    let shared = plan(
+        "release-ebs-default",
+        copies(&REGIONS[..1], &[None, Some(other_account())]),
+    );
+    let provisioner = Arc::new(RecordingProvisioner::default());
+    let (outcome, _log) = build(&w, &store, shared, provisioner.clone()).await;
+    let err = format!("{:#}", outcome.expect_err("pre-flight must fail"));
+    assert!(err.contains("pre-flight"), "{err}");
+    assert!(err.contains("aws/ebs"), "{err}");
+    assert!(err.contains(OTHER), "{err}");
+    assert!(err.contains("modify-ebs-default-kms-key-id"), "{err}");
+    assert!(w.proxy.calls("RunInstances").is_empty());
+
+    let home_only = plan("release-ebs-home", copies(&REGIONS[..1], &[None]));
+    let (outcome, log) = build(&w, &store, home_only, provisioner).await;
+    outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+}
+
+/// A source image whose snapshots are encrypted makes an intermediate under the same key.
+/// Under a key bakery may not use (AWS answers DescribeKey with AccessDenied: the builder
+/// policy allows keys aliased alias/ami*), nothing could be shared with the other
+/// account: pre-flight fails naming the source, the key and the fix, before any launch.
+/// Under the `alias/ami` customer managed key, the build goes ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encrypted_source_under_an_unusable_key_fails_preflight() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let t = target(HOME, "us-east-1");
+    let other_key = w
+        .check
+        .kms(&t)
+        .unwrap()
+        .create_key()
+        .description("not for bakery")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let ami_key = w.keys[&t].clone();
+    for (version, key, usable) in [
+        ("release-enc-other", other_key.clone(), false),
+        ("release-enc-ami", ami_key, true),
+    ] {
+        let k = key.clone();
+        w.proxy.rewrite(
+            "DescribeImages",
+            1,
+            |r| r.param("Owner.1") == Some("amazon"),
+            move |body| {
+                let enc = format!("<encrypted>true</encrypted><kmsKeyId>{k}</kmsKeyId>");
+                *body = body
+                    .replace("<encrypted>false</encrypted>", "")
+                    .replace("<ebs>", &format!("<ebs>{enc}"));
+            },
+        );
+        let k = key.clone();
+        w.proxy.fail(
+            "DescribeKey",
+            "AccessDeniedException",
+            if usable { 0 } else { 1 },
+            move |r| r.param("KeyId") == Some(k.as_str()),
+        );
+        let plan = plan(
+            version,
+            copies(&REGIONS[..1], &[None, Some(other_account())]),
+        );
+        let provisioner = Arc::new(RecordingProvisioner::default());
+        let (outcome, log) = build(&w, &store, plan, provisioner).await;
+        if usable {
+            outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+        } else {
+            let err = format!("{:#}", outcome.expect_err("pre-flight must fail"));
+            assert!(err.contains("pre-flight"), "{err}");
+            assert!(err.contains(&key), "{err}");
+            assert!(err.contains("copy-image --encrypted"), "{err}");
+            assert!(w.proxy.calls("RunInstances").is_empty());
+        }
+        w.proxy.clear_rewrites();
+        w.proxy.clear_failures();
     }
 }

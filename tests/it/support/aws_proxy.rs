@@ -3,6 +3,9 @@
 //! calls, and can fail chosen calls. moto ignores some parameters (CopyImage's
 //! `Encrypted` and `KmsKeyId`), so tests assert on what was *sent*.
 //!
+//! When dropped, it hands the recording to the IAM oracle ([`super::iam_oracle`]), which
+//! fails the test on any call the policies in `deploy/aws/` would deny.
+//!
 //! moto has no `EnableImageDeprecation`; the proxy answers it the way EC2 does
 //! (`<return>true</return>`) and records it like every other call.
 
@@ -14,7 +17,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-#[derive(Debug, Clone)]
+use super::iam_oracle::{self, Policies};
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Recorded {
     pub seq: usize,
     pub service: String,
@@ -24,11 +29,48 @@ pub struct Recorded {
     pub params: BTreeMap<String, String>,
     pub status: u16,
     pub response: String,
+    /// What the IAM oracle needs to know about the resources the call names, read from
+    /// moto just before the call was forwarded.
+    pub before: Before,
+}
+
+/// The state of the resources a call names, as it was when the call arrived: the tags
+/// of each existing EC2 resource (by id, or by name for key pairs), the snapshots of an
+/// image deregistered with its snapshots, and the KMS key a call uses with its aliases.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Before {
+    pub tags: BTreeMap<String, BTreeMap<String, String>>,
+    pub image_snapshots: Vec<String>,
+    pub kms_key_id: Option<String>,
+    pub kms_aliases: Vec<String>,
 }
 
 impl Recorded {
     pub fn param(&self, key: &str) -> Option<&str> {
         self.params.get(key).map(String::as_str)
+    }
+    /// The call without what the IAM oracle does not read: the answer is cut down to the
+    /// id a creating call returned (and an AssumeRole's access key id, never its secret).
+    pub fn trimmed(&self) -> Recorded {
+        let keep = [
+            "AccessKeyId",
+            "instanceId",
+            "imageId",
+            "groupId",
+            "keyName",
+            "keyPairId",
+        ];
+        let response = keep
+            .iter()
+            .filter_map(|tag| {
+                self.response_field(tag)
+                    .map(|v| format!("<{tag}>{v}</{tag}>"))
+            })
+            .collect();
+        Recorded {
+            response,
+            ..self.clone()
+        }
     }
     /// Values of a list parameter: `Prefix.1`, `Prefix.2`...
     pub fn list(&self, prefix: &str) -> Vec<String> {
@@ -54,22 +96,61 @@ struct Injection {
     matcher: Matcher,
 }
 
+type Edit = Box<dyn Fn(&mut String) + Send + Sync>;
+
+struct Rewrite {
+    action: String,
+    remaining: usize,
+    matcher: Matcher,
+    edit: Edit,
+}
+
 struct State {
     upstream: SocketAddr,
     records: Mutex<Vec<Recorded>>,
     ec2_latency: Mutex<Duration>,
     injections: Mutex<Vec<Injection>>,
+    rewrites: Mutex<Vec<Rewrite>>,
+    /// Answers the proxy gives itself, for calls moto does not implement: (action, body).
+    answers: Mutex<Vec<(String, String)>>,
+    /// How long EC2 keeps answering NotFound for a resource it just created.
+    unseen_window: Mutex<Duration>,
+    /// Resources created through the proxy: (id or key name, NotFound code, when).
+    created: Mutex<Vec<(String, &'static str, std::time::Instant)>>,
 }
 
 pub struct AwsProxy {
     pub endpoint: String,
     state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
+    /// The policies the IAM oracle judges the recording by when the proxy is dropped;
+    /// `None` for a test that judges it itself.
+    oracle: Mutex<Option<Policies>>,
 }
 
+/// When the test is over (and has not already failed), the IAM oracle judges every call
+/// the proxy recorded: the test fails on any call `deploy/aws/` would deny.
 impl Drop for AwsProxy {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(dir) = std::env::var_os("BAKERY_TEST_RECORDING_DIR") {
+            let name = std::thread::current()
+                .name()
+                .unwrap_or("recording")
+                .replace("::", "-");
+            let path = std::path::Path::new(&dir).join(format!("{name}.json"));
+            let calls: Vec<Recorded> = self.requests().iter().map(Recorded::trimmed).collect();
+            let _ = std::fs::write(path, serde_json::to_string_pretty(&calls).unwrap());
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        if let Some(policies) = self.oracle.lock().unwrap().take() {
+            let calls = self.requests();
+            if !calls.is_empty() {
+                iam_oracle::assert_allows_all(&calls, &policies);
+            }
+        }
     }
 }
 
@@ -82,6 +163,10 @@ impl AwsProxy {
             records: Mutex::new(vec![]),
             ec2_latency: Mutex::new(Duration::ZERO),
             injections: Mutex::new(vec![]),
+            rewrites: Mutex::new(vec![]),
+            answers: Mutex::new(vec![]),
+            unseen_window: Mutex::new(Duration::ZERO),
+            created: Mutex::new(vec![]),
         });
         let s = state.clone();
         let task = tokio::spawn(async move {
@@ -99,7 +184,14 @@ impl AwsProxy {
             endpoint: format!("http://127.0.0.1:{port}"),
             state,
             task,
+            oracle: Mutex::new(Some(Policies::deployed())),
         }
+    }
+
+    /// Takes the automatic IAM check off this proxy, for a test that calls
+    /// [`iam_oracle::evaluate`] itself (on other policies, say).
+    pub fn judge_by_hand(&self) {
+        *self.oracle.lock().unwrap() = None;
     }
 
     pub fn set_ec2_latency(&self, d: Duration) {
@@ -121,6 +213,45 @@ impl AwsProxy {
             remaining: times,
             matcher: Box::new(matcher),
         });
+    }
+
+    /// Edits moto's answer to the next `times` calls of `action` for which `matcher`
+    /// holds, to answer what AWS would where moto cannot (an image `failed` with a
+    /// StateReason, say). The recording keeps the answer bakery got.
+    pub fn rewrite(
+        &self,
+        action: &str,
+        times: usize,
+        matcher: impl Fn(&Recorded) -> bool + Send + Sync + 'static,
+        edit: impl Fn(&mut String) + Send + Sync + 'static,
+    ) {
+        self.state.rewrites.lock().unwrap().push(Rewrite {
+            action: action.into(),
+            remaining: times,
+            matcher: Box::new(matcher),
+            edit: Box::new(edit),
+        });
+    }
+
+    /// Answers every EC2 call of `action` with `body` (HTTP 200), as EC2 would answer a
+    /// call moto does not implement (`GetEbsDefaultKmsKeyId`).
+    pub fn answer(&self, action: &str, body: &str) {
+        self.state
+            .answers
+            .lock()
+            .unwrap()
+            .push((action.into(), body.into()));
+    }
+
+    pub fn clear_rewrites(&self) {
+        self.state.rewrites.lock().unwrap().clear();
+    }
+
+    /// Behaves like EC2's eventual consistency: for `window` after a call creates an
+    /// instance, image, security group or key pair, any other call that names it is
+    /// answered with the matching NotFound code (`InvalidInstanceID.NotFound`...).
+    pub fn unseen_after_create(&self, window: Duration) {
+        *self.state.unseen_window.lock().unwrap() = window;
     }
 
     pub fn clear_failures(&self) {
@@ -268,9 +399,35 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
         params,
         status: 0,
         response: String::new(),
+        before: Before::default(),
     };
+    rec.before = before(&state, &auth, &service, &action, &rec.params).await;
 
-    let injected = {
+    let unseen = {
+        let window = *state.unseen_window.lock().unwrap();
+        let created = state.created.lock().unwrap();
+        created
+            .iter()
+            .find(|(id, _, at)| {
+                at.elapsed() < window
+                    && rec.params.iter().any(|(k, v)| {
+                        let base = k.split('.').next().unwrap_or_default();
+                        v == id
+                            && matches!(
+                                base,
+                                "InstanceId"
+                                    | "ImageId"
+                                    | "SourceImageId"
+                                    | "GroupId"
+                                    | "SecurityGroupId"
+                                    | "ResourceId"
+                                    | "KeyName"
+                            )
+                    })
+            })
+            .map(|(_, code, _)| code.to_string())
+    };
+    let injected = unseen.or_else(|| {
         let mut inj = state.injections.lock().unwrap();
         let mut hit = None;
         for i in inj.iter_mut() {
@@ -281,8 +438,15 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
             }
         }
         hit
-    };
+    });
 
+    let answer = state
+        .answers
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(a, _)| service == "ec2" && a == &action)
+        .map(|(_, b)| b.clone());
     let response: Vec<u8> = if let Some(code) = injected {
         let (ctype, body) = if header("x-amz-target").is_some() {
             (
@@ -306,6 +470,12 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
         };
         format!(
             "HTTP/1.1 400 Bad Request\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    } else if let Some(body) = answer.clone() {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .into_bytes()
@@ -350,8 +520,38 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
             new_head.push_str("\r\n");
         }
         new_head.push_str("Connection: close\r\n\r\n");
+        let mut body = resp[rhead_end..].to_vec();
+        {
+            let mut rewrites = state.rewrites.lock().unwrap();
+            let explicit = rewrites
+                .iter_mut()
+                .find(|r| r.remaining > 0 && r.action == action && (r.matcher)(&rec));
+            let edit: Option<&(dyn Fn(&mut String) + Send + Sync)> = match explicit {
+                Some(r) => {
+                    r.remaining -= 1;
+                    Some(&*r.edit)
+                }
+                None => None,
+            };
+            if let Some(edit) = edit {
+                let mut text = String::from_utf8_lossy(&body).into_owned();
+                edit(&mut text);
+                body = text.into_bytes();
+                new_head = new_head
+                    .split("\r\n")
+                    .map(|l| {
+                        if l.to_ascii_lowercase().starts_with("content-length:") {
+                            format!("Content-Length: {}", body.len())
+                        } else {
+                            l.to_string()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\r\n");
+            }
+        }
         let mut full = new_head.into_bytes();
-        full.extend_from_slice(&resp[rhead_end..]);
+        full.extend_from_slice(&body);
         full
     };
     let text = String::from_utf8_lossy(&response).into_owned();
@@ -364,6 +564,30 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
+    if rec.status == 200 && service == "ec2" {
+        let made = match action.as_str() {
+            "RunInstances" => rec
+                .response_field("instanceId")
+                .map(|id| (id, "InvalidInstanceID.NotFound")),
+            "CreateImage" | "CopyImage" => rec
+                .response_field("imageId")
+                .map(|id| (id, "InvalidAMIID.NotFound")),
+            "CreateSecurityGroup" => rec
+                .response_field("groupId")
+                .map(|id| (id, "InvalidGroup.NotFound")),
+            "ImportKeyPair" => rec
+                .response_field("keyName")
+                .map(|id| (id, "InvalidKeyPair.NotFound")),
+            _ => None,
+        };
+        if let Some((id, code)) = made {
+            state
+                .created
+                .lock()
+                .unwrap()
+                .push((id, code, std::time::Instant::now()));
+        }
+    }
     {
         let mut records = state.records.lock().unwrap();
         rec.seq = records.len();
@@ -372,4 +596,236 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     conn.write_all(&response).await?;
     conn.shutdown().await?;
     Ok(())
+}
+
+/// The ids of existing EC2 resources a request names.
+fn named_ids(action: &str, params: &BTreeMap<String, String>) -> Vec<String> {
+    if action.starts_with("Describe") || action.starts_with("GetEbs") {
+        return vec![];
+    }
+    params
+        .iter()
+        .filter(|(k, _)| {
+            let base = k.split('.').next().unwrap_or_default();
+            matches!(
+                base,
+                "InstanceId" | "ImageId" | "SnapshotId" | "GroupId" | "ResourceId"
+            ) || (base == "SecurityGroupId" && action != "RunInstances")
+        })
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
+/// Reads, from moto and as the caller, what the IAM oracle needs to know about the
+/// resources a call names before the call changes them.
+async fn before(
+    state: &State,
+    auth: &str,
+    service: &str,
+    action: &str,
+    params: &BTreeMap<String, String>,
+) -> Before {
+    let mut out = Before::default();
+    match service {
+        "ec2" => {
+            let ids = named_ids(action, params);
+            if !ids.is_empty() {
+                let mut q =
+                    "Action=DescribeTags&Version=2016-11-15&Filter.1.Name=resource-id".to_string();
+                for (i, id) in ids.iter().enumerate() {
+                    q.push_str(&format!("&Filter.1.Value.{}={}", i + 1, form_encode(id)));
+                }
+                if let Some(xml) = moto_call(state, auth, None, &q).await {
+                    for item in xml_items(&xml) {
+                        let (Some(id), Some(key)) =
+                            (xml_field(item, "resourceId"), xml_field(item, "key"))
+                        else {
+                            continue;
+                        };
+                        let value = xml_field(item, "value").unwrap_or_default();
+                        out.tags.entry(id).or_default().insert(key, value);
+                    }
+                }
+                for id in ids {
+                    out.tags.entry(id).or_default();
+                }
+            }
+            if action == "DeleteKeyPair" {
+                if let Some(name) = params.get("KeyName") {
+                    let q = format!(
+                        "Action=DescribeKeyPairs&Version=2016-11-15&KeyName.1={}",
+                        form_encode(name)
+                    );
+                    let tags = moto_call(state, auth, None, &q)
+                        .await
+                        .map(|xml| tag_set(&xml))
+                        .unwrap_or_default();
+                    out.tags.insert(name.clone(), tags);
+                }
+            }
+            if action == "DeregisterImage"
+                && params.get("DeleteAssociatedSnapshots").map(String::as_str) == Some("true")
+            {
+                if let Some(image) = params.get("ImageId") {
+                    let q = format!(
+                        "Action=DescribeImages&Version=2016-11-15&ImageId.1={}",
+                        form_encode(image)
+                    );
+                    if let Some(xml) = moto_call(state, auth, None, &q).await {
+                        out.image_snapshots = xml_all(&xml, "snapshotId");
+                    }
+                    let mut q = "Action=DescribeTags&Version=2016-11-15&Filter.1.Name=resource-id"
+                        .to_string();
+                    for (i, id) in out.image_snapshots.iter().enumerate() {
+                        q.push_str(&format!("&Filter.1.Value.{}={}", i + 1, form_encode(id)));
+                    }
+                    if !out.image_snapshots.is_empty() {
+                        if let Some(xml) = moto_call(state, auth, None, &q).await {
+                            for item in xml_items(&xml) {
+                                let (Some(id), Some(key)) =
+                                    (xml_field(item, "resourceId"), xml_field(item, "key"))
+                                else {
+                                    continue;
+                                };
+                                let value = xml_field(item, "value").unwrap_or_default();
+                                out.tags.entry(id).or_default().insert(key, value);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        "kms" => {
+            let Some(key) = params.get("KeyId") else {
+                return out;
+            };
+            let aliases = moto_call(state, auth, Some("TrentService.ListAliases"), "{}")
+                .await
+                .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+                .and_then(|v| v.get("Aliases").and_then(|a| a.as_array()).cloned())
+                .unwrap_or_default();
+            let field = |a: &serde_json::Value, f: &str| {
+                a.get(f)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let key_id = if let Some(alias) = key
+                .strip_prefix("alias/")
+                .map(|_| key.as_str())
+                .or_else(|| key.split_once(":alias/").map(|(_, a)| a))
+            {
+                let name = if alias.starts_with("alias/") {
+                    alias.to_string()
+                } else {
+                    format!("alias/{alias}")
+                };
+                aliases
+                    .iter()
+                    .find(|a| field(a, "AliasName") == name)
+                    .map(|a| field(a, "TargetKeyId"))
+                    .unwrap_or_default()
+            } else {
+                key.rsplit("key/").next().unwrap_or(key).to_string()
+            };
+            out.kms_aliases = aliases
+                .iter()
+                .filter(|a| !key_id.is_empty() && field(a, "TargetKeyId") == key_id)
+                .map(|a| field(a, "AliasName"))
+                .collect();
+            out.kms_key_id = Some(key_id);
+        }
+        _ => {}
+    }
+    out
+}
+
+fn form_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The `<item>` blocks of a flat EC2 answer (DescribeTags).
+fn xml_items(xml: &str) -> Vec<&str> {
+    xml.split("<item>")
+        .skip(1)
+        .map(|s| s.split("</item>").next().unwrap_or(s))
+        .collect()
+}
+
+fn xml_field(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(xml[start..end].to_string())
+}
+
+fn xml_all(xml: &str, tag: &str) -> Vec<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    xml.split(&open)
+        .skip(1)
+        .filter_map(|s| s.split_once(&close).map(|(v, _)| v.to_string()))
+        .collect()
+}
+
+/// The tags of the first `<tagSet>` of an answer.
+fn tag_set(xml: &str) -> BTreeMap<String, String> {
+    let Some(set) = xml_field(xml, "tagSet") else {
+        return BTreeMap::new();
+    };
+    xml_items(&set)
+        .into_iter()
+        .filter_map(|i| {
+            Some((
+                xml_field(i, "key")?,
+                xml_field(i, "value").unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+/// One call to moto with the caller's own credentials (moto picks the account from the
+/// access key), not recorded: EC2's query protocol, or KMS's JSON one when `target` is set.
+async fn moto_call(state: &State, auth: &str, target: Option<&str>, body: &str) -> Option<String> {
+    let mut up = TcpStream::connect(state.upstream).await.ok()?;
+    let (ctype, extra) = match target {
+        Some(t) => (
+            "application/x-amz-json-1.1",
+            format!("X-Amz-Target: {t}\r\n"),
+        ),
+        None => ("application/x-www-form-urlencoded", String::new()),
+    };
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: {}\r\nAuthorization: {auth}\r\nContent-Type: {ctype}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        state.upstream,
+        body.len()
+    );
+    up.write_all(req.as_bytes()).await.ok()?;
+    let mut resp = vec![];
+    up.read_to_end(&mut resp).await.ok()?;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// A GetConsoleOutput answer whose `<output>` (base64) is `console`.
+pub fn console_output(console: &str) -> impl Fn(&mut String) + Send + Sync + 'static {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(console);
+    move |body: &mut String| {
+        let Some(start) = body.find("<output>").map(|i| i + "<output>".len()) else {
+            return;
+        };
+        let Some(end) = body[start..].find("</output>").map(|i| i + start) else {
+            return;
+        };
+        body.replace_range(start..end, &encoded);
+    }
 }

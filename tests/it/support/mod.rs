@@ -10,6 +10,7 @@ pub mod examples;
 pub mod fake_github;
 pub mod flaky_store;
 pub mod git;
+pub mod iam_oracle;
 pub mod moto;
 pub mod push_event;
 pub mod sandbox;

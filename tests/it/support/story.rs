@@ -47,7 +47,7 @@ pub const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 pub fn other_account() -> AccountTarget {
     AccountTarget {
         account_id: OTHER.into(),
-        role_arn: format!("arn:aws:iam::{OTHER}:role/bakery-publisher"),
+        role_arn: format!("arn:aws:iam::{OTHER}:role/bakery-ami-copy"),
         external_id: None,
     }
 }
@@ -176,7 +176,7 @@ deprecate_after = "180d"
 
 [[distribute.accounts]]
 account_id = "{OTHER}"
-role_arn = "arn:aws:iam::{OTHER}:role/bakery-publisher"
+role_arn = "arn:aws:iam::{OTHER}:role/bakery-ami-copy"
 regions = ["us-east-1", "eu-west-1"]
 "#
     )
