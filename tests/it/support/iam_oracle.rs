@@ -25,6 +25,8 @@ use super::aws_proxy::Recorded;
 
 /// moto's default account: the identity of the test credentials.
 pub const HOME_ACCOUNT: &str = "123456789012";
+/// The target account the tests' operator policy allows.
+pub const TARGET_ACCOUNT: &str = "222222222222";
 
 /// The policies calls are judged by.
 #[derive(Debug, Clone)]
@@ -46,9 +48,17 @@ fn read_json(path: PathBuf) -> Value {
 }
 
 impl Policies {
-    /// The policies as documented in `deploy/aws/`.
+    /// The policies as documented in `deploy/aws/`, filled in for the tests' installation:
+    /// its one configured target account (`[policy]` allows 222222222222) stands where the
+    /// shipped policy says `TARGET_ACCOUNT_ID`.
     pub fn deployed() -> Policies {
-        Policies::from_dir(root().join("deploy/aws"))
+        let mut p = Policies::from_dir(root().join("deploy/aws"));
+        let filled = p
+            .home
+            .to_string()
+            .replace("TARGET_ACCOUNT_ID", TARGET_ACCOUNT);
+        p.home = serde_json::from_str(&filled).expect("still JSON");
+        p
     }
 
     /// `builder-policy.json` and `target-account-role-policy.json` from a directory.
