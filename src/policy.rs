@@ -50,6 +50,9 @@ pub struct RepoPolicy {
     /// The longest timeout a provisioning step may ask for.
     #[serde(default = "defaults::max_step_secs")]
     pub max_step_secs: u64,
+    /// The longest a whole build may run: past it, it is stopped and cleaned up.
+    #[serde(default = "defaults::max_build_secs")]
+    pub max_build_secs: u64,
 }
 
 impl Default for RepoPolicy {
@@ -61,6 +64,7 @@ impl Default for RepoPolicy {
             launch_permissions: vec![],
             allow_connect: false,
             max_step_secs: defaults::max_step_secs(),
+            max_build_secs: defaults::max_build_secs(),
         }
     }
 }
@@ -68,6 +72,9 @@ impl Default for RepoPolicy {
 mod defaults {
     pub fn max_step_secs() -> u64 {
         2 * 60 * 60
+    }
+    pub fn max_build_secs() -> u64 {
+        6 * 60 * 60
     }
 }
 
@@ -129,6 +136,15 @@ pub enum Breach {
     ConnectNotAllowed,
     #[error("step `{step}` asks for {secs} s, above policy.max_step_secs ({max} s)")]
     StepTooLong { step: String, secs: u64, max: u64 },
+}
+
+/// A build ran past `policy.max_build_secs`: it was stopped and cleaned up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the build ran longer than policy.max_build_secs ({secs} s): it was stopped and cleaned up"
+)]
+pub struct BuildTimeLimit {
+    pub secs: u64,
 }
 
 /// What the pull-request profile took out of a plan.

@@ -21,6 +21,7 @@ use crate::github::render::{self, BuildFailure};
 use crate::github::reporter::{Conclusion, Progress};
 use crate::github::GitHubReporter;
 use crate::plan::model::{BuildPlan, ProvisionStep};
+use crate::policy::BuildTimeLimit;
 use crate::provision::ProvisionStepFailed;
 use crate::worker::JobContext;
 
@@ -120,6 +121,17 @@ impl TrackedBuild {
                 )
                 .await;
             }
+            // The operator's limit on the whole build: past it, the build is stopped the
+            // way a cancel stops it (everything it made is cleaned up) and fails.
+            let limit = deps.config.policy.for_repo(&ctx.job.repo).max_build_secs;
+            let cancel = ctx.cancel.child_token();
+            let timer = {
+                let cancel = cancel.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(limit)).await;
+                    cancel.cancel();
+                })
+            };
             let s = Arc::new(
                 AwsSession::connect(deps.aws.clone(), &plan.builder.region)
                     .await
@@ -134,7 +146,7 @@ impl TrackedBuild {
                 BuildOptions {
                     repo_root: root.to_path_buf(),
                     job_id: Some(ctx.job.id),
-                    cancel: ctx.cancel.clone(),
+                    cancel: cancel.clone(),
                     hand_over: ctx.hand_over.clone(),
                     liveness: Liveness::stale_after(Duration::from_secs(
                         deps.config.workers.build_stale_secs,
@@ -142,13 +154,19 @@ impl TrackedBuild {
                     ..BuildOptions::default()
                 },
             );
-            runner
+            let result = runner
                 .run(cap_step_timeouts(
                     plan,
                     deps.config.workers.max_step_timeout_secs,
                     &self.log,
                 ))
-                .await
+                .await;
+            timer.abort();
+            if cancel.is_cancelled() && !ctx.cancel.is_cancelled() && result.is_err() {
+                // The time limit stopped it (cleanup has run): a failure, not a cancel.
+                return Err(anyhow::Error::new(BuildTimeLimit { secs: limit }));
+            }
+            result
         }
         .await;
         self.stop_updates.cancel();

@@ -624,3 +624,37 @@ async fn a_recipe_cannot_send_images_to_an_account_the_operator_did_not_allow() 
     assert_eq!(run.current["head_sha"], pushed.commit.as_str());
     story.assert_no_github_violations();
 }
+
+/// A recipe step that would run for hours holds a worker and a builder. The operator's
+/// `policy.max_build_secs` stops the build: everything it made is cleaned up, and the
+/// failed check says which limit stopped it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_build_past_the_operators_time_limit_is_stopped_and_cleaned_up() {
+    let story = Story::start_with_env(
+        |files, port| {
+            let slow = "\n[[provision]]\ntype = \"shell\"\nname = \"Wait for ever\"\n\
+                        inline = [\"sleep 600\"]\n";
+            files.insert(
+                "recipes/sandbox-base/recipe.toml".into(),
+                sandbox_recipe(port, slow),
+            );
+        },
+        &[("BAKERY_POLICY__DEFAULT__MAX_BUILD_SECS", "8")],
+    )
+    .await;
+    let pushed = story.push_tag("release-9.0.0", TagKind::Annotated);
+    story
+        .deliver("push", "slow", &story.push_payload(&pushed))
+        .await;
+    let job = story.wait_for_only_job().await;
+    assert_eq!(job.state, bakery::database::JobState::Failed);
+    let error = job.error.clone().unwrap_or_default();
+    assert!(error.contains("policy.max_build_secs (8 s)"), "{error}");
+    let run = check_run(&story, "bakery/sandbox-base");
+    assert_eq!(run.current["conclusion"], "failure");
+    for t in story_targets() {
+        let left = story.leftovers(&t, &BTreeSet::new()).await;
+        assert!(left.is_empty(), "leftovers after the time limit: {left:#?}");
+    }
+    story.assert_no_github_violations();
+}

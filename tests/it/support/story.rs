@@ -210,6 +210,15 @@ impl Story {
     /// Like [`Story::start`], with a chance to change the files of the first commit
     /// (the closure also gets the sandbox's SSH port).
     pub async fn start_with(edit: impl FnOnce(&mut BTreeMap<String, String>, u16)) -> Story {
+        Self::start_with_env(edit, &[]).await
+    }
+
+    /// As [`Story::start_with`], with more `BAKERY_*` settings for `bakery serve` (the
+    /// operator's configuration).
+    pub async fn start_with_env(
+        edit: impl FnOnce(&mut BTreeMap<String, String>, u16),
+        extra_env: &[(&str, &str)],
+    ) -> Story {
         let moto = tokio::task::spawn_blocking(Moto::start).await.unwrap();
         let proxy = AwsProxy::start(moto.port).await;
         let check = AwsSession::connect(aws_settings(&moto.endpoint), "us-east-1")
@@ -283,45 +292,40 @@ impl Story {
         let key_file = dir.path().join("app.pem");
         std::fs::write(&key_file, app_private_key()).unwrap();
         let db = format!("sqlite://{}/bakery.db", dir.path().display());
-        let bakery = BakeryServer::start(
-            dir.path(),
-            &[
-                ("BAKERY_WEBHOOK__SECRETS", WEBHOOK_SECRET),
-                ("BAKERY_DATABASE_URL", &db),
-                ("BAKERY_PUBLIC_URL", "https://bakery.example.com"),
-                ("BAKERY_JOB_PAGES__KEY", JOB_PAGE_KEY),
-                ("BAKERY_WORK_DIR", dir.path().join("work").to_str().unwrap()),
-                ("BAKERY_WORKERS__CONCURRENCY", "1"),
-                ("BAKERY_GITHUB__API_URL", github.api_url()),
-                ("BAKERY_GITHUB__APP_ID", &APP_ID.to_string()),
-                (
-                    "BAKERY_GITHUB__PRIVATE_KEY_FILE",
-                    key_file.to_str().unwrap(),
-                ),
-                ("BAKERY_AWS__ENDPOINT_URL", &proxy.endpoint),
-                ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-                ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-                ("AWS_REGION", "us-east-1"),
-                ("AWS_EC2_METADATA_DISABLED", "true"),
-                (
-                    "AWS_CONFIG_FILE",
-                    dir.path().join("no-aws-config").to_str().unwrap(),
-                ),
-                (
-                    "AWS_SHARED_CREDENTIALS_FILE",
-                    dir.path().join("no-aws-credentials").to_str().unwrap(),
-                ),
-                ("BAKERY_LOG", "info,bakery=debug"),
-                // The operator's policy: the story recipe reaches the sandbox through
-                // `connect`, and copies to the other account with its role.
-                ("BAKERY_POLICY__DEFAULT__ALLOW_CONNECT", "true"),
-                (
-                    &format!("BAKERY_POLICY__DEFAULT__ACCOUNTS__{OTHER}__ROLE_ARN"),
-                    &other_account().role_arn,
-                ),
-            ],
-        )
-        .await;
+        let other_role_key = format!("BAKERY_POLICY__DEFAULT__ACCOUNTS__{OTHER}__ROLE_ARN");
+        let other_role = other_account().role_arn;
+        let bakery_work = dir.path().join("work").display().to_string();
+        let app_id = APP_ID.to_string();
+        let no_config = dir.path().join("no-aws-config").display().to_string();
+        let no_credentials = dir.path().join("no-aws-credentials").display().to_string();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("BAKERY_WEBHOOK__SECRETS", WEBHOOK_SECRET),
+            ("BAKERY_DATABASE_URL", &db),
+            ("BAKERY_PUBLIC_URL", "https://bakery.example.com"),
+            ("BAKERY_JOB_PAGES__KEY", JOB_PAGE_KEY),
+            ("BAKERY_WORK_DIR", &bakery_work),
+            ("BAKERY_WORKERS__CONCURRENCY", "1"),
+            ("BAKERY_GITHUB__API_URL", github.api_url()),
+            ("BAKERY_GITHUB__APP_ID", &app_id),
+            (
+                "BAKERY_GITHUB__PRIVATE_KEY_FILE",
+                key_file.to_str().unwrap(),
+            ),
+            ("BAKERY_AWS__ENDPOINT_URL", &proxy.endpoint),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", &no_config),
+            ("AWS_SHARED_CREDENTIALS_FILE", &no_credentials),
+            ("BAKERY_LOG", "info,bakery=debug"),
+            // The operator's policy: the story recipe reaches the sandbox through
+            // `connect`, and copies to the other account with its role.
+            ("BAKERY_POLICY__DEFAULT__ALLOW_CONNECT", "true"),
+            (&other_role_key, &other_role),
+        ];
+        env.extend_from_slice(extra_env);
+        let bakery = BakeryServer::start(dir.path(), &env).await;
         let store: DynStore = Arc::new(SqlStore::connect(&db).await.unwrap());
 
         let key_poller = tokio::spawn(authorize_imported_keys(
