@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use aws_sdk_ec2::types::{
-    Filter, LaunchPermission, LaunchPermissionModifications, OperationType, SnapshotAttributeName,
+    LaunchPermission, LaunchPermissionModifications, OperationType, SnapshotAttributeName,
 };
 use futures::future::try_join_all;
 use serde::Serialize;
@@ -456,37 +456,22 @@ async fn publish(ctx: EngineCtx<'_>, target: &Target, image_id: &str) -> anyhow:
     Ok(())
 }
 
-/// Finds a copy whose CopyImage answer was lost (a crash between the call and the
-/// journal): the image name is unique per account and region.
+/// Finds this build's copy whose CopyImage answer was lost (a crash between the call and
+/// the journal): by name and this build's id ([`super::owned`]).
 pub async fn find_copy_by_name(
     ctx: EngineCtx<'_>,
     target: &Target,
 ) -> anyhow::Result<Option<String>> {
-    let ec2 = ctx.session.ec2(target)?;
-    let out = policy::call(&format!("look up copy in {target}"), || async {
-        ec2.describe_images()
-            .owners("self")
-            .filters(
-                Filter::builder()
-                    .name("name")
-                    .values(&ctx.plan.image.name)
-                    .build(),
-            )
-            .send()
-            .await
-            .aws()
-    })
-    .await?;
-    Ok(out
-        .images()
-        .first()
-        .and_then(|i| i.image_id())
-        .map(str::to_string))
+    super::owned::find_build_image(ctx.session, target, &ctx.plan.image.name, ctx.build_id).await
 }
 
 /// Marks every final image released: the build's copies all exist. Later builds of the
-/// same version find them and build nothing.
+/// same version find them and build nothing. A pull request's (ephemeral) images are
+/// never released: nothing may build on them or take them for a release.
 pub async fn mark_released(ctx: EngineCtx<'_>, outcomes: &[CopyOutcome]) -> anyhow::Result<()> {
+    if ctx.plan.image.ephemeral {
+        return Ok(());
+    }
     let now = ctx.now();
     try_join_all(outcomes.iter().map(|o| {
         let now = now.clone();

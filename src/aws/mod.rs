@@ -11,6 +11,7 @@ pub mod error;
 pub mod image;
 pub mod instance;
 pub mod janitor;
+pub mod owned;
 pub mod policy;
 pub mod preflight;
 pub mod registered;

@@ -267,7 +267,14 @@ pub async fn resolve_source(
                 },
             )
             .await?;
-            let mut images = out.images().to_vec();
+            // A pull request's image is never a source, whatever else it is tagged with
+            // (checked here: EC2 filters cannot exclude a tag).
+            let mut images: Vec<_> = out
+                .images()
+                .iter()
+                .filter(|i| tags::value(i.tags(), tag_keys::EPHEMERAL).is_none())
+                .cloned()
+                .collect();
             images.sort_by(|a, b| a.creation_date().cmp(&b.creation_date()));
             let image = images.last().with_context(|| {
                 format!(

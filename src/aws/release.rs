@@ -4,7 +4,7 @@
 //! `bakery:released` once every copy of their build is available. Before anything is
 //! launched, each copy target is searched for such images: if they exist from the same
 //! commit the build is already done; from another commit, the tag was moved and the build
-//! is refused.
+//! is refused. Images tagged `bakery:ephemeral` (pull-request builds) are never releases.
 
 use aws_sdk_ec2::types::Filter;
 use futures::future::join_all;
@@ -128,7 +128,12 @@ async fn released_in(
     )
     .await?;
     let mut images = vec![];
-    for i in out.images() {
+    // A pull request's image is never a release, whatever else it is tagged with.
+    for i in out
+        .images()
+        .iter()
+        .filter(|i| tags::value(i.tags(), tag_keys::EPHEMERAL).is_none())
+    {
         let id = i.image_id().unwrap_or_default().to_string();
         images.push(ReleasedImage {
             target: target.clone(),
