@@ -1,10 +1,14 @@
-"""moto's server, bound to 127.0.0.1, with one gap in its EC2 model filled.
+"""moto's server, bound to 127.0.0.1, with two gaps in its EC2 model filled.
 
 moto keeps every account's EC2 state apart, and its CopyImage only looks for the source
 image in the calling account. Real EC2 lets an account copy an image another account
 shared with it (a launch permission for the account, or a public image). That is how
 bakery hands images to other accounts, so CopyImage here also finds images in other
 accounts' state, but only when they are shared with the caller, exactly as EC2 decides.
+
+moto's CopyImage also ignores TagSpecifications; real EC2 tags the new image as it
+creates it. bakery relies on that (a copy carries its build id from the moment it
+exists), so CopyImage here applies the image tags of its TagSpecifications.
 
 Usage: server.py [--port N] [--port-file PATH]. Port 0 picks a free port; the chosen
 port is written to --port-file once the server listens.
@@ -55,6 +59,27 @@ def share_aware_copy_image():
     AmiBackend.copy_image = copy_image
 
 
+def tagged_copy_image():
+    from moto.ec2.responses.amis import AmisResponse
+
+    original = AmisResponse.copy_image
+
+    def copy_image(self):
+        result = original(self)
+        tags = []
+        for spec in self._get_param("TagSpecifications", []):
+            if spec.get("ResourceType") == "image":
+                tags += spec.get("Tags", [])
+        if tags:
+            image_id = result.result["ImageId"]
+            ami = self.ec2_backend.amis[image_id]
+            for tag in tags:
+                ami.add_tag(tag["Key"], tag["Value"])
+        return result
+
+    AmisResponse.copy_image = copy_image
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
@@ -62,6 +87,7 @@ def main():
     args = parser.parse_args()
 
     share_aware_copy_image()
+    tagged_copy_image()
 
     from werkzeug.serving import make_server
     from moto.moto_server.werkzeug_app import (

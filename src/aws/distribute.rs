@@ -318,9 +318,8 @@ async fn copy_one(
             // Tagged from the moment it exists; the CreateTags below repeats the tags for
             // endpoints that ignore TagSpecifications on CopyImage.
             let spec = tags::spec(aws_sdk_ec2::types::ResourceType::Image, &image_tags);
-            let out = policy::call_fresh(
-                &format!("copy {} to {target}", inter.image_id),
-                || async {
+            let out =
+                policy::call_fresh(&format!("copy {} to {target}", inter.image_id), || async {
                     ec2.copy_image()
                         .source_image_id(&inter.image_id)
                         .source_region(&inter.target.region)
@@ -338,10 +337,12 @@ async fn copy_one(
                         .send()
                         .await
                         .aws()
-                },
-            )
-            .await
-            .with_context(|| {
+                })
+                .await;
+            if let Err(e) = &out {
+                super::owned::settle_refused(ctx.journal, ResourceKind::Image, target, e).await?;
+            }
+            let out = out.with_context(|| {
                 format!(
                     "cannot copy {} from {} to {target}: the role needs ec2:CopyImage, and kms:CreateGrant/kms:Encrypt on {}",
                     inter.image_id,

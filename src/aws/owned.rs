@@ -4,13 +4,17 @@
 //! Image names are shared by every build of a version, and by other stores and
 //! repositories, so a name alone never identifies what this build created: the image must
 //! also carry this build's `bakery:build-id`, which bakery sets at creation
-//! (TagSpecifications on CreateImage and CopyImage). Only reads (DescribeImages).
+//! (TagSpecifications on CreateImage and CopyImage). A create call that AWS answered with
+//! an error created nothing: its pending journal entry is settled ([`settle_refused`]).
+//! Only reads (DescribeImages) and writes the journal.
 
 use aws_sdk_ec2::types::Filter;
 
-use super::error::SdkResultExt;
+use super::error::{aws_error, SdkResultExt};
 use super::policy;
+use super::resource::ResourceKind;
 use super::session::{AwsSession, Target};
+use super::ResourceJournal;
 use crate::plan::model::tag_keys;
 
 /// The image named `name` in `target` that build `build_id` created, if any.
@@ -47,4 +51,19 @@ pub async fn find_build_image(
         .find(|i| super::tags::value(i.tags(), tag_keys::BUILD_ID) == Some(build_id))
         .and_then(|i| i.image_id())
         .map(str::to_string))
+}
+
+/// Settles the pending journal entry of a create call that failed with an error answer
+/// from AWS (a code, not a timeout or a lost connection): nothing was created. A call
+/// whose answer was lost stays pending, to be looked up by name and build id.
+pub async fn settle_refused(
+    journal: &dyn ResourceJournal,
+    kind: ResourceKind,
+    target: &Target,
+    err: &anyhow::Error,
+) -> anyhow::Result<()> {
+    match aws_error(err) {
+        Some(e) if e.code.is_some() && !e.transient => journal.not_created(kind, target).await,
+        _ => Ok(()),
+    }
 }

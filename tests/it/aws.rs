@@ -1766,6 +1766,43 @@ async fn a_pull_request_image_is_never_latest_nor_released() {
         source.id, released,
         "`latest` resolved to the pull request's image"
     );
+
+    // Even a pull request's image that carries `bakery:released` (tagged by an older
+    // bakery, or by hand) is neither `latest` nor a release.
+    w.check
+        .ec2(&t)
+        .unwrap()
+        .create_tags()
+        .resources(pr_images[0].image_id().unwrap())
+        .tags(Tag::builder().key(tags::RELEASED).value("now").build())
+        .send()
+        .await
+        .unwrap();
+    let source = bakery::aws::preflight::resolve_source(
+        &w.check,
+        &t,
+        &SourcePlan::Recipe {
+            recipe: "base".into(),
+            version: "latest".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(source.id, released);
+    let pr_version = bakery::aws::preflight::resolve_source(
+        &w.check,
+        &t,
+        &SourcePlan::Recipe {
+            recipe: "base".into(),
+            version: "pr-7".into(),
+        },
+    )
+    .await;
+    assert!(pr_version.is_err(), "{pr_version:?}");
+    let state = bakery::aws::release::check(&w.check, &pr, std::slice::from_ref(&t))
+        .await
+        .unwrap();
+    assert_eq!(state, bakery::aws::release::ReleaseState::New);
     task.abort();
 }
 
@@ -1875,4 +1912,15 @@ async fn cleanup_never_touches_another_builds_image_of_the_same_name() {
         .unwrap();
     let left = leftovers(&w, &plan_targets(&p), &record.build_id, false).await;
     assert!(left.is_empty(), "B left behind {left:#?}");
+    // CopyImage answered with an error: B's journal knows nothing was created there (a
+    // copy still in flight when the other failed may stay pending: its answer is lost).
+    let entries = store_b.journal(&record.build_id).await.unwrap();
+    let refused = entries.iter().filter(|e| e.kind == "not_created").count();
+    assert!(refused >= 1, "no refused copy was settled");
+    let replay = bakery::build::journal::Replay::from_entries(&entries);
+    assert!(
+        replay.ledger.pending.len() < p.distribute.copies.len(),
+        "refused copies are still pending: {:?}",
+        replay.ledger.pending
+    );
 }
