@@ -100,7 +100,7 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
     let builder = ctx.builder_target();
     let targets = copy_targets(ctx.session, plan);
 
-    let source = resolve_source(ctx.session, &builder, &plan.source);
+    let source = resolve_source(ctx.session, &builder, &plan.source, plan.repo.as_deref());
     let names = join_all(
         targets
             .iter()
@@ -164,11 +164,14 @@ fn collect_errors<T>(what: &str, results: Vec<anyhow::Result<T>>) -> anyhow::Res
     }
 }
 
-/// Finds the builder's source image in the builder region of the home account.
+/// Finds the builder's source image in the builder region of the home account. A recipe
+/// source is looked up among `repo`'s released images only (all repositories' when
+/// `None`: a command-line build without `--repository`).
 pub async fn resolve_source(
     session: &AwsSession,
     builder: &Target,
     source: &SourcePlan,
+    repo: Option<&str>,
 ) -> anyhow::Result<SourceImage> {
     let ec2 = session.ec2(builder)?;
     let to_source = |i: &aws_sdk_ec2::types::Image| SourceImage {
@@ -255,6 +258,15 @@ pub async fn resolve_source(
                                 .build(),
                         )
                         .filters(Filter::builder().name("state").values("available").build());
+                    // Only this repository's images: another repository's `base` is not ours.
+                    if let Some(repo) = repo {
+                        req = req.filters(
+                            Filter::builder()
+                                .name(format!("tag:{}", tag_keys::REPO))
+                                .values(repo)
+                                .build(),
+                        );
+                    }
                     if version != "latest" {
                         req = req.filters(
                             Filter::builder()

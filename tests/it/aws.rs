@@ -137,6 +137,7 @@ fn copies(regions: &[&str], accounts: &[Option<AccountTarget>]) -> Vec<CopyPlan>
 
 fn plan(version: &str, copies: Vec<CopyPlan>) -> BuildPlan {
     BuildPlan {
+        repo: Some("acme/images".into()),
         recipe: "base".into(),
         version: version.into(),
         git_sha: SHA.into(),
@@ -1759,6 +1760,7 @@ async fn a_pull_request_image_is_never_latest_nor_released() {
             recipe: "base".into(),
             version: "latest".into(),
         },
+        Some("acme/images"),
     )
     .await
     .unwrap();
@@ -1785,6 +1787,7 @@ async fn a_pull_request_image_is_never_latest_nor_released() {
             recipe: "base".into(),
             version: "latest".into(),
         },
+        Some("acme/images"),
     )
     .await
     .unwrap();
@@ -1796,6 +1799,7 @@ async fn a_pull_request_image_is_never_latest_nor_released() {
             recipe: "base".into(),
             version: "pr-7".into(),
         },
+        Some("acme/images"),
     )
     .await;
     assert!(pr_version.is_err(), "{pr_version:?}");
@@ -1923,4 +1927,66 @@ async fn cleanup_never_touches_another_builds_image_of_the_same_name() {
         "refused copies are still pending: {:?}",
         replay.ledger.pending
     );
+}
+
+/// The story of SECURITY A14: another repository where the App is installed releases its
+/// own recipe `base`, at the same version and later. This repository's `latest` base is
+/// still its own image, and its release of that version is neither "already released" nor
+/// "moved".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_repository_cannot_poison_latest_or_a_release() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let t = target(HOME, "us-east-1");
+    let ours = plan("release-7.0.0", copies(&["us-east-1"], &[None]));
+    let (ok, log) = build(
+        &w,
+        &store,
+        ours.clone(),
+        Arc::new(RecordingProvisioner::default()),
+    )
+    .await;
+    let BuildOutcome::Built { manifest, .. } =
+        ok.unwrap_or_else(|e| panic!("{e:#}\n{}", log.text()))
+    else {
+        panic!()
+    };
+    let our_image = manifest.builds[0].copies[0].ami.clone();
+
+    let mut theirs = plan("release-8.0.0", copies(&["us-east-1"], &[None]));
+    theirs.repo = Some("mallory/images".into());
+    theirs.git_sha = "fedcba9876543210fedcba9876543210fedcba98".into();
+    theirs.image.name = "mallory-base-release-8.0.0".into();
+    let mut theirs_same_version = theirs.clone();
+    theirs_same_version.version = "release-9.0.0".into();
+    theirs_same_version.image.name = "mallory-base-release-9.0.0".into();
+    for p in [theirs, theirs_same_version.clone()] {
+        let (r, log) = build(&w, &store, p, Arc::new(RecordingProvisioner::default())).await;
+        r.unwrap_or_else(|e| panic!("{e:#}\n{}", log.text()));
+    }
+
+    let source = bakery::aws::preflight::resolve_source(
+        &w.check,
+        &t,
+        &SourcePlan::Recipe {
+            recipe: "base".into(),
+            version: "latest".into(),
+        },
+        ours.repo.as_deref(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        source.id, our_image,
+        "another repository's image became our latest"
+    );
+
+    // Our release-9.0.0 is new to us, whatever mallory/images released under that name.
+    let mut next = ours.clone();
+    next.version = "release-9.0.0".into();
+    next.image.name = "base-release-9.0.0".into();
+    let state = bakery::aws::release::check(&w.check, &next, std::slice::from_ref(&t))
+        .await
+        .unwrap_or_else(|e| panic!("another repository's release is ours: {e:#}"));
+    assert_eq!(state, bakery::aws::release::ReleaseState::New);
 }

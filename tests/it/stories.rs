@@ -153,6 +153,7 @@ async fn release_story(kind: TagKind) {
         assert_eq!(tags["ImageVersion"], "release-0.1.0");
         assert_eq!(tags["bakery:recipe"], "sandbox-base");
         assert_eq!(tags["bakery:git-sha"], sha.as_str());
+        assert_eq!(tags["bakery:repo"], REPO);
         assert_eq!(tags["Team"], "platform");
         assert!(tags.contains_key("bakery:build-id"));
     }
