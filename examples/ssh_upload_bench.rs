@@ -78,6 +78,7 @@ fn bench_plan() -> bakery::plan::model::BuildPlan {
     use bakery::plan::model::*;
     use std::collections::BTreeMap;
     BuildPlan {
+        repo: None,
         recipe: "bench".into(),
         version: "bench".into(),
         git_sha: "0".repeat(40),

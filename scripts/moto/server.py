@@ -8,6 +8,10 @@ shared with it (a launch permission for the account, or a public image). That is
 bakery hands images to other accounts, so CopyImage here also finds images in other
 accounts' state, but only when they are shared with the caller, exactly as EC2 decides.
 
+moto's CopyImage also ignores TagSpecifications; real EC2 tags the new image as it
+creates it. bakery relies on that (a copy carries its build id from the moment it
+exists), so CopyImage here applies the image tags of its TagSpecifications.
+
 Usage: server.py [--port N] [--port-file PATH]. Port 0 picks a free port; the chosen
 port is written to --port-file once the server listens.
 """

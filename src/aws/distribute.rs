@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use aws_sdk_ec2::types::{
-    Filter, LaunchPermission, LaunchPermissionModifications, OperationType, SnapshotAttributeName,
+    LaunchPermission, LaunchPermissionModifications, OperationType, SnapshotAttributeName,
 };
 use futures::future::try_join_all;
 use serde::Serialize;
@@ -321,9 +321,8 @@ async fn copy_one(
                 aws_sdk_ec2::types::ResourceType::Snapshot,
                 &final_snapshot_tags(&ctx, facts),
             );
-            let out = policy::call_fresh(
-                &format!("copy {} to {target}", inter.image_id),
-                || async {
+            let out =
+                policy::call_fresh(&format!("copy {} to {target}", inter.image_id), || async {
                     ec2.copy_image()
                         .source_image_id(&inter.image_id)
                         .source_region(&inter.target.region)
@@ -342,10 +341,12 @@ async fn copy_one(
                         .send()
                         .await
                         .aws()
-                },
-            )
-            .await
-            .with_context(|| {
+                })
+                .await;
+            if let Err(e) = &out {
+                super::owned::settle_refused(ctx.journal, ResourceKind::Image, target, e).await?;
+            }
+            let out = out.with_context(|| {
                 format!(
                     "cannot copy {} from {} to {target}: the role needs ec2:CopyImage, and kms:CreateGrant/kms:Encrypt on {}",
                     inter.image_id,
@@ -444,37 +445,22 @@ async fn publish(ctx: EngineCtx<'_>, target: &Target, image_id: &str) -> anyhow:
     Ok(())
 }
 
-/// Finds a copy whose CopyImage answer was lost (a crash between the call and the
-/// journal): the image name is unique per account and region.
+/// Finds this build's copy whose CopyImage answer was lost (a crash between the call and
+/// the journal): by name and this build's id ([`super::owned`]).
 pub async fn find_copy_by_name(
     ctx: EngineCtx<'_>,
     target: &Target,
 ) -> anyhow::Result<Option<String>> {
-    let ec2 = ctx.session.ec2(target)?;
-    let out = policy::call(&format!("look up copy in {target}"), || async {
-        ec2.describe_images()
-            .owners("self")
-            .filters(
-                Filter::builder()
-                    .name("name")
-                    .values(&ctx.plan.image.name)
-                    .build(),
-            )
-            .send()
-            .await
-            .aws()
-    })
-    .await?;
-    Ok(out
-        .images()
-        .first()
-        .and_then(|i| i.image_id())
-        .map(str::to_string))
+    super::owned::find_build_image(ctx.session, target, &ctx.plan.image.name, ctx.build_id).await
 }
 
 /// Marks every final image released: the build's copies all exist. Later builds of the
-/// same version find them and build nothing.
+/// same version find them and build nothing. A pull request's (ephemeral) images are
+/// never released: nothing may build on them or take them for a release.
 pub async fn mark_released(ctx: EngineCtx<'_>, outcomes: &[CopyOutcome]) -> anyhow::Result<()> {
+    if ctx.plan.image.ephemeral {
+        return Ok(());
+    }
     let now = ctx.now();
     try_join_all(outcomes.iter().map(|o| {
         let now = now.clone();

@@ -61,8 +61,12 @@ pub async fn create_intermediate(
             .await
             .aws()
     })
-    .await
-    .with_context(|| format!("cannot create an image of builder {instance_id} in {target}"))?;
+    .await;
+    if let Err(e) = &out {
+        super::owned::settle_refused(ctx.journal, ResourceKind::Image, target, e).await?;
+    }
+    let out = out
+        .with_context(|| format!("cannot create an image of builder {instance_id} in {target}"))?;
     let image_id = out
         .image_id()
         .context("CreateImage returned no image id")?

@@ -7,7 +7,9 @@
 //! the TTL. It
 //! never touches a resource without the tag, and never a final image (or its snapshots)
 //! that is a product: one from a succeeded build, one marked released, or one whose build
-//! the store does not know (another store may own it).
+//! the store does not know (another store may own it). A pull request's image
+//! (`bakery:ephemeral`) is never a product: it goes once past the TTL, whatever else it
+//! is tagged with.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use super::resource::{self, delete_order, Deleted, ResourceKind, TaggedResource}
 use super::session::{AwsSession, Target};
 use super::tags;
 use crate::database::{BuildFilter, BuildRecord, BuildState, JournalEntry, Store};
-use crate::plan::model::BuildPlan;
+use crate::plan::model::{tag_keys, BuildPlan};
 
 #[derive(Debug, Clone, Copy)]
 pub struct JanitorOptions {
@@ -96,7 +98,9 @@ pub fn decide(res: &TaggedResource, build: Option<&BuildRecord>, opts: &JanitorO
             res.resource.kind,
             ResourceKind::Image | ResourceKind::Snapshot
         );
-    if is_final {
+    // A pull request's image is never a product, whatever its other tags say.
+    let ephemeral = res.tags.contains_key(tag_keys::EPHEMERAL);
+    if is_final && !ephemeral {
         if res.tags.contains_key(tags::RELEASED) {
             return Verdict::Keep("released image: a product".into());
         }
@@ -327,6 +331,40 @@ mod tests {
         released.tags.insert(tags::RELEASED.into(), "now".into());
         assert!(matches!(
             decide(&released, Some(&failed), &opts),
+            Verdict::Keep(_)
+        ));
+    }
+
+    /// A pull-request image that somehow carries `bakery:released` (an older bakery
+    /// tagged it, or its discard failed) is no product: past its TTL it goes, whatever
+    /// its build's state.
+    #[test]
+    fn an_ephemeral_image_goes_whatever_its_other_tags_say() {
+        let now = Utc::now();
+        let opts = JanitorOptions {
+            ttl: Duration::from_secs(6 * 3600),
+            dry_run: true,
+            now,
+        };
+        let mut pr_image = res(ResourceKind::Image, tags::role::FINAL, 100, now);
+        pr_image
+            .tags
+            .insert(tag_keys::EPHEMERAL.into(), "true".into());
+        pr_image.tags.insert(tags::RELEASED.into(), "now".into());
+        for build in [
+            Some(build(BuildState::Succeeded, now)),
+            Some(build(BuildState::Failed, now)),
+            None,
+        ] {
+            assert!(
+                matches!(decide(&pr_image, build.as_ref(), &opts), Verdict::Delete(_)),
+                "{build:?}"
+            );
+        }
+        let mut young = pr_image.clone();
+        young.created_at = Some(now - chrono::Duration::hours(1));
+        assert!(matches!(
+            decide(&young, Some(&build(BuildState::Succeeded, now)), &opts),
             Verdict::Keep(_)
         ));
     }

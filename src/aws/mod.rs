@@ -11,6 +11,7 @@ pub mod error;
 pub mod image;
 pub mod instance;
 pub mod janitor;
+pub mod owned;
 pub mod policy;
 pub mod preflight;
 pub mod registered;
@@ -46,6 +47,9 @@ pub trait ResourceJournal: Send + Sync {
     /// After the call, with the new resource's id. `detail` carries extra facts (the image
     /// a snapshot belongs to, the copy a KMS key was used for).
     async fn created(&self, res: &ResourceRef, detail: serde_json::Value) -> anyhow::Result<()>;
+    /// After a create call that AWS refused with an error answer: nothing was created, so
+    /// the pending entry is settled and never looked up again.
+    async fn not_created(&self, kind: ResourceKind, target: &Target) -> anyhow::Result<()>;
     async fn deleted(&self, res: &ResourceRef) -> anyhow::Result<()>;
 }
 

@@ -104,7 +104,7 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
     let builder = ctx.builder_target();
     let targets = copy_targets(ctx.session, plan);
 
-    let source = resolve_source(ctx.session, &builder, &plan.source);
+    let source = resolve_source(ctx.session, &builder, &plan.source, plan.repo.as_deref());
     let names = join_all(
         targets
             .iter()
@@ -280,11 +280,14 @@ fn collect_errors<T>(what: &str, results: Vec<anyhow::Result<T>>) -> anyhow::Res
     }
 }
 
-/// Finds the builder's source image in the builder region of the home account.
+/// Finds the builder's source image in the builder region of the home account. A recipe
+/// source is looked up among `repo`'s released images only (all repositories' when
+/// `None`: a command-line build without `--repository`).
 pub async fn resolve_source(
     session: &AwsSession,
     builder: &Target,
     source: &SourcePlan,
+    repo: Option<&str>,
 ) -> anyhow::Result<SourceImage> {
     let ec2 = session.ec2(builder)?;
     let to_source = |i: &aws_sdk_ec2::types::Image| SourceImage {
@@ -378,6 +381,15 @@ pub async fn resolve_source(
                                 .build(),
                         )
                         .filters(Filter::builder().name("state").values("available").build());
+                    // Only this repository's images: another repository's `base` is not ours.
+                    if let Some(repo) = repo {
+                        req = req.filters(
+                            Filter::builder()
+                                .name(format!("tag:{}", tag_keys::REPO))
+                                .values(repo)
+                                .build(),
+                        );
+                    }
                     if version != "latest" {
                         req = req.filters(
                             Filter::builder()
@@ -390,7 +402,14 @@ pub async fn resolve_source(
                 },
             )
             .await?;
-            let mut images = out.images().to_vec();
+            // A pull request's image is never a source, whatever else it is tagged with
+            // (checked here: EC2 filters cannot exclude a tag).
+            let mut images: Vec<_> = out
+                .images()
+                .iter()
+                .filter(|i| tags::value(i.tags(), tag_keys::EPHEMERAL).is_none())
+                .cloned()
+                .collect();
             images.sort_by(|a, b| a.creation_date().cmp(&b.creation_date()));
             let image = images.last().with_context(|| {
                 format!(

@@ -4,7 +4,8 @@
 //! `bakery:released` once every copy of their build is available. Before anything is
 //! launched, each copy target is searched for such images: if they exist from the same
 //! commit the build is already done; from another commit, the tag was moved and the build
-//! is refused.
+//! is refused. Images tagged `bakery:ephemeral` (pull-request builds) are never releases,
+//! and a plan with a repository (`bakery:repo`) sees only that repository's images.
 
 use aws_sdk_ec2::types::Filter;
 use futures::future::join_all;
@@ -101,34 +102,48 @@ async fn released_in(
             plan.recipe, plan.version
         ),
         || async {
-            ec2.describe_images()
-                .owners("self")
-                .filters(
+            let mut req = ec2.describe_images().owners("self");
+            // Only this repository's images: another repository's release of a recipe of
+            // the same name is neither "already released" nor "moved" here.
+            if let Some(repo) = &plan.repo {
+                req = req.filters(
                     Filter::builder()
-                        .name(format!("tag:{}", tag_keys::RECIPE))
-                        .values(&plan.recipe)
+                        .name(format!("tag:{}", tag_keys::REPO))
+                        .values(repo)
                         .build(),
-                )
-                .filters(
-                    Filter::builder()
-                        .name(format!("tag:{}", tag_keys::IMAGE_VERSION))
-                        .values(&plan.version)
-                        .build(),
-                )
-                .filters(
-                    Filter::builder()
-                        .name("tag-key")
-                        .values(tags::RELEASED)
-                        .build(),
-                )
-                .send()
-                .await
-                .aws()
+                );
+            }
+            req.filters(
+                Filter::builder()
+                    .name(format!("tag:{}", tag_keys::RECIPE))
+                    .values(&plan.recipe)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{}", tag_keys::IMAGE_VERSION))
+                    .values(&plan.version)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name("tag-key")
+                    .values(tags::RELEASED)
+                    .build(),
+            )
+            .send()
+            .await
+            .aws()
         },
     )
     .await?;
     let mut images = vec![];
-    for i in out.images() {
+    // A pull request's image is never a release, whatever else it is tagged with.
+    for i in out
+        .images()
+        .iter()
+        .filter(|i| tags::value(i.tags(), tag_keys::EPHEMERAL).is_none())
+    {
         let id = i.image_id().unwrap_or_default().to_string();
         images.push(ReleasedImage {
             target: target.clone(),

@@ -80,6 +80,16 @@ impl Ledger {
     fn deleted(&mut self, res: &ResourceRef) {
         self.live.retain(|l| &l.resource != res);
     }
+
+    fn not_created(&mut self, p: &Pending) {
+        if let Some(i) = self
+            .pending
+            .iter()
+            .position(|q| q.kind == p.kind && q.region == p.region && q.account == p.account)
+        {
+            self.pending.remove(i);
+        }
+    }
 }
 
 /// Everything a journal holds, read back.
@@ -132,6 +142,11 @@ impl Replay {
                 "deleted" => {
                     if let Ok(res) = serde_json::from_value::<ResourceRef>(e.data.clone()) {
                         r.ledger.deleted(&res);
+                    }
+                }
+                "not_created" => {
+                    if let Ok(p) = serde_json::from_value::<Pending>(e.data.clone()) {
+                        r.ledger.not_created(&p);
                     }
                 }
                 "copied" => r.copied.push(e.data.clone()),
@@ -297,6 +312,19 @@ impl ResourceJournal for Journal {
         self.ledger.lock().expect("journal lock").deleted(res);
         Ok(())
     }
+
+    async fn not_created(&self, kind: ResourceKind, target: &Target) -> anyhow::Result<()> {
+        let p = Pending {
+            kind,
+            region: target.region.clone(),
+            account: target.account.clone(),
+            lookup: Value::Null,
+        };
+        self.append("not_created", serde_json::to_value(&p)?)
+            .await?;
+        self.ledger.lock().expect("journal lock").not_created(&p);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -371,6 +399,30 @@ mod tests {
         assert_eq!(r.ledger.pending[0].kind, ResourceKind::Instance);
         let facts: crate::plan::model::BuildFacts = r.note("facts").unwrap();
         assert_eq!(facts.source_ami, "ami-1");
+    }
+
+    /// A copy AWS refused is settled: a restart never looks it up by name again.
+    #[test]
+    fn a_refused_create_is_not_pending_after_replay() {
+        let creating = |seq, region: &str| {
+            entry(
+                seq,
+                "creating",
+                json!({"type": "image", "region": region, "account": "1", "lookup": {"name": "n"}}),
+            )
+        };
+        let entries = vec![
+            creating(1, "a"),
+            creating(2, "b"),
+            entry(
+                3,
+                "not_created",
+                json!({"type": "image", "region": "a", "account": "1", "lookup": null}),
+            ),
+        ];
+        let r = Replay::from_entries(&entries);
+        assert_eq!(r.ledger.pending.len(), 1);
+        assert_eq!(r.ledger.pending[0].region, "b");
     }
 
     #[test]

@@ -429,7 +429,7 @@ impl BuildRunner {
                 }
             }
         }
-        // Create calls whose answers were lost: find their images by name.
+        // Create calls whose answers were lost: find their images by name and build id.
         for p in &ledger.pending {
             if p.kind != ResourceKind::Image {
                 continue;
@@ -438,10 +438,11 @@ impl BuildRunner {
             let found = if role_of(&p.lookup) == aws::tags::role::FINAL {
                 distribute::find_copy_by_name(ctx, &target).await?
             } else {
-                find_image_by_name(
+                aws::owned::find_build_image(
                     &self.session,
                     &target,
                     &image::intermediate_name(&plan.image.name, &build_id),
+                    &build_id,
                 )
                 .await?
             };
@@ -939,7 +940,7 @@ impl BuildRunner {
 
     /// Deletes everything a build created: the journal's resources newest first (an
     /// image with its snapshots), then images whose create answer was lost (found by
-    /// name), then anything still tagged with the build id in every account and region
+    /// name and this build's id), then anything still tagged with the build id in every account and region
     /// the plan touches. Every deletion is attempted; the errors are reported together.
     pub async fn cleanup(
         &self,
@@ -994,7 +995,7 @@ impl BuildRunner {
                 Some(n) => n.to_string(),
                 None => continue,
             };
-            match find_image_by_name(&self.session, &target, &name).await {
+            match aws::owned::find_build_image(&self.session, &target, &name, build_id).await {
                 Ok(Some(id)) => {
                     let res = ResourceRef::new(ResourceKind::Image, &id, &target);
                     match resource::delete(&self.session, &res).await {
@@ -1058,32 +1059,4 @@ impl BuildRunner {
 enum StepsDone {
     Built(Manifest),
     AlreadyReleased(Vec<ReleasedImage>),
-}
-
-async fn find_image_by_name(
-    session: &AwsSession,
-    target: &Target,
-    name: &str,
-) -> anyhow::Result<Option<String>> {
-    use crate::aws::error::SdkResultExt;
-    let ec2 = session.ec2(target)?;
-    let out = aws::policy::call(&format!("look up image {name:?} in {target}"), || async {
-        ec2.describe_images()
-            .owners("self")
-            .filters(
-                aws_sdk_ec2::types::Filter::builder()
-                    .name("name")
-                    .values(name)
-                    .build(),
-            )
-            .send()
-            .await
-            .aws()
-    })
-    .await?;
-    Ok(out
-        .images()
-        .first()
-        .and_then(|i| i.image_id())
-        .map(str::to_string))
 }

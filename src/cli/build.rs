@@ -36,6 +36,11 @@ pub struct BuildArgs {
     /// Write the result (Packer manifest format) here.
     #[arg(long, value_name = "PATH")]
     pub manifest: Option<PathBuf>,
+    /// The GitHub repository (`owner/name`) the recipes belong to: the images are tagged
+    /// `bakery:repo` with it, and release checks and `latest` see only its images, as in
+    /// the bot's builds. Without it, they see every repository's images.
+    #[arg(long, value_name = "OWNER/NAME", value_parser = parse_repository)]
+    pub repository: Option<String>,
     /// The build state store; it keeps the step journal that lets an interrupted build
     /// be resumed or cleaned up. Default: `sqlite://<repo>/.bakery/bakery.db`.
     #[arg(long, value_name = "URL", env = "BAKERY_DATABASE_URL")]
@@ -65,7 +70,10 @@ pub enum ProvisionerKind {
 }
 
 pub async fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let plan = load_plan(&args)?;
+    let mut plan = load_plan(&args)?;
+    if let Some(repo) = &args.repository {
+        plan.repo = Some(repo.clone());
+    }
     let repo_root = args.recipe_args.repo.clone();
     let store = open_store(args.state_db.as_deref(), &repo_root).await?;
     let provisioner: Arc<dyn Provisioner> = match args.provisioner {
@@ -152,6 +160,21 @@ fn load_plan(args: &BuildArgs) -> anyhow::Result<BuildPlan> {
     })
 }
 
+/// `owner/name`, as GitHub spells a repository.
+fn parse_repository(s: &str) -> Result<String, String> {
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    match s.split_once('/') {
+        Some((owner, name)) if ok_part(owner) && ok_part(name) => Ok(s.to_string()),
+        _ => Err(format!(
+            "{s:?} is not a repository: write it as owner/name, e.g. acme/images"
+        )),
+    }
+}
+
 fn parse_vars(vars: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     vars.iter()
         .map(|v| {
@@ -233,6 +256,28 @@ fn print_outcome(outcome: &BuildOutcome) {
                 c.ami,
                 c.kms_key_id.as_deref().unwrap_or("-")
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_repository;
+
+    #[test]
+    fn a_repository_is_owner_slash_name() {
+        assert_eq!(parse_repository("acme/images").unwrap(), "acme/images");
+        assert_eq!(parse_repository("a-b_c/d.e").unwrap(), "a-b_c/d.e");
+        for bad in [
+            "acme",
+            "/images",
+            "acme/",
+            "acme/images/x",
+            "acme/im ages",
+            "",
+        ] {
+            let err = parse_repository(bad).unwrap_err();
+            assert!(err.contains("owner/name"), "{bad}: {err}");
         }
     }
 }

@@ -82,7 +82,7 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
     let mut built_any = false;
     let build_time = chrono::Utc::now();
     for recipe in &recipes {
-        let plan = plan_build(
+        let mut plan = plan_build(
             &checked.set,
             &PlanInput {
                 recipe,
@@ -94,6 +94,7 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
             },
         )
         .with_context(|| format!("cannot plan {recipe}"))?;
+        plan.repo = Some(job.repo.clone());
         let result = build_recipe(deps, ctx, &reporter, &plan, &root).await;
         match result {
             Ok(RecipeResult::Built {

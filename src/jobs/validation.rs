@@ -332,7 +332,7 @@ pub async fn validate(
     let mut results = vec![];
     let mut failed: Vec<String> = vec![];
     for recipe in &recipes {
-        let plan = match plans.iter().find(|p| &p.recipe == recipe) {
+        let mut plan = match plans.iter().find(|p| &p.recipe == recipe) {
             Some(p) => p.clone(),
             None => plan_build(
                 &build_set,
@@ -347,6 +347,7 @@ pub async fn validate(
             )
             .with_context(|| format!("cannot plan {recipe}"))?,
         };
+        plan.repo = Some(ctx.job.repo.clone());
         match build_recipe(deps, ctx, reporter, number, &plan, &root).await {
             Ok(images) => results.push(json!({ "recipe": recipe, "ok": true, "images": images })),
             Err(e) => {

@@ -140,6 +140,7 @@ pub fn plan_build(set: &RecipeSet, input: &PlanInput<'_>) -> anyhow::Result<Buil
     let p = Planner { recipe, scope };
 
     let plan = BuildPlan {
+        repo: None,
         recipe: recipe.name.clone(),
         version: input.version.to_string(),
         git_sha: input.git_sha.to_string(),

@@ -18,6 +18,8 @@ pub mod tag_keys {
     pub const GIT_SHA: &str = "bakery:git-sha";
     pub const SOURCE_AMI: &str = "bakery:source-ami";
     pub const BUILD_ID: &str = "bakery:build-id";
+    /// The repository (`owner/name`) whose recipe built the image: part of its identity.
+    pub const REPO: &str = "bakery:repo";
     /// Present on throwaway images from pull-request validation builds.
     pub const EPHEMERAL: &str = "bakery:ephemeral";
     pub const NAME: &str = "Name";
@@ -25,6 +27,11 @@ pub mod tag_keys {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildPlan {
+    /// The repository (`owner/name`) the recipe comes from. Set by the bot's jobs; a
+    /// `bakery build` from the command line has it only with `--repository`. Images carry
+    /// it as `bakery:repo`, and release checks and `latest` look only at its images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
     pub recipe: String,
     /// The version string, e.g. `release-0.1.0`. Becomes the first line of the release file.
     pub version: String,
@@ -199,6 +206,9 @@ impl BuildPlan {
         tags.insert(tag_keys::GIT_SHA.into(), self.git_sha.clone());
         tags.insert(tag_keys::SOURCE_AMI.into(), facts.source_ami.clone());
         tags.insert(tag_keys::BUILD_ID.into(), facts.build_id.clone());
+        if let Some(repo) = &self.repo {
+            tags.insert(tag_keys::REPO.into(), repo.clone());
+        }
         if self.image.ephemeral {
             tags.insert(tag_keys::EPHEMERAL.into(), "true".into());
         }

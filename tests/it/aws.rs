@@ -142,6 +142,7 @@ fn copies(regions: &[&str], accounts: &[Option<AccountTarget>]) -> Vec<CopyPlan>
 
 fn plan(version: &str, copies: Vec<CopyPlan>) -> BuildPlan {
     BuildPlan {
+        repo: Some("acme/images".into()),
         recipe: "base".into(),
         version: version.into(),
         git_sha: SHA.into(),
@@ -2310,4 +2311,337 @@ async fn an_encrypted_source_under_an_unusable_key_fails_preflight() {
         w.proxy.clear_rewrites();
         w.proxy.clear_failures();
     }
+}
+
+/// A runner on its own task with `options`, so a test can look at AWS while it runs.
+async fn spawn_build(
+    w: &World,
+    store: &DynStore,
+    plan: BuildPlan,
+    provisioner: Arc<dyn Provisioner>,
+    options: BuildOptions,
+) -> (
+    tokio::task::JoinHandle<anyhow::Result<BuildOutcome>>,
+    Arc<MemorySink>,
+) {
+    let session = Arc::new(
+        AwsSession::connect(settings(&w.proxy.endpoint), &plan.builder.region)
+            .await
+            .unwrap(),
+    );
+    let sink = Arc::new(MemorySink::default());
+    let log = BuildLog::new(Redactor::new(), vec![sink.clone()]);
+    let runner = BuildRunner::new(session, store.clone(), provisioner, log, options);
+    (tokio::spawn(async move { runner.run(plan).await }), sink)
+}
+
+/// Waits until a paused build wrote its marker; returns its build id.
+async fn wait_paused(marker: &std::path::Path, log: &MemorySink) -> String {
+    let started = Instant::now();
+    while !marker.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "never paused\n{}",
+            log.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::read_to_string(marker).unwrap()
+}
+
+/// The story of review finding H2: a pull request builds `base`, and while its builder
+/// is being terminated (cleanup, up to 15 minutes) a release of a recipe built on
+/// `base` "latest" resolves its source. It must get the released `base`, never the
+/// pull request's image, and the pull request's image is never tagged released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_request_image_is_never_latest_nor_released() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let t = target(HOME, "us-east-1");
+    let release = plan("release-1.0.0", copies(&["us-east-1"], &[None]));
+    let (ok, log) = build(
+        &w,
+        &store,
+        release,
+        Arc::new(RecordingProvisioner::default()),
+    )
+    .await;
+    let BuildOutcome::Built { manifest, .. } =
+        ok.unwrap_or_else(|e| panic!("{e:#}\n{}", log.text()))
+    else {
+        panic!()
+    };
+    let released = manifest.builds[0].copies[0].ami.clone();
+
+    let mut pr = plan("pr-7", copies(&["us-east-1"], &[None]));
+    pr.image.ephemeral = true;
+    let dir = tempfile::Builder::new()
+        .prefix("bakery-pr-")
+        .tempdir()
+        .unwrap();
+    let marker = dir.path().join("paused");
+    let options = BuildOptions {
+        pause: Some(bakery::build::hooks::PauseAt {
+            step: "cleanup".into(),
+            marker: marker.clone(),
+        }),
+        ..BuildOptions::default()
+    };
+    let (task, log) = spawn_build(
+        &w,
+        &store,
+        pr.clone(),
+        Arc::new(RecordingProvisioner::default()),
+        options,
+    )
+    .await;
+    wait_paused(&marker, &log).await;
+
+    let pr_images = images_named(&w, &t, &pr.image.name).await;
+    assert_eq!(pr_images.len(), 1, "{}", log.text());
+    let pr_tags = tag_map(pr_images[0].tags());
+    assert_eq!(
+        pr_tags.get(tag_keys::EPHEMERAL).map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        !pr_tags.contains_key(tags::RELEASED),
+        "a pull request's image was tagged released: {pr_tags:?}"
+    );
+    let source = bakery::aws::preflight::resolve_source(
+        &w.check,
+        &t,
+        &SourcePlan::Recipe {
+            recipe: "base".into(),
+            version: "latest".into(),
+        },
+        Some("acme/images"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        source.id, released,
+        "`latest` resolved to the pull request's image"
+    );
+
+    // Even a pull request's image that carries `bakery:released` (tagged by an older
+    // bakery, or by hand) is neither `latest` nor a release.
+    w.check
+        .ec2(&t)
+        .unwrap()
+        .create_tags()
+        .resources(pr_images[0].image_id().unwrap())
+        .tags(Tag::builder().key(tags::RELEASED).value("now").build())
+        .send()
+        .await
+        .unwrap();
+    let source = bakery::aws::preflight::resolve_source(
+        &w.check,
+        &t,
+        &SourcePlan::Recipe {
+            recipe: "base".into(),
+            version: "latest".into(),
+        },
+        Some("acme/images"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(source.id, released);
+    let pr_version = bakery::aws::preflight::resolve_source(
+        &w.check,
+        &t,
+        &SourcePlan::Recipe {
+            recipe: "base".into(),
+            version: "pr-7".into(),
+        },
+        Some("acme/images"),
+    )
+    .await;
+    assert!(pr_version.is_err(), "{pr_version:?}");
+    let state = bakery::aws::release::check(&w.check, &pr, std::slice::from_ref(&t))
+        .await
+        .unwrap();
+    assert_eq!(state, bakery::aws::release::ReleaseState::New);
+    task.abort();
+}
+
+/// A provisioner that stops in the middle until the test lets it go.
+#[derive(Default)]
+struct GatedProvisioner {
+    reached: tokio::sync::Notify,
+    go: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Provisioner for GatedProvisioner {
+    async fn provision(
+        &self,
+        _target: &SshTarget,
+        ctx: &ProvisionContext,
+    ) -> anyhow::Result<ProvisionReport> {
+        self.reached.notify_one();
+        self.go.notified().await;
+        Ok(ProvisionReport {
+            release_file: ctx.plan.release_file(&ctx.facts),
+            host_key_fingerprint: "SHA256:testhostkey".into(),
+        })
+    }
+}
+
+/// The story of review finding H4: two builds of the same image name run at once (an
+/// operator's CLI with its own store, say). A is released while B provisions; B's copy
+/// then fails because the name is taken. B's cleanup must delete only what B created:
+/// A's images and snapshots survive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_never_touches_another_builds_image_of_the_same_name() {
+    let w = world().await;
+    let (store_a, _dir_a) = temp_store().await;
+    let (store_b, _dir_b) = temp_store().await;
+    let p = plan(
+        "release-6.0.0",
+        copies(&["us-east-1", "eu-west-1"], &[None]),
+    );
+    let gate = Arc::new(GatedProvisioner::default());
+    let (b, log_b) = spawn_build(
+        &w,
+        &store_b,
+        p.clone(),
+        gate.clone(),
+        BuildOptions::default(),
+    )
+    .await;
+    gate.reached.notified().await;
+
+    let (a, log_a) = build(
+        &w,
+        &store_a,
+        p.clone(),
+        Arc::new(RecordingProvisioner::default()),
+    )
+    .await;
+    let BuildOutcome::Built { manifest, .. } =
+        a.unwrap_or_else(|e| panic!("{e:#}\n{}", log_a.text()))
+    else {
+        panic!()
+    };
+
+    w.proxy
+        .fail("CopyImage", "InvalidAMIName.Duplicate", 10, |_| true);
+    gate.go.notify_one();
+    let err = b.await.unwrap().expect_err("B's copies cannot be made");
+    assert!(format!("{err:#}").contains("cannot copy"), "{err:#}");
+    w.proxy.clear_failures();
+
+    for c in &manifest.builds[0].copies {
+        let t = target(&c.account, &c.region);
+        let ec2 = w.check.ec2(&t).unwrap();
+        let images = ec2
+            .describe_images()
+            .owners("self")
+            .image_ids(&c.ami)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            images.images().len(),
+            1,
+            "B's cleanup deleted A's image {} in {t}\n{}",
+            c.ami,
+            log_b.text()
+        );
+        for s in &c.snapshot_ids {
+            let snaps = ec2
+                .describe_snapshots()
+                .filters(Filter::builder().name("snapshot-id").values(s).build())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                snaps.snapshots().len(),
+                1,
+                "B's cleanup deleted A's snapshot {s} in {t}"
+            );
+        }
+    }
+    let record = store_b
+        .list_builds(&BuildFilter::default())
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let left = leftovers(&w, &plan_targets(&p), &record.build_id, false).await;
+    assert!(left.is_empty(), "B left behind {left:#?}");
+    // CopyImage answered with an error: B's journal knows nothing was created there (a
+    // copy still in flight when the other failed may stay pending: its answer is lost).
+    let entries = store_b.journal(&record.build_id).await.unwrap();
+    let refused = entries.iter().filter(|e| e.kind == "not_created").count();
+    assert!(refused >= 1, "no refused copy was settled");
+    let replay = bakery::build::journal::Replay::from_entries(&entries);
+    assert!(
+        replay.ledger.pending.len() < p.distribute.copies.len(),
+        "refused copies are still pending: {:?}",
+        replay.ledger.pending
+    );
+}
+
+/// The story of SECURITY A14: another repository where the App is installed releases its
+/// own recipe `base`, at the same version and later. This repository's `latest` base is
+/// still its own image, and its release of that version is neither "already released" nor
+/// "moved".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_repository_cannot_poison_latest_or_a_release() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let t = target(HOME, "us-east-1");
+    let ours = plan("release-7.0.0", copies(&["us-east-1"], &[None]));
+    let (ok, log) = build(
+        &w,
+        &store,
+        ours.clone(),
+        Arc::new(RecordingProvisioner::default()),
+    )
+    .await;
+    let BuildOutcome::Built { manifest, .. } =
+        ok.unwrap_or_else(|e| panic!("{e:#}\n{}", log.text()))
+    else {
+        panic!()
+    };
+    let our_image = manifest.builds[0].copies[0].ami.clone();
+
+    let mut theirs = plan("release-8.0.0", copies(&["us-east-1"], &[None]));
+    theirs.repo = Some("mallory/images".into());
+    theirs.git_sha = "fedcba9876543210fedcba9876543210fedcba98".into();
+    theirs.image.name = "mallory-base-release-8.0.0".into();
+    let mut theirs_same_version = theirs.clone();
+    theirs_same_version.version = "release-9.0.0".into();
+    theirs_same_version.image.name = "mallory-base-release-9.0.0".into();
+    for p in [theirs, theirs_same_version.clone()] {
+        let (r, log) = build(&w, &store, p, Arc::new(RecordingProvisioner::default())).await;
+        r.unwrap_or_else(|e| panic!("{e:#}\n{}", log.text()));
+    }
+
+    let source = bakery::aws::preflight::resolve_source(
+        &w.check,
+        &t,
+        &SourcePlan::Recipe {
+            recipe: "base".into(),
+            version: "latest".into(),
+        },
+        ours.repo.as_deref(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        source.id, our_image,
+        "another repository's image became our latest"
+    );
+
+    // Our release-9.0.0 is new to us, whatever mallory/images released under that name.
+    let mut next = ours.clone();
+    next.version = "release-9.0.0".into();
+    next.image.name = "base-release-9.0.0".into();
+    let state = bakery::aws::release::check(&w.check, &next, std::slice::from_ref(&t))
+        .await
+        .unwrap_or_else(|e| panic!("another repository's release is ours: {e:#}"));
+    assert_eq!(state, bakery::aws::release::ReleaseState::New);
 }

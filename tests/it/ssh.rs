@@ -23,6 +23,7 @@ pub(crate) const HANG_GUARD: Duration = Duration::from_secs(600);
 
 pub(crate) fn plan(provision: Vec<ProvisionStep>) -> BuildPlan {
     BuildPlan {
+        repo: None,
         recipe: "base".into(),
         version: "release-0.1.0".into(),
         git_sha: "0123456789abcdef0123456789abcdef01234567".into(),

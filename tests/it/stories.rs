@@ -2,7 +2,7 @@
 //! Each story runs the real `bakery serve` against moto, a sandboxed sshd as the builder,
 //! a fake GitHub that follows GitHub's REST description, and a real git repository.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -153,6 +153,7 @@ async fn release_story(kind: TagKind) {
         assert_eq!(tags["ImageVersion"], "release-0.1.0");
         assert_eq!(tags["bakery:recipe"], "sandbox-base");
         assert_eq!(tags["bakery:git-sha"], sha.as_str());
+        assert_eq!(tags["bakery:repo"], REPO);
         assert_eq!(tags["Team"], "platform");
         assert!(tags.contains_key("bakery:build-id"));
     }
@@ -321,6 +322,8 @@ async fn bakery_build_on_the_command_line() {
             "sandbox-base",
             "--version",
             "cli-1.0.0",
+            "--repository",
+            REPO,
             "--manifest",
         ])
         .arg(&manifest)
@@ -364,6 +367,20 @@ async fn bakery_build_on_the_command_line() {
     }
     let release = story.sandbox.read("/etc/release").unwrap();
     assert_eq!(release.lines().next(), Some("cli-1.0.0"));
+    // `--repository` makes the images this repository's, as the bot's are.
+    for t in story_targets() {
+        let images = story.images_named(&t, "sandbox-base-cli-1.0.0").await;
+        assert_eq!(images.len(), 1, "{t}");
+        assert_eq!(
+            tags_of(&images[0]).get("bakery:repo").map(String::as_str),
+            Some(REPO),
+            "{t}"
+        );
+    }
+}
+
+fn tags_of(image: &aws_sdk_ec2::types::Image) -> BTreeMap<String, String> {
+    bakery::aws::tags::to_map(image.tags())
 }
 
 /// A version is built once: the same tag again reports the existing images, a tag object

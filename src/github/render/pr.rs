@@ -294,6 +294,7 @@ mod tests {
 
     fn plan() -> BuildPlan {
         BuildPlan {
+            repo: None,
             recipe: "web".into(),
             version: "pr-12-3f2a9c1".into(),
             git_sha: "3f2a9c1d5e6b7a8c9d0e1f2a3b4c5d6e7f8a9b0c".into(),

@@ -1,0 +1,69 @@
+//! Finds a build's own image by name, for create calls whose answer was lost (crash
+//! adoption) or that may have left something behind (failure cleanup).
+//!
+//! Image names are shared by every build of a version, and by other stores and
+//! repositories, so a name alone never identifies what this build created: the image must
+//! also carry this build's `bakery:build-id`, which bakery sets at creation
+//! (TagSpecifications on CreateImage and CopyImage). A create call that AWS answered with
+//! an error created nothing: its pending journal entry is settled ([`settle_refused`]).
+//! Only reads (DescribeImages) and writes the journal.
+
+use aws_sdk_ec2::types::Filter;
+
+use super::error::{aws_error, SdkResultExt};
+use super::policy;
+use super::resource::ResourceKind;
+use super::session::{AwsSession, Target};
+use super::ResourceJournal;
+use crate::plan::model::tag_keys;
+
+/// The image named `name` in `target` that build `build_id` created, if any.
+pub async fn find_build_image(
+    session: &AwsSession,
+    target: &Target,
+    name: &str,
+    build_id: &str,
+) -> anyhow::Result<Option<String>> {
+    let ec2 = session.ec2(target)?;
+    let out = policy::call(
+        &format!("look up image {name:?} of build {build_id} in {target}"),
+        || async {
+            ec2.describe_images()
+                .owners("self")
+                .filters(Filter::builder().name("name").values(name).build())
+                .filters(
+                    Filter::builder()
+                        .name(format!("tag:{}", tag_keys::BUILD_ID))
+                        .values(build_id)
+                        .build(),
+                )
+                .send()
+                .await
+                .aws()
+        },
+    )
+    .await?;
+    // Checked again on the answer: an endpoint that ignored the tag filter must not make
+    // another build's image ours.
+    Ok(out
+        .images()
+        .iter()
+        .find(|i| super::tags::value(i.tags(), tag_keys::BUILD_ID) == Some(build_id))
+        .and_then(|i| i.image_id())
+        .map(str::to_string))
+}
+
+/// Settles the pending journal entry of a create call that failed with an error answer
+/// from AWS (a code, not a timeout or a lost connection): nothing was created. A call
+/// whose answer was lost stays pending, to be looked up by name and build id.
+pub async fn settle_refused(
+    journal: &dyn ResourceJournal,
+    kind: ResourceKind,
+    target: &Target,
+    err: &anyhow::Error,
+) -> anyhow::Result<()> {
+    match aws_error(err) {
+        Some(e) if e.code.is_some() && !e.transient => journal.not_created(kind, target).await,
+        _ => Ok(()),
+    }
+}
