@@ -190,7 +190,6 @@ impl TrackedBuild {
 
     /// Completes the check run as failed (or cancelled) with the error, and returns the
     /// failure report for a comment.
-    #[allow(clippy::too_many_arguments)]
     pub async fn report_failure(
         &self,
         deps: &JobDeps,
