@@ -47,12 +47,18 @@ pub struct Finding {
     pub verdict: Verdict,
     /// Set on a real run: whether it was deleted now (false: already gone).
     pub deleted: Option<bool>,
+    /// Why deleting it failed; the janitor goes on with the next resource.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct JanitorReport {
     pub dry_run: bool,
     pub findings: Vec<Finding>,
+    /// Targets that could not be searched (a role that cannot be assumed, a region that
+    /// does not answer): skipped with the reason, never the end of the run.
+    pub skipped: Vec<String>,
 }
 
 impl JanitorReport {
@@ -159,7 +165,15 @@ pub async fn scope_from_store(
         });
         for c in &plan.distribute.copies {
             if let Some(a) = &c.account {
-                session.assume_role(a, "bakery-janitor").await?;
+                // An account whose role cannot be assumed stays in scope: the run reports
+                // it as skipped and goes on with the others.
+                if let Err(e) = session.assume_role(a, "bakery-janitor").await {
+                    tracing::warn!(
+                        account = %a.account_id,
+                        "janitor: cannot assume {}: {e:#}",
+                        a.role_arn
+                    );
+                }
             }
             targets.insert(Target {
                 account: session.account_of(c.account.as_ref()),
@@ -180,9 +194,17 @@ pub async fn run(
     let mut report = JanitorReport {
         dry_run: opts.dry_run,
         findings: vec![],
+        skipped: vec![],
     };
     for target in targets {
-        let mut found = resource::find_tagged(session, target, None).await?;
+        let mut found = match resource::find_tagged(session, target, None).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!("janitor: skipping {target}: {e:#}");
+                report.skipped.push(format!("{target}: {e:#}"));
+                continue;
+            }
+        };
         found.sort_by_key(|r| delete_order(r.resource.kind));
         for res in found {
             let build = store.get_build(&res.build_id).await?;
@@ -194,7 +216,23 @@ pub async fn run(
             };
             let mut deleted = None;
             if matches!(verdict, Verdict::Delete(_)) && !opts.dry_run {
-                let d = resource::delete(session, &res.resource).await?;
+                let d = match resource::delete(session, &res.resource).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // One resource that cannot be deleted does not stop the others.
+                        tracing::warn!("janitor: cannot delete {}: {e:#}", res.resource.id);
+                        report.findings.push(Finding {
+                            kind: res.resource.kind,
+                            id: res.resource.id.clone(),
+                            target: target.clone(),
+                            build_id: res.build_id.clone(),
+                            verdict,
+                            deleted: Some(false),
+                            error: Some(format!("{e:#}")),
+                        });
+                        continue;
+                    }
+                };
                 deleted = Some(matches!(d, Deleted::Now { .. }));
                 if build.is_some() {
                     store
@@ -221,6 +259,7 @@ pub async fn run(
                 build_id: res.build_id.clone(),
                 verdict,
                 deleted,
+                error: None,
             });
         }
     }

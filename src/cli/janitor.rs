@@ -66,6 +66,9 @@ pub async fn run(args: JanitorArgs) -> anyhow::Result<ExitCode> {
             for f in &report.findings {
                 let (what, reason) = match &f.verdict {
                     Verdict::Delete(r) if args.dry_run => ("would delete", r),
+                    Verdict::Delete(_) if f.error.is_some() => {
+                        ("NOT deleted", f.error.as_ref().expect("an error"))
+                    }
                     Verdict::Delete(r) => ("deleted", r),
                     Verdict::Keep(r) => ("kept", r),
                 };
@@ -77,6 +80,9 @@ pub async fn run(args: JanitorArgs) -> anyhow::Result<ExitCode> {
                     f.build_id
                 );
             }
+            for s in &report.skipped {
+                println!("skipped      {s}");
+            }
             let n = report.to_delete().count();
             if args.dry_run {
                 println!("{n} resource(s) would be deleted (dry run)");
@@ -85,5 +91,10 @@ pub async fn run(args: JanitorArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    let failed = report.findings.iter().any(|f| f.error.is_some()) || !report.skipped.is_empty();
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

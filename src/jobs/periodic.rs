@@ -187,5 +187,16 @@ pub async fn run_janitor(deps: &JobDeps) -> anyhow::Result<()> {
     if deleted > 0 {
         tracing::info!("janitor deleted {deleted} leftover resource(s)");
     }
+    for skipped in &report.skipped {
+        tracing::warn!("janitor skipped {skipped}");
+    }
+    for f in report.findings.iter().filter(|f| f.error.is_some()) {
+        tracing::warn!(
+            "janitor could not delete {} in {}: {}",
+            f.id,
+            f.target,
+            f.error.as_deref().unwrap_or_default()
+        );
+    }
     Ok(())
 }

@@ -1056,6 +1056,83 @@ async fn instance_alive(w: &World, t: &Target, id: &str) -> bool {
         != "terminated"
 }
 
+/// A target account whose role can no longer be assumed (it left the organisation) and a
+/// leftover that cannot be deleted do not stop the janitor: it reports both and cleans up
+/// everything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_janitor_skips_what_it_cannot_reach_and_cleans_the_rest() {
+    use bakery::aws::janitor::{self, JanitorOptions};
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let p = plan(
+        "release-4.1.0",
+        copies(&["us-east-1"], &[None, Some(other_account())]),
+    );
+    store
+        .upsert_build(&BuildRecord {
+            build_id: "failed-build".into(),
+            job_id: None,
+            recipe: "base".into(),
+            version: "release-4.1.0".into(),
+            git_sha: SHA.into(),
+            state: BuildState::Failed,
+            plan: serde_json::to_value(&p).unwrap(),
+            manifest: None,
+            error: Some("broke".into()),
+            created_at: chrono::Utc::now() - chrono::Duration::days(2),
+            updated_at: chrono::Utc::now() - chrono::Duration::days(2),
+        })
+        .await
+        .unwrap();
+    let t = target(HOME, "us-east-1");
+    let old = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    let tags = [
+        ("bakery:build-id", "failed-build"),
+        ("bakery:created-at", old.as_str()),
+    ];
+    let stuck = run_instance(&w, &t, &tags).await;
+    let removable = run_instance(&w, &t, &tags).await;
+
+    w.proxy.fail("AssumeRole", "AccessDenied", 100, |r| {
+        r.params.get("RoleArn").is_some_and(|a| a.contains(OTHER))
+    });
+    let stuck_id = stuck.clone();
+    w.proxy.fail(
+        "TerminateInstances",
+        "UnauthorizedOperation",
+        100,
+        move |r| r.params.values().any(|v| *v == stuck_id),
+    );
+    let session = AwsSession::connect(settings(&w.proxy.endpoint), "us-east-1")
+        .await
+        .unwrap();
+    let targets = janitor::scope_from_store(&session, store.as_ref(), &[])
+        .await
+        .expect("an account it cannot reach does not fail the scope");
+    let report = janitor::run(
+        &session,
+        store.as_ref(),
+        &targets,
+        &JanitorOptions {
+            ttl: Duration::from_secs(6 * 3600),
+            dry_run: false,
+            now: chrono::Utc::now(),
+        },
+    )
+    .await
+    .expect("the janitor runs to the end");
+    assert!(
+        report.skipped.iter().any(|s| s.contains(OTHER)),
+        "the unreachable account is reported: {:?}",
+        report.skipped
+    );
+    let finding = |id: &str| report.findings.iter().find(|f| f.id == id).unwrap();
+    assert!(finding(&stuck).error.is_some(), "{:#?}", report.findings);
+    assert_eq!(finding(&removable).deleted, Some(true));
+    assert!(!instance_alive(&w, &t, &removable).await);
+    assert!(instance_alive(&w, &t, &stuck).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn janitor_deletes_leftovers_of_finished_and_unknown_builds_only() {
     use bakery::aws::janitor::{self, JanitorOptions, Verdict};
