@@ -275,14 +275,17 @@ async fn extra_args_choosing_a_local_connection_are_refused() {
     assert!(!rig.sandbox.exists(&probe.marker()));
 }
 
-/// A variable only bakery's own process has, like its AWS credentials.
-const BOT_ONLY_VAR: &str = "BAKERY_IT_BOT_ONLY_SECRET";
+/// A variable only bakery's own process has, like its AWS credentials. Not `BAKERY_*`:
+/// the `bakery` processes other tests start inherit this process's environment, and
+/// their configuration refuses unknown `BAKERY_*` keys.
+const BOT_ONLY_VAR: &str = "IT_BOT_ONLY_SECRET";
 
 #[tokio::test]
 async fn the_bots_environment_never_reaches_the_playbook() {
     let rig = Rig::start();
     let secret = format!("bot-env-secret-{}", uuid::Uuid::new_v4().simple());
-    // The variable's name is this test's own: no other test reads it.
+    // The variable's name is this test's own: no other test reads it, and no `bakery`
+    // process's configuration sees it.
     std::env::set_var(BOT_ONLY_VAR, &secret);
     let yaml = format!(
         r#"- hosts: all
