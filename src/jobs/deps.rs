@@ -8,10 +8,11 @@ use anyhow::Context;
 use crate::aws::AwsSettings;
 use crate::config::ServerConfig;
 use crate::database::DynStore;
-use crate::github::checkout::Checkouts;
+use crate::github::checkout::{Checkouts, Target, Workspace};
 use crate::github::{GitHubClient, GitHubReporter, RepoName};
 use crate::provision::Provisioner;
 use crate::redact::Redactor;
+use crate::worker::JobContext;
 
 pub struct JobDeps {
     pub config: ServerConfig,
@@ -71,6 +72,29 @@ impl JobDeps {
     ) -> anyhow::Result<GitHubReporter> {
         let name = RepoName::parse(repo)?;
         GitHubReporter::new(self.github()?, name, installation_id.map(|i| i as u64)).await
+    }
+
+    /// Checks `target` out into the job's workspace. The clone URL comes from GitHub's
+    /// API, never from the delivery, so the token goes only where GitHub says the
+    /// repository lives; the checkout stops when the job is cancelled.
+    pub async fn check_out(
+        &self,
+        ctx: &JobContext,
+        reporter: &GitHubReporter,
+        target: &Target,
+    ) -> anyhow::Result<Workspace> {
+        let session = reporter.session().await?;
+        let clone_url = reporter.repository().await?.clone_url;
+        self.checkouts
+            .until(ctx.cancel.clone())
+            .checkout(
+                reporter.repo(),
+                &clone_url,
+                Some(session.git_token()),
+                target,
+                &format!("job-{}", ctx.job.id),
+            )
+            .await
     }
 
     /// The link GitHub shows for a job (`details_url`): the job's page with its token.

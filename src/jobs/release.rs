@@ -219,29 +219,14 @@ async fn prepare(
         },
     )
     .await;
-    let session = reporter
-        .session()
-        .await
-        .map_err(|e| EarlyFailure::on(known.as_deref(), e))?;
-    // The clone URL comes from the API, never from the delivery: the token goes only
-    // where GitHub says the repository lives.
-    let clone_url = reporter
-        .repository()
-        .await
-        .map_err(|e| EarlyFailure::on(known.as_deref(), e))?
-        .clone_url;
     let workspace = deps
-        .checkouts
-        .until(ctx.cancel.clone())
-        .checkout(
-            reporter.repo(),
-            &clone_url,
-            Some(session.git_token()),
+        .check_out(
+            ctx,
+            reporter,
             &Target::Tag {
                 name: tag.clone(),
                 commit: known.clone(),
             },
-            &format!("job-{}", job.id),
         )
         .await
         .map_err(|e| {

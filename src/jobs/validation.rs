@@ -93,7 +93,6 @@ pub async fn validate(
     pr: &PullRequest,
     builds: &Builds,
 ) -> anyhow::Result<serde_json::Value> {
-    let job = &ctx.job;
     let number = pr.number;
     let sha = pr.head_sha.clone();
     ctx.log(
@@ -101,21 +100,14 @@ pub async fn validate(
         &format!("checking out pull request #{number} at {sha}"),
     )
     .await;
-    let session = reporter.session().await?;
-    // The clone URL comes from the API, never from the delivery.
-    let clone_url = reporter.repository().await?.clone_url;
     let workspace = deps
-        .checkouts
-        .until(ctx.cancel.clone())
-        .checkout(
-            reporter.repo(),
-            &clone_url,
-            Some(session.git_token()),
+        .check_out(
+            ctx,
+            reporter,
             &Target::PullRequest {
                 number,
                 sha: sha.clone(),
             },
-            &format!("job-{}", job.id),
         )
         .await
         .with_context(|| format!("cannot check out pull request #{number}"))?;
