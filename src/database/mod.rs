@@ -26,7 +26,9 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// A delivery id seen before is answered with [`DeliveryOutcome::Duplicate`] and changes
     /// nothing. A job whose dedup key already exists is not created again; the delivery is
-    /// attached to the existing job ([`DeliveryOutcome::Merged`]).
+    /// attached to the existing job ([`DeliveryOutcome::Merged`]). A tag's `push` joins the
+    /// tag's `create` job the same way while that job has no commit yet, queued or already
+    /// running (the worker then records the commit it peeled under the push's key).
     async fn record_delivery(
         &self,
         delivery: &NewDelivery,
@@ -34,7 +36,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> anyhow::Result<DeliveryOutcome>;
 
     /// Enqueues a job that did not come from a delivery (`bakery sync`, comment commands).
-    /// Returns `None` when a job with the same dedup key exists.
+    /// Returns `None` when a job with the same dedup key exists, or when the job is a
+    /// tag's release and that tag's `create` job, queued or running, has no commit yet:
+    /// that job takes this one's commit and key instead.
     async fn enqueue_job(&self, job: &NewJob) -> anyhow::Result<Option<JobId>>;
 
     /// Takes the oldest queued job, or a running job whose lease expired, under a lease.

@@ -397,10 +397,12 @@ async fn record_in(
         match by_key {
             Some(id) => Some(id),
             None if job.kind == JobKind::Release => {
-                // A `create` came first: give its job the SHA from this push.
+                // A `create` came first: give its job the SHA from this push, whether it
+                // is still queued or a worker is peeling the tag right now (the worker
+                // then records the same commit under the same key).
                 let pending: Option<i64> = sqlx::query_scalar(
                     "SELECT id FROM jobs WHERE kind = 'release' AND repo = $1 AND git_ref = $2 \
-                         AND sha = '' AND state = 'queued' ORDER BY id DESC LIMIT 1",
+                         AND sha = '' AND state IN ('queued', 'running') ORDER BY id DESC LIMIT 1",
                 )
                 .bind(&job.repo)
                 .bind(&job.git_ref)
@@ -578,6 +580,31 @@ impl Store for SqlStore {
 
     async fn enqueue_job(&self, job: &NewJob) -> anyhow::Result<Option<JobId>> {
         let now = self.local_now_ms();
+        if job.kind == JobKind::Release && !job.sha.is_empty() {
+            // A tag's `create` job, queued or being peeled, is this tag's job: give it the
+            // commit rather than enqueue a second one.
+            let adopted = sqlx::query(
+                "UPDATE jobs SET sha = $1, dedup_key = $2, payload = $3, updated_at = $4 \
+                 WHERE id = (SELECT id FROM jobs WHERE kind = 'release' AND repo = $5 \
+                             AND git_ref = $6 AND sha = '' AND state IN ('queued', 'running') \
+                             ORDER BY id DESC LIMIT 1) \
+                 AND NOT EXISTS (SELECT 1 FROM jobs WHERE dedup_key = $2)",
+            )
+            .bind(&job.sha)
+            .bind(&job.dedup_key)
+            .bind(job.payload.to_string())
+            .bind(now)
+            .bind(&job.repo)
+            .bind(&job.git_ref)
+            .execute(&self.pool)
+            .await;
+            match adopted {
+                Ok(r) if r.rows_affected() > 0 => return Ok(None),
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => return Ok(None),
+                Err(e) => return Err(e).context("cannot enqueue the job"),
+            }
+        }
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO jobs (kind, repo, git_ref, sha, pr_number, dedup_key, payload, state, \
              attempts, cancel_requested, created_at, updated_at) \

@@ -110,14 +110,45 @@ async fn create_then_push_is_one_job(s: &TestStore) {
     );
 }
 
-/// A tag's `create` is leased by a worker before its `push` arrives: the push makes its
-/// own job (the create's is running). When the running job records the commit it peeled,
-/// it finds the push's job covering it and changes nothing, so the tag is built once;
-/// and a sync of the same tag afterwards enqueues nothing.
+/// The `create` and `push` deliveries GitHub sends for one new annotated tag, built from
+/// a real repository and decided as intake decides them. Returns (create's job, push's
+/// job, the tagged commit).
+fn tag_deliveries(tag: &str) -> (NewJob, NewJob, String) {
+    use crate::support::{git, push_event};
+    let (work, bare, _) = git::bare_with(&[("bakery.toml", "[defaults]\n")]);
+    let pushed = push_event::tag_and_push(
+        work.path(),
+        bare.path(),
+        tag,
+        push_event::TagKind::Annotated,
+        false,
+    );
+    let patterns = bakery::server::intake::TagPatterns::new(&["release-*".into()]).unwrap();
+    let decide = |event: &str, payload: &serde_json::Value, delivery: &str| {
+        let parsed =
+            bakery::github::webhook::parse_event(event, payload.to_string().as_bytes()).unwrap();
+        match bakery::server::intake::decide(&parsed, &patterns, delivery) {
+            bakery::server::intake::IntakeDecision::Enqueue(job) => job,
+            other => panic!("{event} asks for no job: {other:?}"),
+        }
+    };
+    let create = decide("create", &push_event::create_payload("main", tag), "c-4");
+    let push = decide(
+        "push",
+        &push_event::push_payload(bare.path(), "https://github.com/acme/images", &pushed),
+        "p-4",
+    );
+    (create, push, pushed.commit)
+}
+
+/// A tag's `create` is leased by a worker before its `push` arrives. The push joins the
+/// running job (its delivery is recorded on it); the worker then records the commit it
+/// peeled under the same key, so the tag has one job record, and a sync of the same tag
+/// afterwards enqueues nothing.
 async fn a_create_running_when_its_push_arrives_builds_once(s: &TestStore) {
     let store = &s.store;
-    let mut create = release_job("release-0.4.0", "");
-    create.dedup_key = "release:acme/images:release-0.4.0:unresolved:c-4".into();
+    let (create, push, commit) = tag_deliveries("release-0.4.0");
+    assert!(create.sha.is_empty(), "a create carries no commit");
     let DeliveryOutcome::Created(create_id) = store
         .record_delivery(&delivery("c-4", "create"), Some(&create))
         .await
@@ -131,25 +162,42 @@ async fn a_create_running_when_its_push_arrives_builds_once(s: &TestStore) {
         .unwrap()
         .unwrap();
     assert_eq!(leased.id, create_id);
-    let push = release_job("release-0.4.0", SHA_A);
-    let DeliveryOutcome::Created(push_id) = store
+    // A sync lists the tag first: it finds the create's job, not a gap.
+    assert_eq!(
+        store.enqueue_job(&push).await.unwrap(),
+        None,
+        "sync adds no job"
+    );
+    assert_eq!(
+        store.list_jobs(&JobFilter::default()).await.unwrap().len(),
+        1
+    );
+    let pushed = store
         .record_delivery(&delivery("p-4", "push"), Some(&push))
         .await
-        .unwrap()
-    else {
-        panic!("the running create's job is not reused")
-    };
+        .unwrap();
+    assert_eq!(
+        pushed,
+        DeliveryOutcome::Merged(create_id),
+        "the push joins the running create's job"
+    );
+    // The worker, done peeling, records the commit under the push's key.
+    let key = format!("release:{}:release-0.4.0:{commit}", push.repo);
+    assert_eq!(push.dedup_key, key);
     let resolved = store
-        .resolve_job_commit(
-            create_id,
-            SHA_A,
-            &push.dedup_key,
-            &json!({"tag": "release-0.4.0"}),
-        )
+        .resolve_job_commit(create_id, &commit, &key, &json!({"tag": "release-0.4.0"}))
         .await
         .unwrap();
-    assert_eq!(resolved, ResolvedCommit::Duplicate(push_id));
-    assert_eq!(store.get_job(create_id).await.unwrap().unwrap().sha, "");
+    assert_eq!(resolved, ResolvedCommit::Recorded);
+    let jobs = store.list_jobs(&JobFilter::default()).await.unwrap();
+    assert_eq!(jobs.len(), 1, "one job record: {jobs:#?}");
+    assert_eq!(jobs[0].id, create_id);
+    assert_eq!(
+        (jobs[0].sha.as_str(), jobs[0].dedup_key.as_str()),
+        (commit.as_str(), key.as_str())
+    );
+    assert_eq!(jobs[0].delivery_ids, vec!["c-4", "p-4"]);
+    assert_eq!(jobs[0].state, JobState::Running, "still the worker's");
     assert_eq!(
         store.enqueue_job(&push).await.unwrap(),
         None,
