@@ -1,4 +1,5 @@
-//! `bakery sync`: enqueue release jobs for release tags whose delivery was missed.
+//! `bakery sync`: enqueue release jobs for release tags whose delivery was missed. The
+//! first sync of a repository records its tags as history and builds none of them.
 
 use std::process::ExitCode;
 
@@ -60,6 +61,20 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                 );
                 for (tag, job) in &r.enqueued {
                     println!("  enqueued {tag} as job {job}");
+                }
+                if r.first_sync {
+                    println!(
+                        "  first sync: {} release tag(s) already there are history, recorded and not built",
+                        r.history.len()
+                    );
+                }
+                for tag in &r.history {
+                    let why = if r.first_sync {
+                        "would have built"
+                    } else {
+                        "history, not built"
+                    };
+                    println!("  {why} {tag}");
                 }
                 for tag in &r.skipped {
                     let why = if args.dry_run {

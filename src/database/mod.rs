@@ -121,6 +121,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> anyhow::Result<bool>;
     async fn list_builds(&self, filter: &BuildFilter) -> anyhow::Result<Vec<BuildRecord>>;
 
+    /// When this installation first synced `repo`, and the release tags it held then (its
+    /// history, never built by sync); `None` before the first sync.
+    async fn repo_history(&self, repo: &str) -> anyhow::Result<Option<RepoHistory>>;
+    /// Records `repo` as first seen now (the database's clock), with `tags` (name,
+    /// commit) as its history. `false`, and nothing changes, when it was seen before
+    /// (another replica's sync got there first).
+    async fn record_repo_history(
+        &self,
+        repo: &str,
+        tags: &[(String, String)],
+    ) -> anyhow::Result<bool>;
+
     /// Appends to a build's step journal (resource ids before and after creation, host
     /// keys, step boundaries). Returns the entry's sequence number.
     async fn append_journal(&self, build_id: &str, entry: &JournalEntry) -> anyhow::Result<i64>;

@@ -243,3 +243,12 @@ pub struct StoredJournalEntry {
     pub kind: String,
     pub data: serde_json::Value,
 }
+
+/// What a repository held when this installation first saw it (see
+/// [`Store::repo_history`](super::Store::repo_history)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoHistory {
+    pub first_seen_at: chrono::DateTime<chrono::Utc>,
+    /// (tag, commit) pairs already there then.
+    pub tags: std::collections::BTreeSet<(String, String)>,
+}

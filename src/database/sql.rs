@@ -151,7 +151,7 @@ impl SqlStore {
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {
-        let scripts: [(i64, &'static str, &'static str, &'static str); 2] = [
+        let scripts: [(i64, &'static str, &'static str, &'static str); 3] = [
             (
                 1,
                 "init",
@@ -163,6 +163,12 @@ impl SqlStore {
                 "liveness",
                 include_str!("../../migrations/sqlite/0002_liveness.sql"),
                 include_str!("../../migrations/postgres/0002_liveness.sql"),
+            ),
+            (
+                3,
+                "history",
+                include_str!("../../migrations/sqlite/0003_history.sql"),
+                include_str!("../../migrations/postgres/0003_history.sql"),
             ),
         ];
         let migrations = scripts
@@ -983,6 +989,68 @@ impl Store for SqlStore {
             .await
             .with_context(|| format!("cannot claim the periodic task {task}"))?;
         Ok(r.rows_affected() == 1)
+    }
+
+    async fn repo_history(&self, repo: &str) -> anyhow::Result<Option<RepoHistory>> {
+        let first: Option<i64> =
+            sqlx::query_scalar("SELECT first_seen_at FROM repositories WHERE repo = $1")
+                .bind(repo)
+                .fetch_optional(&self.pool)
+                .await
+                .with_context(|| format!("cannot read when {repo} was first seen"))?;
+        let Some(first) = first else {
+            return Ok(None);
+        };
+        let rows = sqlx::query("SELECT tag, sha FROM repository_history WHERE repo = $1")
+            .bind(repo)
+            .fetch_all(&self.pool)
+            .await
+            .with_context(|| format!("cannot read the tag history of {repo}"))?;
+        let tags = rows
+            .iter()
+            .map(|r| Ok((r.try_get("tag")?, r.try_get("sha")?)))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Some(RepoHistory {
+            first_seen_at: ts(first),
+            tags,
+        }))
+    }
+
+    async fn record_repo_history(
+        &self,
+        repo: &str,
+        tags: &[(String, String)],
+    ) -> anyhow::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "INSERT INTO repositories (repo, first_seen_at) VALUES ($1, {}) \
+             ON CONFLICT (repo) DO NOTHING",
+            self.db_now()
+        );
+        let first = sqlx::query(AssertSqlSafe(sql))
+            .bind(repo)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("cannot record {repo} as seen"))?;
+        if first.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for (tag, sha) in tags {
+            sqlx::query(
+                "INSERT INTO repository_history (repo, tag, sha) VALUES ($1, $2, $3) \
+                 ON CONFLICT (repo, tag, sha) DO NOTHING",
+            )
+            .bind(repo)
+            .bind(tag)
+            .bind(sha)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("cannot record the tag history of {repo}"))?;
+        }
+        tx.commit()
+            .await
+            .with_context(|| format!("cannot record the tag history of {repo}"))?;
+        Ok(true)
     }
 
     async fn get_build(&self, build_id: &str) -> anyhow::Result<Option<BuildRecord>> {

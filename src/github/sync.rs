@@ -5,6 +5,11 @@
 //! that match a release pattern, and enqueues a release job for each (repo, tag, SHA)
 //! the store has no job for. The job's dedup key is the one intake uses, so a delivery
 //! that arrives late merges with the synced job instead of building twice.
+//!
+//! Sync never rebuilds history. The first sync of a repository records when this
+//! installation first saw it and the release tags it held then; that sync is a dry run
+//! that reports what it would have built. Later syncs enqueue only tags that appeared
+//! (or moved to another commit) since.
 
 use std::collections::HashSet;
 
@@ -55,6 +60,12 @@ pub struct SyncReport {
     pub enqueued: Vec<(String, i64)>,
     /// Tags that would be enqueued (`dry_run`), or that another process enqueued first.
     pub skipped: Vec<String>,
+    /// True when this was the repository's first sync: its tags were recorded as
+    /// history, and nothing was enqueued.
+    pub first_sync: bool,
+    /// Tags without a job that were there when the repository was first seen: history,
+    /// never built by sync. On the first sync, what it would have built.
+    pub history: Vec<String>,
 }
 
 /// Where the repository lives, for the jobs sync creates.
@@ -93,6 +104,41 @@ pub async fn enqueue_missing(
         matching: tags.iter().filter(|t| patterns.matches(&t.name)).count(),
         ..SyncReport::default()
     };
+    let history = store
+        .repo_history(&full)
+        .await
+        .with_context(|| format!("cannot read when {full} was first seen"))?;
+    let Some(history) = history else {
+        // First sight of the repository: what is there now is history. Record it (a
+        // dry run records nothing) and build none of it.
+        report.first_sync = true;
+        report.history = missing.iter().map(|t| t.name.clone()).collect();
+        if !dry_run {
+            let present: Vec<(String, String)> = tags
+                .iter()
+                .filter(|t| patterns.matches(&t.name))
+                .map(|t| (t.name.clone(), t.sha.clone()))
+                .collect();
+            store
+                .record_repo_history(&full, &present)
+                .await
+                .with_context(|| format!("cannot record the tag history of {full}"))?;
+        }
+        if !report.history.is_empty() {
+            tracing::info!(
+                repo = %full,
+                "first sync of {full}: {} release tag(s) without a job were already there and \
+                 are not built: {}",
+                report.history.len(),
+                report.history.join(", ")
+            );
+        }
+        return Ok(report);
+    };
+    let (old, missing): (Vec<&TagRef>, Vec<&TagRef>) = missing
+        .into_iter()
+        .partition(|t| history.tags.contains(&(t.name.clone(), t.sha.clone())));
+    report.history = old.iter().map(|t| t.name.clone()).collect();
     for tag in missing {
         if dry_run {
             report.skipped.push(tag.name.clone());
@@ -208,6 +254,53 @@ mod tests {
         assert!(!tag_matches("release-[", "release-1"));
     }
 
+    /// A repository with old release tags is synced for the first time: nothing is
+    /// enqueued, the report names what would have been built, and a later sync enqueues
+    /// only the tag pushed since (and a history tag moved to a new commit).
+    #[tokio::test]
+    async fn the_first_sync_builds_no_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bakery.db").display());
+        let store = crate::database::SqlStore::connect(&url).await.unwrap();
+        let target = SyncTarget {
+            repo: RepoName::new("acme", "images"),
+            clone_url: "https://github.com/acme/images.git".into(),
+            installation_id: Some(42),
+        };
+        let patterns = vec!["release-*".to_string()];
+        let mut tags: Vec<TagRef> = (1..=6)
+            .map(|i| tag(&format!("release-0.{i}.0"), &format!("{i:040}")))
+            .collect();
+        tags.push(tag("v2", "b2"));
+
+        let dry = enqueue_missing(&store, &target, &tags, &patterns, true)
+            .await
+            .unwrap();
+        assert!(dry.first_sync && dry.enqueued.is_empty(), "{dry:?}");
+        assert_eq!(dry.history.len(), 6);
+        let first = enqueue_missing(&store, &target, &tags, &patterns, false)
+            .await
+            .unwrap();
+        assert!(first.first_sync, "a dry run records nothing: {first:?}");
+        assert!(first.enqueued.is_empty(), "history is not built: {first:?}");
+        assert_eq!(first.history.len(), 6, "{first:?}");
+        assert!(store
+            .list_jobs(&JobFilter::default())
+            .await
+            .unwrap()
+            .is_empty());
+
+        tags.push(tag("release-1.0.0", "new"));
+        tags[0].sha = "moved".into();
+        let later = enqueue_missing(&store, &target, &tags, &patterns, false)
+            .await
+            .unwrap();
+        assert!(!later.first_sync);
+        let names: Vec<&str> = later.enqueued.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(names, vec!["release-0.1.0", "release-1.0.0"]);
+        assert_eq!(later.history.len(), 5, "{later:?}");
+    }
+
     #[tokio::test]
     async fn enqueues_once_per_tag_and_sha() {
         let dir = tempfile::tempdir().unwrap();
@@ -221,6 +314,10 @@ mod tests {
         let tags = vec![tag("release-0.1.0", "a1"), tag("v2", "b2")];
         let patterns = vec!["release-*".to_string()];
 
+        // Seen before any tag: every tag is new.
+        enqueue_missing(&store, &target, &[], &patterns, false)
+            .await
+            .unwrap();
         let dry = enqueue_missing(&store, &target, &tags, &patterns, true)
             .await
             .unwrap();

@@ -118,8 +118,9 @@ where
     }
 }
 
-/// Syncs every repository the store has seen a release job for. Returns how many jobs
-/// were enqueued.
+/// Syncs every repository the store has seen a job for. A repository's first sync
+/// records its tags as history and enqueues nothing (see [`crate::github::sync`]).
+/// Returns how many jobs were enqueued.
 pub async fn sync_seen_repos(deps: &JobDeps) -> anyhow::Result<usize> {
     let client = deps.github()?;
     let repos: BTreeSet<String> = deps

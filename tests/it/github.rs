@@ -686,15 +686,27 @@ async fn sync_command_enqueues_release_jobs_for_missed_tags() {
         assert!(!String::from_utf8_lossy(&out.stderr).contains(PAT));
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
+    // The repository's first sync: its tags are history, reported and not built.
     let first = run().await;
     assert_eq!(first[0]["matching"], 2, "{first}");
-    assert_eq!(first[0]["enqueued"].as_array().unwrap().len(), 2);
+    assert_eq!(first[0]["first_sync"], true, "{first}");
+    assert_eq!(first[0]["enqueued"].as_array().unwrap().len(), 0, "{first}");
+    assert_eq!(
+        first[0]["history"],
+        serde_json::json!(["release-0.1.0", "release-0.2.0"])
+    );
+    // Tags pushed since (or moved since) are enqueued, once.
+    fake.add_tag(REPO, "release-0.3.0", &"d".repeat(40));
+    fake.add_tag(REPO, "release-0.4.0", &"e".repeat(40));
     let second = run().await;
+    assert_eq!(second[0]["first_sync"], false, "{second}");
     assert_eq!(
         second[0]["enqueued"].as_array().unwrap().len(),
-        0,
+        2,
         "{second}"
     );
+    let third = run().await;
+    assert_eq!(third[0]["enqueued"].as_array().unwrap().len(), 0, "{third}");
 
     let store = bakery::database::SqlStore::connect(&db).await.unwrap();
     use bakery::database::Store;
@@ -707,8 +719,8 @@ async fn sync_command_enqueues_release_jobs_for_missed_tags() {
     assert_eq!(
         keys,
         vec![
-            format!("release:{REPO}:release-0.1.0:{}", "a".repeat(40)),
-            format!("release:{REPO}:release-0.2.0:{}", "b".repeat(40)),
+            format!("release:{REPO}:release-0.3.0:{}", "d".repeat(40)),
+            format!("release:{REPO}:release-0.4.0:{}", "e".repeat(40)),
         ]
     );
     assert_eq!(jobs[0].payload["clone_url"], "/nonexistent");

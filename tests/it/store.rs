@@ -672,6 +672,31 @@ async fn parallel_journal_entries_all_land(s: &TestStore) {
     assert_eq!(store.job_log(1).await.unwrap().len(), 24);
 }
 
+/// A repository's first sight is recorded once, with the tags it held then; a second
+/// record (another replica's sync) changes nothing.
+async fn a_repository_is_first_seen_once(s: &TestStore) {
+    let store = &s.store;
+    assert_eq!(store.repo_history("acme/images").await.unwrap(), None);
+    let old = vec![
+        ("release-0.1.0".to_string(), SHA_A.to_string()),
+        ("release-0.2.0".to_string(), SHA_B.to_string()),
+    ];
+    assert!(store
+        .record_repo_history("acme/images", &old)
+        .await
+        .unwrap());
+    let again = [("release-0.3.0".to_string(), SHA_A.to_string())];
+    assert!(!store
+        .record_repo_history("acme/images", &again)
+        .await
+        .unwrap());
+    let history = store.repo_history("acme/images").await.unwrap().unwrap();
+    assert_eq!(history.tags, old.into_iter().collect());
+    let age = chrono::Utc::now() - history.first_seen_at;
+    assert!(age.num_seconds().abs() < 60, "{:?}", history.first_seen_at);
+    assert_eq!(store.repo_history("acme/other").await.unwrap(), None);
+}
+
 macro_rules! store_contract {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -695,6 +720,7 @@ store_contract!(
     concurrent_deliveries_are_recorded_exactly_once,
     job_logs_are_batched_paged_and_expire,
     parallel_journal_entries_all_land,
+    a_repository_is_first_seen_once,
 );
 
 #[tokio::test]

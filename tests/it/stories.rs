@@ -286,16 +286,21 @@ async fn a_failing_provision_step_reports_and_leaves_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sync_picks_up_a_tag_whose_delivery_was_lost() {
     let story = Story::start().await;
+    let sync = || {
+        std::process::Command::new(crate::support::bakery_process::bakery_bin())
+            .args(["sync", "--repo", REPO, "--format", "json"])
+            .env("BAKERY_DATABASE_URL", story.bakery_database_url())
+            .env("BAKERY_GITHUB__API_URL", story.github.api_url())
+            .env("BAKERY_GITHUB__APP_ID", APP_ID.to_string())
+            .env("BAKERY_GITHUB__PRIVATE_KEY_FILE", story.app_key_file())
+            .output()
+            .unwrap()
+    };
+    // The repository is known (its first sync records its history) before the tag.
+    assert!(sync().status.success());
     let sha = story.push_tag("release-3.0.0", TagKind::Annotated).commit;
     // No delivery. The operator (or the server's periodic sync) runs `bakery sync`.
-    let out = std::process::Command::new(crate::support::bakery_process::bakery_bin())
-        .args(["sync", "--repo", REPO, "--format", "json"])
-        .env("BAKERY_DATABASE_URL", story.bakery_database_url())
-        .env("BAKERY_GITHUB__API_URL", story.github.api_url())
-        .env("BAKERY_GITHUB__APP_ID", APP_ID.to_string())
-        .env("BAKERY_GITHUB__PRIVATE_KEY_FILE", story.app_key_file())
-        .output()
-        .unwrap();
+    let out = sync();
     assert!(
         out.status.success(),
         "{}",

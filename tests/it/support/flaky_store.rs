@@ -146,4 +146,14 @@ impl Store for FlakyStore {
     async fn journal(&self, build_id: &str) -> anyhow::Result<Vec<StoredJournalEntry>> {
         self.inner.journal(build_id).await
     }
+    async fn repo_history(&self, repo: &str) -> anyhow::Result<Option<RepoHistory>> {
+        self.inner.repo_history(repo).await
+    }
+    async fn record_repo_history(
+        &self,
+        repo: &str,
+        tags: &[(String, String)],
+    ) -> anyhow::Result<bool> {
+        self.inner.record_repo_history(repo, tags).await
+    }
 }
