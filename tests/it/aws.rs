@@ -2722,3 +2722,5 @@ async fn another_repository_cannot_poison_latest_or_a_release() {
         .unwrap_or_else(|e| panic!("another repository's release is ours: {e:#}"));
     assert_eq!(state, bakery::aws::release::ReleaseState::New);
 }
+
+mod runner_faults;
