@@ -29,6 +29,10 @@
 //! "Cleaned up" deletes every resource in the journal in reverse order, finds the ones
 //! whose create call's answer was lost (by `bakery:build-id` tag, or by name for image
 //! copies, which are tagged right after CopyImage), and marks the build `cleaned_up`.
+//!
+//! A failure once every copy exists is the exception: the copies are kept, the rest is
+//! deleted, and the next build of the same plan resumes them (see `runner/kept.rs`). A
+//! pull request's copies are discarded at the end of `distribute`, before `cleanup`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
