@@ -370,7 +370,6 @@ async fn copy_one(
     let snapshot_ids =
         image::wait_available(ctx, target, &image_id, ctx.budgets.copy_available).await?;
     image::record_snapshots(ctx, target, &image_id, &snapshot_ids).await?;
-    publish(ctx, target, &image_id).await?;
     Ok(CopyOutcome {
         target: target.clone(),
         image_id,
@@ -382,6 +381,18 @@ async fn copy_one(
         },
         snapshot_ids,
     })
+}
+
+/// Publishes every copy: launch permissions and deprecation. Runs once every copy
+/// exists; a failure here keeps the copies for the next attempt (see the runner).
+pub async fn publish_all(ctx: EngineCtx<'_>, outcomes: &[CopyOutcome]) -> anyhow::Result<()> {
+    try_join_all(
+        outcomes
+            .iter()
+            .map(|o| publish(ctx, &o.target, &o.image_id)),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Launch permissions and deprecation for a final image.
@@ -483,6 +494,35 @@ pub async fn mark_released(ctx: EngineCtx<'_>, outcomes: &[CopyOutcome]) -> anyh
         }
     }))
     .await?;
+    Ok(())
+}
+
+/// Deregisters a pull request's (ephemeral) copies with their snapshots, as soon as the
+/// build has verified them and before its builder is cleaned up, so they exist no longer
+/// than needed. What this misses the failure cleanup, then the janitor, delete.
+pub async fn discard(ctx: EngineCtx<'_>, outcomes: &[CopyOutcome]) -> anyhow::Result<()> {
+    for o in outcomes {
+        let res = ResourceRef::new(ResourceKind::Image, &o.image_id, &o.target);
+        let snapshots = match resource::delete(ctx.session, &res).await? {
+            Deleted::Now { snapshots } if !snapshots.is_empty() => snapshots,
+            _ => o.snapshot_ids.clone(),
+        };
+        ctx.journal.deleted(&res).await?;
+        for snap in &snapshots {
+            ctx.journal
+                .deleted(&ResourceRef::new(ResourceKind::Snapshot, snap, &o.target))
+                .await?;
+        }
+        ctx.log.info(
+            "distribute",
+            format!(
+                "throwaway image {} in {} deregistered with snapshot(s) {}",
+                o.image_id,
+                o.target,
+                snapshots.join(", ")
+            ),
+        );
+    }
     Ok(())
 }
 

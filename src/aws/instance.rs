@@ -1,5 +1,6 @@
 //! The builder instance: launched with tags, IMDSv2 and an idempotency token; waited on
-//! until it runs and has an address; stopped before the image is taken.
+//! until it runs and has an address; stopped before the image is taken; terminated, with
+//! EC2's eventual consistency in mind.
 
 use anyhow::Context;
 use aws_sdk_ec2::types::{
@@ -8,12 +9,99 @@ use aws_sdk_ec2::types::{
 };
 use serde_json::json;
 
-use super::error::SdkResultExt;
+use super::error::{AwsError, SdkResultExt};
 use super::preflight::SourceImage;
 use super::resource::{ResourceKind, ResourceRef};
 use super::session::Target;
 use super::wait::{self, Poll};
 use super::{policy, tags, EngineCtx};
+
+/// TerminateInstances on an instance EC2 does not show yet (launched a moment ago)
+/// answers `InvalidInstanceID.NotFound`. That is not "already gone": the call is retried,
+/// at most 8 attempts over about half a minute, and only then does DescribeInstances
+/// decide.
+pub const TERMINATE_UNSEEN: crate::retry::RetryPolicy = crate::retry::RetryPolicy::new(
+    "aws-terminate-unseen",
+    8,
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(8),
+    std::time::Duration::from_secs(300),
+);
+
+/// TerminateInstances kept answering NotFound for an instance DescribeInstances still
+/// shows alive: neither terminated nor "already gone".
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "TerminateInstances answered NotFound for instance {id} in {target} for {attempts} attempts, \
+     but DescribeInstances shows it {state}"
+)]
+pub struct TerminateUnseen {
+    pub id: String,
+    pub target: Target,
+    pub attempts: u32,
+    pub state: String,
+}
+
+/// What terminating found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Terminated {
+    /// TerminateInstances took it: it is shutting down.
+    Requested,
+    /// It was already gone: TerminateInstances and then DescribeInstances say so.
+    AlreadyGone,
+}
+
+/// Asks EC2 to terminate instance `id` (without waiting for it). A NotFound answer is
+/// retried under [`TERMINATE_UNSEEN`]; if it persists, the instance counts as gone only
+/// when DescribeInstances agrees (NotFound, or `terminated`); otherwise [`TerminateUnseen`].
+pub async fn terminate(
+    ec2: &aws_sdk_ec2::Client,
+    target: &Target,
+    id: &str,
+) -> anyhow::Result<Terminated> {
+    let what = format!("terminate instance {id} in {target}");
+    let out = crate::retry::retry_with(
+        &TERMINATE_UNSEEN,
+        &what,
+        |e: &AwsError| e.transient || e.is_not_found(),
+        || async {
+            ec2.terminate_instances()
+                .instance_ids(id)
+                .send()
+                .await
+                .aws()
+        },
+    )
+    .await;
+    match out {
+        Ok(_) => Ok(Terminated::Requested),
+        Err(e) if super::error::is_not_found(&e) => {
+            let described = policy::call(&format!("describe instance {id}"), || async {
+                ec2.describe_instances().instance_ids(id).send().await.aws()
+            })
+            .await;
+            let state = match described {
+                Ok(out) => out
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .find_map(|i| i.state().and_then(|s| s.name()).cloned()),
+                Err(d) if super::error::is_not_found(&d) => None,
+                Err(d) => return Err(d.context(e.to_string())),
+            };
+            match state {
+                None | Some(InstanceStateName::Terminated) => Ok(Terminated::AlreadyGone),
+                Some(s) => Err(anyhow::Error::new(TerminateUnseen {
+                    id: id.to_string(),
+                    target: target.clone(),
+                    attempts: TERMINATE_UNSEEN.max_attempts,
+                    state: s.as_str().to_string(),
+                })),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
 
 /// A running builder and its addresses.
 #[derive(Debug, Clone, PartialEq)]

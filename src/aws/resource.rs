@@ -98,14 +98,11 @@ pub async fn delete(session: &AwsSession, res: &ResourceRef) -> anyhow::Result<D
     let result: anyhow::Result<Deleted> = async {
         match res.kind {
             ResourceKind::Instance => {
-                policy::call(&what, || async {
-                    ec2.terminate_instances()
-                        .instance_ids(&res.id)
-                        .send()
-                        .await
-                        .aws()
-                })
-                .await?;
+                if super::instance::terminate(&ec2, &target, &res.id).await?
+                    == super::instance::Terminated::AlreadyGone
+                {
+                    return Ok(Deleted::AlreadyGone);
+                }
                 wait_terminated(session, &ec2, &res.id).await?;
                 Ok(Deleted::Now { snapshots: vec![] })
             }

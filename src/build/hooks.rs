@@ -11,7 +11,8 @@ use crate::provision::{ProvisionContext, ProvisionReport, Provisioner, SshTarget
 /// journal recorded everything before it), writes its build id to
 /// `BAKERY_TEST_PAUSE_FILE`, and waits forever, so a test can kill it at that exact
 /// boundary. Steps: see [`super::runner::Step`]; `distribute:copied` pauses after every
-/// copy exists, before the intermediate is removed.
+/// copy exists, before the intermediate is removed; `distribute:published` after every
+/// copy is published (a pull request's not yet discarded).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PauseAt {
     pub step: String,

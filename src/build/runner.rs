@@ -29,6 +29,10 @@
 //! "Cleaned up" deletes every resource in the journal in reverse order, finds the ones
 //! whose create call's answer was lost (by `bakery:build-id` tag, or by name for image
 //! copies, which are tagged right after CopyImage), and marks the build `cleaned_up`.
+//!
+//! A failure once every copy exists is the exception: the copies are kept, the rest is
+//! deleted, and the next build of the same plan resumes them (see `runner/kept.rs`). A
+//! pull request's copies are discarded at the end of `distribute`, before `cleanup`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -52,6 +56,9 @@ use crate::aws::{self, access, image, instance, AwsSession, Budgets, EngineCtx, 
 use crate::database::{BuildFilter, BuildRecord, BuildState, DynStore, JobId};
 use crate::plan::model::{BuildFacts, BuildPlan, ConnectVia};
 use crate::provision::{ProvisionContext, Provisioner, SshTarget};
+
+mod kept;
+pub use kept::CopiesKept;
 
 /// The steps of a build, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +105,10 @@ impl Step {
 /// The pause point inside `distribute`: every copy exists, the intermediate is not yet
 /// removed.
 pub const PAUSE_DISTRIBUTE_COPIED: &str = "distribute:copied";
+
+/// The pause point at the end of `distribute`: every copy is published (a pull
+/// request's not yet discarded).
+pub const PAUSE_DISTRIBUTE_PUBLISHED: &str = "distribute:published";
 
 /// A build was cancelled (SIGINT/SIGTERM, or its job was cancelled).
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +198,8 @@ struct State {
     intermediate_id: Option<String>,
     intermediate: Option<Intermediate>,
     intermediate_removed: bool,
+    /// Every copy exists: a failure from here on keeps them (see [`BuildRunner::keep_copies`]).
+    distributed: bool,
     adopted: BTreeMap<Target, String>,
     outcomes: Vec<CopyOutcome>,
     grants: Vec<KmsGrant>,
@@ -237,6 +250,9 @@ impl BuildRunner {
                 Recovery::Resumed(outcome) => return Ok(outcome),
                 Recovery::CleanedUp => {}
             }
+        }
+        if let Some(outcome) = self.resume_kept(&plan).await? {
+            return Ok(outcome);
         }
 
         let build_id = uuid::Uuid::now_v7().to_string();
@@ -469,11 +485,18 @@ impl BuildRunner {
         }
         if replay.notes.contains_key("intermediate_removed") {
             state.intermediate_removed = true;
-            state.outcomes = replay
-                .copied
-                .iter()
-                .filter_map(|c| serde_json::from_value(c.clone()).ok())
-                .collect();
+            // A copy finished twice (a resume before the intermediate was removed) counts once.
+            let mut by_target: Vec<CopyOutcome> = vec![];
+            for c in &replay.copied {
+                if let Ok(o) = serde_json::from_value::<CopyOutcome>(c.clone()) {
+                    match by_target.iter_mut().find(|k| k.target == o.target) {
+                        Some(k) => *k = o,
+                        None => by_target.push(o),
+                    }
+                }
+            }
+            state.outcomes = by_target;
+            state.distributed = replay.notes.contains_key("distributed");
         } else if state.intermediate_id.is_none() {
             return Ok(None);
         }
@@ -554,6 +577,9 @@ impl BuildRunner {
                 }
                 let cancelled =
                     handed_over || err.chain().any(|e| e.downcast_ref::<Cancelled>().is_some());
+                if !cancelled && state.distributed && !plan.image.ephemeral {
+                    return self.keep_copies(record, journal, &state, err).await;
+                }
                 self.log.info(
                     "cleanup",
                     format!("build failed: {err:#}; deleting everything it created"),
@@ -886,7 +912,9 @@ impl BuildRunner {
                 for o in &outcomes {
                     journal.append("copied", serde_json::to_value(o)?).await?;
                 }
+                journal.append("distributed", json!({})).await?;
                 st.outcomes = outcomes;
+                st.distributed = true;
                 distribute::retire_grants(ctx, &inter, &st.grants).await?;
                 if let Some(p) = &self.options.pause {
                     p.maybe_pause(PAUSE_DISTRIBUTE_COPIED, &build_id).await;
@@ -900,7 +928,14 @@ impl BuildRunner {
                     .await?;
                 st.intermediate_removed = true;
             }
+            distribute::publish_all(ctx, &st.outcomes).await?;
             distribute::mark_released(ctx, &st.outcomes).await?;
+            if let Some(p) = &self.options.pause {
+                p.maybe_pause(PAUSE_DISTRIBUTE_PUBLISHED, &build_id).await;
+            }
+            if plan.image.ephemeral {
+                distribute::discard(ctx, &st.outcomes).await?;
+            }
             Ok(())
         })
         .await?;

@@ -811,6 +811,14 @@ async fn a_failure_at_each_step_leaves_nothing() {
         inject: Box<dyn Fn(&AwsProxy)>,
         provisioner_fails: bool,
         expect: &'static str,
+        /// Failed after every copy existed: the copies stay for a retry, released only
+        /// when the failure came after the release (the builder's cleanup).
+        keeps_copies: Option<Released>,
+    }
+    #[derive(PartialEq)]
+    enum Released {
+        No,
+        Yes,
     }
     let cases = vec![
         Case {
@@ -818,6 +826,7 @@ async fn a_failure_at_each_step_leaves_nothing() {
             inject: Box::new(|p| p.fail("AssumeRole", "AccessDenied", 100, |_| true)),
             provisioner_fails: false,
             expect: "cannot assume role",
+            keeps_copies: None,
         },
         Case {
             name: "access",
@@ -826,6 +835,7 @@ async fn a_failure_at_each_step_leaves_nothing() {
             }),
             provisioner_fails: false,
             expect: "cannot create the builder's security group",
+            keeps_copies: None,
         },
         Case {
             name: "instance",
@@ -834,18 +844,21 @@ async fn a_failure_at_each_step_leaves_nothing() {
             }),
             provisioner_fails: false,
             expect: "cannot launch a t3.micro builder",
+            keeps_copies: None,
         },
         Case {
             name: "provision",
             inject: Box::new(|_| {}),
             provisioner_fails: true,
             expect: "provisioning broke",
+            keeps_copies: None,
         },
         Case {
             name: "image",
             inject: Box::new(|p| p.fail("CreateImage", "InvalidParameterValue", 1, |_| true)),
             provisioner_fails: false,
             expect: "cannot create an image of builder",
+            keeps_copies: None,
         },
         Case {
             name: "distribute-copy",
@@ -856,6 +869,7 @@ async fn a_failure_at_each_step_leaves_nothing() {
             }),
             provisioner_fails: false,
             expect: "cannot copy",
+            keeps_copies: None,
         },
         Case {
             name: "distribute-publish",
@@ -866,12 +880,14 @@ async fn a_failure_at_each_step_leaves_nothing() {
             }),
             provisioner_fails: false,
             expect: "cannot set the deprecation time",
+            keeps_copies: Some(Released::No),
         },
         Case {
             name: "cleanup",
             inject: Box::new(|p| p.fail("DeleteKeyPair", "UnauthorizedOperation", 1, |_| true)),
             provisioner_fails: false,
             expect: "step cleanup failed",
+            keeps_copies: Some(Released::Yes),
         },
     ];
     for case in cases {
@@ -911,7 +927,7 @@ async fn a_failure_at_each_step_leaves_nothing() {
             .unwrap();
         assert_eq!(record.state, BuildState::Failed, "{}", case.name);
         let targets = plan_targets(&p);
-        let left = leftovers(&w, &targets, &record.build_id, false).await;
+        let left = leftovers(&w, &targets, &record.build_id, case.keeps_copies.is_some()).await;
         assert!(
             left.is_empty(),
             "{}: left behind {left:#?}\n{}",
@@ -919,11 +935,26 @@ async fn a_failure_at_each_step_leaves_nothing() {
             log.text()
         );
         for t in &targets {
-            assert!(
-                images_named(&w, t, &p.image.name).await.is_empty(),
-                "{}: copy left in {t}",
-                case.name
-            );
+            let images = images_named(&w, t, &p.image.name).await;
+            if let Some(released) = &case.keeps_copies {
+                let copy_here = p
+                    .distribute
+                    .copies
+                    .iter()
+                    .filter(|c| c.region == t.region)
+                    .any(|c| c.account.as_ref().map_or(HOME, |a| &a.account_id) == t.account);
+                assert_eq!(images.len(), usize::from(copy_here), "{}: {t}", case.name);
+                assert!(
+                    images
+                        .iter()
+                        .all(|i| tag_map(i.tags()).contains_key(tags::RELEASED)
+                            == (*released == Released::Yes)),
+                    "{}: a kept copy in {t} is marked released only once the release completed",
+                    case.name
+                );
+            } else {
+                assert!(images.is_empty(), "{}: copy left in {t}", case.name);
+            }
             no_builder_resources(&w, t).await;
         }
     }
@@ -2426,8 +2457,8 @@ async fn wait_paused(marker: &std::path::Path, log: &MemorySink) -> String {
     std::fs::read_to_string(marker).unwrap()
 }
 
-/// The story of review finding H2: a pull request builds `base`, and while its builder
-/// is being terminated (cleanup, up to 15 minutes) a release of a recipe built on
+/// The story of review finding H2: a pull request builds `base`, and while its image
+/// exists (published, before it is discarded) a release of a recipe built on
 /// `base` "latest" resolves its source. It must get the released `base`, never the
 /// pull request's image, and the pull request's image is never tagged released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2459,7 +2490,7 @@ async fn a_pull_request_image_is_never_latest_nor_released() {
     let marker = dir.path().join("paused");
     let options = BuildOptions {
         pause: Some(bakery::build::hooks::PauseAt {
-            step: "cleanup".into(),
+            step: bakery::build::runner::PAUSE_DISTRIBUTE_PUBLISHED.into(),
             marker: marker.clone(),
         }),
         ..BuildOptions::default()
@@ -2722,3 +2753,5 @@ async fn another_repository_cannot_poison_latest_or_a_release() {
         .unwrap_or_else(|e| panic!("another repository's release is ours: {e:#}"));
     assert_eq!(state, bakery::aws::release::ReleaseState::New);
 }
+
+mod runner_faults;
