@@ -28,6 +28,7 @@ pub enum Area {
     Kms,
     Encryption,
     Network,
+    #[serde(rename = "github")]
     GitHub,
 }
 

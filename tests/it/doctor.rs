@@ -140,7 +140,12 @@ async fn world() -> World {
         .tag_specifications(
             TagSpecification::builder()
                 .resource_type(ResourceType::Instance)
-                .tags(Tag::builder().key("bakery:build-id").value("a-running-build").build())
+                .tags(
+                    Tag::builder()
+                        .key("bakery:build-id")
+                        .value("a-running-build")
+                        .build(),
+                )
                 .build(),
         )
         .send()
@@ -157,7 +162,10 @@ async fn world() -> World {
         &["push", "create", "pull_request", "issue_comment"],
     );
 
-    let dir = tempfile::Builder::new().prefix("bakery-doctor-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("bakery-doctor-")
+        .tempdir()
+        .unwrap();
     let repo = dir.path().join("images");
     std::fs::create_dir_all(repo.join("recipes/web")).unwrap();
     std::fs::write(repo.join("bakery.toml"), BAKERY_TOML).unwrap();
@@ -193,19 +201,33 @@ async fn default_route_to_internet(ec2: &aws_sdk_ec2::Client) {
         .to_string();
     let tables = ec2
         .describe_route_tables()
-        .filters(aws_sdk_ec2::types::Filter::builder().name("vpc-id").values(&vpc).build())
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("vpc-id")
+                .values(&vpc)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
-    let has_igw = tables.route_tables().iter().flat_map(|t| t.routes()).any(|r| {
-        r.destination_cidr_block() == Some("0.0.0.0/0")
-            && r.gateway_id().is_some_and(|g| g.starts_with("igw-"))
-    });
+    let has_igw = tables
+        .route_tables()
+        .iter()
+        .flat_map(|t| t.routes())
+        .any(|r| {
+            r.destination_cidr_block() == Some("0.0.0.0/0")
+                && r.gateway_id().is_some_and(|g| g.starts_with("igw-"))
+        });
     if has_igw {
         return;
     }
     let igw = ec2.create_internet_gateway().send().await.unwrap();
-    let igw = igw.internet_gateway().unwrap().internet_gateway_id().unwrap().to_string();
+    let igw = igw
+        .internet_gateway()
+        .unwrap()
+        .internet_gateway_id()
+        .unwrap()
+        .to_string();
     ec2.attach_internet_gateway()
         .internet_gateway_id(&igw)
         .vpc_id(&vpc)
@@ -268,7 +290,10 @@ impl World {
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
             ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
             ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_CONFIG_FILE", &dir.join("no-aws-config").display().to_string()),
+            (
+                "AWS_CONFIG_FILE",
+                &dir.join("no-aws-config").display().to_string(),
+            ),
             (
                 "AWS_SHARED_CREDENTIALS_FILE",
                 &dir.join("no-aws-credentials").display().to_string(),
@@ -285,19 +310,31 @@ impl World {
         for account in [HOME, OTHER] {
             let ec2 = self.check.ec2(&target(account)).unwrap();
             let instances = ec2.describe_instances().send().await.unwrap();
-            let n: usize = instances.reservations().iter().map(|r| r.instances().len()).sum();
+            let n: usize = instances
+                .reservations()
+                .iter()
+                .map(|r| r.instances().len())
+                .sum();
             out.insert(format!("{account} instances"), n);
             let keys = ec2.describe_key_pairs().send().await.unwrap();
             out.insert(format!("{account} key pairs"), keys.key_pairs().len());
             let groups = ec2.describe_security_groups().send().await.unwrap();
-            out.insert(format!("{account} security groups"), groups.security_groups().len());
+            out.insert(
+                format!("{account} security groups"),
+                groups.security_groups().len(),
+            );
             let images = ec2.describe_images().owners("self").send().await.unwrap();
             out.insert(format!("{account} images"), images.images().len());
             let kms = self.check.kms(&target(account)).unwrap();
             let keys = kms.list_keys().send().await.unwrap();
             let mut grants = 0;
             for k in keys.keys() {
-                let g = kms.list_grants().key_id(k.key_id().unwrap()).send().await.unwrap();
+                let g = kms
+                    .list_grants()
+                    .key_id(k.key_id().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
                 grants += g.grants().len();
             }
             out.insert(format!("{account} kms grants"), grants);
@@ -338,7 +375,11 @@ async fn doctor_passes_with_the_shipped_policies_and_creates_nothing() {
     let out = w.doctor(&["--format", "json"]).await;
     let list = checks(&out);
     let not_passed: Vec<&Value> = list.iter().filter(|c| c["status"] != "pass").collect();
-    assert!(not_passed.is_empty(), "{not_passed:#?}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        not_passed.is_empty(),
+        "{not_passed:#?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success());
     assert_eq!(w.inventory().await, before, "doctor created something");
 
@@ -352,23 +393,43 @@ async fn doctor_passes_with_the_shipped_policies_and_creates_nothing() {
         ("CopyImage", OTHER),
         ("DescribeInstances", OTHER),
     ] {
-        let c = find(&list, &format!("ec2:{action}"), &format!("account {account}"));
+        let c = find(
+            &list,
+            &format!("ec2:{action}"),
+            &format!("account {account}"),
+        );
         assert_eq!(c["status"], "pass", "{c}");
     }
     // Every creating call was a DryRun, answered by the proxy as AWS answers one.
     for r in w.proxy.requests() {
         if matches!(
             r.action.as_str(),
-            "RunInstances" | "CreateSecurityGroup" | "ImportKeyPair" | "CreateImage" | "CopyImage" | "CreateGrant"
+            "RunInstances"
+                | "CreateSecurityGroup"
+                | "ImportKeyPair"
+                | "CreateImage"
+                | "CopyImage"
+                | "CreateGrant"
         ) {
-            assert_eq!(r.param("DryRun"), Some("true"), "{} was sent for real", r.action);
+            assert_eq!(
+                r.param("DryRun"),
+                Some("true"),
+                "{} was sent for real",
+                r.action
+            );
             assert!(r.response.contains("DryRunOperation"), "{}", r.response);
         }
     }
     let run = &w.proxy.calls("RunInstances")[0];
-    assert_eq!(run.param("TagSpecification.1.ResourceType"), Some("instance"));
-    assert!(run.list("TagSpecification.1.Tag").is_empty());
-    assert!(run.params.values().any(|v| v == "bakery:build-id"), "{:?}", run.params);
+    assert_eq!(
+        run.param("TagSpecification.1.ResourceType"),
+        Some("instance")
+    );
+    assert!(
+        run.params.values().any(|v| v == "bakery:build-id"),
+        "{:?}",
+        run.params
+    );
 
     insta::with_settings!({filters => vec![
         (r"\b(i|ami|subnet|vpc|igw|sg|snap)-[0-9a-f]{8,17}\b", "$1-[id]"),
@@ -443,19 +504,32 @@ async fn doctor_fails_an_unassumable_role_and_a_narrow_installation_with_the_fix
         fix.contains("trust policy") && fix.contains("external_id") && fix.contains(HOME),
         "{fix}"
     );
-    assert!(!fix.contains("bakery-external-id"), "the external ID is not printed: {fix}");
+    assert!(
+        !fix.contains("bakery-external-id"),
+        "the external ID is not printed: {fix}"
+    );
     let copy = find(&list, "copy", &format!("account {OTHER}"));
     assert_eq!(copy["status"], "skip", "{copy}");
 
     let perms = find(&list, "permissions", REPO);
     assert_eq!(perms["status"], "fail");
     let detail = perms["detail"].as_str().unwrap();
-    for missing in ["contents: write (has read)", "issues: write (has none)", "statuses: write"] {
+    for missing in [
+        "contents: write (has read)",
+        "issues: write (has none)",
+        "statuses: write",
+    ] {
         assert!(detail.contains(missing), "{detail}");
     }
     let events = find(&list, "events", REPO);
     assert_eq!(events["status"], "fail");
-    assert!(events["detail"].as_str().unwrap().contains("create, issue_comment"), "{events}");
+    assert!(
+        events["detail"]
+            .as_str()
+            .unwrap()
+            .contains("create, issue_comment"),
+        "{events}"
+    );
     // The home account's own checks are unaffected.
     assert_eq!(find(&list, "ec2:RunInstances", HOME)["status"], "pass");
 }

@@ -637,11 +637,16 @@ async fn dry_run_answer(state: &State, rec: &Recorded, json: bool) -> Vec<u8> {
         .collect();
     calls.push(probe);
     let policies = state.dry_run_policies.lock().unwrap().clone();
-    let verdict = tokio::task::spawn_blocking(move || iam_oracle::evaluate(&calls, &policies)).await;
+    let verdict =
+        tokio::task::spawn_blocking(move || iam_oracle::evaluate(&calls, &policies)).await;
     let (status, code, message) = match verdict {
         Ok(v) if v.denials.iter().all(|d| d.seq != PROBE_SEQ) => (
             "412 Precondition Failed",
-            if json { "DryRunOperationException" } else { "DryRunOperation" },
+            if json {
+                "DryRunOperationException"
+            } else {
+                "DryRunOperation"
+            },
             "Request would have succeeded, but DryRun flag is set.".to_string(),
         ),
         Ok(v) => {

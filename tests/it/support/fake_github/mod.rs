@@ -258,7 +258,9 @@ impl FakeGitHub {
     /// "write", ...}`) and the webhook `events`.
     pub fn set_installation_grants(&self, repo: &str, permissions: Value, events: &[&str]) {
         let events = events.iter().map(|e| e.to_string()).collect();
-        self.repo_mut(repo, |r| r.installation_grants = Some((permissions, events)));
+        self.repo_mut(repo, |r| {
+            r.installation_grants = Some((permissions, events))
+        });
     }
 
     pub fn set_permission(&self, repo: &str, user: &str, permission: &str, role: &str) {
