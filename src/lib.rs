@@ -7,6 +7,7 @@ pub mod build;
 pub mod cli;
 pub mod config;
 pub mod database;
+pub mod doctor;
 pub mod github;
 pub mod jobs;
 pub mod plan;

@@ -102,6 +102,18 @@ struct RepoInstallation {
     id: u64,
 }
 
+/// Answer of `GET /repos/{owner}/{repo}/installation`, with what the App was granted.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InstallationGrants {
+    pub id: u64,
+    /// Permission → `read` / `write` / `admin`.
+    #[serde(default)]
+    pub permissions: std::collections::BTreeMap<String, String>,
+    /// The webhook events the installation receives.
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
 /// Answer of `GET /app` (`apps/get-authenticated`); only the slug is read.
 #[derive(Deserialize)]
 struct AuthenticatedApp {
@@ -318,6 +330,29 @@ impl GitHubClient {
             format!("the GitHub App is not installed on {repo}: install it from the App's page")
         })?;
         Ok(Some(found.id))
+    }
+
+    /// The App's installation on `repo` with the permissions and events it was granted
+    /// (`None` with a token, which has no installation).
+    pub async fn repo_installation_grants(
+        &self,
+        repo: &super::RepoName,
+    ) -> anyhow::Result<Option<InstallationGrants>> {
+        if !self.is_app() {
+            return Ok(None);
+        }
+        let route = format!("{}/installation", repo.route());
+        let app = &self.inner.principal;
+        let found: InstallationGrants = retry::call(
+            &self.inner.policy,
+            &format!("get the installation on {repo}"),
+            || app.get(route.as_str(), None::<&()>),
+        )
+        .await
+        .with_context(|| {
+            format!("the GitHub App is not installed on {repo}: install it from the App's page")
+        })?;
+        Ok(Some(found))
     }
 
     /// Forgets a cached installation token (after GitHub answered 401 with it).

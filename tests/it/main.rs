@@ -5,6 +5,7 @@
 
 mod ansible;
 mod aws;
+mod doctor;
 mod github;
 mod hardening;
 mod intake;

@@ -8,6 +8,10 @@
 //!
 //! moto has no `EnableImageDeprecation`; the proxy answers it the way EC2 does
 //! (`<return>true</return>`) and records it like every other call.
+//!
+//! An EC2 or KMS call with `DryRun=true` is answered by the proxy, never forwarded: the
+//! IAM oracle judges it, and the answer is AWS's (`DryRunOperation` when allowed,
+//! `UnauthorizedOperation` or `AccessDeniedException` when denied).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -117,6 +121,8 @@ struct State {
     unseen_window: Mutex<Duration>,
     /// Resources created through the proxy: (id or key name, NotFound code, when).
     created: Mutex<Vec<(String, &'static str, std::time::Instant)>>,
+    /// The policies `DryRun=true` calls are answered by (see [`dry_run_answer`]).
+    dry_run_policies: Mutex<Policies>,
 }
 
 pub struct AwsProxy {
@@ -167,6 +173,7 @@ impl AwsProxy {
             answers: Mutex::new(vec![]),
             unseen_window: Mutex::new(Duration::ZERO),
             created: Mutex::new(vec![]),
+            dry_run_policies: Mutex::new(Policies::deployed()),
         });
         let s = state.clone();
         let task = tokio::spawn(async move {
@@ -192,6 +199,11 @@ impl AwsProxy {
     /// [`iam_oracle::evaluate`] itself (on other policies, say).
     pub fn judge_by_hand(&self) {
         *self.oracle.lock().unwrap() = None;
+    }
+
+    /// Answers `DryRun=true` calls by `policies` instead of `deploy/aws/`.
+    pub fn judge_dry_runs_by(&self, policies: Policies) {
+        *self.state.dry_run_policies.lock().unwrap() = policies;
     }
 
     pub fn set_ec2_latency(&self, d: Duration) {
@@ -447,7 +459,11 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
         .iter()
         .find(|(a, _)| service == "ec2" && a == &action)
         .map(|(_, b)| b.clone());
-    let response: Vec<u8> = if let Some(code) = injected {
+    let dry_run = matches!(service.as_str(), "ec2" | "kms")
+        && rec.params.get("DryRun").map(String::as_str) == Some("true");
+    let response: Vec<u8> = if let (true, None) = (dry_run, &injected) {
+        dry_run_answer(&state, &rec, header("x-amz-target").is_some()).await
+    } else if let Some(code) = injected {
         let (ctype, body) = if header("x-amz-target").is_some() {
             (
                 "application/x-amz-json-1.1",
@@ -596,6 +612,88 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     conn.write_all(&response).await?;
     conn.shutdown().await?;
     Ok(())
+}
+
+/// The place a DryRun call takes in the recording the oracle judges it in.
+const PROBE_SEQ: usize = 999_999_999;
+
+/// Answers a `DryRun=true` call as AWS does, without forwarding it (moto ignores DryRun
+/// for some actions and would carry them out): the IAM oracle judges the call against
+/// the proxy's policies, with the `AssumeRole`s recorded so far to tell accounts apart.
+/// Allowed: `DryRunOperation` (HTTP 412); denied: `UnauthorizedOperation` (EC2, HTTP
+/// 403) or `AccessDeniedException` (KMS, HTTP 400).
+async fn dry_run_answer(state: &State, rec: &Recorded, json: bool) -> Vec<u8> {
+    let probe = Recorded {
+        seq: PROBE_SEQ,
+        ..rec.clone()
+    };
+    let mut calls: Vec<Recorded> = state
+        .records
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.action == "AssumeRole" && r.status == 200)
+        .cloned()
+        .collect();
+    calls.push(probe);
+    let policies = state.dry_run_policies.lock().unwrap().clone();
+    let verdict =
+        tokio::task::spawn_blocking(move || iam_oracle::evaluate(&calls, &policies)).await;
+    let (status, code, message) = match verdict {
+        Ok(v) if v.denials.iter().all(|d| d.seq != PROBE_SEQ) => (
+            "412 Precondition Failed",
+            if json {
+                "DryRunOperationException"
+            } else {
+                "DryRunOperation"
+            },
+            "Request would have succeeded, but DryRun flag is set.".to_string(),
+        ),
+        Ok(v) => {
+            let denied: Vec<String> = v
+                .denials
+                .iter()
+                .filter(|d| d.seq == PROBE_SEQ)
+                .map(|d| format!("{} on {}", d.action, d.resource))
+                .collect();
+            if json {
+                (
+                    "400 Bad Request",
+                    "AccessDeniedException",
+                    format!("User is not authorized to perform: {}", denied.join(", ")),
+                )
+            } else {
+                (
+                    "403 Forbidden",
+                    "UnauthorizedOperation",
+                    "You are not authorized to perform this operation.".to_string(),
+                )
+            }
+        }
+        Err(_) => (
+            "500 Internal Server Error",
+            "InternalError",
+            "the IAM oracle could not judge the call".to_string(),
+        ),
+    };
+    let (ctype, body) = if json {
+        (
+            "application/x-amz-json-1.1",
+            format!("{{\"__type\":\"{code}\",\"message\":\"{message}\"}}"),
+        )
+    } else {
+        (
+            "text/xml",
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>dry-run</RequestID></Response>"
+            ),
+        )
+    };
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// The ids of existing EC2 resources a request names.

@@ -308,8 +308,13 @@ pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failur
         "apps/get-repo-installation" => {
             let repo = state.repos.get(&req.repo_name()).ok_or_else(not_found)?;
             let id = repo.installation_id.ok_or_else(not_found)?;
+            let grants = repo.installation_grants.clone();
             let mut v = req.example(200);
             set(&mut v, "id", json!(id));
+            if let Some((permissions, events)) = grants {
+                set(&mut v, "permissions", permissions);
+                set(&mut v, "events", json!(events));
+            }
             Ok((200, v))
         }
         "repos/get" => {

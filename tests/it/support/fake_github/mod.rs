@@ -69,6 +69,9 @@ pub struct RepoState {
     /// user → (permission, role_name).
     pub permissions: HashMap<String, (String, String)>,
     pub installation_id: Option<u64>,
+    /// The installation's `permissions` and `events`, when a test sets them (otherwise
+    /// the description's example).
+    pub installation_grants: Option<(Value, Vec<String>)>,
     pub check_runs: BTreeMap<u64, CheckRun>,
     pub statuses: Vec<Value>,
     pub commit_comments: Vec<Value>,
@@ -251,6 +254,15 @@ impl FakeGitHub {
     }
 
     /// Sets `user`'s permission (`admin`, `write`, `read`, `none`) and role.
+    /// What the App's installation on `repo` was granted: `permissions` (`{"checks":
+    /// "write", ...}`) and the webhook `events`.
+    pub fn set_installation_grants(&self, repo: &str, permissions: Value, events: &[&str]) {
+        let events = events.iter().map(|e| e.to_string()).collect();
+        self.repo_mut(repo, |r| {
+            r.installation_grants = Some((permissions, events))
+        });
+    }
+
     pub fn set_permission(&self, repo: &str, user: &str, permission: &str, role: &str) {
         self.repo_mut(repo, |r| {
             r.permissions
