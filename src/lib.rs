@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod database;
 pub mod github;
+pub mod inventory;
 pub mod jobs;
 pub mod plan;
 pub mod policy;
