@@ -10,6 +10,8 @@ use super::client::is_own_comment;
 use super::commands::{parse_command, Command};
 use super::render::{self, BuildFailure, BuildSummary};
 use super::reporter::{GitHubReporter, ReleaseRef};
+use crate::database::Store;
+use crate::inventory::history::{package_report, RecipePackages};
 use crate::redact::Redactor;
 
 /// What [`publish_release`] left on GitHub.
@@ -18,13 +20,17 @@ pub struct PublishedRelease {
     pub comment_url: String,
     pub release: ReleaseRef,
     pub notes: super::release_notes::ReleaseNotes,
+    /// Each built recipe's package changes, as the notes show them.
+    pub packages: Vec<RecipePackages>,
 }
 
 /// After a successful release build: the commit comment with the image table, and the
 /// GitHub Release for the tag with the notes since the previous tag (created, or updated
-/// on a rerun). `workspace` is the job's checkout (it holds the tags).
+/// on a rerun), each recipe's package changes since that tag included (inventories read
+/// from `store`). `workspace` is the job's checkout (it holds the tags).
 pub async fn publish_release(
     reporter: &GitHubReporter,
+    store: &dyn Store,
     workspace: &Path,
     tag: &str,
     patterns: &[String],
@@ -41,10 +47,22 @@ pub async fn publish_release(
         .await
         .context("release notes task died")??
     };
+    let mut packages = Vec::new();
+    for r in &summary.recipes {
+        let report =
+            package_report(store, &r.recipe, tag, notes.previous_tag.as_deref()).await?;
+        packages.push(RecipePackages {
+            recipe: r.recipe.clone(),
+            report,
+        });
+    }
     let comment_url = reporter
-        .comment_on_commit(&summary.git_sha, &render::success_comment(summary))
+        .comment_on_commit(
+            &summary.git_sha,
+            &render::release_comment(summary, &packages),
+        )
         .await?;
-    let body = render::release_notes(&notes, &summary.images);
+    let body = render::release_notes_with_packages(&notes, &summary.images, &packages);
     let release = reporter
         .upsert_release(tag, &summary.git_sha, tag, &body)
         .await?;
@@ -52,6 +70,7 @@ pub async fn publish_release(
         comment_url,
         release,
         notes,
+        packages,
     })
 }
 
