@@ -9,9 +9,10 @@ use anyhow::Context;
 use super::client::is_own_comment;
 use super::commands::{parse_command, Command};
 use super::render::{self, BuildFailure, BuildSummary};
-use super::reporter::{GitHubReporter, ReleaseRef};
+use super::reporter::{GitHubReporter, ReleaseAsset, ReleaseRef};
 use crate::database::Store;
-use crate::inventory::history::{package_report, RecipePackages};
+use crate::inventory::history::{package_report, release_sbom, RecipePackages};
+use crate::inventory::sbom;
 use crate::redact::Redactor;
 
 /// What [`publish_release`] left on GitHub.
@@ -22,12 +23,15 @@ pub struct PublishedRelease {
     pub notes: super::release_notes::ReleaseNotes,
     /// Each built recipe's package changes, as the notes show them.
     pub packages: Vec<RecipePackages>,
+    /// The SBOMs attached to the release, one per recipe with an inventory.
+    pub assets: Vec<ReleaseAsset>,
 }
 
 /// After a successful release build: the commit comment with the image table, and the
 /// GitHub Release for the tag with the notes since the previous tag (created, or updated
 /// on a rerun), each recipe's package changes since that tag included (inventories read
-/// from `store`). `workspace` is the job's checkout (it holds the tags).
+/// from `store`), and each recipe's SBOM attached to it as an asset. `workspace` is the
+/// job's checkout (it holds the tags).
 pub async fn publish_release(
     reporter: &GitHubReporter,
     store: &dyn Store,
@@ -66,11 +70,21 @@ pub async fn publish_release(
     let release = reporter
         .upsert_release(tag, &summary.git_sha, tag, &body)
         .await?;
+    let mut assets = Vec::new();
+    for r in &summary.recipes {
+        if let Some((name, bytes)) = release_sbom(store, &r.recipe, tag).await? {
+            let asset = reporter
+                .upload_release_asset(&release, &name, sbom::MEDIA_TYPE, bytes.into())
+                .await?;
+            assets.push(asset);
+        }
+    }
     Ok(PublishedRelease {
         comment_url,
         release,
         notes,
         packages,
+        assets,
     })
 }
 

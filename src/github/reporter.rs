@@ -95,6 +95,17 @@ pub struct ReleaseRef {
     pub html_url: String,
     /// True when this call created it, false when it updated an existing one.
     pub created: bool,
+    /// Where its assets are uploaded (GitHub's RFC 6570 template, `…/assets{?name,label}`).
+    pub upload_url: String,
+}
+
+/// An asset of a release, as GitHub answers for it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ReleaseAsset {
+    pub id: u64,
+    pub name: String,
+    pub size: u64,
+    pub browser_download_url: String,
 }
 
 /// A repository permission as GitHub reports it for a user.
@@ -172,6 +183,9 @@ struct Created {
     id: u64,
     #[serde(default)]
     html_url: Option<String>,
+    /// Releases only.
+    #[serde(default)]
+    upload_url: Option<String>,
 }
 
 /// An item of `issues/list-comments`.
@@ -703,6 +717,61 @@ impl GitHubReporter {
 
     // ---- Releases ----
 
+    /// Attaches `bytes` to a release as the asset `name`, replacing an asset of that name
+    /// (a rerun): `GET /releases/{id}/assets`, `DELETE /releases/assets/{id}`, then the
+    /// upload endpoint (`POST` to the release's `upload_url`, with `?name=`).
+    pub async fn upload_release_asset(
+        &self,
+        release: &ReleaseRef,
+        name: &str,
+        content_type: &str,
+        bytes: bytes::Bytes,
+    ) -> anyhow::Result<ReleaseAsset> {
+        let route = format!("{}/releases/{}/assets", self.repo.route(), release.id);
+        let existing: Vec<ReleaseAsset> = self
+            .list_pages(&format!("list assets of release {}", release.id), &route)
+            .await?;
+        let session = self.session().await?;
+        let crab = &session.crab;
+        for old in existing.iter().filter(|a| a.name == name) {
+            let route = format!("{}/releases/assets/{}", self.repo.route(), old.id);
+            retry::call(
+                session.policy(),
+                &format!("delete release asset {name}"),
+                || async {
+                    let response = crab._delete(route.as_str(), None::<&()>).await?;
+                    octocrab::map_github_error(response).await.map(|_| ())
+                },
+            )
+            .await?;
+        }
+        let base = release.upload_url.split('{').next().unwrap_or_default();
+        anyhow::ensure!(
+            !base.is_empty(),
+            "GitHub gave release {} no upload_url",
+            release.id
+        );
+        let url = format!("{base}?name={}", path_segment(name));
+        retry::call(
+            session.policy(),
+            &format!("upload release asset {name}"),
+            || async {
+                let request = http::Request::builder()
+                    .method(http::Method::POST)
+                    .uri(url.as_str())
+                    .header(http::header::CONTENT_TYPE, content_type)
+                    .header(http::header::CONTENT_LENGTH, bytes.len())
+                    .body(bytes.clone())
+                    .expect("a well-formed upload request");
+                let response = octocrab::map_github_error(crab.execute(request).await?).await?;
+                let text = crab.body_to_string(response).await?;
+                Ok(serde_json::from_str::<ReleaseAsset>(&text))
+            },
+        )
+        .await?
+        .with_context(|| format!("GitHub's answer to the upload of {name} is not an asset"))
+    }
+
     /// Creates the release for `tag`, or updates its name and notes when it exists (a
     /// rerun): `GET /releases/tags/{tag}`, then `POST` or `PATCH`.
     pub async fn upsert_release(
@@ -735,6 +804,7 @@ impl GitHubReporter {
                     id: updated.id,
                     html_url: updated.html_url.unwrap_or_default(),
                     created: false,
+                    upload_url: updated.upload_url.unwrap_or_default(),
                 })
             }
             None => {
@@ -765,6 +835,7 @@ impl GitHubReporter {
                     id: created.id,
                     html_url: created.html_url.unwrap_or_default(),
                     created: true,
+                    upload_url: created.upload_url.unwrap_or_default(),
                 })
             }
         }

@@ -1,12 +1,13 @@
 //! A recipe's package changes for release notes: this release's inventory against the
 //! previous release's, both read from the store (`build_inventories`, the newest
-//! succeeded build of a recipe and version that has one).
+//! succeeded build of a recipe and version that has one); and this release's SBOM, the
+//! release asset made from the same inventory.
 
 use serde::Serialize;
 
 use super::diff::{diff, InventoryDiff};
 use super::model::{Collected, OsRelease};
-use crate::database::{BuildFilter, BuildState, Store};
+use crate::database::{BuildFilter, BuildRecord, BuildState, Store};
 
 /// What the notes say about one recipe's packages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,6 +45,17 @@ pub async fn release_inventory(
     recipe: &str,
     version: &str,
 ) -> anyhow::Result<Option<Collected>> {
+    Ok(release_build_inventory(store, recipe, version)
+        .await?
+        .map(|(_, c)| c))
+}
+
+/// The newest succeeded build of `recipe` at `version` that has an inventory, with it.
+async fn release_build_inventory(
+    store: &dyn Store,
+    recipe: &str,
+    version: &str,
+) -> anyhow::Result<Option<(BuildRecord, Collected)>> {
     let builds = store
         .list_builds(&BuildFilter {
             recipe: Some(recipe.to_string()),
@@ -51,12 +63,45 @@ pub async fn release_inventory(
             state: Some(BuildState::Succeeded),
         })
         .await?;
-    for b in builds.iter().rev() {
+    for b in builds.into_iter().rev() {
         if let Some(c) = store.inventory(&b.build_id).await? {
-            return Ok(Some(c));
+            return Ok(Some((b, c)));
         }
     }
     Ok(None)
+}
+
+/// The SBOM of `recipe` at `version` as a release asset: its file name
+/// (`<recipe>-<version>.cdx.json`, characters GitHub would rename replaced by `-`) and
+/// bytes. `None` when the build has no package inventory.
+pub async fn release_sbom(
+    store: &dyn Store,
+    recipe: &str,
+    version: &str,
+) -> anyhow::Result<Option<(String, Vec<u8>)>> {
+    let Some((build, Collected::Inventory(inv))) =
+        release_build_inventory(store, recipe, version).await?
+    else {
+        return Ok(None);
+    };
+    let build_time = build
+        .plan
+        .get("build_time")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| build.created_at.to_rfc3339());
+    let doc = super::sbom::cyclonedx(&inv, recipe, version, &build_time);
+    let name: String = format!("{recipe}-{version}.cdx.json")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    Ok(Some((name, super::sbom::to_bytes(&doc))))
 }
 
 /// Compares `recipe` at `version` with the same recipe at `previous` (the previous tag of

@@ -34,7 +34,7 @@ fn dpkg_query_in_the_sandbox(rig: &Rig) -> Vec<(String, String, String, String)>
 
 /// Runs `tests/it/support/cyclonedx_validate.mjs` (Ajv with the schemas
 /// `@cyclonedx/cyclonedx-library` ships): `Ok` when valid, else the errors.
-fn validate_cyclonedx(doc: &serde_json::Value) -> Result<(), String> {
+pub(crate) fn validate_cyclonedx(doc: &serde_json::Value) -> Result<(), String> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new("node")
         .arg(root.join("tests/it/support/cyclonedx_validate.mjs"))

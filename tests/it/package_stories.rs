@@ -1,5 +1,6 @@
 //! Stories about what changed inside an image: two releases of one recipe, where the
-//! second installs one more package; its release notes list exactly that package.
+//! second installs one more package; its release notes list exactly that package, and
+//! each release carries its image's SBOM as an asset.
 
 use crate::support::story::*;
 
@@ -112,7 +113,47 @@ async fn the_second_release_lists_the_one_package_it_added() {
         comment.contains("**Packages:** 0 upgraded, 1 added, 0 removed since `release-0.1.0`"),
         "{comment}"
     );
+    // Each release carries its SBOM, uploaded through the release-asset endpoint: valid
+    // CycloneDX 1.5, and the second one holds the new package.
+    let sbom_of = |name: &str| -> serde_json::Value {
+        let found: Vec<_> = repo
+            .release_assets
+            .values()
+            .filter(|(_, a, _)| a["name"] == name)
+            .collect();
+        assert_eq!(found.len(), 1, "one asset {name}: {:#?}", repo.release_assets);
+        let (release_id, asset, bytes) = found[0];
+        assert_eq!(asset["content_type"], "application/vnd.cyclonedx+json");
+        assert!(repo.releases[release_id]["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == name));
+        serde_json::from_slice(bytes).unwrap()
+    };
+    let first_sbom = sbom_of("sandbox-base-release-0.1.0.cdx.json");
+    let second_sbom = sbom_of("sandbox-base-release-0.2.0.cdx.json");
+    crate::inventory::validate_cyclonedx(&second_sbom).unwrap_or_else(|e| panic!("{e}"));
+    let purls = |doc: &serde_json::Value| -> Vec<String> {
+        doc["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["purl"].as_str().map(str::to_string))
+            .collect()
+    };
+    let added: Vec<String> = purls(&second_sbom)
+        .into_iter()
+        .filter(|p| !purls(&first_sbom).contains(p))
+        .collect();
+    assert_eq!(
+        added,
+        vec!["pkg:deb/debian/bakery-probe@1.0-1?arch=all&distro=debian-12".to_string()]
+    );
+    assert_eq!(repo.release_assets.len(), 2);
+
     let section = &notes[notes.find("## Packages").unwrap()..];
+    let section = &section[..section.find("## Images").unwrap_or(section.len())];
     insta::with_settings!({ filters => filters() }, {
         insta::assert_snapshot!("second_release_packages", section);
     });
