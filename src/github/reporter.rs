@@ -752,15 +752,41 @@ impl GitHubReporter {
             release.id
         );
         let url = format!("{base}?name={}", path_segment(name));
+        // octocrab only authenticates requests to the API's own host; an installation's
+        // token is sent to the upload host here, and only to GitHub's upload host or the
+        // API's host (GitHub Enterprise serves uploads there).
+        let upload_uri: http::Uri = url
+            .parse()
+            .with_context(|| format!("GitHub's upload_url {base:?} is not a URL"))?;
+        let api_uri: http::Uri = self.client.api_url().parse()?;
+        let upload_host = upload_uri.authority().map(|a| a.as_str().to_string());
+        anyhow::ensure!(
+            upload_host.as_deref() == Some("uploads.github.com")
+                || upload_host.as_deref() == api_uri.authority().map(|a| a.as_str()),
+            "GitHub's upload_url {base:?} is neither GitHub's upload host nor the API's host"
+        );
+        let bearer = (session.kind() == AuthKind::Installation).then(|| {
+            let mut v = http::HeaderValue::from_str(&format!(
+                "Bearer {}",
+                session.git_token().expose()
+            ))
+            .expect("a token is a valid header value");
+            v.set_sensitive(true);
+            v
+        });
         retry::call(
             session.policy(),
             &format!("upload release asset {name}"),
             || async {
-                let request = http::Request::builder()
+                let mut request = http::Request::builder()
                     .method(http::Method::POST)
                     .uri(url.as_str())
                     .header(http::header::CONTENT_TYPE, content_type)
-                    .header(http::header::CONTENT_LENGTH, bytes.len())
+                    .header(http::header::CONTENT_LENGTH, bytes.len());
+                if let Some(b) = &bearer {
+                    request = request.header(http::header::AUTHORIZATION, b.clone());
+                }
+                let request = request
                     .body(bytes.clone())
                     .expect("a well-formed upload request");
                 let response = octocrab::map_github_error(crab.execute(request).await?).await?;
