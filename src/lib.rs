@@ -9,6 +9,7 @@ pub mod config;
 pub mod database;
 pub mod doctor;
 pub mod github;
+pub mod inventory;
 pub mod jobs;
 pub mod plan;
 pub mod policy;

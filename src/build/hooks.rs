@@ -68,6 +68,7 @@ impl Provisioner for NoProvisioner {
         Ok(ProvisionReport {
             release_file: ctx.plan.release_file(&ctx.facts),
             host_key_fingerprint: String::new(),
+            inventory: None,
         })
     }
 }

@@ -847,6 +847,9 @@ impl BuildRunner {
                         json!({ "fingerprint": report.host_key_fingerprint }),
                     )
                     .await?;
+                if let Some(collected) = &report.inventory {
+                    self.store.put_inventory(journal.build_id(), collected).await?;
+                }
                 Ok(())
             })
             .await?;

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::inventory::Collected;
+
 pub type DynStore = Arc<dyn Store>;
 
 #[async_trait]
@@ -132,6 +134,10 @@ pub trait Store: Send + Sync + 'static {
         repo: &str,
         tags: &[(String, String)],
     ) -> anyhow::Result<bool>;
+    /// Records the package inventory collected on a build's builder.
+    async fn put_inventory(&self, build_id: &str, collected: &Collected) -> anyhow::Result<()>;
+    /// The package inventory recorded for a build, if any.
+    async fn inventory(&self, build_id: &str) -> anyhow::Result<Option<Collected>>;
 
     /// Appends to a build's step journal (resource ids before and after creation, host
     /// keys, step boundaries). Returns the entry's sequence number.

@@ -151,7 +151,7 @@ impl SqlStore {
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {
-        let scripts: [(i64, &'static str, &'static str, &'static str); 3] = [
+        let scripts: [(i64, &'static str, &'static str, &'static str); 4] = [
             (
                 1,
                 "init",
@@ -169,6 +169,12 @@ impl SqlStore {
                 "history",
                 include_str!("../../migrations/sqlite/0003_history.sql"),
                 include_str!("../../migrations/postgres/0003_history.sql"),
+            ),
+            (
+                4,
+                "inventory",
+                include_str!("../../migrations/sqlite/0004_inventory.sql"),
+                include_str!("../../migrations/postgres/0004_inventory.sql"),
             ),
         ];
         let migrations = scripts
@@ -1074,6 +1080,34 @@ impl Store for SqlStore {
         .await
         .context("cannot list builds")?;
         rows.iter().map(build_from_row).collect()
+    }
+
+    async fn put_inventory(&self, build_id: &str, collected: &Collected) -> anyhow::Result<()> {
+        let text = serde_json::to_string(collected)?;
+        sqlx::query(
+            "INSERT INTO build_inventories (build_id, collected, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (build_id) DO UPDATE SET collected = excluded.collected, created_at = excluded.created_at",
+        )
+        .bind(build_id)
+        .bind(text)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .context("cannot store the build's inventory")?;
+        Ok(())
+    }
+
+    async fn inventory(&self, build_id: &str) -> anyhow::Result<Option<Collected>> {
+        let row = sqlx::query("SELECT collected FROM build_inventories WHERE build_id = $1")
+            .bind(build_id)
+            .fetch_optional(&self.pool)
+            .await
+            .context("cannot read the build's inventory")?;
+        row.map(|r| {
+            let text: String = r.try_get("collected")?;
+            serde_json::from_str(&text).context("the stored inventory is not readable")
+        })
+        .transpose()
     }
 
     async fn append_journal(&self, build_id: &str, entry: &JournalEntry) -> anyhow::Result<i64> {

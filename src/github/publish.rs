@@ -9,7 +9,10 @@ use anyhow::Context;
 use super::client::is_own_comment;
 use super::commands::{parse_command, Command};
 use super::render::{self, BuildFailure, BuildSummary};
-use super::reporter::{GitHubReporter, ReleaseRef};
+use super::reporter::{GitHubReporter, ReleaseAsset, ReleaseRef};
+use crate::database::Store;
+use crate::inventory::history::{package_report, release_sbom, RecipePackages};
+use crate::inventory::sbom;
 use crate::redact::Redactor;
 
 /// What [`publish_release`] left on GitHub.
@@ -18,13 +21,20 @@ pub struct PublishedRelease {
     pub comment_url: String,
     pub release: ReleaseRef,
     pub notes: super::release_notes::ReleaseNotes,
+    /// Each built recipe's package changes, as the notes show them.
+    pub packages: Vec<RecipePackages>,
+    /// The SBOMs attached to the release, one per recipe with an inventory.
+    pub assets: Vec<ReleaseAsset>,
 }
 
 /// After a successful release build: the commit comment with the image table, and the
 /// GitHub Release for the tag with the notes since the previous tag (created, or updated
-/// on a rerun). `workspace` is the job's checkout (it holds the tags).
+/// on a rerun), each recipe's package changes since that tag included (inventories read
+/// from `store`), and each recipe's SBOM attached to it as an asset. `workspace` is the
+/// job's checkout (it holds the tags).
 pub async fn publish_release(
     reporter: &GitHubReporter,
+    store: &dyn Store,
     workspace: &Path,
     tag: &str,
     patterns: &[String],
@@ -41,17 +51,40 @@ pub async fn publish_release(
         .await
         .context("release notes task died")??
     };
+    let mut packages = Vec::new();
+    for r in &summary.recipes {
+        let report =
+            package_report(store, &r.recipe, tag, notes.previous_tag.as_deref()).await?;
+        packages.push(RecipePackages {
+            recipe: r.recipe.clone(),
+            report,
+        });
+    }
     let comment_url = reporter
-        .comment_on_commit(&summary.git_sha, &render::success_comment(summary))
+        .comment_on_commit(
+            &summary.git_sha,
+            &render::release_comment(summary, &packages),
+        )
         .await?;
-    let body = render::release_notes(&notes, &summary.images);
+    let body = render::release_notes_with_packages(&notes, &summary.images, &packages);
     let release = reporter
         .upsert_release(tag, &summary.git_sha, tag, &body)
         .await?;
+    let mut assets = Vec::new();
+    for r in &summary.recipes {
+        if let Some((name, bytes)) = release_sbom(store, &r.recipe, tag).await? {
+            let asset = reporter
+                .upload_release_asset(&release, &name, sbom::MEDIA_TYPE, bytes.into())
+                .await?;
+            assets.push(asset);
+        }
+    }
     Ok(PublishedRelease {
         comment_url,
         release,
         notes,
+        packages,
+        assets,
     })
 }
 

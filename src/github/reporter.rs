@@ -95,6 +95,17 @@ pub struct ReleaseRef {
     pub html_url: String,
     /// True when this call created it, false when it updated an existing one.
     pub created: bool,
+    /// Where its assets are uploaded (GitHub's RFC 6570 template, `…/assets{?name,label}`).
+    pub upload_url: String,
+}
+
+/// An asset of a release, as GitHub answers for it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ReleaseAsset {
+    pub id: u64,
+    pub name: String,
+    pub size: u64,
+    pub browser_download_url: String,
 }
 
 /// A repository permission as GitHub reports it for a user.
@@ -172,6 +183,9 @@ struct Created {
     id: u64,
     #[serde(default)]
     html_url: Option<String>,
+    /// Releases only.
+    #[serde(default)]
+    upload_url: Option<String>,
 }
 
 /// An item of `issues/list-comments`.
@@ -703,6 +717,87 @@ impl GitHubReporter {
 
     // ---- Releases ----
 
+    /// Attaches `bytes` to a release as the asset `name`, replacing an asset of that name
+    /// (a rerun): `GET /releases/{id}/assets`, `DELETE /releases/assets/{id}`, then the
+    /// upload endpoint (`POST` to the release's `upload_url`, with `?name=`).
+    pub async fn upload_release_asset(
+        &self,
+        release: &ReleaseRef,
+        name: &str,
+        content_type: &str,
+        bytes: bytes::Bytes,
+    ) -> anyhow::Result<ReleaseAsset> {
+        let route = format!("{}/releases/{}/assets", self.repo.route(), release.id);
+        let existing: Vec<ReleaseAsset> = self
+            .list_pages(&format!("list assets of release {}", release.id), &route)
+            .await?;
+        let session = self.session().await?;
+        let crab = &session.crab;
+        for old in existing.iter().filter(|a| a.name == name) {
+            let route = format!("{}/releases/assets/{}", self.repo.route(), old.id);
+            retry::call(
+                session.policy(),
+                &format!("delete release asset {name}"),
+                || async {
+                    let response = crab._delete(route.as_str(), None::<&()>).await?;
+                    octocrab::map_github_error(response).await.map(|_| ())
+                },
+            )
+            .await?;
+        }
+        let base = release.upload_url.split('{').next().unwrap_or_default();
+        anyhow::ensure!(
+            !base.is_empty(),
+            "GitHub gave release {} no upload_url",
+            release.id
+        );
+        let url = format!("{base}?name={}", path_segment(name));
+        // octocrab only authenticates requests to the API's own host; an installation's
+        // token is sent to the upload host here, and only to GitHub's upload host or the
+        // API's host (GitHub Enterprise serves uploads there).
+        let upload_uri: http::Uri = url
+            .parse()
+            .with_context(|| format!("GitHub's upload_url {base:?} is not a URL"))?;
+        let api_uri: http::Uri = self.client.api_url().parse()?;
+        let upload_host = upload_uri.authority().map(|a| a.as_str().to_string());
+        anyhow::ensure!(
+            upload_host.as_deref() == Some("uploads.github.com")
+                || upload_host.as_deref() == api_uri.authority().map(|a| a.as_str()),
+            "GitHub's upload_url {base:?} is neither GitHub's upload host nor the API's host"
+        );
+        let bearer = (session.kind() == AuthKind::Installation).then(|| {
+            let mut v = http::HeaderValue::from_str(&format!(
+                "Bearer {}",
+                session.git_token().expose()
+            ))
+            .expect("a token is a valid header value");
+            v.set_sensitive(true);
+            v
+        });
+        retry::call(
+            session.policy(),
+            &format!("upload release asset {name}"),
+            || async {
+                let mut request = http::Request::builder()
+                    .method(http::Method::POST)
+                    .uri(url.as_str())
+                    .header(http::header::CONTENT_TYPE, content_type)
+                    .header(http::header::CONTENT_LENGTH, bytes.len());
+                if let Some(b) = &bearer {
+                    request = request.header(http::header::AUTHORIZATION, b.clone());
+                }
+                let request = request
+                    .body(bytes.clone())
+                    .expect("a well-formed upload request");
+                let response = octocrab::map_github_error(crab.execute(request).await?).await?;
+                let text = crab.body_to_string(response).await?;
+                Ok(serde_json::from_str::<ReleaseAsset>(&text))
+            },
+        )
+        .await?
+        .with_context(|| format!("GitHub's answer to the upload of {name} is not an asset"))
+    }
+
     /// Creates the release for `tag`, or updates its name and notes when it exists (a
     /// rerun): `GET /releases/tags/{tag}`, then `POST` or `PATCH`.
     pub async fn upsert_release(
@@ -735,6 +830,7 @@ impl GitHubReporter {
                     id: updated.id,
                     html_url: updated.html_url.unwrap_or_default(),
                     created: false,
+                    upload_url: updated.upload_url.unwrap_or_default(),
                 })
             }
             None => {
@@ -765,6 +861,7 @@ impl GitHubReporter {
                     id: created.id,
                     html_url: created.html_url.unwrap_or_default(),
                     created: true,
+                    upload_url: created.upload_url.unwrap_or_default(),
                 })
             }
         }

@@ -58,6 +58,8 @@ pub struct ProvisionReport {
     pub release_file: String,
     /// The host key the builder presented (`SHA256:...`), for the journal.
     pub host_key_fingerprint: String,
+    /// The image's package inventory, read before sealing (`None`: not collected).
+    pub inventory: Option<crate::inventory::Collected>,
 }
 
 /// Called when the provisioner accepts a host key on first use, so the engine can record it.
@@ -65,7 +67,8 @@ pub type HostKeyCallback = Arc<dyn Fn(&str) + Send + Sync>;
 
 #[async_trait]
 pub trait Provisioner: Send + Sync {
-    /// Runs provision steps, stamp, verify and seal, in that order, on the builder.
+    /// Runs provision steps, stamp, verify, inventory and seal, in that order, on the
+    /// builder.
     async fn provision(
         &self,
         target: &SshTarget,

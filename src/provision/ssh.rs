@@ -151,6 +151,9 @@ impl Provisioner for SshProvisioner {
         steps::verify::run(&mut s, &plan.verify)
             .await
             .context("verify failed")?;
+        let inventory = steps::inventory::run(&mut s)
+            .await
+            .context("collecting the package inventory failed")?;
         steps::seal::run(&mut s, &plan.seal)
             .await
             .context("sealing the builder failed")?;
@@ -159,6 +162,7 @@ impl Provisioner for SshProvisioner {
         Ok(ProvisionReport {
             release_file,
             host_key_fingerprint,
+            inventory: Some(inventory),
         })
     }
 }

@@ -220,6 +220,7 @@ impl Provisioner for RecordingProvisioner {
         Ok(ProvisionReport {
             release_file: ctx.plan.release_file(&ctx.facts),
             host_key_fingerprint: "SHA256:testhostkey".into(),
+            inventory: None,
         })
     }
 }
@@ -2592,6 +2593,7 @@ impl Provisioner for GatedProvisioner {
         Ok(ProvisionReport {
             release_file: ctx.plan.release_file(&ctx.facts),
             host_key_fingerprint: "SHA256:testhostkey".into(),
+            inventory: None,
         })
     }
 }

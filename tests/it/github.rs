@@ -848,8 +848,10 @@ async fn release_publishing_comments_and_updates_the_release_on_rerun() {
         details_url: None,
     };
     let patterns = vec!["release-*".to_string()];
+    let store = bakery::database::SqlStore::open_sqlite_memory().await.unwrap();
     let first = bakery::github::publish::publish_release(
         &reporter,
+        &store,
         &ws.path,
         "release-0.2.0",
         &patterns,
@@ -861,6 +863,7 @@ async fn release_publishing_comments_and_updates_the_release_on_rerun() {
     assert_eq!(first.notes.previous_tag.as_deref(), Some("release-0.1.0"));
     let rerun = bakery::github::publish::publish_release(
         &reporter,
+        &store,
         &ws.path,
         "release-0.2.0",
         &patterns,

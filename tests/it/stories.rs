@@ -26,6 +26,9 @@ fn snapshot_filters() -> Vec<(&'static str, &'static str)> {
         (r"\b\d+(\.\d+)?\s?(ms|s|m|h)\b( \d+s)?", "[duration]"),
         (r"token=[0-9a-f]{64}", "token=[token]"),
         (r"/jobs/\d+", "/jobs/[id]"),
+        // The sandbox rootfs's package count.
+        (r"\b\d+ packages\b", "[n] packages"),
+        (r"\(\d+ in all", "([n] in all"),
     ]
 }
 

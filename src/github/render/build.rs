@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{cell, code, code_block, duration, image_table, short_sha, BuildFailure, BuildSummary};
+use crate::inventory::history::RecipePackages;
 use crate::redact::Redactor;
 
 /// Log lines a failure comment shows at most.
@@ -13,6 +14,12 @@ pub const LOG_TAIL_LINES: usize = 30;
 
 /// The success comment: the image table, source AMIs, release files and duration.
 pub fn success_comment(s: &BuildSummary) -> String {
+    release_comment(s, &[])
+}
+
+/// The success comment with the totals of each recipe's package changes under the image
+/// table.
+pub fn release_comment(s: &BuildSummary, packages: &[RecipePackages]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -29,6 +36,7 @@ pub fn success_comment(s: &BuildSummary) -> String {
     );
     out.push_str(&image_table(&s.images));
     out.push('\n');
+    out.push_str(&super::packages::packages_totals(packages));
     if !s.recipes.is_empty() {
         out.push_str("| Recipe | Source AMI | Build time |\n| --- | --- | --- |\n");
         for r in &s.recipes {

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use super::{code, image_table, ImageRow};
 use crate::github::release_notes::{Change, ReleaseNotes};
+use crate::inventory::history::RecipePackages;
 
 /// Section titles of conventional-commit types, in the order they are shown.
 const SECTIONS: &[(&str, &str)] = &[
@@ -23,6 +24,16 @@ const SECTIONS: &[(&str, &str)] = &[
 /// The release body: changes (grouped by conventional-commit type when the history uses
 /// it), the recipes that changed, and the image table.
 pub fn release_notes(notes: &ReleaseNotes, images: &[ImageRow]) -> String {
+    release_notes_with_packages(notes, images, &[])
+}
+
+/// The release body with the "Packages" section (what changed inside each recipe's
+/// image) between the recipes that changed and the image table.
+pub fn release_notes_with_packages(
+    notes: &ReleaseNotes,
+    images: &[ImageRow],
+    packages: &[RecipePackages],
+) -> String {
     let mut out = String::new();
     match &notes.previous_tag {
         Some(prev) => {
@@ -84,6 +95,7 @@ pub fn release_notes(notes: &ReleaseNotes, images: &[ImageRow]) -> String {
         }
         out.push('\n');
     }
+    out.push_str(&super::packages::packages_section(packages));
     if !images.is_empty() {
         out.push_str("## Images\n\n");
         out.push_str(&image_table(images));

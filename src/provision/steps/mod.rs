@@ -1,9 +1,11 @@
 //! The steps that run on a builder, in the order the provisioner runs them: the recipe's
-//! provision steps (`shell`, `file`, `ansible`), then `stamp`, `verify` and `seal`.
+//! provision steps (`shell`, `file`, `ansible`), then `stamp`, `verify`, `inventory` and
+//! `seal`.
 
 pub mod ansible;
 pub mod ansible_core;
 pub mod file;
+pub mod inventory;
 pub mod seal;
 pub mod shell;
 pub mod stamp;

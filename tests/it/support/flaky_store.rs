@@ -140,6 +140,16 @@ impl Store for FlakyStore {
     async fn list_builds(&self, filter: &BuildFilter) -> anyhow::Result<Vec<BuildRecord>> {
         self.inner.list_builds(filter).await
     }
+    async fn put_inventory(
+        &self,
+        build_id: &str,
+        collected: &bakery::inventory::Collected,
+    ) -> anyhow::Result<()> {
+        self.inner.put_inventory(build_id, collected).await
+    }
+    async fn inventory(&self, build_id: &str) -> anyhow::Result<Option<bakery::inventory::Collected>> {
+        self.inner.inventory(build_id).await
+    }
     async fn append_journal(&self, build_id: &str, entry: &JournalEntry) -> anyhow::Result<i64> {
         self.inner.append_journal(build_id, entry).await
     }

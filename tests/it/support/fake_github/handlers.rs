@@ -128,6 +128,9 @@ pub struct Request<'a> {
     pub query: &'a str,
     pub body: Value,
     pub identity: &'a Identity,
+    /// The request body as sent (release asset uploads are not JSON).
+    pub raw: &'a [u8],
+    pub content_type: Option<String>,
 }
 
 impl Request<'_> {
@@ -697,6 +700,96 @@ pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failur
                 }
             }
             Ok((200, release.clone()))
+        }
+        "repos/upload-release-asset" => {
+            let release_id: u64 = req.param("release_id").parse().map_err(|_| not_found())?;
+            let name = req
+                .query_str("name")
+                .ok_or((422, "Validation Failed: name is missing".to_string()))?
+                .to_string();
+            let id = state.next_id();
+            let full = req.repo_name();
+            let login = req.identity.login().to_string();
+            let repo = repo_for(state, req)?;
+            let tag = repo
+                .releases
+                .get(&release_id)
+                .ok_or_else(not_found)?["tag_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if repo
+                .release_assets
+                .values()
+                .any(|(r, a, _)| *r == release_id && a["name"] == name.as_str())
+            {
+                return Err((422, "Validation Failed: name already_exists".into()));
+            }
+            let mut v = req.example(201);
+            set(&mut v, "id", json!(id));
+            set(&mut v, "node_id", json!(format!("RA_{id}")));
+            set(
+                &mut v,
+                "url",
+                json!(format!("{api}/repos/{full}/releases/assets/{id}")),
+            );
+            set(
+                &mut v,
+                "browser_download_url",
+                json!(format!("{api}/{full}/releases/download/{tag}/{name}")),
+            );
+            set(&mut v, "name", json!(name));
+            set(&mut v, "label", Value::Null);
+            set(&mut v, "state", json!("uploaded"));
+            set(
+                &mut v,
+                "content_type",
+                json!(req
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| "application/octet-stream".into())),
+            );
+            set(&mut v, "size", json!(req.raw.len()));
+            set(&mut v, "download_count", json!(0));
+            set(&mut v, "created_at", json!(now()));
+            set(&mut v, "updated_at", json!(now()));
+            set_login(&mut v["uploader"], &login);
+            repo.release_assets
+                .insert(id, (release_id, v.clone(), req.raw.to_vec()));
+            if let Some(release) = repo.releases.get_mut(&release_id) {
+                if let Some(list) = release.get_mut("assets").and_then(Value::as_array_mut) {
+                    list.push(v.clone());
+                }
+            }
+            Ok((201, v))
+        }
+        "repos/list-release-assets" => {
+            let release_id: u64 = req.param("release_id").parse().map_err(|_| not_found())?;
+            let repo = repo_for(state, req)?;
+            if !repo.releases.contains_key(&release_id) {
+                return Err(not_found());
+            }
+            let items = repo
+                .release_assets
+                .values()
+                .filter(|(r, _, _)| *r == release_id)
+                .map(|(_, a, _)| a.clone())
+                .collect();
+            Ok((200, Value::Array(page(req, items))))
+        }
+        "repos/delete-release-asset" => {
+            let id: u64 = req.param("asset_id").parse().map_err(|_| not_found())?;
+            let repo = repo_for(state, req)?;
+            let (release_id, _, _) = repo.release_assets.remove(&id).ok_or_else(not_found)?;
+            if let Some(list) = repo
+                .releases
+                .get_mut(&release_id)
+                .and_then(|r| r.get_mut("assets"))
+                .and_then(Value::as_array_mut)
+            {
+                list.retain(|a| a["id"] != json!(id));
+            }
+            Ok((204, Value::Null))
         }
         other => Err((
             404,

@@ -78,6 +78,8 @@ pub struct RepoState {
     /// comment id → (issue number, comment).
     pub issue_comments: BTreeMap<u64, (u64, Value)>,
     pub releases: BTreeMap<u64, Value>,
+    /// Release assets by id: (release id, the asset as answered, the uploaded bytes).
+    pub release_assets: BTreeMap<u64, (u64, Value, Vec<u8>)>,
     /// Pull requests by number.
     pub pulls: BTreeMap<u64, PullState>,
 }
@@ -403,7 +405,9 @@ fn answer(
     };
     call.operation_id = op.operation_id.clone();
 
-    let json_body = if body.is_empty() {
+    // Release assets are uploaded as raw bytes, not JSON.
+    let raw_body = op.operation_id == "repos/upload-release-asset";
+    let json_body = if body.is_empty() || raw_body {
         None
     } else {
         match serde_json::from_slice::<Value>(body) {
@@ -466,6 +470,11 @@ fn answer(
         query,
         body: json_body.unwrap_or(Value::Null),
         identity: &identity,
+        raw: body,
+        content_type: headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     };
     let (status, value) = match handlers::dispatch(state, &request) {
         Ok(ok) => ok,
