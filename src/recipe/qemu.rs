@@ -82,6 +82,7 @@ pub enum BootSpec {
     /// OVMF firmware, then the disk's EFI boot loader.
     Uefi,
     /// QEMU loads a kernel and initrd from the repository; the disk holds the root file system.
+    /// Both paths are relative to the repository root.
     DirectKernel {
         kernel: Loc<String>,
         initrd: Option<Loc<String>>,
@@ -109,7 +110,10 @@ pub fn read_qemu(dir: &str, mut t: Table<'_, '_, '_>) -> Option<QemuSpec> {
     let cx = t.cx;
     let span = t.span.clone();
     let source = t
-        .required_string("source", "\"https://…/disk.qcow2\" or \"disk.qcow2\" (beside the recipe)")
+        .required_string(
+            "source",
+            "\"https://…/disk.qcow2\" or \"disk.qcow2\" (beside the recipe)",
+        )
         .and_then(|s| read_source(cx, dir, s));
     let sha256 = match t.string("sha256") {
         Some(s) if is_sha256(&s.value) => Some(Loc::new(s.value.to_ascii_lowercase(), s.span)),
@@ -229,10 +233,11 @@ fn read_boot(cx: &Cx, dir: &str, v: &toml::Spanned<DeValue<'_>>) -> Option<Loc<B
             let append = t.string("append");
             t.finish();
             let kernel = kernel?;
-            repo_path(cx, dir, &kernel)?;
-            if let Some(i) = &initrd {
-                repo_path(cx, dir, i)?;
-            }
+            let kernel = Loc::new(repo_path(cx, dir, &kernel)?, kernel.span);
+            let initrd = match initrd {
+                Some(i) => Some(Loc::new(repo_path(cx, dir, &i)?, i.span)),
+                None => None,
+            };
             Some(Loc::new(
                 BootSpec::DirectKernel {
                     kernel,
@@ -245,7 +250,10 @@ fn read_boot(cx: &Cx, dir: &str, v: &toml::Spanned<DeValue<'_>>) -> Option<Loc<B
         other => {
             cx.error(
                 v.span(),
-                format!("`boot` in [qemu] must be a string or a table, found {}", type_name(other)),
+                format!(
+                    "`boot` in [qemu] must be a string or a table, found {}",
+                    type_name(other)
+                ),
                 "write boot = \"bios\", boot = \"uefi\" or boot = { kernel = \"...\" }",
             );
             None
@@ -346,7 +354,10 @@ mod tests {
     #[test]
     fn a_qemu_only_recipe_is_clean_and_read() {
         let s = spec(&full("disk_size_gb = 8\nmemory_mb = 1024\ncpus = 2\n"));
-        assert_eq!(s.source.value, DiskSource::Repo("recipes/r/disk.qcow2".into()));
+        assert_eq!(
+            s.source.value,
+            DiskSource::Repo("recipes/r/disk.qcow2".into())
+        );
         assert_eq!(s.sha256.value, SHA);
         assert_eq!(s.disk_size_gb.map(|d| d.value), Some(8));
         assert_eq!(s.memory_mb.map(|d| d.value), Some(1024));
@@ -366,12 +377,19 @@ mod tests {
             SHA.to_uppercase()
         ));
         let s = spec(&text);
-        assert_eq!(s.source.value, DiskSource::Url("https://example.org/d.qcow2".into()));
+        assert_eq!(
+            s.source.value,
+            DiskSource::Url("https://example.org/d.qcow2".into())
+        );
         assert_eq!(s.sha256.value, SHA, "digests are kept in lowercase");
         match s.boot.value {
-            BootSpec::DirectKernel { kernel, initrd, append } => {
-                assert_eq!(kernel.value, "vmlinuz");
-                assert_eq!(initrd.unwrap().value, "initrd.img");
+            BootSpec::DirectKernel {
+                kernel,
+                initrd,
+                append,
+            } => {
+                assert_eq!(kernel.value, "recipes/r/vmlinuz");
+                assert_eq!(initrd.unwrap().value, "recipes/r/initrd.img");
                 assert_eq!(append, "root=/dev/vda");
             }
             other => panic!("{other:?}"),
