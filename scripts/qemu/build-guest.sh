@@ -91,7 +91,8 @@ if [ -n "$dev" ]; then
         chmod 0600 "$home/.ssh/authorized_keys"
     fi
 fi
-ssh-keygen -A
+# One ed25519 host key: RSA key generation takes minutes under software emulation.
+[ -f /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
 SEED
 chmod 0755 "$tree/usr/local/sbin/bakery-seed"
 cat > "$tree/etc/systemd/system/bakery-seed.service" <<'UNIT'
@@ -109,7 +110,12 @@ WantedBy=multi-user.target
 UNIT
 ln -sf /etc/systemd/system/bakery-seed.service \
     "$tree/etc/systemd/system/multi-user.target.wants/bakery-seed.service"
-echo 'UseDNS no' > "$tree/etc/ssh/sshd_config.d/10-bakery-guest.conf"
+printf 'UseDNS no\nHostKey /etc/ssh/ssh_host_ed25519_key\n' > "$tree/etc/ssh/sshd_config.d/10-bakery-guest.conf"
+printf '127.0.0.1 localhost\n127.0.1.1 bakery-guest\n' > "$tree/etc/hosts"
+# Timers and scrubs that only slow an emulated boot.
+for unit in e2scrub_reap.service e2scrub_all.timer apt-daily.timer apt-daily-upgrade.timer; do
+    ln -sf /dev/null "$tree/etc/systemd/system/$unit"
+done
 echo '/dev/vda / ext4 defaults 0 1' > "$tree/etc/fstab"
 echo 'bakery-guest' > "$tree/etc/hostname"
 : > "$tree/etc/machine-id"

@@ -6,7 +6,7 @@
 # qemu-system-x86 from plain bookworm would replace a backported qemu-img with the older one
 # (or remove it). Also: mmdebstrap and e2fsprogs (the test guest, without loop devices or
 # mounts), dosfstools and mtools (the cloud-init seed disk bakery writes for every build),
-# libvmdk-utils (vmdkinfo, a second reader of the exported VMDK in the tests).
+# ovmf (UEFI firmware for `boot = "uefi"`), libvmdk-utils (vmdkinfo, a second reader of the exported VMDK in the tests).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PATH="/usr/local/sbin:/usr/sbin:/sbin:$PATH"
@@ -45,7 +45,7 @@ if [ ${#need_bpo[@]} -gt 0 ]; then
 fi
 
 need=()
-for pkg in mmdebstrap e2fsprogs dosfstools mtools libvmdk-utils openssh-client; do
+for pkg in mmdebstrap e2fsprogs dosfstools mtools ovmf libvmdk-utils openssh-client; do
     installed "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -5,10 +5,12 @@
 //!
 //! Pure parts, one file each: the plan (`plan.rs`), the `qemu-img` and `qemu-system`
 //! command lines (`args.rs`), the OVF descriptor (`ovf.rs`), the OVA archive and its
-//! manifest (`ova.rs`); `accel.rs` chooses KVM or TCG.
+//! manifest (`ova.rs`); `accel.rs` chooses KVM or TCG. `export.rs` writes the artifacts
+//! (never under their final name until complete).
 
 pub mod accel;
 pub mod args;
+pub mod export;
 pub mod ova;
 pub mod ovf;
 pub mod plan;
