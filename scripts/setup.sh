@@ -78,9 +78,10 @@ if ! psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
   su postgres -s /bin/sh -c "psql -q -c 'CREATE DATABASE test'" 2>/dev/null || true
 fi
 
-# The test components: moto (AWS), the sandboxed sshd's rootfs (with ansible-core), and GitHub's
+# The test components: moto (AWS), the sandboxed sshd's rootfs (with ansible-core), QEMU and its
+# cached test guest (scripts/qemu/), and GitHub's
 # REST description and webhook payload examples (pinned by tests/fixtures/package-lock.json).
-for part in scripts/moto/setup.sh scripts/sandbox/setup.sh scripts/github/setup.sh; do
+for part in scripts/moto/setup.sh scripts/sandbox/setup.sh scripts/github/setup.sh scripts/qemu/setup.sh; do
   log "$part"
   bash "$part"
 done

@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod plan;
 pub mod policy;
 pub mod provision;
+pub mod qemu;
 pub mod recipe;
 pub mod redact;
 pub mod retry;

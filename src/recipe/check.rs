@@ -146,6 +146,11 @@ pub fn resolve_path(dir: &str, raw: &str) -> Result<String, Invalid> {
 
 /// Every check on one recipe that needs only the recipe and `bakery.toml`.
 pub fn check_recipe(cx: &Cx, r: &RecipeSpec, config: &RepoConfig) {
+    if !r.has_ec2_builder() {
+        // A qemu-only recipe: no AWS builder, image or distribution to check.
+        check_provision(cx, r);
+        return;
+    }
     if let Some(source) = &r.source {
         match &source.value {
             SourceSpec::Ami(id) => {

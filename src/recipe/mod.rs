@@ -16,6 +16,7 @@ pub mod contain;
 pub mod diagnostic;
 pub mod load;
 pub mod parse;
+pub mod qemu;
 pub mod reader;
 pub mod repo_config;
 pub mod spec;

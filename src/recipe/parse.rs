@@ -47,8 +47,13 @@ fn read_recipe(name: &str, file: &Arc<SourceFile>, root: &mut Table<'_, '_, '_>)
     };
 
     let description = root.string("description").map(|s| r.text(&s));
+    let qemu_section = root.has("qemu");
+    let qemu = root
+        .table("qemu", "[qemu]")
+        .and_then(|t| super::qemu::read_qemu(&dir, t));
     let source = match root.value("source") {
         Some(v) => r.source(v),
+        None if qemu_section => None,
         None => {
             cx.error(
                 0..0,
@@ -105,6 +110,8 @@ fn read_recipe(name: &str, file: &Arc<SourceFile>, root: &mut Table<'_, '_, '_>)
         seal,
         image,
         distribute,
+        qemu,
+        qemu_section,
     }
 }
 

@@ -29,6 +29,10 @@ pub struct RecipeSpec {
     pub seal: SealPlan,
     pub image: ImageSpec,
     pub distribute: DistributeSpec,
+    /// The local QEMU builder (`[qemu]`), if the recipe has one that could be read.
+    pub qemu: Option<super::qemu::QemuSpec>,
+    /// Whether the recipe has a `[qemu]` table at all (read or not).
+    pub qemu_section: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +186,11 @@ pub struct DistributeSpec {
 }
 
 impl RecipeSpec {
+    /// Whether the recipe builds on EC2: it has a `[source]`, or no other builder.
+    pub fn has_ec2_builder(&self) -> bool {
+        self.source.is_some() || !self.qemu_section
+    }
+
     /// The recipe this one starts from, if its source is another recipe's image.
     pub fn source_recipe(&self) -> Option<&str> {
         match &self.source {

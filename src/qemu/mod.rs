@@ -1,0 +1,16 @@
+//! The qemu builder: a recipe's `[qemu]` section built on the bot's own machine. A QEMU
+//! virtual machine boots from a copy-on-write overlay of the source disk, is provisioned
+//! over SSH like an EC2 builder, sealed, shut down, and exported as qcow2, VMDK, OVA and
+//! raw files into the artifact directory.
+//!
+//! Pure parts, one file each: the plan (`plan.rs`), the `qemu-img` and `qemu-system`
+//! command lines (`args.rs`), the OVF descriptor (`ovf.rs`), the OVA archive and its
+//! manifest (`ova.rs`); `accel.rs` chooses KVM or TCG. `export.rs` writes the artifacts
+//! (never under their final name until complete).
+
+pub mod accel;
+pub mod args;
+pub mod export;
+pub mod ova;
+pub mod ovf;
+pub mod plan;
