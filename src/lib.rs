@@ -14,6 +14,7 @@ pub mod policy;
 pub mod provision;
 pub mod recipe;
 pub mod redact;
+pub mod registry;
 pub mod retry;
 pub mod server;
 pub mod telemetry;

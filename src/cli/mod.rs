@@ -3,6 +3,7 @@
 
 mod build;
 mod config_check;
+mod images;
 mod janitor;
 mod jobs;
 mod plan;
@@ -86,6 +87,8 @@ pub enum Command {
     Janitor(janitor::JanitorArgs),
     /// Enqueue release jobs for tags whose delivery was missed.
     Sync(sync::SyncArgs),
+    /// List the images bakery released, from the cloud's tags.
+    Images(images::ImagesArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,5 +132,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => build::run(args).await,
         Command::Janitor(args) => janitor::run(args).await,
         Command::Sync(args) => sync::run(args).await,
+        Command::Images(args) => images::run(args).await,
     }
 }

@@ -11,6 +11,7 @@ mod intake;
 mod job_pages;
 mod pr_stories;
 mod recipes;
+mod registry;
 mod replicas;
 mod secrets;
 mod serve;
