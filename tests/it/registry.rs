@@ -23,6 +23,41 @@ fn filters() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+/// The builder's SSH host keys, as a fresh instance gets them at boot: the seal step of
+/// a build removes them from the sandbox that plays every builder, so they are put back
+/// before the next build.
+struct HostKeys(Vec<(std::path::PathBuf, Vec<u8>, std::fs::Metadata)>);
+
+impl HostKeys {
+    fn save(story: &Story) -> HostKeys {
+        let dir = story.sandbox.path("/etc/ssh");
+        let mut keys = vec![];
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("ssh_host_")
+            {
+                let meta = std::fs::metadata(&path).unwrap();
+                keys.push((path.clone(), std::fs::read(&path).unwrap(), meta));
+            }
+        }
+        assert!(!keys.is_empty(), "the sandbox has host keys");
+        HostKeys(keys)
+    }
+
+    fn restore(&self) {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        for (path, bytes, meta) in &self.0 {
+            std::fs::write(path, bytes).unwrap();
+            std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid())).unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode())).unwrap();
+        }
+    }
+}
+
 /// Pushes `tag` on a new commit and waits for its release job to succeed.
 pub async fn release(story: &Story, tag: &str) {
     story.commit(
@@ -84,7 +119,9 @@ async fn bakery_images(story: &Story, args: &[&str]) -> Output {
 async fn images_lists_two_releases_in_every_target() {
     let story =
         Story::start_with_env(|_, _| {}, &[("BAKERY_JOB_PAGES__OPERATOR_TOKEN", OPERATOR)]).await;
+    let host_keys = HostKeys::save(&story);
     release(&story, "release-0.1.0").await;
+    host_keys.restore();
     release(&story, "release-0.2.0").await;
 
     // Both formats, every account and region.
@@ -224,4 +261,75 @@ async fn images_lists_two_releases_in_every_target() {
             ("release-0.2.0", "available")
         ]
     );
+}
+
+/// `GET /api/images` opens to the operator's token only: no token, a wrong one, a job
+/// link's token, or a server without an operator token all get 404, before the query is
+/// even read. The operator's malformed query is a 400, and nothing reached AWS.
+#[tokio::test]
+async fn the_image_api_is_for_the_operator_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/bakery.db", dir.path().display());
+    let base = [
+        ("BAKERY_WEBHOOK__SECRETS", "registry-webhook-secret"),
+        ("BAKERY_DATABASE_URL", db.as_str()),
+        ("BAKERY_WORKERS__CONCURRENCY", "0"),
+        ("BAKERY_JOB_PAGES__KEY", "registry-job-page-key-0123456789"),
+        // Nothing answers here: a call to AWS would fail the request with 503.
+        ("BAKERY_AWS__ENDPOINT_URL", "http://127.0.0.1:9"),
+    ];
+    let mut with_operator = base.to_vec();
+    with_operator.push(("BAKERY_JOB_PAGES__OPERATOR_TOKEN", OPERATOR));
+    let server =
+        crate::support::bakery_process::BakeryServer::start(dir.path(), &with_operator).await;
+    let get = |path: &'static str, headers: Vec<(&'static str, String)>| {
+        let addr = server.addr;
+        async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            http(addr, "GET", path, &h, b"").await.unwrap()
+        }
+    };
+    for (path, headers) in [
+        ("/api/images", vec![]),
+        ("/api/images?owner=someone", vec![]),
+        (
+            "/api/images",
+            vec![(
+                "Authorization",
+                "Bearer registry-job-page-key-0123456789".to_string(),
+            )],
+        ),
+        (
+            "/api/images",
+            vec![("Authorization", format!("Bearer {OPERATOR}x"))],
+        ),
+        ("/api/images?token=0000", vec![]),
+    ] {
+        let (status, body) = get(path, headers.clone()).await;
+        assert_eq!(status, 404, "{path} {headers:?}: {body}");
+    }
+    let (status, body) = get(
+        "/api/images?owner=someone",
+        vec![("Authorization", format!("Bearer {OPERATOR}"))],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    drop(server);
+
+    // Without an operator token configured, nobody opens it.
+    let dir2 = tempfile::tempdir().unwrap();
+    let db2 = format!("sqlite://{}/bakery.db", dir2.path().display());
+    let mut without = base.to_vec();
+    without[1] = ("BAKERY_DATABASE_URL", db2.as_str());
+    let server = crate::support::bakery_process::BakeryServer::start(dir2.path(), &without).await;
+    let (status, _) = http(
+        server.addr,
+        "GET",
+        "/api/images",
+        &[("Authorization", "Bearer ")],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 404);
 }
