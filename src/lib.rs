@@ -17,6 +17,7 @@ pub mod provision;
 pub mod qemu;
 pub mod recipe;
 pub mod redact;
+pub mod registry;
 pub mod retry;
 pub mod server;
 pub mod telemetry;

@@ -4,6 +4,7 @@
 mod build;
 mod config_check;
 mod doctor;
+mod images;
 mod janitor;
 mod jobs;
 mod plan;
@@ -89,6 +90,8 @@ pub enum Command {
     Sync(sync::SyncArgs),
     /// Check AWS and GitHub for everything bakery will need; change nothing.
     Doctor(doctor::DoctorArgs),
+    /// List the images bakery released, from the cloud's tags.
+    Images(images::ImagesArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,5 +136,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Janitor(args) => janitor::run(args).await,
         Command::Sync(args) => sync::run(args).await,
         Command::Doctor(args) => doctor::run(args).await,
+        Command::Images(args) => images::run(args).await,
     }
 }

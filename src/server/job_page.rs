@@ -57,16 +57,21 @@ fn access(state: &AppState, id: i64, query: &PageQuery, headers: &HeaderMap) -> 
             return Some(Access::Link);
         }
     }
+    is_operator(state, headers).then_some(Access::Operator)
+}
+
+/// The request carries the operator's bearer token (`Authorization: Bearer`).
+pub fn is_operator(state: &AppState, headers: &HeaderMap) -> bool {
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if let (Some(expected), Some(given)) = (&state.operator_token, bearer) {
-        if constant_time_eq(expected.expose().as_bytes(), given.trim().as_bytes()) {
-            return Some(Access::Operator);
+    match (&state.operator_token, bearer) {
+        (Some(expected), Some(given)) => {
+            constant_time_eq(expected.expose().as_bytes(), given.trim().as_bytes())
         }
+        _ => false,
     }
-    None
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -38,6 +38,8 @@ pub struct AppState {
     pub operator_token: Option<Secret>,
     /// Wakes idle workers when a job is queued.
     pub job_queued: Arc<Notify>,
+    /// `GET /api/images`: the image registry.
+    pub images: Arc<crate::registry::api::ImagesApi>,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
             job_page_key: config.job_pages.key.clone(),
             operator_token: config.job_pages.operator_token.clone(),
             job_queued,
+            images: Arc::new(crate::registry::api::ImagesApi::new(config)),
         })
     }
 }
@@ -66,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/jobs/{id}", get(job_page::job_page))
+        .route("/api/images", get(crate::registry::api::images))
         // The webhook extractor enforces its own, larger limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)

@@ -14,6 +14,7 @@ mod job_pages;
 mod package_stories;
 mod pr_stories;
 mod recipes;
+mod registry;
 mod replicas;
 mod secrets;
 mod serve;

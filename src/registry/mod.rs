@@ -1,0 +1,21 @@
+//! The image registry: what bakery released, where, and in which state.
+//!
+//! The cloud's tags are the truth. Every final image bakery released carries its recipe,
+//! version, git SHA, repository, build id and source image as tags; the registry reads
+//! them across every account and region the operator configured or a build used, and the
+//! store only fills in what the cloud no longer shows (a deregistered image).
+//!
+//! - [`model`]: the typed entries (`RegistryImage`, `ImageState`) and the query;
+//! - [`scope`]: which accounts and regions to look in;
+//! - [`lookup`]: reading the cloud (DescribeImages, read-only) and the store;
+//! - [`table`]: the text table `bakery images` prints;
+//! - [`api`]: `GET /api/images`, for operators.
+
+pub mod api;
+pub mod lookup;
+pub mod model;
+pub mod scope;
+pub mod table;
+
+pub use lookup::{lookup, LookupReport};
+pub use model::{ImageQuery, ImageState, Parent, RegistryImage};
