@@ -55,6 +55,15 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
         };
         vars.insert(name.trim().to_string(), value.to_string());
     }
+    // The local QEMU builder, shown after the EC2 one (or alone, for a qemu-only recipe).
+    let (qemu, ec2) = crate::qemu::plan::from_repo(&root, &args.recipe, &args.version)?;
+    if let (Some(q), false) = (&qemu, ec2) {
+        match args.format {
+            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(q)?),
+            OutputFormat::Text => print!("{}", crate::qemu::plan::render_text(q)),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let plan = plan_from_repo(&PlanRequest {
         repo_root: &root,
         recipe: &args.recipe,
@@ -68,6 +77,9 @@ pub async fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
     match args.format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
         OutputFormat::Text => print!("{}", render::render_text(&plan)),
+    }
+    if let (Some(q), OutputFormat::Text) = (&qemu, args.format) {
+        print!("\n{}", crate::qemu::plan::render_text(q));
     }
     Ok(ExitCode::SUCCESS)
 }
