@@ -412,3 +412,103 @@ async fn plan_checks(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::AwsError;
+
+    fn answered(code: &str) -> anyhow::Result<()> {
+        Err(anyhow::Error::new(AwsError {
+            code: Some(code.to_string()),
+            message: "m".into(),
+            transient: false,
+        })
+        .context("DryRun RunInstances"))
+    }
+
+    #[test]
+    fn a_dry_run_is_read_from_the_error_code() {
+        assert_eq!(DryRun::of(answered("DryRunOperation")), DryRun::Allowed);
+        assert_eq!(
+            DryRun::of(answered("DryRunOperationException")),
+            DryRun::Allowed
+        );
+        assert!(matches!(
+            DryRun::of(answered("UnauthorizedOperation")),
+            DryRun::Denied(_)
+        ));
+        assert!(matches!(
+            DryRun::of(answered("AccessDeniedException")),
+            DryRun::Denied(_)
+        ));
+        assert!(matches!(
+            DryRun::of(answered("InvalidAMIID.NotFound")),
+            DryRun::Error(_)
+        ));
+        // An endpoint that carried the call out did not honour DryRun: never a pass.
+        assert!(matches!(
+            DryRun::of(Ok::<_, anyhow::Error>(())),
+            DryRun::Error(_)
+        ));
+    }
+
+    #[test]
+    fn the_table_shows_each_fix_under_its_failure_and_counts() {
+        let mut r = Report::default();
+        r.push(Check::pass(
+            Area::Identity,
+            "sts:GetCallerIdentity",
+            "account 1",
+            "ok",
+        ));
+        r.push(Check::fail(
+            Area::Permissions,
+            "ec2:RunInstances",
+            "us-east-1",
+            "denied",
+            "allow ec2:RunInstances",
+        ));
+        r.push(Check::skip(
+            Area::Permissions,
+            "ec2:CreateImage",
+            "us-east-1",
+            "no builder",
+        ));
+        assert!(!r.ok());
+        let t = r.table();
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines[1].starts_with("FAIL") && lines[1].contains("ec2:RunInstances"),
+            "{t}"
+        );
+        assert_eq!(lines[2].trim(), "fix: allow ec2:RunInstances");
+        assert!(lines[3].starts_with("skip"), "{t}");
+        assert_eq!(lines[4], "3 check(s): 1 passed, 1 failed, 1 skipped");
+        r.checks.remove(1);
+        assert!(r.ok(), "a skipped check does not fail the run");
+    }
+
+    #[test]
+    fn the_same_check_of_two_recipes_is_listed_once() {
+        let c = Check::pass(Area::Kms, "copy key", "us-east-1", "alias/ami");
+        let mut checks = vec![
+            c.clone(),
+            c.clone(),
+            Check {
+                detail: "other".into(),
+                ..c
+            },
+        ];
+        dedup(&mut checks);
+        assert_eq!(checks.len(), 2);
+    }
+
+    #[test]
+    fn the_github_check_asks_for_what_a_job_token_asks_for() {
+        let needed = github::needed_permissions();
+        assert_eq!(needed.get("checks").map(String::as_str), Some("write"));
+        assert_eq!(needed.get("metadata").map(String::as_str), Some("read"));
+        assert_eq!(needed.len(), 6, "{needed:?}");
+    }
+}
