@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod distribute;
+pub mod endpoints;
 pub mod error;
 pub mod image;
 pub mod instance;

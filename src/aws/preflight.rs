@@ -3,10 +3,12 @@
 //! - every target account's role can be assumed (see [`assume_roles`]);
 //! - the source image resolves;
 //! - the image name is free in every target account and region;
-//! - every KMS key exists and is enabled.
+//! - every KMS key exists and is enabled;
+//! - a source derived from an AWS Marketplace image (it carries a product code) is not
+//!   copied to other accounts, which EC2 refuses.
 
 use anyhow::Context;
-use aws_sdk_ec2::types::{Filter, ImageState};
+use aws_sdk_ec2::types::{Filter, ImageState, ProductCodeValues};
 use futures::future::join_all;
 
 use super::error::{AwsError, SdkResultExt};
@@ -24,6 +26,10 @@ pub struct SourceImage {
     /// none). The builder's volume, and so the intermediate, stays under them.
     #[serde(default)]
     pub encrypted_with: Vec<String>,
+    /// Its AWS Marketplace product codes: EC2 copies no image derived from a Marketplace
+    /// image into another account.
+    #[serde(default)]
+    pub marketplace_codes: Vec<String>,
 }
 
 /// A copy target with its KMS key resolved to an ARN.
@@ -144,6 +150,17 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
             .filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}"))),
     );
     if let Ok(source) = &source {
+        if !other_accounts.is_empty() && !source.marketplace_codes.is_empty() {
+            errors.push(format!(
+                "source image {} in {builder} is derived from an AWS Marketplace image (product \
+                 code {}): EC2 cannot copy it into {}. Build from an image without a \
+                 Marketplace product code, or rebuild from the Marketplace image in each \
+                 target account",
+                source.id,
+                source.marketplace_codes.join(", "),
+                other_accounts.join(", ")
+            ));
+        }
         if !other_accounts.is_empty() {
             for key in &source.encrypted_with {
                 if let Err(e) =
@@ -300,6 +317,12 @@ pub async fn resolve_source(
             .filter_map(|b| b.ebs())
             .filter(|e| e.encrypted() == Some(true))
             .map(|e| e.kms_key_id().unwrap_or("alias/aws/ebs").to_string())
+            .collect(),
+        marketplace_codes: i
+            .product_codes()
+            .iter()
+            .filter(|p| p.product_code_type() == Some(&ProductCodeValues::Marketplace))
+            .filter_map(|p| p.product_code_id().map(str::to_string))
             .collect(),
     };
     match source {

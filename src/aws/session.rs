@@ -1,5 +1,6 @@
-//! AWS clients for every (account, region) a build touches, sharing one endpoint and one
-//! retry configuration.
+//! AWS clients for every (account, region) a build touches, sharing one retry
+//! configuration. Each client is sent to the endpoint configured for its service and
+//! region, else to the one fallback URL, else to AWS's own (see [`super::endpoints`]).
 //!
 //! The home account uses the default credential chain (or the credentials given in
 //! [`AwsSettings`]). Every other account is reached through STS AssumeRole with
@@ -20,6 +21,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_types::sdk_config::SharedCredentialsProvider;
 use serde::{Deserialize, Serialize};
 
+use super::endpoints::{EndpointsConfig, Service};
 use super::error::SdkResultExt;
 use super::policy;
 use super::wait::PollSettings;
@@ -31,8 +33,11 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
 /// How bakery talks to AWS.
 #[derive(Clone)]
 pub struct AwsSettings {
-    /// Send every call to this endpoint (a test server, a VPC endpoint).
+    /// Send every call without an endpoint of its own in `endpoints` here (a test
+    /// server).
     pub endpoint_url: Option<String>,
+    /// An endpoint per service and region (VPC interface endpoints).
+    pub endpoints: EndpointsConfig,
     /// Home-account credentials. `None` uses the default credential chain.
     pub credentials: Option<SharedCredentialsProvider>,
     pub max_attempts: u32,
@@ -44,6 +49,7 @@ impl Default for AwsSettings {
     fn default() -> Self {
         AwsSettings {
             endpoint_url: None,
+            endpoints: EndpointsConfig::default(),
             credentials: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             poll: PollSettings::default(),
@@ -55,6 +61,7 @@ impl std::fmt::Debug for AwsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AwsSettings")
             .field("endpoint_url", &self.endpoint_url)
+            .field("endpoints", &self.endpoints)
             .field(
                 "credentials",
                 &self.credentials.as_ref().map(|_| "<explicit, redacted>"),
@@ -82,6 +89,8 @@ impl std::fmt::Display for Target {
 pub struct AwsSession {
     settings: AwsSettings,
     home_account: String,
+    /// Where STS is called (the home session's region).
+    home_region: String,
     /// Account id → config carrying that account's credentials.
     accounts: Mutex<HashMap<String, SdkConfig>>,
     ec2: Mutex<HashMap<Target, aws_sdk_ec2::Client>>,
@@ -101,7 +110,10 @@ impl AwsSession {
     /// Loads the home account's configuration and asks STS who it is.
     pub async fn connect(settings: AwsSettings, home_region: &str) -> anyhow::Result<Self> {
         let base = base_config(&settings, home_region).await;
-        let sts = aws_sdk_sts::Client::new(&base);
+        let sts = aws_sdk_sts::Client::new(&with_endpoint(
+            &base,
+            settings.endpoints.get(Service::Sts, home_region),
+        ));
         let me = policy::call("sts GetCallerIdentity", || async {
             sts.get_caller_identity().send().await.aws()
         })
@@ -119,6 +131,7 @@ impl AwsSession {
         Ok(AwsSession {
             settings,
             home_account,
+            home_region: home_region.to_string(),
             accounts: Mutex::new(accounts),
             ec2: Mutex::new(HashMap::new()),
             kms: Mutex::new(HashMap::new()),
@@ -156,10 +169,11 @@ impl AwsSession {
             return Ok(());
         }
         let base = self.config_for(&self.home_account)?;
+        let sts_url = self.settings.endpoints.get(Service::Sts, &self.home_region);
         let mut builder = AssumeRoleProvider::builder(target.role_arn.clone())
             .session_name(session_name_safe(session_name))
             .session_length(Duration::from_secs(3600))
-            .configure(&base);
+            .configure(&with_endpoint(&base, sts_url));
         if let Some(ext) = &target.external_id {
             builder = builder.external_id(ext.clone());
         }
@@ -174,7 +188,7 @@ impl AwsSession {
                     .build(),
             )
             .build();
-        let sts = aws_sdk_sts::Client::new(&config);
+        let sts = aws_sdk_sts::Client::new(&with_endpoint(&config, sts_url));
         let me = policy::call("sts GetCallerIdentity (assumed role)", || async {
             sts.get_caller_identity().send().await.aws()
         })
@@ -218,9 +232,12 @@ impl AwsSession {
             return Ok(c.clone());
         }
         let config = self.config_for(&target.account)?;
-        let conf = aws_sdk_ec2::config::Builder::from(&config)
-            .region(Region::new(target.region.clone()))
-            .build();
+        let mut conf =
+            aws_sdk_ec2::config::Builder::from(&config).region(Region::new(target.region.clone()));
+        if let Some(url) = self.settings.endpoints.get(Service::Ec2, &target.region) {
+            conf = conf.endpoint_url(url);
+        }
+        let conf = conf.build();
         let client = aws_sdk_ec2::Client::from_conf(conf);
         self.ec2
             .lock()
@@ -234,9 +251,12 @@ impl AwsSession {
             return Ok(c.clone());
         }
         let config = self.config_for(&target.account)?;
-        let conf = aws_sdk_kms::config::Builder::from(&config)
-            .region(Region::new(target.region.clone()))
-            .build();
+        let mut conf =
+            aws_sdk_kms::config::Builder::from(&config).region(Region::new(target.region.clone()));
+        if let Some(url) = self.settings.endpoints.get(Service::Kms, &target.region) {
+            conf = conf.endpoint_url(url);
+        }
+        let conf = conf.build();
         let client = aws_sdk_kms::Client::from_conf(conf);
         self.kms
             .lock()
@@ -266,6 +286,14 @@ async fn base_config(settings: &AwsSettings, region: &str) -> SdkConfig {
         loader = loader.credentials_provider(creds.clone());
     }
     super::registered::register_credentials(loader.load().await)
+}
+
+/// `config` sent to `url` instead of its own endpoint, when there is one.
+fn with_endpoint(config: &SdkConfig, url: Option<&str>) -> SdkConfig {
+    match url {
+        Some(url) => config.to_builder().endpoint_url(url).build(),
+        None => config.clone(),
+    }
 }
 
 /// STS session names allow `[\w+=,.@-]` and at most 64 characters.

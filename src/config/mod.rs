@@ -164,9 +164,13 @@ pub struct GitHubConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsConfig {
-    /// Send every AWS call to this endpoint (a test server, or a VPC endpoint).
+    /// Send every AWS call without an endpoint in `endpoints` here (a test server).
     #[serde(default)]
     pub endpoint_url: Option<String>,
+    /// An endpoint per service and region (VPC interface endpoints), falling back to
+    /// `endpoint_url`.
+    #[serde(default)]
+    pub endpoints: crate::aws::endpoints::EndpointsConfig,
     /// How old a leftover resource must be before `janitor` deletes it, e.g. `6h`.
     #[serde(default)]
     pub janitor_ttl: Option<String>,
@@ -271,6 +275,7 @@ impl Default for AwsConfig {
     fn default() -> Self {
         AwsConfig {
             endpoint_url: None,
+            endpoints: Default::default(),
             janitor_ttl: None,
             janitor_interval_secs: defaults::janitor_interval_secs(),
         }
@@ -376,6 +381,14 @@ impl ServerConfig {
         for p in &self.webhook.tag_patterns {
             globset::Glob::new(p)
                 .with_context(|| format!("webhook.tag_patterns: {p:?} is not a valid glob"))?;
+        }
+        if let Err(errors) = self
+            .aws
+            .endpoints
+            .validate(self.aws.endpoint_url.as_deref())
+        {
+            let list: Vec<String> = errors.iter().map(|e| format!("\n  - {e}")).collect();
+            anyhow::bail!("the AWS endpoints cannot be used:{}", list.concat());
         }
         if self.github.app_id.is_some() != self.github.private_key.is_some() {
             anyhow::bail!(
@@ -511,6 +524,50 @@ mod tests {
         assert_eq!(c.webhook.tag_patterns, vec!["release-*"]);
         assert_eq!(c.webhook.max_body_bytes, 1024 * 1024);
         assert_eq!(c.warnings().len(), 3);
+    }
+
+    #[test]
+    fn aws_endpoints_per_service_and_region_are_checked_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bakery.toml");
+        std::fs::write(
+            &file,
+            "[aws]\nendpoint_url = \"http://127.0.0.1:5000\"\n\
+             [aws.endpoints]\nec2 = { \"eu-west-1\" = \"https://vpce-1.ec2.eu-west-1.vpce.amazonaws.com\" }\n",
+        )
+        .unwrap();
+        let c = ServerConfig::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(
+            c.aws
+                .endpoints
+                .get(crate::aws::endpoints::Service::Ec2, "eu-west-1"),
+            Some("https://vpce-1.ec2.eu-west-1.vpce.amazonaws.com")
+        );
+        std::fs::write(
+            &file,
+            "[aws.endpoints]\nkms = { \"eu-west-1\" = \"kms.eu-west-1\" }\n",
+        )
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            ServerConfig::load(Some(&file), env(&[])).unwrap_err()
+        );
+        assert!(
+            err.contains(
+                "aws.endpoints.kms.\"eu-west-1\": \"kms.eu-west-1\" is not an http(s) URL"
+            ),
+            "{err}"
+        );
+        std::fs::write(
+            &file,
+            "[aws.endpoints]\nssm = { \"eu-west-1\" = \"https://x\" }\n",
+        )
+        .unwrap();
+        let err = format!(
+            "{:#}",
+            ServerConfig::load(Some(&file), env(&[])).unwrap_err()
+        );
+        assert!(err.contains("unknown field `ssm`"), "{err}");
     }
 
     #[test]

@@ -45,6 +45,7 @@ impl JobDeps {
         };
         let aws = AwsSettings {
             endpoint_url: config.aws.endpoint_url.clone(),
+            endpoints: config.aws.endpoints.clone(),
             ..AwsSettings::default()
         };
         Ok(JobDeps {

@@ -38,7 +38,7 @@ fn other_account() -> AccountTarget {
     AccountTarget {
         account_id: OTHER.into(),
         role_arn: format!("arn:aws:iam::{OTHER}:role/bakery-ami-copy"),
-        external_id: Some("bakery-external-id".into()),
+        external_id: Some(iam_oracle::TARGET_EXTERNAL_ID.into()),
     }
 }
 
@@ -63,6 +63,7 @@ const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 fn settings(endpoint: &str) -> AwsSettings {
     AwsSettings {
         endpoint_url: Some(endpoint.into()),
+        endpoints: Default::default(),
         credentials: Some(SharedCredentialsProvider::new(Credentials::new(
             ACCESS_KEY, SECRET_KEY, None, None, "tests",
         ))),
@@ -2060,6 +2061,17 @@ fn the_iam_oracle_finds_the_denials_of_the_d3dd4aa_policies() {
     assert_eq!(count(&v, copies), 3, "{v:#?}");
     let f = denied(&iam_oracle::evaluate(&failed, &today));
     assert!(f.is_empty(), "{f:#?}");
+
+    // The trust policy of that time trusted a role named `bakery` that the README never
+    // asked for, and an external ID nobody could configure: every AssumeRole is denied.
+    // Today's trusts the home account with the operator's external ID.
+    let assume = ("123456789012", "sts:AssumeRole", "sts:AssumeRole", "role");
+    let assumed = failed.iter().filter(|c| c.action == "AssumeRole").count();
+    assert!(assumed > 0);
+    let f = denied(&iam_oracle::evaluate(&failed, &old));
+    assert_eq!(count(&f, assume), assumed, "{f:#?}");
+    let f = denied(&iam_oracle::evaluate(&failed, &today));
+    assert_eq!(count(&f, assume), 0, "{f:#?}");
 }
 
 /// Someone holding the builder's credentials tags an instance bakery never made with
@@ -2754,6 +2766,225 @@ async fn another_repository_cannot_poison_latest_or_a_release() {
         .await
         .unwrap_or_else(|e| panic!("another repository's release is ours: {e:#}"));
     assert_eq!(state, bakery::aws::release::ReleaseState::New);
+}
+
+/// The target-account role's trust policy requires the external ID the operator put in
+/// `policy.accounts."<id>".external_id`, and trusts the home account (whatever identity
+/// the operator runs bakery as), not a role name the README never asks for. The oracle
+/// judges each AssumeRole by that trust policy: a call without the configured external
+/// ID, or with another one, or with a session name that is not bakery's, is denied;
+/// bakery's own call, with the configured ID, is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assume_role_is_judged_by_the_trust_policy_and_its_external_id() {
+    let w = world().await;
+    w.proxy.judge_by_hand();
+    let attempts: [(Option<&str>, &str); 4] = [
+        (None, "bakery-no-external-id"),
+        (Some("guessed"), "bakery-wrong-external-id"),
+        (Some(iam_oracle::TARGET_EXTERNAL_ID), "someone-else"),
+        (Some(iam_oracle::TARGET_EXTERNAL_ID), "bakery-configured"),
+    ];
+    for (external_id, name) in attempts {
+        let session = AwsSession::connect(settings(&w.proxy.endpoint), "us-east-1")
+            .await
+            .unwrap();
+        let account = AccountTarget {
+            external_id: external_id.map(String::from),
+            ..other_account()
+        };
+        // moto checks no trust policy: every attempt gets credentials there.
+        session.assume_role(&account, name).await.unwrap();
+    }
+    let calls = w.proxy.calls("AssumeRole");
+    assert_eq!(calls.len(), 4);
+    let verdict = iam_oracle::evaluate(&calls, &iam_oracle::Policies::deployed());
+    let denied: Vec<&str> = verdict
+        .denials
+        .iter()
+        .map(|d| calls.iter().find(|c| c.seq == d.seq).unwrap())
+        .map(|c| c.param("RoleSessionName").unwrap())
+        .collect();
+    assert_eq!(
+        denied,
+        vec![
+            "bakery-no-external-id",
+            "bakery-wrong-external-id",
+            "someone-else"
+        ],
+        "{verdict:#?}"
+    );
+}
+
+/// The operator's example configuration sets, for every target account, the external ID
+/// the shipped trust policy requires, and that trust policy trusts the home account
+/// rather than an identity name the setup never creates.
+#[test]
+fn the_example_configuration_gives_every_account_the_external_id_the_trust_requires() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let trust: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/aws/target-account-role-trust.json")).unwrap(),
+    )
+    .unwrap();
+    let statement = &trust["Statement"][0];
+    assert_eq!(
+        statement["Principal"]["AWS"], "arn:aws:iam::HOME_ACCOUNT_ID:root",
+        "{trust}"
+    );
+    assert_eq!(
+        statement["Condition"]["StringEquals"]["sts:ExternalId"], "EXTERNAL_ID",
+        "{trust}"
+    );
+    let example: toml::Table = std::fs::read_to_string(root.join("deploy/bakery.toml.example"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let policy = example["policy"].as_table().unwrap();
+    let mut policies: Vec<&toml::Value> = policy.get("default").into_iter().collect();
+    if let Some(repos) = policy.get("repos").and_then(|r| r.as_table()) {
+        policies.extend(repos.values());
+    }
+    let mut accounts = 0;
+    for p in policies {
+        for (id, account) in p
+            .get("accounts")
+            .and_then(|a| a.as_table())
+            .into_iter()
+            .flatten()
+        {
+            accounts += 1;
+            let ext = account.get("external_id").and_then(|e| e.as_str());
+            assert!(
+                ext.is_some_and(|e| !e.is_empty()),
+                "account {id} has no external_id"
+            );
+        }
+    }
+    assert!(accounts > 0, "the example configures no target account");
+}
+
+/// VPC interface endpoints are per service and per region. With `aws.endpoints`, each
+/// client goes to the endpoint of its own service and region, and everything else to the
+/// fallback `endpoint_url`: EC2 in us-east-1 and STS go to one endpoint, EC2 and KMS in
+/// eu-west-1 to another, and KMS in us-east-1 and EC2 in ap-southeast-2 to neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_and_region_goes_to_its_own_endpoint() {
+    let w = world().await;
+    let second = AwsProxy::start(w.moto.port).await;
+    let mut s = settings(&w.moto.endpoint);
+    let first_url = w.proxy.endpoint.clone();
+    s.endpoints
+        .ec2
+        .insert("us-east-1".into(), first_url.clone());
+    s.endpoints.sts.insert("us-east-1".into(), first_url);
+    s.endpoints
+        .ec2
+        .insert("eu-west-1".into(), second.endpoint.clone());
+    s.endpoints
+        .kms
+        .insert("eu-west-1".into(), second.endpoint.clone());
+    let session = AwsSession::connect(s, "us-east-1").await.unwrap();
+    session
+        .assume_role(&other_account(), "bakery-endpoints")
+        .await
+        .unwrap();
+    for region in REGIONS {
+        for account in [HOME, OTHER] {
+            let t = target(account, region);
+            session
+                .ec2(&t)
+                .unwrap()
+                .describe_images()
+                .owners("self")
+                .send()
+                .await
+                .unwrap();
+            if account == HOME {
+                session
+                    .kms(&t)
+                    .unwrap()
+                    .describe_key()
+                    .key_id("alias/ami")
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let seen = |p: &AwsProxy| -> BTreeSet<(String, String, String)> {
+        p.requests()
+            .iter()
+            .map(|c| (c.service.clone(), c.region.clone(), c.action.clone()))
+            .collect()
+    };
+    let own = |v: &[(&str, &str, &str)]| -> BTreeSet<(String, String, String)> {
+        v.iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        seen(&w.proxy),
+        own(&[
+            ("ec2", "us-east-1", "DescribeImages"),
+            ("sts", "us-east-1", "AssumeRole"),
+            ("sts", "us-east-1", "GetCallerIdentity"),
+        ])
+    );
+    assert_eq!(
+        seen(&second),
+        own(&[
+            ("ec2", "eu-west-1", "DescribeImages"),
+            ("kms", "eu-west-1", "DescribeKey"),
+        ])
+    );
+    // Both accounts' EC2 in us-east-1 went there, and GetCallerIdentity was asked as the
+    // home identity and as the assumed role.
+    assert_eq!(w.proxy.calls("DescribeImages").len(), 2);
+    assert_eq!(w.proxy.calls("GetCallerIdentity").len(), 2);
+    assert_eq!(second.calls("DescribeImages").len(), 2);
+}
+
+/// EC2 copies no image derived from an AWS Marketplace image into another account. A
+/// source that carries a Marketplace product code fails pre-flight, naming the image and
+/// the code, before any launch, when copies go to another account; a plan that stays in
+/// the home account builds from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marketplace_source_is_refused_before_a_cross_account_copy() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    const CODE: &str = "aw0evgkw8e5c1q413zgy5pjce";
+    for (version, accounts) in [
+        ("release-market-shared", vec![None, Some(other_account())]),
+        ("release-market-home", vec![None]),
+    ] {
+        w.proxy.rewrite(
+            "DescribeImages",
+            1,
+            |r| r.param("Owner.1") == Some("amazon"),
+            |body| {
+                let codes = format!(
+                    "<productCodes><item><productCode>{CODE}</productCode>\
+                     <type>marketplace</type></item></productCodes>"
+                );
+                *body = body.replace("<productCodes/>", &codes);
+            },
+        );
+        let shared = accounts.len() > 1;
+        let plan = plan(version, copies(&REGIONS[..1], &accounts));
+        let provisioner = Arc::new(RecordingProvisioner::default());
+        let (outcome, log) = build(&w, &store, plan, provisioner).await;
+        if shared {
+            let err = format!("{:#}", outcome.expect_err("pre-flight must fail"));
+            assert!(err.contains("pre-flight"), "{err}");
+            assert!(err.contains("AWS Marketplace"), "{err}");
+            assert!(err.contains(CODE), "{err}");
+            assert!(err.contains(OTHER), "{err}");
+            assert!(w.proxy.calls("RunInstances").is_empty());
+            assert!(w.proxy.calls("CopyImage").is_empty());
+        } else {
+            outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+        }
+        w.proxy.clear_rewrites();
+    }
 }
 
 mod runner_faults;

@@ -1,4 +1,5 @@
-// The IAM oracle's evaluation (see iam_oracle.rs): reads {home_account, policies, calls}
+// The IAM oracle's evaluation (see iam_oracle.rs): reads {home_account, home_principal,
+// policies: {home, target, trust}, calls}
 // on stdin, writes {evaluated, denials} on stdout. Usage: node iam_oracle.mjs FIXTURES_DIR
 // (the directory whose node_modules holds @cloud-copilot/iam-simulate and iam-data).
 // Exits non-zero, naming the call, when it cannot judge a call.
@@ -204,7 +205,7 @@ for (const c of input.calls) {
   const account = accountOfKey.get(c.access_key) ?? home
   const isHome = !accountOfKey.has(c.access_key)
   const policy = isHome ? input.policies.home : input.policies.target
-  const principal = isHome ? `arn:aws:iam::${home}:role/bakery` : roleOfKey.get(c.access_key)
+  const principal = isHome ? input.home_principal : roleOfKey.get(c.access_key)
   const region = c.region
   let todo = []
   if (c.service === 'ec2') {
@@ -223,7 +224,13 @@ for (const c of input.calls) {
         extra: { 'kms:ResourceAliases': c.before.kms_aliases } }]
     }
   } else if (c.service === 'sts' && c.action === 'AssumeRole') {
-    todo = [{ action: c.action, resource: { type: 'role', id: c.params.RoleArn, arn: c.params.RoleArn } }]
+    // The role's trust policy is the resource policy: it must allow the caller too, with
+    // the external ID and session name the call carries.
+    const extra = { 'sts:RoleSessionName': c.params.RoleSessionName }
+    if (c.params.ExternalId !== undefined) extra['sts:ExternalId'] = c.params.ExternalId
+    todo = [{ action: c.action, resource: { type: 'role', id: c.params.RoleArn, arn: c.params.RoleArn,
+        account: c.params.RoleArn.split(':')[4] },
+      extra, resourcePolicy: input.policies.trust }]
   } else {
     fail(c, 'the IAM oracle has no resource table for this service')
   }
@@ -239,11 +246,12 @@ for (const c of input.calls) {
       request: {
         action: `${service}:${t.action}`,
         principal,
-        resource: { resource: arn, accountId: account },
+        resource: { resource: arn, accountId: t.resource.account ?? account },
         contextVariables: ctx,
       },
     }
     if (service === 'kms') simulation.resourcePolicy = defaultKeyPolicy(account)
+    if (t.resourcePolicy !== undefined) simulation.resourcePolicy = t.resourcePolicy ?? undefined
     const result = await runSimulation(simulation, {})
     if (result.resultType === 'error') {
       fail(c, `iam-simulate rejected the request: ${JSON.stringify(result.errors)}`)

@@ -2,6 +2,9 @@
 //! evaluated here against the policies bakery documents in `deploy/aws/`, the way AWS
 //! would evaluate it. The home account's calls are judged by the builder policy, the
 //! calls made with credentials from an `AssumeRole` by the target-account role policy.
+//! Each `AssumeRole` is also judged by the target role's trust policy (its principal,
+//! `sts:ExternalId` and `sts:RoleSessionName`): AWS needs both the caller's policy and
+//! the role's trust to allow it.
 //!
 //! The evaluation is `iam_oracle.mjs` (next to this file) on Node.js, with
 //! `@cloud-copilot/iam-simulate` and the Service Authorization Reference of
@@ -27,6 +30,14 @@ use super::aws_proxy::Recorded;
 pub const HOME_ACCOUNT: &str = "123456789012";
 /// The target account the tests' operator policy allows.
 pub const TARGET_ACCOUNT: &str = "222222222222";
+/// The external ID the tests' operator configures for that account
+/// (`policy.accounts."222222222222".external_id`), which the trust policy then requires.
+pub const TARGET_EXTERNAL_ID: &str = "bakery-external-id";
+
+/// The identity bakery runs as in the home account. The README names no identity (any
+/// user or role the operator chooses), so neither may the trust policy: it trusts the home
+/// account, whose own IAM (the builder policy) says who may assume the role.
+pub const HOME_PRINCIPAL: &str = "arn:aws:iam::123456789012:user/any-name-the-operator-chose";
 
 /// The policies calls are judged by.
 #[derive(Debug, Clone)]
@@ -35,6 +46,8 @@ pub struct Policies {
     pub home: Value,
     /// The role bakery assumes in target accounts.
     pub target: Value,
+    /// That role's trust policy (`Value::Null` when a directory has none).
+    pub trust: Value,
 }
 
 fn root() -> PathBuf {
@@ -48,24 +61,43 @@ fn read_json(path: PathBuf) -> Value {
 }
 
 impl Policies {
-    /// The policies as documented in `deploy/aws/`, filled in for the tests' installation:
-    /// its one configured target account (`[policy]` allows 222222222222) stands where the
-    /// shipped policy says `TARGET_ACCOUNT_ID`.
+    /// The policies as documented in `deploy/aws/`, filled in for the tests' installation
+    /// the way the README says: its one configured target account (`[policy]` allows
+    /// 222222222222) stands where the shipped policy says `TARGET_ACCOUNT_ID`, the home
+    /// account where the trust policy says `HOME_ACCOUNT_ID`, and the external ID the
+    /// operator configured for that account where it says `EXTERNAL_ID`.
     pub fn deployed() -> Policies {
         let mut p = Policies::from_dir(root().join("deploy/aws"));
-        let filled = p
-            .home
-            .to_string()
-            .replace("TARGET_ACCOUNT_ID", TARGET_ACCOUNT);
-        p.home = serde_json::from_str(&filled).expect("still JSON");
+        let fill = |v: &Value| -> Value {
+            let filled = v
+                .to_string()
+                .replace("TARGET_ACCOUNT_ID", TARGET_ACCOUNT)
+                .replace("HOME_ACCOUNT_ID", HOME_ACCOUNT)
+                .replace("EXTERNAL_ID", TARGET_EXTERNAL_ID);
+            serde_json::from_str(&filled).expect("still JSON")
+        };
+        p.home = fill(&p.home);
+        p.trust = fill(&p.trust);
         p
     }
 
-    /// `builder-policy.json` and `target-account-role-policy.json` from a directory.
+    /// `builder-policy.json`, `target-account-role-policy.json` and (if there is one)
+    /// `target-account-role-trust.json` from a directory, with the trust policy's
+    /// `HOME_ACCOUNT_ID` filled in.
     pub fn from_dir(dir: PathBuf) -> Policies {
+        let trust_path = dir.join("target-account-role-trust.json");
+        let trust = if trust_path.exists() {
+            let text = read_json(trust_path)
+                .to_string()
+                .replace("HOME_ACCOUNT_ID", HOME_ACCOUNT);
+            serde_json::from_str(&text).expect("still JSON")
+        } else {
+            Value::Null
+        };
         Policies {
             home: read_json(dir.join("builder-policy.json")),
             target: read_json(dir.join("target-account-role-policy.json")),
+            trust,
         }
     }
 }
@@ -120,7 +152,8 @@ pub struct Verdict {
 pub fn evaluate(calls: &[Recorded], policies: &Policies) -> Verdict {
     let input = json!({
         "home_account": HOME_ACCOUNT,
-        "policies": { "home": policies.home, "target": policies.target },
+        "home_principal": HOME_PRINCIPAL,
+        "policies": { "home": policies.home, "target": policies.target, "trust": policies.trust },
         "calls": calls,
     });
     let script = root().join("tests/it/support/iam_oracle.mjs");

@@ -48,7 +48,7 @@ pub fn other_account() -> AccountTarget {
     AccountTarget {
         account_id: OTHER.into(),
         role_arn: format!("arn:aws:iam::{OTHER}:role/bakery-ami-copy"),
-        external_id: None,
+        external_id: Some(super::iam_oracle::TARGET_EXTERNAL_ID.into()),
     }
 }
 
@@ -69,6 +69,7 @@ pub fn story_targets() -> Vec<Target> {
 fn aws_settings(endpoint: &str) -> AwsSettings {
     AwsSettings {
         endpoint_url: Some(endpoint.into()),
+        endpoints: Default::default(),
         credentials: Some(SharedCredentialsProvider::new(Credentials::new(
             ACCESS_KEY, SECRET_KEY, None, None, "story",
         ))),
@@ -294,6 +295,7 @@ impl Story {
         let db = format!("sqlite://{}/bakery.db", dir.path().display());
         let other_role_key = format!("BAKERY_POLICY__DEFAULT__ACCOUNTS__{OTHER}__ROLE_ARN");
         let other_role = other_account().role_arn;
+        let other_external_key = format!("BAKERY_POLICY__DEFAULT__ACCOUNTS__{OTHER}__EXTERNAL_ID");
         let bakery_work = dir.path().join("work").display().to_string();
         let app_id = APP_ID.to_string();
         let no_config = dir.path().join("no-aws-config").display().to_string();
@@ -323,6 +325,7 @@ impl Story {
             // `connect`, and copies to the other account with its role.
             ("BAKERY_POLICY__DEFAULT__ALLOW_CONNECT", "true"),
             (&other_role_key, &other_role),
+            (&other_external_key, super::iam_oracle::TARGET_EXTERNAL_ID),
         ];
         env.extend_from_slice(extra_env);
         let bakery = BakeryServer::start(dir.path(), &env).await;
