@@ -33,7 +33,10 @@ pub fn totals_line(r: &RecipePackages) -> String {
     match &r.report {
         PackageReport::NoInventory => "no package inventory (no known package manager)".into(),
         PackageReport::First { packages, .. } => {
-            format!("first release: {}", plural(*packages, "package", "packages"))
+            format!(
+                "first release: {}",
+                plural(*packages, "package", "packages")
+            )
         }
         PackageReport::PreviousUnknown { previous, packages } => format!(
             "{}; no inventory of {} to compare with",
@@ -150,7 +153,11 @@ fn section(out: &mut String, r: &RecipePackages) {
             }
             let _ = writeln!(out, "{}.\n", capitalised(&totals_line(r)));
             list(out, "Upgraded", diff.upgraded.iter().map(moved).collect());
-            list(out, "Downgraded", diff.downgraded.iter().map(moved).collect());
+            list(
+                out,
+                "Downgraded",
+                diff.downgraded.iter().map(moved).collect(),
+            );
             list(out, "Added", diff.added.iter().map(package).collect());
             list(out, "Removed", diff.removed.iter().map(package).collect());
         }
@@ -286,6 +293,9 @@ mod tests {
             },
         };
         let md = packages_section(&[r]);
-        assert!(md.contains("`` evil`<img src=x>@team `` `` 1`#2 ``"), "{md}");
+        assert!(
+            md.contains("`` evil`<img src=x>@team `` `` 1`#2 ``"),
+            "{md}"
+        );
     }
 }
