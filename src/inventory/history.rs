@@ -28,7 +28,7 @@ pub enum PackageReport {
     Compared {
         previous: String,
         packages: usize,
-        diff: InventoryDiff,
+        diff: Box<InventoryDiff>,
     },
 }
 
@@ -127,7 +127,7 @@ pub async fn package_report(
         Some(Collected::Inventory(before)) => PackageReport::Compared {
             previous: previous.to_string(),
             packages,
-            diff: diff(&before, &now),
+            diff: Box::new(diff(&before, &now)),
         },
         _ => PackageReport::PreviousUnknown {
             previous: previous.to_string(),

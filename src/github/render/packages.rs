@@ -220,7 +220,7 @@ mod tests {
             report: PackageReport::Compared {
                 previous: "release-0.1.0".into(),
                 packages: 412,
-                diff: InventoryDiff {
+                diff: Box::new(InventoryDiff {
                     kernel: Some(Changed {
                         old: Some("6.1.0-18-cloud-amd64".into()),
                         new: Some("6.1.0-25-cloud-amd64".into()),
@@ -237,7 +237,7 @@ mod tests {
                     added: vec![pkg("htop", "3.2.2-2")],
                     removed: vec![pkg("nano", "7.2-1")],
                     unchanged: 398,
-                },
+                }),
             },
         }
     }
@@ -286,10 +286,10 @@ mod tests {
             report: PackageReport::Compared {
                 previous: "v1".into(),
                 packages: 1,
-                diff: InventoryDiff {
+                diff: Box::new(InventoryDiff {
                     added: vec![pkg("evil`<img src=x>@team", "1`#2")],
                     ..Default::default()
-                },
+                }),
             },
         };
         let md = packages_section(&[r]);
