@@ -53,8 +53,7 @@ pub async fn publish_release(
     };
     let mut packages = Vec::new();
     for r in &summary.recipes {
-        let report =
-            package_report(store, &r.recipe, tag, notes.previous_tag.as_deref()).await?;
+        let report = package_report(store, &r.recipe, tag, notes.previous_tag.as_deref()).await?;
         packages.push(RecipePackages {
             recipe: r.recipe.clone(),
             report,

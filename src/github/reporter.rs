@@ -766,11 +766,9 @@ impl GitHubReporter {
             "GitHub's upload_url {base:?} is neither GitHub's upload host nor the API's host"
         );
         let bearer = (session.kind() == AuthKind::Installation).then(|| {
-            let mut v = http::HeaderValue::from_str(&format!(
-                "Bearer {}",
-                session.git_token().expose()
-            ))
-            .expect("a token is a valid header value");
+            let mut v =
+                http::HeaderValue::from_str(&format!("Bearer {}", session.git_token().expose()))
+                    .expect("a token is a valid header value");
             v.set_sensitive(true);
             v
         });

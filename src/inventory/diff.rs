@@ -217,7 +217,10 @@ mod tests {
                 new: Some("6.1.0-25-cloud-amd64".into()),
             })
         );
-        assert_eq!(d.os.as_ref().unwrap().new.as_ref().unwrap().version_id, "13");
+        assert_eq!(
+            d.os.as_ref().unwrap().new.as_ref().unwrap().version_id,
+            "13"
+        );
         assert!(d.upgraded.is_empty() && d.added.is_empty());
         assert!(diff(&new, &new).is_empty());
     }

@@ -28,7 +28,7 @@ pub enum PackageReport {
     Compared {
         previous: String,
         packages: usize,
-        diff: InventoryDiff,
+        diff: Box<InventoryDiff>,
     },
 }
 
@@ -127,11 +127,123 @@ pub async fn package_report(
         Some(Collected::Inventory(before)) => PackageReport::Compared {
             previous: previous.to_string(),
             packages,
-            diff: diff(&before, &now),
+            diff: Box::new(diff(&before, &now)),
         },
         _ => PackageReport::PreviousUnknown {
             previous: previous.to_string(),
             packages,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::database::SqlStore;
+    use crate::inventory::{Inventory, Package, PackageManager};
+
+    fn inventory(packages: &[(&str, &str)]) -> Collected {
+        Collected::Inventory(Inventory::new(
+            PackageManager::Dpkg,
+            None,
+            Some("6.1.0".into()),
+            packages
+                .iter()
+                .map(|(n, v)| Package {
+                    name: n.to_string(),
+                    version: v.to_string(),
+                    arch: "amd64".into(),
+                    source: None,
+                })
+                .collect(),
+        ))
+    }
+
+    async fn build(store: &SqlStore, id: &str, version: &str, state: BuildState, c: &Collected) {
+        let now = chrono::Utc::now();
+        store
+            .upsert_build(&BuildRecord {
+                build_id: id.into(),
+                job_id: None,
+                recipe: "web".into(),
+                version: version.into(),
+                git_sha: "0".repeat(40),
+                state,
+                plan: serde_json::json!({ "build_time": "2025-01-02T03:04:05Z" }),
+                manifest: None,
+                error: None,
+                created_at: now,
+                updated_at: now,
+            })
+            .await
+            .unwrap();
+        store.put_inventory(id, c).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn compares_with_the_previous_releases_succeeded_build() {
+        let store = SqlStore::open_sqlite_memory().await.unwrap();
+        build(
+            &store,
+            "b1",
+            "v1",
+            BuildState::Succeeded,
+            &inventory(&[("bash", "5.1")]),
+        )
+        .await;
+        // A failed build of v1 with another inventory is not the release.
+        build(
+            &store,
+            "b1x",
+            "v1",
+            BuildState::Failed,
+            &inventory(&[("zsh", "1")]),
+        )
+        .await;
+        let v2 = inventory(&[("bash", "5.2"), ("htop", "3")]);
+        build(&store, "b2", "v2", BuildState::Succeeded, &v2).await;
+        assert_eq!(store.inventory("b2").await.unwrap(), Some(v2));
+
+        let PackageReport::Compared { diff, packages, .. } =
+            package_report(&store, "web", "v2", Some("v1"))
+                .await
+                .unwrap()
+        else {
+            panic!("expected a comparison")
+        };
+        assert_eq!(packages, 2);
+        assert_eq!(diff.upgraded.len(), 1);
+        assert_eq!(diff.added.len(), 1);
+        assert!(diff.removed.is_empty());
+
+        assert!(matches!(
+            package_report(&store, "web", "v1", None).await.unwrap(),
+            PackageReport::First { packages: 1, .. }
+        ));
+        assert!(matches!(
+            package_report(&store, "web", "v2", Some("v0"))
+                .await
+                .unwrap(),
+            PackageReport::PreviousUnknown { packages: 2, .. }
+        ));
+        let (name, bytes) = release_sbom(&store, "web", "v2").await.unwrap().unwrap();
+        assert_eq!(name, "web-v2.cdx.json");
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(doc["metadata"]["timestamp"], "2025-01-02T03:04:05Z");
+    }
+
+    #[tokio::test]
+    async fn a_build_without_a_package_manager_has_no_report_and_no_sbom() {
+        let store = SqlStore::open_sqlite_memory().await.unwrap();
+        let none = Collected::NoPackageManager {
+            os: None,
+            kernel: None,
+        };
+        build(&store, "b1", "v1", BuildState::Succeeded, &none).await;
+        assert_eq!(
+            package_report(&store, "web", "v1", None).await.unwrap(),
+            PackageReport::NoInventory
+        );
+        assert_eq!(release_sbom(&store, "web", "v1").await.unwrap(), None);
+    }
 }

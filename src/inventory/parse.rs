@@ -19,7 +19,8 @@ pub enum ParseError {
 
 /// The `dpkg-query` format the script asks for: name, version, architecture, source
 /// package, status.
-pub const DPKG_FORMAT: &str = r"${Package}\t${Version}\t${Architecture}\t${source:Package}\t${db:Status-Abbrev}\n";
+pub const DPKG_FORMAT: &str =
+    r"${Package}\t${Version}\t${Architecture}\t${source:Package}\t${db:Status-Abbrev}\n";
 
 /// The `rpm -qa` format: name, `[epoch:]version-release`, architecture, source RPM.
 pub const RPM_FORMAT: &str =

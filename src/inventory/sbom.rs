@@ -44,7 +44,10 @@ pub fn purl(inv: &Inventory, p: &Package) -> String {
     }
     if let Some(os) = &inv.os {
         if !os.version_id.is_empty() {
-            q.push(format!("distro={}", pct(&format!("{}-{}", os.id, os.version_id))));
+            q.push(format!(
+                "distro={}",
+                pct(&format!("{}-{}", os.id, os.version_id))
+            ));
         }
     }
     let mut out = format!(
@@ -98,7 +101,8 @@ pub fn cyclonedx(inv: &Inventory, recipe: &str, version: &str, build_time: &str)
         c["properties"] = Value::Array(props);
         components.push(c);
     }
-    let mut properties = vec![json!({"name": "bakery:package-manager", "value": inv.manager.as_str()})];
+    let mut properties =
+        vec![json!({"name": "bakery:package-manager", "value": inv.manager.as_str()})];
     if let Some(k) = &inv.kernel {
         properties.push(json!({"name": "bakery:kernel", "value": k}));
     }

@@ -143,7 +143,8 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
             .iter()
             .map(|t| t.pattern.clone())
             .collect();
-        let published = publish_release(&reporter, &*deps.store, &root, &tag, &patterns, &summary).await?;
+        let published =
+            publish_release(&reporter, &*deps.store, &root, &tag, &patterns, &summary).await?;
         ctx.log(
             "report",
             &format!(

@@ -848,7 +848,9 @@ async fn release_publishing_comments_and_updates_the_release_on_rerun() {
         details_url: None,
     };
     let patterns = vec!["release-*".to_string()];
-    let store = bakery::database::SqlStore::open_sqlite_memory().await.unwrap();
+    let store = bakery::database::SqlStore::open_sqlite_memory()
+        .await
+        .unwrap();
     let first = bakery::github::publish::publish_release(
         &reporter,
         &store,

@@ -139,7 +139,8 @@ async fn the_inventory_of_the_debian_builder_matches_dpkg_query() {
         Some(rig.sandbox.read("/tmp/uname.txt").unwrap().trim())
     );
     assert!(
-        rig.log().contains(&format!("{} packages (dpkg)", inv.packages.len())),
+        rig.log()
+            .contains(&format!("{} packages (dpkg)", inv.packages.len())),
         "{}",
         rig.log()
     );

@@ -31,7 +31,10 @@ fn filters() -> Vec<(&'static str, &'static str)> {
         (r"\b[0-9a-f]{40}\b", "[sha]"),
         (r"\b[0-9a-f]{7}\b", "[short-sha]"),
         (r"\(\d+ in all", "([n] in all"),
-        (r"first release: \d+ packages", "first release: [n] packages"),
+        (
+            r"first release: \d+ packages",
+            "first release: [n] packages",
+        ),
         (
             r"arn:aws:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]{36}",
             "[kms-key-arn]",
@@ -52,10 +55,7 @@ fn release_body(story: &Story, tag: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_second_release_lists_the_one_package_it_added() {
     let story = Story::start_with(|files, port| {
-        files.insert(
-            "recipes/sandbox-base/recipe.toml".into(),
-            recipe(port, ""),
-        );
+        files.insert("recipes/sandbox-base/recipe.toml".into(), recipe(port, ""));
     })
     .await;
     let first = story.push_tag("release-0.1.0", TagKind::Annotated);
@@ -121,7 +121,12 @@ async fn the_second_release_lists_the_one_package_it_added() {
             .values()
             .filter(|(_, a, _)| a["name"] == name)
             .collect();
-        assert_eq!(found.len(), 1, "one asset {name}: {:#?}", repo.release_assets);
+        assert_eq!(
+            found.len(),
+            1,
+            "one asset {name}: {:#?}",
+            repo.release_assets
+        );
         let (release_id, asset, bytes) = found[0];
         assert_eq!(asset["content_type"], "application/vnd.cyclonedx+json");
         assert!(repo.releases[release_id]["assets"]

@@ -11,6 +11,7 @@ mod release;
 pub use build::{
     failure_comment, progress_summary, release_comment, success_comment, StepProgress, StepState,
 };
+pub use packages::{packages_section, packages_totals};
 pub use pr::{
     approval_outdated, fork_needs_approval, help_text, plan_comment, validation_summary,
     PlanProblem, PLAN_MARKER,
@@ -19,7 +20,6 @@ pub use refusal::{
     already_built, invalid_recipes, moved_tag, release_not_started, tag_moved_before_build,
     RELEASE_CHECK,
 };
-pub use packages::{packages_section, packages_totals};
 pub use release::{release_notes, release_notes_with_packages};
 
 use std::time::Duration;

@@ -33,7 +33,10 @@ pub fn totals_line(r: &RecipePackages) -> String {
     match &r.report {
         PackageReport::NoInventory => "no package inventory (no known package manager)".into(),
         PackageReport::First { packages, .. } => {
-            format!("first release: {}", plural(*packages, "package", "packages"))
+            format!(
+                "first release: {}",
+                plural(*packages, "package", "packages")
+            )
         }
         PackageReport::PreviousUnknown { previous, packages } => format!(
             "{}; no inventory of {} to compare with",
@@ -150,7 +153,11 @@ fn section(out: &mut String, r: &RecipePackages) {
             }
             let _ = writeln!(out, "{}.\n", capitalised(&totals_line(r)));
             list(out, "Upgraded", diff.upgraded.iter().map(moved).collect());
-            list(out, "Downgraded", diff.downgraded.iter().map(moved).collect());
+            list(
+                out,
+                "Downgraded",
+                diff.downgraded.iter().map(moved).collect(),
+            );
             list(out, "Added", diff.added.iter().map(package).collect());
             list(out, "Removed", diff.removed.iter().map(package).collect());
         }
@@ -213,7 +220,7 @@ mod tests {
             report: PackageReport::Compared {
                 previous: "release-0.1.0".into(),
                 packages: 412,
-                diff: InventoryDiff {
+                diff: Box::new(InventoryDiff {
                     kernel: Some(Changed {
                         old: Some("6.1.0-18-cloud-amd64".into()),
                         new: Some("6.1.0-25-cloud-amd64".into()),
@@ -230,7 +237,7 @@ mod tests {
                     added: vec![pkg("htop", "3.2.2-2")],
                     removed: vec![pkg("nano", "7.2-1")],
                     unchanged: 398,
-                },
+                }),
             },
         }
     }
@@ -279,13 +286,16 @@ mod tests {
             report: PackageReport::Compared {
                 previous: "v1".into(),
                 packages: 1,
-                diff: InventoryDiff {
+                diff: Box::new(InventoryDiff {
                     added: vec![pkg("evil`<img src=x>@team", "1`#2")],
                     ..Default::default()
-                },
+                }),
             },
         };
         let md = packages_section(&[r]);
-        assert!(md.contains("`` evil`<img src=x>@team `` `` 1`#2 ``"), "{md}");
+        assert!(
+            md.contains("`` evil`<img src=x>@team `` `` 1`#2 ``"),
+            "{md}"
+        );
     }
 }

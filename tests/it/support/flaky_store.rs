@@ -147,7 +147,10 @@ impl Store for FlakyStore {
     ) -> anyhow::Result<()> {
         self.inner.put_inventory(build_id, collected).await
     }
-    async fn inventory(&self, build_id: &str) -> anyhow::Result<Option<bakery::inventory::Collected>> {
+    async fn inventory(
+        &self,
+        build_id: &str,
+    ) -> anyhow::Result<Option<bakery::inventory::Collected>> {
         self.inner.inventory(build_id).await
     }
     async fn append_journal(&self, build_id: &str, entry: &JournalEntry) -> anyhow::Result<i64> {

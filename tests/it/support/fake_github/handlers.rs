@@ -711,10 +711,7 @@ pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failur
             let full = req.repo_name();
             let login = req.identity.login().to_string();
             let repo = repo_for(state, req)?;
-            let tag = repo
-                .releases
-                .get(&release_id)
-                .ok_or_else(not_found)?["tag_name"]
+            let tag = repo.releases.get(&release_id).ok_or_else(not_found)?["tag_name"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
