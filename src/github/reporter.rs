@@ -71,6 +71,8 @@ struct OpenCheckRuns {
 #[derive(Debug, Deserialize)]
 struct ListedCheckRun {
     id: u64,
+    #[serde(default)]
+    name: String,
     status: String,
     external_id: Option<String>,
 }
@@ -471,6 +473,42 @@ impl GitHubReporter {
             self.post_status(&progress, "pending", "Queued").await?;
         }
         Ok(progress)
+    }
+
+    /// Every check run on `sha` that carries `external_id` (a job's id) and is not
+    /// completed: what an attempt of that job left open. Empty with commit statuses.
+    pub async fn open_check_runs(
+        &self,
+        sha: &str,
+        external_id: &str,
+    ) -> anyhow::Result<Vec<Progress>> {
+        if !self.uses_checks() {
+            return Ok(vec![]);
+        }
+        let session = self.session().await?;
+        let crab = &session.crab;
+        let route = format!(
+            "{}/commits/{sha}/check-runs?per_page=100",
+            self.repo.route()
+        );
+        let listed: OpenCheckRuns = retry::call(
+            session.policy(),
+            &format!("list check runs on {}", self.repo),
+            || crab.get(route.as_str(), None::<&()>),
+        )
+        .await
+        .with_context(|| format!("cannot list the check runs of {}@{sha}", self.repo))?;
+        Ok(listed
+            .check_runs
+            .into_iter()
+            .filter(|r| r.external_id.as_deref() == Some(external_id) && r.status != "completed")
+            .map(|r| Progress {
+                name: r.name,
+                sha: sha.to_string(),
+                details_url: None,
+                check_run_id: Some(r.id),
+            })
+            .collect())
     }
 
     /// Moves progress to in progress, with a live step summary (Markdown).

@@ -27,9 +27,7 @@ use crate::worker::JobContext;
 
 pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serde_json::Value>> {
     let job = &ctx.job;
-    let started = Instant::now();
     let spec = ReleaseSpec::from_job(job)?;
-    let tag = spec.tag.clone();
     let reporter = match deps.reporter(&job.repo, spec.repo.installation_id).await {
         Ok(r) => r,
         Err(e) => {
@@ -45,8 +43,86 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
             return Err(e);
         }
     };
+    let result = attempt(deps, ctx, &reporter, &spec).await;
+    match &result {
+        // The next owner resumes the build and its check runs.
+        Err(e) if super::tracked::handed_over(e) => {}
+        _ => close_abandoned(deps, ctx, &reporter, &spec.tag, &result).await,
+    }
+    result
+}
 
-    let (workspace, checked) = match prepare(deps, ctx, &reporter, &spec).await {
+/// Concludes every check run an earlier attempt of this job left open (that attempt
+/// stopped) and this attempt did not take over: a recipe this attempt never reached
+/// would otherwise show in progress for ever.
+async fn close_abandoned(
+    deps: &JobDeps,
+    ctx: &JobContext,
+    reporter: &GitHubReporter,
+    tag: &str,
+    result: &anyhow::Result<Option<serde_json::Value>>,
+) {
+    let job = &ctx.job;
+    // The commit, as recorded on the job (a `create` job records it once peeled).
+    let commit = match deps.store.get_job(job.id).await {
+        Ok(Some(stored)) if !stored.sha.is_empty() => stored.sha,
+        _ if !job.sha.is_empty() => job.sha.clone(),
+        _ => return,
+    };
+    let what = format!("list the open check runs of job {} on {commit}", job.id);
+    let Some(open) = noted(
+        ctx,
+        &what,
+        reporter.open_check_runs(&commit, &job.id.to_string()).await,
+    )
+    .await
+    else {
+        return;
+    };
+    let outcome = match result {
+        Ok(_) => "the job finished".to_string(),
+        Err(e) => format!(
+            "the job failed ({})",
+            deps.redactor
+                .redact(&format!("{e}"))
+                .lines()
+                .next()
+                .unwrap_or_default()
+        ),
+    };
+    for progress in open {
+        let (title, summary) = render::abandoned_check_run(tag, &progress.name, &outcome);
+        ctx.log(
+            "report",
+            &format!(
+                "concluding {} left open by an earlier attempt",
+                progress.name
+            ),
+        )
+        .await;
+        noted(
+            ctx,
+            &format!("complete check run {}", progress.name),
+            reporter
+                .complete_progress(&progress, Conclusion::Cancelled, &title, &summary, &[])
+                .await,
+        )
+        .await;
+    }
+}
+
+/// One attempt at the release: everything after the reporter is known.
+async fn attempt(
+    deps: &JobDeps,
+    ctx: &JobContext,
+    reporter: &GitHubReporter,
+    spec: &ReleaseSpec,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let job = &ctx.job;
+    let started = Instant::now();
+    let tag = spec.tag.clone();
+
+    let (workspace, checked) = match prepare(deps, ctx, reporter, spec).await {
         Ok(Prepared::Ready { workspace, checked }) => (workspace, *checked),
         Ok(Prepared::Covered { by }) => {
             ctx.log(
@@ -57,7 +133,7 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
             return Ok(Some(json!({ "tag": tag, "covered_by": by })));
         }
         Err(early) => {
-            report_early_failure(deps, ctx, &reporter, &tag, &early).await;
+            report_early_failure(deps, ctx, reporter, &tag, &early).await;
             return Err(early.error);
         }
     };
@@ -95,7 +171,7 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
         )
         .with_context(|| format!("cannot plan {recipe}"))?;
         plan.repo = Some(job.repo.clone());
-        let result = build_recipe(deps, ctx, &reporter, &plan, &root).await;
+        let result = build_recipe(deps, ctx, reporter, &plan, &root).await;
         match result {
             Ok(RecipeResult::Built {
                 manifest,
@@ -144,7 +220,7 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
             .map(|t| t.pattern.clone())
             .collect();
         let published =
-            publish_release(&reporter, &*deps.store, &root, &tag, &patterns, &summary).await?;
+            publish_release(reporter, &*deps.store, &root, &tag, &patterns, &summary).await?;
         ctx.log(
             "report",
             &format!(

@@ -340,3 +340,62 @@ async fn deliver(
     .await
     .unwrap()
 }
+
+/// An attempt of a release job stopped while its recipe's check run was in progress (its
+/// process died). The job's next attempt fails before it reaches that recipe (the
+/// repository can no longer be fetched): it still concludes the check run the dead
+/// attempt left open, so GitHub never shows it in progress for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_closes_every_check_run_its_dead_attempt_left_open() {
+    use crate::support::story::{APP_ID, INSTALLATION};
+    use bakery::github::auth::Credentials;
+    use bakery::github::{GitHubClient, GitHubReporter, RepoName};
+
+    let story = Story::start().await;
+    let pushed = story.push_tag("release-7.0.0", TagKind::Annotated);
+    // The dead attempt of job 1 (the store's first job) had started its recipe's check run.
+    let key = std::fs::read_to_string(story.app_key_file()).unwrap();
+    let client = GitHubClient::new(
+        Some(&format!("{}/", story.github.api_url())),
+        Credentials::App {
+            app_id: APP_ID,
+            private_key: bakery::config::Secret::new(key),
+        },
+    )
+    .unwrap();
+    let dead = GitHubReporter::new(&client, RepoName::parse(REPO).unwrap(), Some(INSTALLATION))
+        .await
+        .unwrap();
+    let left_open = dead
+        .start_progress("bakery/sandbox-base", &pushed.commit, None, Some("1"))
+        .await
+        .unwrap();
+    dead.update_progress(
+        &left_open,
+        "Building sandbox-base release-7.0.0",
+        "provision",
+    )
+    .await
+    .unwrap();
+
+    story.github.set_git_unreachable(REPO, true);
+    let (status, body) = story
+        .deliver("push", "retry-closes", &story.push_payload(&pushed))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = story.wait_for_only_job().await;
+    assert_eq!(job.id, 1);
+    assert_eq!(job.state, JobState::Failed);
+
+    let repo = story.github.repo(REPO);
+    let run = &repo.check_runs[&left_open.check_run_id.unwrap()];
+    assert_eq!(
+        run.current["status"], "completed",
+        "the dead attempt's check run is concluded: {:#}",
+        run.current
+    );
+    assert_eq!(run.current["conclusion"], "cancelled");
+    let title = run.current["output"]["title"].as_str().unwrap_or_default();
+    assert!(title.contains("was not finished"), "{title}");
+    story.assert_no_github_violations();
+}

@@ -17,8 +17,8 @@ pub use pr::{
     PlanProblem, PLAN_MARKER,
 };
 pub use refusal::{
-    already_built, invalid_recipes, moved_tag, release_not_started, tag_moved_before_build,
-    RELEASE_CHECK,
+    abandoned_check_run, already_built, invalid_recipes, moved_tag, release_not_started,
+    tag_moved_before_build, RELEASE_CHECK,
 };
 pub use release::{release_notes, release_notes_with_packages};
 

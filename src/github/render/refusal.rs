@@ -46,6 +46,22 @@ pub fn release_not_started(tag: &str, reason: &str) -> (String, String) {
     )
 }
 
+/// A check run an earlier attempt of the same release job left open (that attempt
+/// stopped: its process died or lost its lease), concluded by the attempt that ended
+/// without reaching its recipe. `outcome` says how that attempt ended.
+pub fn abandoned_check_run(tag: &str, recipe_check: &str, outcome: &str) -> (String, String) {
+    (
+        format!("{recipe_check} was not finished"),
+        format!(
+            "The attempt that started this check for {} stopped before it finished. The \
+             job's next attempt ended without building it again: {}.\n\nPush the tag \
+             again (or a new tag) to build it.",
+            code(tag),
+            outcome
+        ),
+    )
+}
+
 /// A release tag now points at another commit than the one its version was built from.
 pub fn moved_tag(tag: &str, built_sha: &str, new_sha: &str) -> String {
     format!(
@@ -120,6 +136,17 @@ mod tests {
         );
         assert_eq!(title, "release-0.1.0 was not built");
         assert!(summary.contains("````\ncannot fetch"), "{summary}");
+        insta::assert_snapshot!(summary);
+    }
+
+    #[test]
+    fn abandoned_check_run_snapshot() {
+        let (title, summary) = abandoned_check_run(
+            "release-0.1.0",
+            "bakery/base",
+            "it failed before any recipe",
+        );
+        assert_eq!(title, "bakery/base was not finished");
         insta::assert_snapshot!(summary);
     }
 
