@@ -9,6 +9,7 @@ pub mod config;
 pub mod database;
 pub mod github;
 pub mod jobs;
+pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod provision;

@@ -101,7 +101,11 @@ impl AwsSession {
     /// Loads the home account's configuration and asks STS who it is.
     pub async fn connect(settings: AwsSettings, home_region: &str) -> anyhow::Result<Self> {
         let base = base_config(&settings, home_region).await;
-        let sts = aws_sdk_sts::Client::new(&base);
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&base)
+                .interceptor(crate::metrics::aws::CallMetrics)
+                .build(),
+        );
         let me = policy::call("sts GetCallerIdentity", || async {
             sts.get_caller_identity().send().await.aws()
         })
@@ -174,7 +178,11 @@ impl AwsSession {
                     .build(),
             )
             .build();
-        let sts = aws_sdk_sts::Client::new(&config);
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&config)
+                .interceptor(crate::metrics::aws::CallMetrics)
+                .build(),
+        );
         let me = policy::call("sts GetCallerIdentity (assumed role)", || async {
             sts.get_caller_identity().send().await.aws()
         })
@@ -220,6 +228,7 @@ impl AwsSession {
         let config = self.config_for(&target.account)?;
         let conf = aws_sdk_ec2::config::Builder::from(&config)
             .region(Region::new(target.region.clone()))
+            .interceptor(crate::metrics::aws::CallMetrics)
             .build();
         let client = aws_sdk_ec2::Client::from_conf(conf);
         self.ec2
@@ -236,6 +245,7 @@ impl AwsSession {
         let config = self.config_for(&target.account)?;
         let conf = aws_sdk_kms::config::Builder::from(&config)
             .region(Region::new(target.region.clone()))
+            .interceptor(crate::metrics::aws::CallMetrics)
             .build();
         let client = aws_sdk_kms::Client::from_conf(conf);
         self.kms

@@ -243,3 +243,13 @@ pub struct StoredJournalEntry {
     pub kind: String,
     pub data: serde_json::Value,
 }
+
+/// A periodic task's last claimed run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeriodicRun {
+    pub task: String,
+    pub last_run_at: chrono::DateTime<chrono::Utc>,
+    /// The worker (replica) that ran it.
+    pub runner: String,
+    pub runs: i64,
+}

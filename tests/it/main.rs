@@ -5,10 +5,12 @@
 
 mod ansible;
 mod aws;
+mod dashboard;
 mod github;
 mod hardening;
 mod intake;
 mod job_pages;
+mod metrics;
 mod pr_stories;
 mod recipes;
 mod replicas;
