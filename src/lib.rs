@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod github;
 pub mod inventory;
 pub mod jobs;
+pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod provision;

@@ -263,7 +263,21 @@ pub async fn run(
             });
         }
     }
+    count_leaks(&report);
     Ok(report)
+}
+
+/// The run and what it found to delete go to the metrics.
+fn count_leaks(report: &JanitorReport) {
+    let m = crate::metrics::metrics();
+    m.janitor_runs.inc();
+    for f in report.to_delete() {
+        m.janitor_leaked
+            .get_or_create(&crate::metrics::ResourceLabels {
+                kind: f.kind.as_str().replace(' ', "_"),
+            })
+            .inc();
+    }
 }
 
 /// Whether a `running` build's heartbeat is stale (by the database's clock).

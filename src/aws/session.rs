@@ -110,10 +110,14 @@ impl AwsSession {
     /// Loads the home account's configuration and asks STS who it is.
     pub async fn connect(settings: AwsSettings, home_region: &str) -> anyhow::Result<Self> {
         let base = base_config(&settings, home_region).await;
-        let sts = aws_sdk_sts::Client::new(&with_endpoint(
-            &base,
-            settings.endpoints.get(Service::Sts, home_region),
-        ));
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&with_endpoint(
+                &base,
+                settings.endpoints.get(Service::Sts, home_region),
+            ))
+            .interceptor(crate::metrics::aws::CallMetrics)
+            .build(),
+        );
         let me = policy::call("sts GetCallerIdentity", || async {
             sts.get_caller_identity().send().await.aws()
         })
@@ -188,7 +192,11 @@ impl AwsSession {
                     .build(),
             )
             .build();
-        let sts = aws_sdk_sts::Client::new(&with_endpoint(&config, sts_url));
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&with_endpoint(&config, sts_url))
+                .interceptor(crate::metrics::aws::CallMetrics)
+                .build(),
+        );
         let me = policy::call("sts GetCallerIdentity (assumed role)", || async {
             sts.get_caller_identity().send().await.aws()
         })
@@ -232,8 +240,9 @@ impl AwsSession {
             return Ok(c.clone());
         }
         let config = self.config_for(&target.account)?;
-        let mut conf =
-            aws_sdk_ec2::config::Builder::from(&config).region(Region::new(target.region.clone()));
+        let mut conf = aws_sdk_ec2::config::Builder::from(&config)
+            .region(Region::new(target.region.clone()))
+            .interceptor(crate::metrics::aws::CallMetrics);
         if let Some(url) = self.settings.endpoints.get(Service::Ec2, &target.region) {
             conf = conf.endpoint_url(url);
         }
@@ -251,8 +260,9 @@ impl AwsSession {
             return Ok(c.clone());
         }
         let config = self.config_for(&target.account)?;
-        let mut conf =
-            aws_sdk_kms::config::Builder::from(&config).region(Region::new(target.region.clone()));
+        let mut conf = aws_sdk_kms::config::Builder::from(&config)
+            .region(Region::new(target.region.clone()))
+            .interceptor(crate::metrics::aws::CallMetrics);
         if let Some(url) = self.settings.endpoints.get(Service::Kms, &target.region) {
             conf = conf.endpoint_url(url);
         }

@@ -219,6 +219,8 @@ pub struct Journal {
     store: DynStore,
     build_id: String,
     ledger: Mutex<Ledger>,
+    /// When each step started in this process: its duration goes to the metrics.
+    started: Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -240,6 +242,7 @@ impl Journal {
             store,
             build_id: build_id.to_string(),
             ledger: Mutex::new(ledger),
+            started: Mutex::default(),
         }
     }
 
@@ -265,10 +268,21 @@ impl Journal {
     }
 
     pub async fn step_started(&self, step: &str) -> anyhow::Result<()> {
+        self.started
+            .lock()
+            .expect("journal lock")
+            .insert(step.to_string(), std::time::Instant::now());
         self.append("step_started", json!({ "step": step })).await
     }
 
     pub async fn step_finished(&self, step: &str) -> anyhow::Result<()> {
+        let started = self.started.lock().expect("journal lock").remove(step);
+        if let Some(at) = started {
+            crate::metrics::metrics()
+                .step_duration
+                .get_or_create(&crate::metrics::StepLabels { step: step.into() })
+                .observe(at.elapsed().as_secs_f64());
+        }
         self.append("step_finished", json!({ "step": step })).await
     }
 }

@@ -344,6 +344,7 @@ impl BuildRunner {
     /// Resumes a crashed build, or cleans it up, by the rule of the step it reached.
     pub async fn recover(&self, record: BuildRecord) -> anyhow::Result<Recovery> {
         let build_id = record.build_id.clone();
+        crate::metrics::metrics().takeover("build");
         let plan: BuildPlan = serde_json::from_value(record.plan.clone())
             .with_context(|| format!("build {build_id} has no readable plan in the store"))?;
         let _heartbeat = self.heartbeat(&build_id);
@@ -626,6 +627,7 @@ impl BuildRunner {
         error: Option<String>,
     ) -> anyhow::Result<()> {
         record.state = state;
+        crate::metrics::build_finished(&record);
         record.manifest = manifest;
         record.error = error.map(|e| self.log.redactor().redact(&e));
         record.updated_at = chrono::Utc::now();

@@ -143,4 +143,7 @@ pub trait Store: Send + Sync + 'static {
     /// keys, step boundaries). Returns the entry's sequence number.
     async fn append_journal(&self, build_id: &str, entry: &JournalEntry) -> anyhow::Result<i64>;
     async fn journal(&self, build_id: &str) -> anyhow::Result<Vec<StoredJournalEntry>>;
+
+    /// The last run of every periodic task (`sync`, `janitor`...), for the health page.
+    async fn periodic_runs(&self) -> anyhow::Result<Vec<PeriodicRun>>;
 }

@@ -251,4 +251,12 @@ pub struct RepoHistory {
     pub first_seen_at: chrono::DateTime<chrono::Utc>,
     /// (tag, commit) pairs already there then.
     pub tags: std::collections::BTreeSet<(String, String)>,
+/// A periodic task's last claimed run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeriodicRun {
+    pub task: String,
+    pub last_run_at: chrono::DateTime<chrono::Utc>,
+    /// The worker (replica) that ran it.
+    pub runner: String,
+    pub runs: i64,
 }

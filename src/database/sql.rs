@@ -1057,6 +1057,22 @@ impl Store for SqlStore {
             .await
             .with_context(|| format!("cannot record the tag history of {repo}"))?;
         Ok(true)
+    async fn periodic_runs(&self) -> anyhow::Result<Vec<PeriodicRun>> {
+        let rows =
+            sqlx::query("SELECT task, last_run_at, runner, runs FROM periodic_runs ORDER BY task")
+                .fetch_all(&self.pool)
+                .await
+                .context("cannot read the periodic runs")?;
+        rows.iter()
+            .map(|r| {
+                Ok(PeriodicRun {
+                    task: r.try_get("task")?,
+                    last_run_at: ts(r.try_get("last_run_at")?),
+                    runner: r.try_get("runner")?,
+                    runs: r.try_get("runs")?,
+                })
+            })
+            .collect()
     }
 
     async fn get_build(&self, build_id: &str) -> anyhow::Result<Option<BuildRecord>> {

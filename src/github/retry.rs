@@ -105,6 +105,18 @@ pub fn status_of(error: &octocrab::Error) -> Option<StatusCode> {
     }
 }
 
+/// A failed attempt's outcome in metrics: a rate limit (429, or a 403 that
+/// [`classify_response`] retries) is `throttled`.
+fn outcome_of(error: &octocrab::Error, decision: Decision) -> &'static str {
+    match status_of(error) {
+        Some(s) if s == StatusCode::TOO_MANY_REQUESTS => "throttled",
+        Some(s) if s == StatusCode::FORBIDDEN && decision != Decision::Fail => "throttled",
+        Some(s) if s.is_server_error() => "server_error",
+        Some(_) => "client_error",
+        None => "no_answer",
+    }
+}
+
 /// A GitHub error answer with its HTTP status and GitHub's message in the text, so that
 /// every log line and report names both (e.g. `GitHub answered 422 Unprocessable Entity:
 /// No commit found for SHA: …`).
@@ -126,17 +138,28 @@ where
     Fut: Future<Output = Result<T, octocrab::Error>>,
 {
     let mut attempt = 1;
+    let operation = crate::metrics::operation_of(what);
+    let count = |outcome: &str, attempt: u32| {
+        crate::metrics::metrics().call("github", &operation, outcome, attempt > 1)
+    };
     loop {
         let (err, decision) = match tokio::time::timeout(policy.attempt_timeout, op()).await {
-            Ok(Ok(v)) => return Ok(v),
+            Ok(Ok(v)) => {
+                count("ok", attempt);
+                return Ok(v);
+            }
             Ok(Err(e)) => {
                 let d = classify(&e);
+                count(outcome_of(&e, d), attempt);
                 (with_status(e), d)
             }
-            Err(_) => (
-                anyhow::anyhow!("no answer from GitHub within {:?}", policy.attempt_timeout),
-                Decision::Retry { after: None },
-            ),
+            Err(_) => {
+                count("no_answer", attempt);
+                (
+                    anyhow::anyhow!("no answer from GitHub within {:?}", policy.attempt_timeout),
+                    Decision::Retry { after: None },
+                )
+            }
         };
         let after = match decision {
             Decision::Retry { after } if attempt < policy.max_attempts => after,

@@ -1,6 +1,8 @@
-//! The HTTP front door: webhook intake, health endpoints and the job pages. Only
+//! The HTTP front door: webhook intake, health endpoints, metrics, the job pages and
+//! the operator's dashboard. Only
 //! `/webhooks/github` is meant to be reachable from outside (see the README).
 
+pub mod dashboard;
 pub mod intake;
 pub mod job_page;
 pub mod signature;
@@ -70,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/jobs/{id}", get(job_page::job_page))
         .route("/api/images", get(crate::registry::api::images))
+        .route("/metrics", get(crate::metrics::scrape::metrics_page))
+        .merge(dashboard::routes())
         // The webhook extractor enforces its own, larger limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)

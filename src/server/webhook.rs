@@ -17,6 +17,7 @@ use super::signature::{self, SignatureError};
 use super::AppState;
 use crate::database::{DeliveryOutcome, NewDelivery};
 use crate::github::webhook::{parse_event, EventError, WebhookEvent};
+use crate::metrics::metrics;
 
 pub const EVENT_HEADER: &str = "x-github-event";
 pub const DELIVERY_HEADER: &str = "x-github-delivery";
@@ -79,6 +80,25 @@ impl DeliveryRejection {
                 "form-encoded payloads are not supported: set the webhook's content type to application/json".to_string(),
             ),
             DeliveryRejection::Payload(e) => (StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    }
+}
+
+impl DeliveryRejection {
+    /// The reason's name in metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DeliveryRejection::MissingHeader(_) => "missing_header",
+            DeliveryRejection::BadHeader(_) => "bad_header",
+            DeliveryRejection::TooLarge { .. } => "too_large",
+            DeliveryRejection::Busy => "busy",
+            DeliveryRejection::ReadTimeout => "read_timeout",
+            DeliveryRejection::BodyUnreadable(_) => "body_unreadable",
+            DeliveryRejection::Signature(SignatureError::Missing) => "signature_missing",
+            DeliveryRejection::Signature(SignatureError::Malformed) => "signature_malformed",
+            DeliveryRejection::Signature(SignatureError::Mismatch) => "signature_mismatch",
+            DeliveryRejection::FormEncoded => "form_encoded",
+            DeliveryRejection::Payload(_) => "payload",
         }
     }
 }
@@ -195,6 +215,7 @@ pub async fn github_webhook(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
             let (status, message) = rejection.status_and_message();
+            metrics().delivery(event, "rejected", rejection.reason());
             tracing::warn!(delivery = %id, event = %event, status = status.as_u16(), "delivery refused: {message}");
             return (status, message + "\n").into_response();
         }
@@ -232,6 +253,7 @@ async fn handle(state: AppState, delivery: GitHubDelivery) -> Response {
     let outcome = match state.store.record_delivery(&new_delivery, job).await {
         Ok(o) => o,
         Err(e) => {
+            metrics().delivery(&delivery.event_name, "unavailable", "");
             tracing::error!("cannot record the delivery: {e:#}");
             // Nothing was stored: GitHub shows the failure and the delivery can be redelivered.
             return (
@@ -241,6 +263,12 @@ async fn handle(state: AppState, delivery: GitHubDelivery) -> Response {
                 .into_response();
         }
     };
+    let counted = match (&outcome, &decision) {
+        (DeliveryOutcome::Duplicate, _) => "duplicate",
+        (_, IntakeDecision::Ignore(_)) => "ignored",
+        _ => "accepted",
+    };
+    metrics().delivery(&delivery.event_name, counted, "");
     match (outcome, decision) {
         (DeliveryOutcome::Duplicate, _) => {
             tracing::info!("duplicate delivery; nothing changed");

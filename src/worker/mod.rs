@@ -116,6 +116,10 @@ impl WorkerPool {
             match self.store.lease_next_job(worker, lease).await {
                 Ok(Some(job)) => {
                     failures = 0;
+                    if job.attempts > 1 {
+                        // An earlier attempt's worker stopped without ending or handing back.
+                        crate::metrics::metrics().takeover("job");
+                    }
                     self.run_job(worker, job, leased_at, &shutdown).await;
                 }
                 Ok(None) => {
@@ -280,7 +284,16 @@ impl WorkerPool {
         let mut wait = Duration::from_millis(200);
         loop {
             match self.store.finish_job(job_id, &ctx.worker, outcome).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    crate::metrics::metrics()
+                        .jobs_finished
+                        .get_or_create(&crate::metrics::KindStateLabels {
+                            kind: ctx.job.kind.as_str().into(),
+                            state: outcome.state.as_str().into(),
+                        })
+                        .inc();
+                    return;
+                }
                 Err(e) if e.downcast_ref::<NotLeased>().is_some() => {
                     tracing::warn!("job {job_id}: {e:#}");
                     return;

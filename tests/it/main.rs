@@ -5,12 +5,14 @@
 
 mod ansible;
 mod aws;
+mod dashboard;
 mod doctor;
 mod github;
 mod hardening;
 mod intake;
 mod inventory;
 mod job_pages;
+mod metrics;
 mod package_stories;
 mod pr_stories;
 mod recipes;

@@ -134,6 +134,9 @@ impl Store for FlakyStore {
     ) -> anyhow::Result<bool> {
         self.inner.claim_periodic(task, runner, period).await
     }
+    async fn periodic_runs(&self) -> anyhow::Result<Vec<bakery::database::PeriodicRun>> {
+        self.inner.periodic_runs().await
+    }
     async fn get_build(&self, build_id: &str) -> anyhow::Result<Option<BuildRecord>> {
         self.inner.get_build(build_id).await
     }
