@@ -251,6 +251,8 @@ pub struct RepoHistory {
     pub first_seen_at: chrono::DateTime<chrono::Utc>,
     /// (tag, commit) pairs already there then.
     pub tags: std::collections::BTreeSet<(String, String)>,
+}
+
 /// A periodic task's last claimed run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeriodicRun {

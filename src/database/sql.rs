@@ -1057,6 +1057,8 @@ impl Store for SqlStore {
             .await
             .with_context(|| format!("cannot record the tag history of {repo}"))?;
         Ok(true)
+    }
+
     async fn periodic_runs(&self) -> anyhow::Result<Vec<PeriodicRun>> {
         let rows =
             sqlx::query("SELECT task, last_run_at, runner, runs FROM periodic_runs ORDER BY task")
