@@ -282,7 +282,7 @@ pub async fn intermediate_key(
         let result = grant_probe(session, builder, &arn, account).await;
         let fix = format!(
             "{} (and the home identity needs kms:CreateGrant on it)",
-            key_policy_statement(&[account.clone()])
+            key_policy_statement(std::slice::from_ref(account))
         );
         let mut c = probe_check("kms:CreateGrant", builder, result, fix);
         c.detail = format!("to account {account}: {}", c.detail);

@@ -195,6 +195,39 @@ pub fn render_text(p: &QemuPlan) -> String {
     o
 }
 
+/// What a recipe builds, read from a repository on disk: the qemu builder's plan, if the
+/// recipe has a `[qemu]` section, and whether it also builds on EC2. Validation errors are
+/// returned as `file:line:col: message` lines, as `bakery validate` prints them.
+pub fn from_repo(
+    repo_root: &Path,
+    recipe: &str,
+    version: &str,
+) -> anyhow::Result<(Option<QemuPlan>, bool)> {
+    let checked = crate::recipe::load_repo(repo_root)?;
+    if !checked.is_ok() {
+        let errors: Vec<String> = checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.to_string())
+            .collect();
+        anyhow::bail!(
+            "the recipes have {} error(s); fix them (bakery validate lists them too):\n{}",
+            errors.len(),
+            errors.join("\n")
+        );
+    }
+    let Some(spec) = checked.set.recipes.get(recipe) else {
+        anyhow::bail!("no recipe named `{recipe}`");
+    };
+    Ok((
+        spec.qemu
+            .as_ref()
+            .map(|q| QemuPlan::from_spec(q, recipe, version)),
+        spec.has_ec2_builder(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,37 +287,4 @@ mod tests {
         assert_eq!(p.artifact_stem(), "deb-v2_rc_1_");
         assert!(render_text(&p).contains("deb-v2_rc_1_.qcow2"));
     }
-}
-
-/// What a recipe builds, read from a repository on disk: the qemu builder's plan, if the
-/// recipe has a `[qemu]` section, and whether it also builds on EC2. Validation errors are
-/// returned as `file:line:col: message` lines, as `bakery validate` prints them.
-pub fn from_repo(
-    repo_root: &Path,
-    recipe: &str,
-    version: &str,
-) -> anyhow::Result<(Option<QemuPlan>, bool)> {
-    let checked = crate::recipe::load_repo(repo_root)?;
-    if !checked.is_ok() {
-        let errors: Vec<String> = checked
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .map(|d| d.to_string())
-            .collect();
-        anyhow::bail!(
-            "the recipes have {} error(s); fix them (bakery validate lists them too):\n{}",
-            errors.len(),
-            errors.join("\n")
-        );
-    }
-    let Some(spec) = checked.set.recipes.get(recipe) else {
-        anyhow::bail!("no recipe named `{recipe}`");
-    };
-    Ok((
-        spec.qemu
-            .as_ref()
-            .map(|q| QemuPlan::from_spec(q, recipe, version)),
-        spec.has_ec2_builder(),
-    ))
 }
