@@ -140,7 +140,8 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
                 },
                 _ => Builds::Never,
             };
-            let mut result = validation::validate(deps, ctx, &reporter, &pr, &builds).await?;
+            let mut result =
+                Box::pin(validation::validate(deps, ctx, &reporter, &pr, &builds)).await?;
             result["comment_id"] = json!(comment);
             Ok(Some(result))
         }

@@ -218,7 +218,8 @@ pub fn from_repo(
         );
     }
     let Some(spec) = checked.set.recipes.get(recipe) else {
-        anyhow::bail!("no recipe named `{recipe}`");
+        // Not a recipe at all: the EC2 planner names it, with its did-you-mean hint.
+        return Ok((None, true));
     };
     Ok((
         spec.qemu
