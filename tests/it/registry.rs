@@ -96,6 +96,10 @@ fn images_env(story: &Story) -> Vec<(String, String)> {
         format!("BAKERY_POLICY__DEFAULT__ACCOUNTS__{OTHER}__ROLE_ARN"),
         other_account().role_arn,
     ));
+    env.push((
+        format!("BAKERY_POLICY__DEFAULT__ACCOUNTS__{OTHER}__EXTERNAL_ID"),
+        crate::support::iam_oracle::TARGET_EXTERNAL_ID.into(),
+    ));
     env
 }
 
