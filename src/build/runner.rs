@@ -978,6 +978,28 @@ impl BuildRunner {
         Ok(())
     }
 
+    /// Deletes `res`, then journals it and the snapshots EC2 deleted with it as deleted.
+    /// The outer error is the delete's; the inner one is the journal's, which each caller
+    /// weighs itself.
+    pub(super) async fn delete_journaled(
+        &self,
+        journal: &Journal,
+        res: &ResourceRef,
+    ) -> anyhow::Result<anyhow::Result<()>> {
+        use crate::aws::ResourceJournal;
+        let d = resource::delete(&self.session, res).await?;
+        let recorded = journal.deleted(res).await;
+        if let Deleted::Now { snapshots } = d {
+            for s in snapshots {
+                let _ = journal
+                    .deleted(&ResourceRef::new(ResourceKind::Snapshot, s, &res.target()))
+                    .await;
+            }
+        }
+        self.log.info("cleanup", format!("deleted {res}"));
+        Ok(recorded)
+    }
+
     /// Deletes everything a build created: the journal's resources newest first (an
     /// image with its snapshots), then images whose create answer was lost (found by
     /// name and this build's id), then anything still tagged with the build id in every account and region
@@ -1005,24 +1027,9 @@ impl BuildRunner {
             {
                 continue;
             }
-            match resource::delete(&self.session, res).await {
-                Ok(d) => {
-                    if let Err(e) = journal.deleted(res).await {
-                        errors.push(format!("{e:#}"));
-                    }
-                    if let Deleted::Now { snapshots } = d {
-                        for s in snapshots {
-                            let _ = journal
-                                .deleted(&ResourceRef::new(
-                                    ResourceKind::Snapshot,
-                                    s,
-                                    &res.target(),
-                                ))
-                                .await;
-                        }
-                    }
-                    self.log.info("cleanup", format!("deleted {res}"));
-                }
+            match self.delete_journaled(journal, res).await {
+                Ok(Err(e)) => errors.push(format!("{e:#}")),
+                Ok(Ok(())) => {}
                 Err(e) => errors.push(format!("{e:#}")),
             }
         }

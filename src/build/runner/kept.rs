@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use serde_json::json;
 
 use super::{BuildRunner, State};
-use crate::aws::resource::{self, Deleted, ResourceKind, ResourceRef};
+use crate::aws::resource::{self, ResourceKind};
 use crate::aws::{self, preflight, Target};
 use crate::build::journal::{Journal, Owner, Replay};
 use crate::build::runner::BuildOutcome;
@@ -94,23 +94,8 @@ impl BuildRunner {
             {
                 continue;
             }
-            match resource::delete(&self.session, res).await {
-                Ok(d) => {
-                    let _ = journal.deleted(res).await;
-                    if let Deleted::Now { snapshots } = d {
-                        for s in snapshots {
-                            let _ = journal
-                                .deleted(&ResourceRef::new(
-                                    ResourceKind::Snapshot,
-                                    s,
-                                    &res.target(),
-                                ))
-                                .await;
-                        }
-                    }
-                    self.log.info("cleanup", format!("deleted {res}"));
-                }
-                Err(e) => errors.push(format!("{e:#}")),
+            if let Err(e) = self.delete_journaled(journal, res).await {
+                errors.push(format!("{e:#}"));
             }
         }
         // What the journal missed (an answer lost), found by this build's tag: all but
