@@ -8,6 +8,8 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock, RwLock};
 
+use aho_corasick::AhoCorasick;
+
 const MASK: &str = "***";
 
 /// Short-lived secrets (installation tokens, role credentials, build keys) kept at most:
@@ -27,6 +29,9 @@ struct Secrets {
     sorted: Vec<String>,
     /// The short-lived ones, oldest first.
     expiring: VecDeque<String>,
+    /// One automaton over every secret, built on the first redaction after the set
+    /// changes: a line is scanned once, whatever the number of secrets.
+    matcher: OnceLock<Option<AhoCorasick>>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -123,19 +128,36 @@ impl Redactor {
         secrets.expiring.push_back(secret);
         if secrets.expiring.len() > MAX_EXPIRING {
             if let Some(old) = secrets.expiring.pop_front() {
-                secrets.sorted.retain(|s| *s != old);
+                secrets.remove(&old);
             }
         }
     }
 
+    /// `text` with every secret masked. Overlapping secrets are masked as one span, so
+    /// no part of either shows.
     pub fn redact(&self, text: &str) -> String {
         let secrets = self.secrets.read().expect("redactor lock poisoned");
-        let mut out = text.to_string();
-        for s in secrets.sorted.iter() {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), MASK);
+        let Some(matcher) = secrets.matcher() else {
+            return text.to_string();
+        };
+        let mut spans: Vec<(usize, usize)> = vec![];
+        for m in matcher.find_overlapping_iter(text) {
+            match spans.last_mut() {
+                Some(last) if m.start() <= last.1 => last.1 = last.1.max(m.end()),
+                _ => spans.push((m.start(), m.end())),
             }
         }
+        if spans.is_empty() {
+            return text.to_string();
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (start, end) in spans {
+            out.push_str(&text[at..start]);
+            out.push_str(MASK);
+            at = end;
+        }
+        out.push_str(&text[at..]);
         out
     }
 }
@@ -146,7 +168,27 @@ impl Secrets {
             self.sorted.push(secret);
             // Longest first, so a secret that contains another is masked whole.
             self.sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+            self.matcher = OnceLock::new();
         }
+    }
+
+    fn remove(&mut self, secret: &str) {
+        self.sorted.retain(|s| s != secret);
+        self.matcher = OnceLock::new();
+    }
+
+    /// The automaton over every secret, or `None` when there is none.
+    fn matcher(&self) -> Option<&AhoCorasick> {
+        self.matcher
+            .get_or_init(|| {
+                if self.sorted.is_empty() {
+                    return None;
+                }
+                // Fails only past the automaton's size limits, which a bounded set of
+                // secrets cannot reach; never fall back to printing them.
+                Some(AhoCorasick::new(&self.sorted).expect("an automaton over the secrets"))
+            })
+            .as_ref()
     }
 }
 
@@ -252,6 +294,29 @@ mod tests {
         assert_eq!(
             r.redact("x hunter2-secret-longer y hunter2-secret ab"),
             "x *** y *** ab"
+        );
+    }
+
+    #[test]
+    fn overlapping_secrets_are_masked_as_one_span() {
+        let r = Redactor::new();
+        r.add("abcd1234");
+        r.add("1234wxyz");
+        assert_eq!(r.redact("[abcd1234wxyz]"), "[***]");
+        assert_eq!(r.redact("abcd1234 and 1234wxyz"), "*** and ***");
+    }
+
+    #[test]
+    fn a_secret_that_expires_is_no_longer_masked_and_the_rest_still_are() {
+        let r = Redactor::new();
+        r.add("kept-for-good");
+        for i in 0..=MAX_EXPIRING {
+            r.add_expiring(format!("token-{i:05}"));
+        }
+        // The first short-lived one went when the 1025th came.
+        assert_eq!(
+            r.redact("token-00000 token-00001 kept-for-good"),
+            "token-00000 *** ***"
         );
     }
 }
