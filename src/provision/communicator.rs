@@ -9,7 +9,7 @@ use anyhow::Context;
 use futures::future::BoxFuture;
 use russh::client::{self, Handle, Msg};
 use russh::keys::{PrivateKeyWithHashAlg, PublicKey};
-use russh::{ChannelMsg, ChannelWriteHalf, Disconnect, Sig};
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf, Disconnect, Sig};
 use tokio_util::sync::CancellationToken;
 
 use super::host_key::{HostKeyDecision, HostKeyPolicy};
@@ -380,13 +380,11 @@ impl Communicator {
                     Some(_) => {}
                 },
                 _ = tokio::time::sleep_until(deadline) => {
-                    let _ = write.signal(Sig::KILL).await;
-                    let _ = write.close().await;
+                    kill_and_confirm(&write, &mut read).await;
                     return Err(ExecError::TimedOut { command: shown, timeout: cmd.timeout });
                 }
                 _ = cancel.cancelled() => {
-                    let _ = write.signal(Sig::KILL).await;
-                    let _ = write.close().await;
+                    kill_and_confirm(&write, &mut read).await;
                     return Err(ExecError::Cancelled { command: shown });
                 }
             }
@@ -607,4 +605,27 @@ pub fn tail_suffix(tail: &[String]) -> String {
     } else {
         format!("; last lines of stderr:\n  {}", tail.join("\n  "))
     }
+}
+
+/// How long a killed command's end is awaited before the channel is closed anyway.
+const KILL_CONFIRM: Duration = Duration::from_secs(10);
+
+/// Kills a command's process group (sshd signals the group of the session's process)
+/// and waits, within [`KILL_CONFIRM`], for the server to report its end: a timed-out or
+/// cancelled step returns once its processes are gone, not merely asked to go.
+async fn kill_and_confirm(write: &ChannelWriteHalf<Msg>, read: &mut ChannelReadHalf) {
+    let _ = write.signal(Sig::KILL).await;
+    let _ = tokio::time::timeout(KILL_CONFIRM, async {
+        loop {
+            match read.wait().await {
+                Some(ChannelMsg::ExitSignal { .. })
+                | Some(ChannelMsg::ExitStatus { .. })
+                | Some(ChannelMsg::Close)
+                | None => break,
+                Some(_) => {}
+            }
+        }
+    })
+    .await;
+    let _ = write.close().await;
 }
