@@ -547,6 +547,48 @@ mod tests {
     }
 
     #[test]
+    fn the_provenance_key_is_a_secret_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("provenance.pem");
+        let pem = "-----BEGIN PRIVATE KEY-----\n\
+                   MC4CAQAwBQYDK2VwBCIEIEZjRsic4KuwCZJAjtRSoAnMQ4bubPYRhnI3QtzXMdXw\n\
+                   -----END PRIVATE KEY-----\n";
+        std::fs::write(&file, pem).unwrap();
+        let c = ServerConfig::load(
+            None,
+            env(&[(
+                "BAKERY_PROVENANCE__SIGNING_KEY_FILE",
+                file.to_str().unwrap(),
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.provenance.signing_key.as_ref().unwrap().expose(),
+            pem.trim_end()
+        );
+        // Never shown: not by the configuration, not by anything written out.
+        let shown = format!("{c:?}{}", toml::to_string(&c).unwrap());
+        assert!(!shown.contains("MC4CAQAw"), "{shown}");
+        let redactor = crate::redact::Redactor::new();
+        c.register_secrets(&redactor);
+        let line = "MC4CAQAwBQYDK2VwBCIEIEZjRsic4KuwCZJAjtRSoAnMQ4bubPYRhnI3QtzXMdXw";
+        assert!(!redactor.redact(line).contains("MC4CAQAw"));
+
+        // What is not an Ed25519 private key is refused at load, without showing it.
+        let err = format!(
+            "{:#}",
+            ServerConfig::load(
+                None,
+                env(&[("BAKERY_PROVENANCE__SIGNING_KEY", "not-a-key-0123456789")])
+            )
+            .unwrap_err()
+        );
+        assert!(err.contains("provenance.signing_key"), "{err}");
+        assert!(err.contains("not an Ed25519 private key"), "{err}");
+        assert!(!err.contains("not-a-key-0123456789"), "{err}");
+    }
+
+    #[test]
     fn defaults_without_file_or_env() {
         let c = ServerConfig::load(None, env(&[])).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
