@@ -228,8 +228,29 @@ async fn the_second_release_lists_the_one_package_it_added() {
     opened
         .check_sbom(&asset("sandbox-base-release-0.2.0.cdx.json"))
         .unwrap();
-    let text = String::from_utf8(envelope.clone()).unwrap();
-    assert!(!text.contains("PRIVATE KEY"));
+    // The private key is nowhere: not in the envelope, the job logs, the server's log, the
+    // release notes or the comments.
+    let secret_line = std::fs::read_to_string(&private)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let mut seen = vec![
+        String::from_utf8(envelope.clone()).unwrap(),
+        story.bakery.log_text(),
+    ];
+    for j in story.jobs().await {
+        seen.push(story.job_log(j.id).await);
+    }
+    seen.extend(repo.releases.values().map(|r| r.to_string()));
+    seen.extend(repo.commit_comments.iter().map(|c| c.to_string()));
+    for text in &seen {
+        assert!(!text.contains(&secret_line) && !text.contains("PRIVATE KEY"));
+    }
+    assert!(seen
+        .iter()
+        .any(|t| t.contains("provenance signed with key")));
 
     // `bakery verify`, as a consumer runs it before launching an image: it passes on
     // the released image, and fails on a swapped SBOM, a wrong key and an altered tag.
