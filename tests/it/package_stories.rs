@@ -208,6 +208,13 @@ async fn the_second_release_lists_the_one_package_it_added() {
     let envelope = asset("sandbox-base-release-0.2.0.intoto.jsonl");
     let opened = bakery::provenance::verify::open(&envelope, &key).unwrap();
     opened.expect_release("sandbox-base@release-0.2.0").unwrap();
+    // The statement the bot signed is an in-toto Statement v1 with SLSA Provenance v1.
+    let payload = bakery::provenance::dsse::Envelope::from_json(&envelope)
+        .unwrap()
+        .open(&key)
+        .unwrap();
+    crate::provenance::validate(&serde_json::from_slice(&payload).unwrap())
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(opened.statement.git_commit(), Some(second.commit.as_str()));
     let images = opened.statement.images();
     assert_eq!(images.len(), story_targets().len(), "{images:?}");

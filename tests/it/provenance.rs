@@ -24,7 +24,7 @@ fn python() -> String {
 }
 
 /// Runs the bindings on `doc`: `Ok` when valid, else what they said.
-fn validate(doc: &Value) -> Result<(), String> {
+pub(crate) fn validate(doc: &Value) -> Result<(), String> {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/it/support/intoto_validate.py"
