@@ -80,8 +80,10 @@ fi
 
 # The test components: moto (AWS), the sandboxed sshd's rootfs (with ansible-core), QEMU and its
 # cached test guest (scripts/qemu/), and GitHub's
-# REST description and webhook payload examples (pinned by tests/fixtures/package-lock.json).
-for part in scripts/moto/setup.sh scripts/sandbox/setup.sh scripts/github/setup.sh scripts/qemu/setup.sh; do
+# REST description and webhook payload examples (pinned by tests/fixtures/package-lock.json), and
+# in-toto's attestation bindings that check the provenance statements (scripts/provenance/).
+for part in scripts/moto/setup.sh scripts/sandbox/setup.sh scripts/github/setup.sh scripts/qemu/setup.sh \
+    scripts/provenance/setup.sh; do
   log "$part"
   bash "$part"
 done

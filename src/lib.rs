@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod plan;
 pub mod policy;
+pub mod provenance;
 pub mod provision;
 pub mod qemu;
 pub mod recipe;

@@ -14,6 +14,9 @@ pub const ROLE: &str = "bakery:role";
 pub const CREATED_AT: &str = "bakery:created-at";
 /// On final images once every copy of the build is available: the release is complete.
 pub const RELEASED: &str = "bakery:released";
+/// On final images of a build with signed provenance: `sha256:` and the SHA-256 of the
+/// signed statement (the DSSE envelope's payload), attached to the release.
+pub const PROVENANCE: &str = "bakery:provenance";
 
 pub mod role {
     /// The builder instance, its key pair and security group.

@@ -11,6 +11,7 @@ mod plan;
 mod serve;
 mod sync;
 mod validate;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,6 +93,8 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// List the images bakery released, from the cloud's tags.
     Images(images::ImagesArgs),
+    /// Check an image against its release's signed provenance before launching it.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,5 +140,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(args) => sync::run(args).await,
         Command::Doctor(args) => doctor::run(args).await,
         Command::Images(args) => images::run(args).await,
+        Command::Verify(args) => verify::run(args).await,
     }
 }

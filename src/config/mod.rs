@@ -46,6 +46,9 @@ pub struct ServerConfig {
     pub logs: LogConfig,
     #[serde(default)]
     pub job_pages: JobPagesConfig,
+    /// Signed provenance of releases.
+    #[serde(default)]
+    pub provenance: ProvenanceConfig,
     /// Where jobs check out repositories (a mirror cache and per-job workspaces).
     #[serde(default = "defaults::work_dir")]
     pub work_dir: PathBuf,
@@ -118,6 +121,22 @@ pub struct JobPagesConfig {
     pub operator_token: Option<Secret>,
     #[serde(default)]
     pub operator_token_file: Option<PathBuf>,
+}
+
+/// Signed provenance: with a signing key, every release gets an in-toto statement with
+/// SLSA provenance, signed (DSSE, Ed25519), attached to the GitHub Release, its digest
+/// tagged on the images as `bakery:provenance`. Without one, releases carry none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenanceConfig {
+    /// The Ed25519 private key in PKCS#8 PEM (`openssl genpkey -algorithm ed25519`).
+    #[serde(default)]
+    pub signing_key: Option<Secret>,
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    /// SLSA `builder.id`, a URI naming this bot; defaults to `public_url`.
+    #[serde(default)]
+    pub builder_id: Option<String>,
 }
 
 /// What the store keeps of a job's build output.
@@ -355,6 +374,13 @@ impl ServerConfig {
                 );
             }
         }
+        if let Some(file) = self.provenance.signing_key_file.take() {
+            self.provenance.signing_key =
+                Some(Secret::from_file(&file).context("provenance.signing_key_file")?);
+        }
+        if let Some(key) = &self.provenance.signing_key {
+            crate::provenance::ProvenanceKey::from_secret(key).context("provenance.signing_key")?;
+        }
         if let Some(file) = self.github.token_file.take() {
             self.github.token = Some(Secret::from_file(&file).context("github.token_file")?);
         }
@@ -401,7 +427,8 @@ impl ServerConfig {
     }
 
     /// Adds every secret of the configuration to `redactor`: webhook secrets, the GitHub
-    /// token or App key, the database password, the job page key and operator token.
+    /// token or App key, the database password, the job page key and operator token, the
+    /// provenance signing key.
     pub fn register_secrets(&self, redactor: &crate::redact::Redactor) {
         for s in &self.webhook.secrets {
             redactor.add(s.expose());
@@ -410,6 +437,9 @@ impl ServerConfig {
             redactor.add(t.expose());
         }
         if let Some(k) = &self.github.private_key {
+            redactor.add_multiline(k.expose());
+        }
+        if let Some(k) = &self.provenance.signing_key {
             redactor.add_multiline(k.expose());
         }
         redactor.add_url_password(self.database_url.expose());
@@ -514,6 +544,48 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn the_provenance_key_is_a_secret_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("provenance.pem");
+        let pem = "-----BEGIN PRIVATE KEY-----\n\
+                   MC4CAQAwBQYDK2VwBCIEIEZjRsic4KuwCZJAjtRSoAnMQ4bubPYRhnI3QtzXMdXw\n\
+                   -----END PRIVATE KEY-----\n";
+        std::fs::write(&file, pem).unwrap();
+        let c = ServerConfig::load(
+            None,
+            env(&[(
+                "BAKERY_PROVENANCE__SIGNING_KEY_FILE",
+                file.to_str().unwrap(),
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.provenance.signing_key.as_ref().unwrap().expose(),
+            pem.trim_end()
+        );
+        // Never shown: not by the configuration, not by anything written out.
+        let shown = format!("{c:?}{}", toml::to_string(&c).unwrap());
+        assert!(!shown.contains("MC4CAQAw"), "{shown}");
+        let redactor = crate::redact::Redactor::new();
+        c.register_secrets(&redactor);
+        let line = "MC4CAQAwBQYDK2VwBCIEIEZjRsic4KuwCZJAjtRSoAnMQ4bubPYRhnI3QtzXMdXw";
+        assert!(!redactor.redact(line).contains("MC4CAQAw"));
+
+        // What is not an Ed25519 private key is refused at load, without showing it.
+        let err = format!(
+            "{:#}",
+            ServerConfig::load(
+                None,
+                env(&[("BAKERY_PROVENANCE__SIGNING_KEY", "not-a-key-0123456789")])
+            )
+            .unwrap_err()
+        );
+        assert!(err.contains("provenance.signing_key"), "{err}");
+        assert!(err.contains("not an Ed25519 private key"), "{err}");
+        assert!(!err.contains("not-a-key-0123456789"), "{err}");
     }
 
     #[test]

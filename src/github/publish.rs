@@ -13,6 +13,7 @@ use super::reporter::{GitHubReporter, ReleaseAsset, ReleaseRef};
 use crate::database::Store;
 use crate::inventory::history::{package_report, release_sbom, RecipePackages};
 use crate::inventory::sbom;
+use crate::provenance::attach::{self, Signed};
 use crate::redact::Redactor;
 
 /// What [`publish_release`] left on GitHub.
@@ -23,14 +24,16 @@ pub struct PublishedRelease {
     pub notes: super::release_notes::ReleaseNotes,
     /// Each built recipe's package changes, as the notes show them.
     pub packages: Vec<RecipePackages>,
-    /// The SBOMs attached to the release, one per recipe with an inventory.
+    /// The SBOMs attached to the release, one per recipe with an inventory, then the
+    /// signed provenance of each recipe (when a signing key is configured).
     pub assets: Vec<ReleaseAsset>,
 }
 
 /// After a successful release build: the commit comment with the image table, and the
 /// GitHub Release for the tag with the notes since the previous tag (created, or updated
 /// on a rerun), each recipe's package changes since that tag included (inventories read
-/// from `store`), and each recipe's SBOM attached to it as an asset. `workspace` is the
+/// from `store`), and each recipe's SBOM and signed provenance (`provenance`) attached to
+/// it as assets. `workspace` is the
 /// job's checkout (it holds the tags).
 pub async fn publish_release(
     reporter: &GitHubReporter,
@@ -39,6 +42,7 @@ pub async fn publish_release(
     tag: &str,
     patterns: &[String],
     summary: &BuildSummary,
+    provenance: &[Signed],
 ) -> anyhow::Result<PublishedRelease> {
     let notes = {
         let (workspace, tag, patterns) =
@@ -77,6 +81,17 @@ pub async fn publish_release(
                 .await?;
             assets.push(asset);
         }
+    }
+    for signed in provenance {
+        let asset = reporter
+            .upload_release_asset(
+                &release,
+                &signed.asset_name,
+                attach::MEDIA_TYPE,
+                signed.envelope.clone().into(),
+            )
+            .await?;
+        assets.push(asset);
     }
     Ok(PublishedRelease {
         comment_url,

@@ -10,6 +10,7 @@ use crate::config::ServerConfig;
 use crate::database::DynStore;
 use crate::github::checkout::{Checkouts, Target, Workspace};
 use crate::github::{GitHubClient, GitHubReporter, RepoName};
+use crate::provenance::ProvenanceKey;
 use crate::provision::Provisioner;
 use crate::redact::Redactor;
 use crate::worker::JobContext;
@@ -25,6 +26,8 @@ pub struct JobDeps {
     pub provisioner: Arc<dyn Provisioner>,
     /// Every secret bakery holds, masked in logs and comments: the process's redactor.
     pub redactor: Redactor,
+    /// The key releases' provenance is signed with; `None`: releases carry none.
+    pub provenance: Option<Arc<ProvenanceKey>>,
 }
 
 impl JobDeps {
@@ -48,7 +51,14 @@ impl JobDeps {
             endpoints: config.aws.endpoints.clone(),
             ..AwsSettings::default()
         };
+        let provenance = match &config.provenance.signing_key {
+            Some(k) => Some(Arc::new(
+                ProvenanceKey::from_secret(k).context("provenance.signing_key")?,
+            )),
+            None => None,
+        };
         Ok(JobDeps {
+            provenance,
             checkouts: Checkouts::new(config.work_dir.clone()),
             config,
             store,

@@ -21,6 +21,7 @@ use crate::github::reporter::Conclusion;
 use crate::github::GitHubReporter;
 use crate::plan::model::{BuildFacts, BuildPlan};
 use crate::plan::{plan_build, PlanInput};
+use crate::provenance::attach::{attach, Origin, Signed};
 use crate::recipe::variables::VarOverrides;
 use crate::recipe::Checked;
 use crate::worker::JobContext;
@@ -156,6 +157,7 @@ async fn attempt(
     let mut images = vec![];
     let mut manifests = vec![];
     let mut built_any = false;
+    let mut signed = vec![];
     let build_time = chrono::Utc::now();
     for recipe in &recipes {
         let mut plan = plan_build(
@@ -177,8 +179,10 @@ async fn attempt(
                 manifest,
                 release_file,
                 duration,
+                provenance,
             }) => {
                 built_any = true;
+                signed.extend(provenance);
                 images.extend(image_rows(&plan, &manifest));
                 outcomes.push(RecipeOutcome {
                     recipe: recipe.clone(),
@@ -219,8 +223,16 @@ async fn attempt(
             .iter()
             .map(|t| t.pattern.clone())
             .collect();
-        let published =
-            publish_release(reporter, &*deps.store, &root, &tag, &patterns, &summary).await?;
+        let published = publish_release(
+            reporter,
+            &*deps.store,
+            &root,
+            &tag,
+            &patterns,
+            &summary,
+            &signed,
+        )
+        .await?;
         ctx.log(
             "report",
             &format!(
@@ -449,6 +461,8 @@ enum RecipeResult {
         manifest: Manifest,
         release_file: String,
         duration: Duration,
+        /// The signed provenance, when a signing key is configured.
+        provenance: Option<Signed>,
     },
     AlreadyReleased {
         manifest: Manifest,
@@ -467,11 +481,16 @@ async fn build_recipe(
     let mut tracked = TrackedBuild::start(deps, ctx, reporter, plan, title).await?;
     let finished = tracked.run(deps, ctx, plan, root).await;
     let steps = tracked.finish(finished.result.is_ok()).await;
+    let session = finished.session.as_deref();
 
     match finished.result {
         Ok(BuildOutcome::Built {
             manifest, build_id, ..
         }) => {
+            let provenance = sign_provenance(
+                deps, ctx, reporter, plan, &manifest, &build_id, root, session,
+            )
+            .await?;
             reporter
                 .complete_progress(
                     &tracked.progress,
@@ -497,6 +516,7 @@ async fn build_recipe(
                 manifest,
                 release_file,
                 duration: tracked.started.elapsed(),
+                provenance,
             })
         }
         Ok(BuildOutcome::AlreadyReleased { manifest, .. }) => {
@@ -557,6 +577,63 @@ async fn build_recipe(
             Err(e)
         }
     }
+}
+
+/// With a signing key configured: the built recipe's provenance, signed, and its images
+/// tagged with its digest (`provenance/attach.rs`).
+#[allow(clippy::too_many_arguments)]
+async fn sign_provenance(
+    deps: &JobDeps,
+    ctx: &JobContext,
+    reporter: &GitHubReporter,
+    plan: &BuildPlan,
+    manifest: &Manifest,
+    build_id: &str,
+    root: &std::path::Path,
+    session: Option<&crate::aws::AwsSession>,
+) -> anyhow::Result<Option<Signed>> {
+    let Some(key) = &deps.provenance else {
+        ctx.log(
+            "provenance",
+            "no provenance signing key is configured: this release carries no signed provenance",
+        )
+        .await;
+        return Ok(None);
+    };
+    let session = session.context("the build left no AWS session to tag its images with")?;
+    let origin = Origin {
+        builder_id: deps
+            .config
+            .provenance
+            .builder_id
+            .clone()
+            .or_else(|| deps.config.public_url.clone())
+            .unwrap_or_else(|| "urn:bakery:bot".to_string()),
+        repository_url: Some(reporter.repository().await?.clone_url),
+        root: root.to_path_buf(),
+    };
+    let signed = attach(
+        &*deps.store,
+        session,
+        key,
+        plan,
+        manifest,
+        build_id,
+        &origin,
+    )
+    .await
+    .with_context(|| format!("cannot sign the provenance of {}", plan.recipe))?;
+    ctx.log(
+        "provenance",
+        &format!(
+            "provenance signed with key {}; images tagged {} = {}",
+            key.public().key_id(),
+            crate::aws::tags::PROVENANCE,
+            signed.digest
+        ),
+    )
+    .await;
+    Ok(Some(signed))
 }
 
 /// The image table's rows for one recipe's manifest.

@@ -858,6 +858,7 @@ async fn release_publishing_comments_and_updates_the_release_on_rerun() {
         "release-0.2.0",
         &patterns,
         &summary,
+        &[],
     )
     .await
     .unwrap();
@@ -870,6 +871,7 @@ async fn release_publishing_comments_and_updates_the_release_on_rerun() {
         "release-0.2.0",
         &patterns,
         &summary,
+        &[],
     )
     .await
     .unwrap();

@@ -1,6 +1,7 @@
 //! Stories about what changed inside an image: two releases of one recipe, where the
 //! second installs one more package; its release notes list exactly that package, and
-//! each release carries its image's SBOM as an asset.
+//! each release carries its image's SBOM and its signed provenance as assets, which
+//! `bakery verify` checks the images against.
 
 use crate::support::story::*;
 
@@ -42,6 +43,18 @@ fn filters() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
+fn openssl(args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl (scripts/github/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn release_body(story: &Story, tag: &str) -> String {
     let repo = story.github.repo(REPO);
     let release = repo
@@ -54,9 +67,34 @@ fn release_body(story: &Story, tag: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_second_release_lists_the_one_package_it_added() {
-    let story = Story::start_with(|files, port| {
-        files.insert("recipes/sandbox-base/recipe.toml".into(), recipe(port, ""));
-    })
+    // The operator's provenance key, made as the README says.
+    let keys = tempfile::tempdir().unwrap();
+    let private = keys.path().join("provenance.pem");
+    let public = keys.path().join("provenance.pub.pem");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "ed25519",
+        "-out",
+        private.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        private.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
+    let story = Story::start_with_env(
+        |files, port| {
+            files.insert("recipes/sandbox-base/recipe.toml".into(), recipe(port, ""));
+        },
+        &[(
+            "BAKERY_PROVENANCE__SIGNING_KEY_FILE",
+            private.to_str().unwrap(),
+        )],
+    )
     .await;
     let first = story.push_tag("release-0.1.0", TagKind::Annotated);
     story
@@ -155,7 +193,176 @@ async fn the_second_release_lists_the_one_package_it_added() {
         added,
         vec!["pkg:deb/debian/bakery-probe@1.0-1?arch=all&distro=debian-12".to_string()]
     );
-    assert_eq!(repo.release_assets.len(), 2);
+    assert_eq!(repo.release_assets.len(), 4, "{:#?}", repo.release_assets);
+
+    // Each release's signed provenance: an asset, its digest tagged on every image.
+    let asset = |name: &str| -> Vec<u8> {
+        repo.release_assets
+            .values()
+            .find(|(_, a, _)| a["name"] == name)
+            .map(|(_, _, bytes)| bytes.clone())
+            .unwrap_or_else(|| panic!("no asset {name}: {:#?}", repo.release_assets))
+    };
+    let key = bakery::provenance::PublicKey::from_pem(&std::fs::read_to_string(&public).unwrap())
+        .unwrap();
+    let envelope = asset("sandbox-base-release-0.2.0.intoto.jsonl");
+    let opened = bakery::provenance::verify::open(&envelope, &key).unwrap();
+    opened.expect_release("sandbox-base@release-0.2.0").unwrap();
+    // The statement the bot signed is an in-toto Statement v1 with SLSA Provenance v1.
+    let payload = bakery::provenance::dsse::Envelope::from_json(&envelope)
+        .unwrap()
+        .open(&key)
+        .unwrap();
+    crate::provenance::validate(&serde_json::from_slice(&payload).unwrap())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(opened.statement.git_commit(), Some(second.commit.as_str()));
+    let images = opened.statement.images();
+    assert_eq!(images.len(), story_targets().len(), "{images:?}");
+    for image in &images {
+        let ec2 = story
+            .check
+            .ec2(&target(&image.account, &image.region))
+            .unwrap();
+        let described = ec2
+            .describe_images()
+            .image_ids(&image.image_id)
+            .send()
+            .await
+            .unwrap();
+        let tags = bakery::aws::tags::to_map(described.images()[0].tags());
+        assert_eq!(opened.check_tags(&tags), vec![], "{image:?}: {tags:?}");
+    }
+    opened
+        .check_sbom(&asset("sandbox-base-release-0.2.0.cdx.json"))
+        .unwrap();
+    // The private key is nowhere: not in the envelope, the job logs, the server's log, the
+    // release notes or the comments.
+    let secret_line = std::fs::read_to_string(&private)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let mut seen = vec![
+        String::from_utf8(envelope.clone()).unwrap(),
+        story.bakery.log_text(),
+    ];
+    for j in story.jobs().await {
+        seen.push(story.job_log(j.id).await);
+    }
+    seen.extend(repo.releases.values().map(|r| r.to_string()));
+    seen.extend(repo.commit_comments.iter().map(|c| c.to_string()));
+    for text in &seen {
+        assert!(!text.contains(&secret_line) && !text.contains("PRIVATE KEY"));
+    }
+    assert!(seen
+        .iter()
+        .any(|t| t.contains("provenance signed with key")));
+
+    // `bakery verify`, as a consumer runs it before launching an image: it passes on
+    // the released image, and fails on a swapped SBOM, a wrong key and an altered tag.
+    let files = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| -> String {
+        let p = files.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.display().to_string()
+    };
+    let provenance = file("p.intoto.jsonl", &envelope);
+    let sbom = file("s.cdx.json", &asset("sandbox-base-release-0.2.0.cdx.json"));
+    let other_sbom = file("s1.cdx.json", &asset("sandbox-base-release-0.1.0.cdx.json"));
+    let wrong_key = file(
+        "wrong.pub.pem",
+        bakery::provenance::ProvenanceKey::from_seed(&[9; 32])
+            .public()
+            .to_pem()
+            .as_bytes(),
+    );
+    let public = public.display().to_string();
+    let home_image = images.iter().find(|i| i.account == HOME).unwrap();
+    let verify = |args: Vec<String>| {
+        let aws = story.aws_env();
+        async move {
+            let out = tokio::process::Command::new(crate::support::bakery_process::bakery_bin())
+                .arg("verify")
+                .args(&args)
+                .envs(aws)
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            )
+        }
+    };
+    let args = |what: &str, key: &str, sbom: &str| -> Vec<String> {
+        [
+            "--key",
+            key,
+            "--provenance",
+            &provenance,
+            "--sbom",
+            sbom,
+            what,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let (ok, out) = verify(args("sandbox-base@release-0.2.0", &public, &sbom)).await;
+    assert!(ok, "{out}");
+    assert_eq!(out.matches("ok     tags:").count(), REGIONS.len(), "{out}");
+    assert!(out.contains("\nverified\n"), "{out}");
+    let (ok, out) = verify(args(&home_image.image_id, &public, &sbom)).await;
+    assert!(ok, "{out}");
+
+    let (ok, out) = verify(args(&home_image.image_id, &public, &other_sbom)).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAILED sbom: the SBOM does not match the provenance"),
+        "{out}"
+    );
+    let (ok, out) = verify(args(&home_image.image_id, &wrong_key, &sbom)).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAILED signature: no signature in the envelope verifies"),
+        "{out}"
+    );
+    let (ok, out) = verify(args("sandbox-base@release-0.1.0", &public, &sbom)).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("is for sandbox-base@release-0.2.0, not sandbox-base@release-0.1.0"),
+        "{out}"
+    );
+
+    story
+        .check
+        .ec2(&target(&home_image.account, &home_image.region))
+        .unwrap()
+        .create_tags()
+        .resources(&home_image.image_id)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("bakery:git-sha")
+                .value(first.commit.as_str())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (ok, out) = verify(args(&home_image.image_id, &public, &sbom)).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "FAILED tags: {} in {HOME}/{}: tag bakery:git-sha is \"{}\", the provenance says \"{}\"",
+            home_image.image_id, home_image.region, first.commit, second.commit
+        )),
+        "{out}"
+    );
 
     let section = &notes[notes.find("## Packages").unwrap()..];
     let section = &section[..section.find("## Images").unwrap_or(section.len())];

@@ -11,15 +11,28 @@ use crate::support::story::*;
 /// anything bakery writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_secret_reaches_any_output() {
-    let story = Story::start_with(|files, port| {
-        let leak = "\n[[provision]]\ntype = \"shell\"\nname = \"Print the secrets\"\n\
+    // The provenance signing key, an Ed25519 key as `openssl genpkey` writes it.
+    let keys = tempfile::tempdir().unwrap();
+    let provenance_key = "-----BEGIN PRIVATE KEY-----\n\
+                          MC4CAQAwBQYDK2VwBCIEIEZjRsic4KuwCZJAjtRSoAnMQ4bubPYRhnI3QtzXMdXw\n\
+                          -----END PRIVATE KEY-----\n";
+    let provenance_file = keys.path().join("provenance.pem");
+    std::fs::write(&provenance_file, provenance_key).unwrap();
+    let story = Story::start_with_env(
+        |files, port| {
+            let leak = "\n[[provision]]\ntype = \"shell\"\nname = \"Print the secrets\"\n\
                     inline = [\"while [ ! -f /var/tmp/leak-ready ]; do sleep 0.2; done; \
                     cat /var/tmp/leak; cat /var/tmp/leak >&2; exit 1\"]\n";
-        files.insert(
-            "recipes/sandbox-base/recipe.toml".into(),
-            sandbox_recipe(port, leak),
-        );
-    })
+            files.insert(
+                "recipes/sandbox-base/recipe.toml".into(),
+                sandbox_recipe(port, leak),
+            );
+        },
+        &[(
+            "BAKERY_PROVENANCE__SIGNING_KEY_FILE",
+            provenance_file.to_str().unwrap(),
+        )],
+    )
     .await;
     let pushed = story.tag_and_push("release-6.0.0");
     let (status, body) = story
@@ -69,7 +82,14 @@ async fn no_secret_reaches_any_output() {
             .filter(|l| !l.starts_with("-----") && l.len() >= 8)
             .map(str::to_string),
     );
-    let printed = format!("{}\n{app_key}", secrets[..8].join("\n"));
+    // The provenance key, as a step would print it.
+    secrets.extend(
+        provenance_key
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .map(str::to_string),
+    );
+    let printed = format!("{}\n{app_key}\n{provenance_key}", secrets[..8].join("\n"));
     std::fs::write(story.sandbox.path("/var/tmp/leak"), &printed).unwrap();
     std::fs::write(story.sandbox.path("/var/tmp/leak-ready"), "").unwrap();
 
