@@ -6,6 +6,7 @@
 mod ansible;
 mod aws;
 mod dashboard;
+mod dashboard_browser;
 mod dashboard_people;
 mod doctor;
 mod github;
