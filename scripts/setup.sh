@@ -80,8 +80,11 @@ fi
 
 # The test components: moto (AWS), the sandboxed sshd's rootfs (with ansible-core), QEMU and its
 # cached test guest (scripts/qemu/), and GitHub's
-# REST description and webhook payload examples (pinned by tests/fixtures/package-lock.json).
-for part in scripts/moto/setup.sh scripts/sandbox/setup.sh scripts/github/setup.sh scripts/qemu/setup.sh; do
+# REST description and webhook payload examples (pinned by tests/fixtures/package-lock.json),
+# Chromium for the dashboard's browser test (playwright-core comes with the npm fixtures),
+# and the Kubernetes manifest validators (scripts/kubernetes/).
+for part in scripts/moto/setup.sh scripts/sandbox/setup.sh scripts/github/setup.sh scripts/qemu/setup.sh \
+    scripts/browser/setup.sh scripts/kubernetes/setup.sh; do
   log "$part"
   bash "$part"
 done

@@ -8,6 +8,7 @@ mod aws;
 mod dashboard;
 mod dashboard_browser;
 mod dashboard_people;
+mod deploy;
 mod doctor;
 mod github;
 mod hardening;
