@@ -210,4 +210,10 @@ async fn the_dashboard_in_a_real_browser() {
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{name} is a PNG");
     }
     story.assert_no_github_violations();
+    // The figure deploy/kubernetes/deployment.yaml's memory request comes from.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", story.bakery.child.id()))
+        .unwrap_or_default();
+    if let Some(peak) = status.lines().find(|l| l.starts_with("VmHWM")) {
+        eprintln!("bakery serve's peak resident memory during the story: {peak}");
+    }
 }
