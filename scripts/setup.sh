@@ -80,10 +80,12 @@ fi
 
 # The test components: moto (AWS), the sandboxed sshd's rootfs (with ansible-core), QEMU and its
 # cached test guest (scripts/qemu/), and GitHub's
-# REST description and webhook payload examples (pinned by tests/fixtures/package-lock.json), and
-# in-toto's attestation bindings that check the provenance statements (scripts/provenance/).
+# REST description and webhook payload examples (pinned by tests/fixtures/package-lock.json),
+# in-toto's attestation bindings that check the provenance statements (scripts/provenance/),
+# Chromium for the dashboard's browser test (playwright-core comes with the npm fixtures),
+# and the Kubernetes manifest validators (scripts/kubernetes/).
 for part in scripts/moto/setup.sh scripts/sandbox/setup.sh scripts/github/setup.sh scripts/qemu/setup.sh \
-    scripts/provenance/setup.sh; do
+    scripts/provenance/setup.sh scripts/browser/setup.sh scripts/kubernetes/setup.sh; do
   log "$part"
   bash "$part"
 done

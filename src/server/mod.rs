@@ -42,6 +42,8 @@ pub struct AppState {
     pub job_queued: Arc<Notify>,
     /// `GET /api/images`: the image registry.
     pub images: Arc<crate::registry::api::ImagesApi>,
+    /// The dashboard's sign-in with GitHub and people's permissions.
+    pub dashboard: Arc<dashboard::Dashboard>,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             operator_token: config.job_pages.operator_token.clone(),
             job_queued,
             images: Arc::new(crate::registry::api::ImagesApi::new(config)),
+            dashboard: Arc::new(dashboard::Dashboard::new(config)?),
         })
     }
 }

@@ -6,6 +6,9 @@
 mod ansible;
 mod aws;
 mod dashboard;
+mod dashboard_browser;
+mod dashboard_people;
+mod deploy;
 mod doctor;
 mod github;
 mod hardening;

@@ -2,12 +2,15 @@
 //! timings (from the step journal), the images it made per account and region (from its
 //! manifest), links to the commit's checks and the release on GitHub, the log so far and,
 //! while the job runs, the live log (`live_log.rs`). `POST …/cancel` asks the store to
-//! cancel the job. Reads the store; writes only the cancel request.
+//! cancel the job (the operator, or a person with write permission on the repository; a
+//! person who cannot read the repository gets 404 for the page and the cancel alike).
+//! Reads the store; writes only the cancel request.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::access::RepoAccess;
 use super::builds::{job_duration, triggered_by};
 use super::page::{self, duration, escape};
 use super::session::{self, Viewer};
@@ -28,9 +31,14 @@ pub async fn build_page(
     };
     let job = match state.store.get_job(id).await {
         Ok(Some(job)) => job,
-        Ok(None) => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
+        Ok(None) => return session::not_found(),
         Err(e) => return page::unavailable(e),
     };
+    // A job of a repository the viewer cannot read does not exist for them.
+    let access = state.dashboard.permissions.access(&viewer, &job.repo).await;
+    if !access.can_read() {
+        return session::not_found();
+    }
     let builds: Vec<BuildRecord> = match state.store.list_builds(&Default::default()).await {
         Ok(b) => b.into_iter().filter(|b| b.job_id == Some(id)).collect(),
         Err(e) => return page::unavailable(e),
@@ -74,7 +82,7 @@ pub async fn build_page(
         job.kind.as_str(),
         escape(&job.git_ref),
         summary(&job),
-        cancel_form(&job, &viewer),
+        cancel_form(&job, access),
         if skip > 0 {
             format!("<p>The first {skip} lines are on the <a href=\"/jobs/{id}\">job page</a>.</p>")
         } else {
@@ -126,14 +134,14 @@ fn summary(job: &Job) -> String {
     )
 }
 
-fn cancel_form(job: &Job, viewer: &Viewer) -> String {
-    match viewer {
-        Viewer::Operator if !job.state.is_finished() && !job.cancel_requested => format!(
+fn cancel_form(job: &Job, access: RepoAccess) -> String {
+    match access {
+        _ if job.cancel_requested && !job.state.is_finished() => "<p>Cancel requested.</p>".into(),
+        a if a.can_cancel() && !job.state.is_finished() => format!(
             "<form method=\"post\" action=\"/dashboard/jobs/{}/cancel\">\
              <button type=\"submit\">Cancel this job</button></form>",
             job.id
         ),
-        _ if job.cancel_requested && !job.state.is_finished() => "<p>Cancel requested.</p>".into(),
         _ => String::new(),
     }
 }
@@ -228,17 +236,35 @@ pub async fn cancel(
     Path(id): Path<i64>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(Viewer::Operator) = session::viewer(&state, &headers) else {
+    let Some(viewer) = session::viewer(&state, &headers) else {
         return session::refuse(&state);
     };
-    match state.store.get_job(id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    let job = match state.store.get_job(id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return session::not_found(),
         Err(e) => return page::unavailable(e),
+    };
+    let access = state.dashboard.permissions.access(&viewer, &job.repo).await;
+    if !access.can_read() {
+        return session::not_found();
+    }
+    if !access.can_cancel() {
+        return page::html(
+            StatusCode::FORBIDDEN,
+            "Cancel",
+            Some(&viewer),
+            "<h1>Cancel</h1><p class=\"error\" role=\"alert\">Cancelling needs write \
+             permission on the repository.</p>",
+        );
     }
     if let Err(e) = state.store.request_cancel(id).await {
         return page::unavailable(e);
     }
-    tracing::info!(job = id, "cancel requested from the dashboard");
+    match &viewer {
+        Viewer::Person { login } => {
+            tracing::info!(job = id, by = %login, "cancel requested from the dashboard")
+        }
+        Viewer::Operator => tracing::info!(job = id, "cancel requested from the dashboard"),
+    }
     Redirect::to(&format!("/dashboard/jobs/{id}")).into_response()
 }

@@ -1,5 +1,6 @@
 //! `GET /dashboard`: every job, newest first, filterable by repository, recipe, kind and
 //! state (a plain GET form, no script), with its recipes, duration and who triggered it.
+//! A person sees only the jobs of repositories they can read (`access.rs`).
 //! Reads the store only.
 
 use std::collections::BTreeMap;
@@ -47,10 +48,24 @@ pub async fn builds_page(
         Ok(j) => j,
         Err(e) => return page::unavailable(e),
     };
+    let readable = state
+        .dashboard
+        .permissions
+        .readable(&viewer, jobs.iter().map(|j| j.repo.as_str()))
+        .await;
+    let jobs: Vec<Job> = jobs
+        .into_iter()
+        .filter(|j| readable.contains(&j.repo))
+        .collect();
     let builds = match state.store.list_builds(&Default::default()).await {
         Ok(b) => b,
         Err(e) => return page::unavailable(e),
     };
+    let visible: std::collections::HashSet<JobId> = jobs.iter().map(|j| j.id).collect();
+    let builds: Vec<BuildRecord> = builds
+        .into_iter()
+        .filter(|b| b.job_id.is_some_and(|id| visible.contains(&id)))
+        .collect();
     let mut recipes: BTreeMap<JobId, Vec<&BuildRecord>> = BTreeMap::new();
     for b in &builds {
         if let Some(id) = b.job_id {

@@ -1,14 +1,14 @@
 //! `GET /dashboard/health`: what runs where. The workers holding jobs with their lease,
 //! the running builds with their last heartbeat (database time), the queue's depth and
 //! its oldest job, and the last run of each periodic task (janitor, sync) with the
-//! replica that ran it. Reads the store only.
+//! replica that ran it. The operator's only. Reads the store only.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::page::{self, duration, escape};
-use super::session;
+use super::session::{self, Viewer};
 use crate::database::{BuildFilter, BuildState, JobFilter, JobState};
 use crate::server::AppState;
 
@@ -16,6 +16,10 @@ pub async fn health_page(State(state): State<AppState>, headers: HeaderMap) -> R
     let Some(viewer) = session::viewer(&state, &headers) else {
         return session::refuse(&state);
     };
+    // Every repository's jobs and builds are here: the operator's page.
+    if viewer != Viewer::Operator {
+        return session::not_found();
+    }
     let store = &state.store;
     let now = chrono::Utc::now();
     let (running, queued, builds, periodic) = match async {

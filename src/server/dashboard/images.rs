@@ -1,15 +1,17 @@
 //! `GET /dashboard/images`: the images the store knows, by recipe and version, one row per
-//! account and region, from the manifests of the builds that succeeded. Reads the store
-//! only.
+//! account and region, from the manifests of the builds that succeeded; for a person,
+//! only those of repositories they can read. Reads the store only.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::page::{self, escape};
-use super::session;
+use std::collections::HashMap;
+
+use super::session::{self, Viewer};
 use crate::build::manifest::Manifest;
-use crate::database::{BuildFilter, BuildState};
+use crate::database::{BuildFilter, BuildRecord, BuildState, JobId};
 use crate::server::AppState;
 
 pub async fn images_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -27,8 +29,24 @@ pub async fn images_page(State(state): State<AppState>, headers: HeaderMap) -> R
         Ok(b) => b,
         Err(e) => return page::unavailable(e),
     };
+    // A person sees the images of the repositories they can read; images built outside a
+    // job (`bakery build`) are the operator's.
+    let jobs = match state.store.list_jobs(&Default::default()).await {
+        Ok(j) => j,
+        Err(e) => return page::unavailable(e),
+    };
+    let repo_of: HashMap<JobId, &str> = jobs.iter().map(|j| (j.id, j.repo.as_str())).collect();
+    let readable = state
+        .dashboard
+        .permissions
+        .readable(&viewer, repo_of.values().copied())
+        .await;
+    let visible = |b: &BuildRecord| match b.job_id.and_then(|id| repo_of.get(&id)) {
+        Some(repo) => readable.contains(*repo),
+        None => viewer == Viewer::Operator,
+    };
     let mut rows = vec![];
-    for b in builds.iter().rev() {
+    for b in builds.iter().rev().filter(|b| visible(b)) {
         let Some(manifest) = b
             .manifest
             .as_ref()

@@ -2,13 +2,14 @@
 //! event per line with the line's number as its id. It starts after `after` (the last line
 //! the page showed) or after the browser's `Last-Event-ID` when it reconnects, so a reload
 //! or a dropped connection resumes where it stopped. When the job has finished and every
-//! line was sent, an `end` event closes the stream. Reads the store only.
+//! line was sent, an `end` event closes the stream. Only for viewers who can read the
+//! job's repository. Reads the store only.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
@@ -35,13 +36,22 @@ pub async fn live_log(
     Query(query): Query<LogQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if session::viewer(&state, &headers).is_none() {
-        return (StatusCode::NOT_FOUND, "not found\n").into_response();
-    }
-    match state.store.get_job(id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    let Some(viewer) = session::viewer(&state, &headers) else {
+        return session::not_found();
+    };
+    let job = match state.store.get_job(id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return session::not_found(),
         Err(e) => return super::page::unavailable(e),
+    };
+    if !state
+        .dashboard
+        .permissions
+        .access(&viewer, &job.repo)
+        .await
+        .can_read()
+    {
+        return session::not_found();
     }
     let resumed = headers
         .get("last-event-id")

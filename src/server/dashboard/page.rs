@@ -36,10 +36,15 @@ pub fn duration(secs: i64) -> String {
 /// A whole page: `body` is already HTML.
 pub fn html(status: StatusCode, title: &str, viewer: Option<&Viewer>, body: &str) -> Response {
     let nav = match viewer {
-        Some(_) => "<nav><a href=\"/dashboard\">Builds</a> <a href=\"/dashboard/images\">Images</a> \
-                    <a href=\"/dashboard/health\">Health</a>\
-                    <form method=\"post\" action=\"/dashboard/sign-out\"><button type=\"submit\">Sign out</button></form></nav>",
-        None => "",
+        Some(v) => format!(
+            "<nav><a href=\"/dashboard\">Builds</a> <a href=\"/dashboard/images\">Images</a> {}\
+             <form method=\"post\" action=\"/dashboard/sign-out\"><button type=\"submit\">Sign out</button></form></nav>",
+            match v {
+                Viewer::Operator => "<a href=\"/dashboard/health\">Health</a>".to_string(),
+                Viewer::Person { login } => format!("<span class=\"who\">{}</span>", escape(login)),
+            }
+        ),
+        None => String::new(),
     };
     let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -93,6 +98,7 @@ pre.log{background:#111;color:#eee;padding:.8em;overflow-x:auto;font-size:13px;m
 .queued{color:#555}.cancelled{color:#555}.error{color:#cf222e}\
 form.filters{display:flex;flex-wrap:wrap;gap:.5em;margin-bottom:1em}\
 input,select,button{font:inherit;padding:.3em .5em}\
+a.button{display:inline-block;padding:.4em .8em;background:#24292f;color:#fff;text-decoration:none;border-radius:4px}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{font-weight:600}\
 ";
 

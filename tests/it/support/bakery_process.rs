@@ -76,8 +76,12 @@ impl BakeryServer {
         env: Vec<(String, String)>,
         generation: u32,
     ) -> BakeryServer {
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        // A test that must know the address before the start (a callback URL) sets it.
+        let addr: SocketAddr = env
+            .iter()
+            .find(|(k, _)| k == "BAKERY_LISTEN")
+            .map(|(_, v)| v.parse().expect("BAKERY_LISTEN is an address"))
+            .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
         let (log, out) = match generation {
             1 => (dir.join("serve.log"), dir.join("serve.out")),
             n => (

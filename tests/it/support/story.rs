@@ -82,7 +82,8 @@ fn aws_settings(endpoint: &str) -> AwsSettings {
     }
 }
 
-fn app_private_key() -> String {
+/// A fresh RSA key for the fake GitHub App.
+pub fn app_private_key() -> String {
     let out = std::process::Command::new("openssl")
         .args(["genrsa", "-traditional", "2048"])
         .output()

@@ -13,6 +13,8 @@ use super::{CheckRun, RepoState, State};
 pub enum Identity {
     Jwt(u64),
     Pat(String),
+    /// A user access token from the App's user authorisation (`oauth.rs`).
+    User(String),
     Installation {
         id: u64,
         login: String,
@@ -27,13 +29,14 @@ impl Identity {
         match self {
             Identity::Jwt(id) => format!("jwt:{id}"),
             Identity::Pat(login) => format!("token:{login}"),
+            Identity::User(login) => format!("user:{login}"),
             Identity::Installation { login, .. } => format!("token:{login}"),
         }
     }
     fn login(&self) -> &str {
         match self {
             Identity::Jwt(_) => "",
-            Identity::Pat(l) | Identity::Installation { login: l, .. } => l,
+            Identity::Pat(l) | Identity::User(l) | Identity::Installation { login: l, .. } => l,
         }
     }
 }
@@ -81,6 +84,9 @@ pub fn authenticate(state: &State, op_id: &str, headers: &HeaderMap) -> Result<I
         if token == credential {
             return Ok(Identity::Pat(login.clone()));
         }
+    }
+    if let Some(login) = state.oauth.user_tokens.get(credential) {
+        return Ok(Identity::User(login.clone()));
     }
     if let Some((installation, expires)) = state.tokens.get(credential) {
         if *expires <= chrono::Utc::now() {
@@ -413,7 +419,7 @@ pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failur
             Ok((200, v))
         }
         "checks/create" => {
-            if matches!(req.identity, Identity::Pat(_)) {
+            if matches!(req.identity, Identity::Pat(_) | Identity::User(_)) {
                 return Err((403, "You must authenticate via a GitHub App.".into()));
             }
             let full = req.repo_name();
@@ -481,7 +487,7 @@ pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failur
             Ok((200, v))
         }
         "checks/update" => {
-            if matches!(req.identity, Identity::Pat(_)) {
+            if matches!(req.identity, Identity::Pat(_) | Identity::User(_)) {
                 return Err((403, "You must authenticate via a GitHub App.".into()));
             }
             let full = req.repo_name();

@@ -13,6 +13,7 @@
 
 mod git_http;
 mod handlers;
+pub mod oauth;
 pub mod openapi;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -123,6 +124,8 @@ pub struct State {
     pub calls: Vec<Call>,
     pub failures: VecDeque<Failure>,
     pub violations: Vec<String>,
+    /// The App's user authorisation (OAuth web flow) and who is signed in on GitHub.
+    pub oauth: oauth::OAuthState,
     next_id: u64,
 }
 
@@ -166,6 +169,7 @@ impl FakeGitHub {
             calls: Vec::new(),
             failures: VecDeque::new(),
             violations: Vec::new(),
+            oauth: oauth::OAuthState::default(),
             next_id: 1000,
         }));
         let shared = state.clone();
@@ -175,6 +179,8 @@ impl FakeGitHub {
                 async move {
                     if uri.path().starts_with("/git/") {
                         git_http::serve(&shared, method, uri, headers, body).await
+                    } else if uri.path().starts_with("/login/oauth/") {
+                        oauth::serve(&shared, method, uri, headers, body)
                     } else {
                         handle(&shared, method, uri, headers, body)
                     }
@@ -201,6 +207,20 @@ impl FakeGitHub {
     /// Accepts JWTs of App `id`; its bot login is `<slug>[bot]`.
     pub fn set_app(&self, id: u64, slug: &str) {
         self.state().app = Some((id, slug.to_string()));
+    }
+
+    /// The App's OAuth credentials and its callback URL, for user authorisation.
+    pub fn set_oauth_app(&self, client_id: &str, client_secret: &str, callback_url: &str) {
+        self.state().oauth.app = Some(oauth::OAuthApp {
+            client_id: client_id.to_string(),
+            client_secret: client_secret.to_string(),
+            callback_url: callback_url.to_string(),
+        });
+    }
+
+    /// Who is signed in on GitHub in the browser that authorises (`None`: nobody).
+    pub fn sign_in_browser(&self, login: Option<&str>) {
+        self.state().oauth.browser_login = login.map(str::to_string);
     }
 
     /// Accepts `token` as a personal access token of `login`.
