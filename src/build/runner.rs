@@ -1034,6 +1034,20 @@ impl BuildRunner {
             }
         }
         for p in &ledger.pending {
+            if p.kind == ResourceKind::KmsGrant {
+                // A grant whose CreateGrant answer was lost: found by the build's grant name.
+                match aws::grants::revoke_pending(&self.session, &p.target(), &p.lookup).await {
+                    Ok(revoked) => {
+                        for res in revoked {
+                            let _ = journal.deleted(&res).await;
+                            self.log
+                                .info("cleanup", format!("revoked {res} (found by name)"));
+                        }
+                    }
+                    Err(e) => errors.push(format!("{e:#}")),
+                }
+                continue;
+            }
             if p.kind != ResourceKind::Image {
                 continue;
             }

@@ -43,11 +43,7 @@ impl JobDeps {
         } else {
             None
         };
-        let aws = AwsSettings {
-            endpoint_url: config.aws.endpoint_url.clone(),
-            endpoints: config.aws.endpoints.clone(),
-            ..AwsSettings::default()
-        };
+        let aws = config.aws.settings();
         Ok(JobDeps {
             checkouts: Checkouts::new(config.work_dir.clone()),
             config,
