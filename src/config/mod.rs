@@ -159,6 +159,21 @@ pub struct GitHubConfig {
     /// three tags). `0` turns it off.
     #[serde(default = "defaults::sync_interval_secs")]
     pub sync_interval_secs: u64,
+    /// A release tag below which sync never builds (tags ordered naturally: `release-1.10.0`
+    /// is above `release-1.9.0`). It replaces the default floor, what a repository held
+    /// when this installation first saw it: sync builds every matching tag without a job
+    /// at or above it, the first sync included.
+    #[serde(default)]
+    pub sync_floor: Option<String>,
+}
+
+impl GitHubConfig {
+    /// The configured sync floor, if any.
+    pub fn sync_floor(&self) -> Option<crate::github::sync::SyncFloor> {
+        self.sync_floor
+            .as_deref()
+            .and_then(crate::github::sync::SyncFloor::new)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -287,6 +302,7 @@ impl Default for GitHubConfig {
             token: None,
             token_file: None,
             sync_interval_secs: defaults::sync_interval_secs(),
+            sync_floor: None,
         }
     }
 }
