@@ -51,9 +51,16 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     let client = GitHubClient::from_config(&config.github)?;
     let mut reports = Vec::new();
     for repo in &repos {
-        let report = sync::sync_repo(&store, &client, repo, &patterns, floor.as_ref(), args.dry_run)
-            .await
-            .with_context(|| format!("cannot sync {repo}"))?;
+        let report = sync::sync_repo(
+            &store,
+            &client,
+            repo,
+            &patterns,
+            floor.as_ref(),
+            args.dry_run,
+        )
+        .await
+        .with_context(|| format!("cannot sync {repo}"))?;
         reports.push(report);
     }
     match args.format {

@@ -175,9 +175,9 @@ pub async fn enqueue_missing(
     };
     // Under a floor, the floor alone decides: what the repository held when first seen
     // is built too if the floor admits it.
-    let (old, missing): (Vec<&TagRef>, Vec<&TagRef>) = missing.into_iter().partition(|t| {
-        floor.is_none() && history_tags.contains(&(t.name.clone(), t.sha.clone()))
-    });
+    let (old, missing): (Vec<&TagRef>, Vec<&TagRef>) = missing
+        .into_iter()
+        .partition(|t| floor.is_none() && history_tags.contains(&(t.name.clone(), t.sha.clone())));
     report.history = old.iter().map(|t| t.name.clone()).collect();
     for tag in missing {
         if dry_run {
@@ -364,7 +364,10 @@ mod tests {
             .await
             .unwrap();
         assert!(dry.enqueued.is_empty(), "{dry:?}");
-        assert_eq!(dry.skipped, ["release-0.4.0", "release-0.5.0", "release-0.6.0"]);
+        assert_eq!(
+            dry.skipped,
+            ["release-0.4.0", "release-0.5.0", "release-0.6.0"]
+        );
         let first = enqueue_missing(&store, &target, &tags, &patterns, Some(&floor), false)
             .await
             .unwrap();

@@ -86,10 +86,19 @@ mod tests {
 
     #[test]
     fn tags_are_ordered_naturally() {
-        assert_eq!(natural_cmp("release-1.10.0", "release-1.9.0"), Ordering::Greater);
-        assert_eq!(natural_cmp("release-2.0.0", "release-2.0.0"), Ordering::Equal);
+        assert_eq!(
+            natural_cmp("release-1.10.0", "release-1.9.0"),
+            Ordering::Greater
+        );
+        assert_eq!(
+            natural_cmp("release-2.0.0", "release-2.0.0"),
+            Ordering::Equal
+        );
         assert_eq!(natural_cmp("release-0.9", "release-0.10"), Ordering::Less);
-        assert_eq!(natural_cmp("release-1.0.0", "release-1.0.0-rc1"), Ordering::Less);
+        assert_eq!(
+            natural_cmp("release-1.0.0", "release-1.0.0-rc1"),
+            Ordering::Less
+        );
     }
 
     #[test]

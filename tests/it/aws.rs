@@ -3284,7 +3284,13 @@ async fn kms_grants_for_other_accounts_are_revoked_on_success_and_on_failure() {
         .unwrap()
         .to_string();
     let listed = w.proxy.calls("ListGrants");
-    let first_copy = w.proxy.calls("CopyImage").iter().map(|c| c.seq).min().unwrap();
+    let first_copy = w
+        .proxy
+        .calls("CopyImage")
+        .iter()
+        .map(|c| c.seq)
+        .min()
+        .unwrap();
     let before_copy: Vec<_> = listed
         .iter()
         .filter(|l| l.seq > grant.seq && l.seq < first_copy)
