@@ -162,6 +162,23 @@ async fn wait_listed(
     .await
 }
 
+/// `current` and every grant still live in the build's journal (one an earlier attempt
+/// made before it crashed), each once.
+pub fn with_journaled(current: &[Grant], ledger: &crate::build::journal::Ledger) -> Vec<Grant> {
+    let mut all = current.to_vec();
+    for live in &ledger.live {
+        if live.resource.kind != ResourceKind::KmsGrant {
+            continue;
+        }
+        if let Some(g) = Grant::parse(&live.resource.id) {
+            if !all.contains(&g) {
+                all.push(g);
+            }
+        }
+    }
+    all
+}
+
 /// Revokes the grant a `kms_grant` resource names. A grant already gone is not an error.
 pub async fn revoke(session: &AwsSession, res: &ResourceRef) -> anyhow::Result<Deleted> {
     let grant =
@@ -259,6 +276,41 @@ mod tests {
         assert_eq!(Grant::parse(&g.resource_id()), Some(g));
         assert_eq!(Grant::parse("i-0123"), None);
         assert_eq!(Grant::parse("#abc"), None);
+    }
+
+    /// A resumed build revokes, with its own grant, the one its crashed attempt made.
+    #[test]
+    fn the_grants_of_an_earlier_attempt_are_retired_too() {
+        use crate::build::journal::{Ledger, LiveResource};
+        let target = Target {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+        };
+        let grant = |id: &str| Grant {
+            key: "arn:aws:kms:us-east-1:123456789012:key/k".into(),
+            grant_id: id.into(),
+        };
+        let ledger = Ledger {
+            live: vec![
+                LiveResource {
+                    resource: grant("old").resource(&target),
+                    detail: serde_json::Value::Null,
+                },
+                LiveResource {
+                    resource: grant("new").resource(&target),
+                    detail: serde_json::Value::Null,
+                },
+                LiveResource {
+                    resource: ResourceRef::new(ResourceKind::Image, "ami-1", &target),
+                    detail: serde_json::Value::Null,
+                },
+            ],
+            pending: vec![],
+        };
+        assert_eq!(
+            with_journaled(&[grant("new")], &ledger),
+            vec![grant("new"), grant("old")]
+        );
     }
 
     #[test]

@@ -920,7 +920,9 @@ impl BuildRunner {
                 journal.append("distributed", json!({})).await?;
                 st.outcomes = outcomes;
                 st.distributed = true;
-                distribute::retire_grants(ctx, &inter, &st.grants).await?;
+                // With the grants an earlier attempt of this build journaled (a resumed build).
+                let grants = aws::grants::with_journaled(&st.grants, &journal.ledger());
+                distribute::retire_grants(ctx, &inter, &grants).await?;
                 if let Some(p) = &self.options.pause {
                     p.maybe_pause(PAUSE_DISTRIBUTE_COPIED, &build_id).await;
                 }
