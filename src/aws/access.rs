@@ -47,7 +47,7 @@ pub async fn create_key_pair(
         .to_openssh()
         .context("cannot encode the builder's public key")?;
     let name = key_pair_name(ctx.build_id);
-    let tags = tags::builder_tags(ctx.plan, ctx.build_id, &ctx.now());
+    let tags = tags::builder_tags(ctx.plan, ctx.build_id, ctx.installation(), &ctx.now());
     let ec2 = ctx.session.ec2(target)?;
     ctx.journal
         .creating(ResourceKind::KeyPair, target, json!({ "name": name }))
@@ -98,7 +98,7 @@ pub async fn create_security_group(ctx: EngineCtx<'_>, target: &Target) -> anyho
         None => None,
     };
     let name = security_group_name(ctx.build_id);
-    let tags = tags::builder_tags(plan, ctx.build_id, &ctx.now());
+    let tags = tags::builder_tags(plan, ctx.build_id, ctx.installation(), &ctx.now());
     ctx.journal
         .creating(ResourceKind::SecurityGroup, target, json!({ "name": name }))
         .await?;

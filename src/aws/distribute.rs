@@ -61,6 +61,7 @@ pub fn final_image_tags(ctx: &EngineCtx<'_>, facts: &BuildFacts) -> BTreeMap<Str
     let mut t = ctx.plan.image_tags(facts);
     t.insert(tags::ROLE.into(), tags::role::FINAL.into());
     t.insert(tags::CREATED_AT.into(), ctx.now());
+    t.insert(tags::INSTALLATION.into(), ctx.installation().into());
     t
 }
 
@@ -69,6 +70,7 @@ pub fn final_snapshot_tags(ctx: &EngineCtx<'_>, facts: &BuildFacts) -> BTreeMap<
     let mut t = ctx.plan.snapshot_tags(facts);
     t.insert(tags::ROLE.into(), tags::role::FINAL.into());
     t.insert(tags::CREATED_AT.into(), ctx.now());
+    t.insert(tags::INSTALLATION.into(), ctx.installation().into());
     t
 }
 
@@ -148,15 +150,11 @@ pub async fn share(
 }
 
 /// A KMS grant that lets another account copy an encrypted intermediate.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KmsGrant {
-    pub key: String,
-    pub grant_id: String,
-}
+pub type KmsGrant = super::grants::Grant;
 
 /// An encrypted intermediate (from an encrypted source image) can only be copied by
-/// another account that may use its key: grant it, recorded in the journal, retired with
-/// the intermediate.
+/// another account that may use its key: grant it ([`super::grants::create`]:
+/// journaled, waited on until listed), revoked once the copies exist.
 async fn grant_snapshot_keys(
     ctx: EngineCtx<'_>,
     inter: &Intermediate,
@@ -183,71 +181,42 @@ async fn grant_snapshot_keys(
         .collect();
     keys.sort();
     keys.dedup();
-    if keys.is_empty() {
-        return Ok(grants);
-    }
-    let kms = ctx.session.kms(&inter.target)?;
     for key in &keys {
         for account in accounts {
-            let grantee = format!("arn:aws:iam::{account}:root");
-            let out = policy::call(&format!("grant {account} use of KMS key {key}"), || async {
-                kms.create_grant()
-                    .key_id(key)
-                    .grantee_principal(&grantee)
-                    .name(format!("bakery-{}", ctx.build_id))
-                    .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
-                    .operations(aws_sdk_kms::types::GrantOperation::DescribeKey)
-                    .operations(aws_sdk_kms::types::GrantOperation::CreateGrant)
-                    .operations(aws_sdk_kms::types::GrantOperation::ReEncryptFrom)
-                    .operations(aws_sdk_kms::types::GrantOperation::GenerateDataKeyWithoutPlaintext)
-                    .send()
-                    .await
-                    .aws()
-            })
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot grant account {account} use of KMS key {key} in {}: the key policy must let this account create grants",
-                    inter.target
-                )
-            })?;
-            if let Some(id) = out.grant_id() {
-                grants.push(KmsGrant {
-                    key: key.clone(),
-                    grant_id: id.to_string(),
-                });
-            }
+            grants.push(super::grants::create(ctx, &inter.target, key, account).await?);
         }
+    }
+    if !grants.is_empty() {
+        ctx.log.info(
+            "distribute",
+            format!(
+                "{} KMS grant(s) on {} for {}, listed by KMS",
+                grants.len(),
+                keys.join(", "),
+                accounts.join(", ")
+            ),
+        );
     }
     Ok(grants)
 }
 
-/// Retires the KMS grants [`share`] created, once the copies no longer need them.
+/// Revokes the KMS grants [`share`] created, once the copies no longer need them, and
+/// journals each as deleted.
 pub async fn retire_grants(
     ctx: EngineCtx<'_>,
     inter: &Intermediate,
     grants: &[KmsGrant],
 ) -> anyhow::Result<()> {
-    if grants.is_empty() {
-        return Ok(());
-    }
-    let kms = ctx.session.kms(&inter.target)?;
     for g in grants {
-        policy::call(&format!("retire KMS grant on {}", g.key), || async {
-            kms.revoke_grant()
-                .key_id(&g.key)
-                .grant_id(&g.grant_id)
-                .send()
-                .await
-                .aws()
-        })
-        .await
-        .with_context(|| {
-            format!(
-                "cannot revoke the grant on KMS key {} in {}: revoke it by hand",
-                g.key, inter.target
-            )
-        })?;
+        let res = g.resource(&inter.target);
+        resource::delete(ctx.session, &res).await?;
+        ctx.journal.deleted(&res).await?;
+    }
+    if !grants.is_empty() {
+        ctx.log.info(
+            "distribute",
+            format!("{} KMS grant(s) revoked: the copies exist", grants.len()),
+        );
     }
     Ok(())
 }

@@ -34,6 +34,7 @@ pub fn intermediate_tags(ctx: &EngineCtx<'_>, facts: &BuildFacts) -> BTreeMap<St
     );
     t.insert(tags::ROLE.into(), tags::role::INTERMEDIATE.into());
     t.insert(tags::CREATED_AT.into(), ctx.now());
+    t.insert(tags::INSTALLATION.into(), ctx.installation().into());
     t
 }
 

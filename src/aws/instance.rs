@@ -126,7 +126,7 @@ pub async fn launch(
 ) -> anyhow::Result<String> {
     let plan = &ctx.plan.builder;
     let ec2 = ctx.session.ec2(target)?;
-    let tags = tags::builder_tags(ctx.plan, ctx.build_id, &ctx.now());
+    let tags = tags::builder_tags(ctx.plan, ctx.build_id, ctx.installation(), &ctx.now());
     let token = client_token(ctx.build_id);
     let root = source.root_device_name.as_ref().map(|device| {
         BlockDeviceMapping::builder()

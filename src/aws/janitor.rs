@@ -263,6 +263,10 @@ pub async fn run(
             });
         }
     }
+    // KMS grants carry no tags: they are found through the store's journals.
+    report
+        .findings
+        .extend(super::janitor_grants::run(session, store, opts).await?);
     count_leaks(&report);
     Ok(report)
 }
@@ -281,7 +285,7 @@ fn count_leaks(report: &JanitorReport) {
 }
 
 /// Whether a `running` build's heartbeat is stale (by the database's clock).
-async fn stopped(store: &dyn Store, build: &BuildRecord) -> anyhow::Result<bool> {
+pub(crate) async fn stopped(store: &dyn Store, build: &BuildRecord) -> anyhow::Result<bool> {
     Ok(store
         .build_heartbeat_age(&build.build_id)
         .await?

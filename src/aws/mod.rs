@@ -9,9 +9,11 @@ pub mod access;
 pub mod distribute;
 pub mod endpoints;
 pub mod error;
+pub mod grants;
 pub mod image;
 pub mod instance;
 pub mod janitor;
+pub mod janitor_grants;
 pub mod owned;
 pub mod policy;
 pub mod preflight;
@@ -100,6 +102,11 @@ impl EngineCtx<'_> {
             account: self.session.home_account().to_string(),
             region: self.plan.builder.region.clone(),
         }
+    }
+
+    /// This installation's `bakery:installation` marker.
+    pub fn installation(&self) -> &str {
+        self.session.installation()
     }
 
     /// RFC 3339 timestamp for `bakery:created-at`.

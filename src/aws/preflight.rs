@@ -3,7 +3,8 @@
 //! - every target account's role can be assumed (see [`assume_roles`]);
 //! - the source image resolves;
 //! - the image name is free in every target account and region;
-//! - every KMS key exists and is enabled;
+//! - every KMS key exists and is enabled, and each copy's key is a customer managed
+//!   symmetric encryption key (no AWS managed, asymmetric or HMAC key);
 //! - a source derived from an AWS Marketplace image (it carries a product code) is not
 //!   copied to other accounts, which EC2 refuses.
 
@@ -121,7 +122,7 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
             .copies
             .iter()
             .zip(&targets)
-            .map(|(c, (t, _))| resolve_kms_key(ctx.session, t, c.kms_key_id.as_deref())),
+            .map(|(c, (t, _))| resolve_copy_key(ctx.session, t, c.kms_key_id.as_deref())),
     );
     let other_accounts: Vec<String> = targets
         .iter()
@@ -469,6 +470,33 @@ async fn name_is_free(session: &AwsSession, target: &Target, name: &str) -> anyh
     Ok(())
 }
 
+/// Why a key cannot encrypt EBS copies that other accounts use: an AWS managed key can
+/// be neither shared nor granted, and EBS encrypts only under symmetric encryption keys
+/// (CopyImage checks the key asynchronously: the copy would fail later).
+pub fn encryption_key_fit(meta: &aws_sdk_kms::types::KeyMetadata) -> Result<(), String> {
+    use aws_sdk_kms::types::{KeyManagerType, KeySpec, KeyUsageType};
+    if meta.key_manager() == Some(&KeyManagerType::Aws) {
+        return Err(
+            "it is an AWS managed key, which cannot be shared with or granted to other accounts"
+                .into(),
+        );
+    }
+    if let Some(spec) = meta.key_spec() {
+        if spec != &KeySpec::SymmetricDefault {
+            return Err(format!("its key spec is {}, not SYMMETRIC_DEFAULT (asymmetric and HMAC keys cannot encrypt EBS)", spec.as_str()));
+        }
+    }
+    if let Some(usage) = meta.key_usage() {
+        if usage != &KeyUsageType::EncryptDecrypt {
+            return Err(format!(
+                "its key usage is {}, not ENCRYPT_DECRYPT",
+                usage.as_str()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Resolves a KMS key to its ARN and checks it is enabled. `None` (the account's default
 /// EBS key) needs no check.
 pub async fn resolve_kms_key(
@@ -479,6 +507,44 @@ pub async fn resolve_kms_key(
     let Some(key) = key else {
         return Ok(None);
     };
+    let meta = describe_enabled(session, target, key).await?;
+    Ok(Some(
+        meta.arn()
+            .with_context(|| format!("KMS key {key} in {target} has no ARN"))?
+            .to_string(),
+    ))
+}
+
+/// [`resolve_kms_key`] for the key a copy is encrypted under, which must also be a
+/// customer managed symmetric encryption key ([`encryption_key_fit`]).
+pub async fn resolve_copy_key(
+    session: &AwsSession,
+    target: &Target,
+    key: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let meta = describe_enabled(session, target, key).await?;
+    let arn = meta
+        .arn()
+        .with_context(|| format!("KMS key {key} in {target} has no ARN"))?;
+    if let Err(why) = encryption_key_fit(&meta) {
+        anyhow::bail!(
+            "KMS key {key} ({arn}) in {target} cannot encrypt image copies: {why}; name a \
+             customer managed symmetric encryption key (KeySpec SYMMETRIC_DEFAULT, KeyUsage \
+             ENCRYPT_DECRYPT), e.g. one aliased alias/ami"
+        );
+    }
+    Ok(Some(arn.to_string()))
+}
+
+/// DescribeKey, and the key must be enabled.
+async fn describe_enabled(
+    session: &AwsSession,
+    target: &Target,
+    key: &str,
+) -> anyhow::Result<aws_sdk_kms::types::KeyMetadata> {
     let kms = session.kms(target)?;
     let out = policy::call(&format!("describe KMS key {key} in {target}"), || async {
         kms.describe_key().key_id(key).send().await.aws()
@@ -499,16 +565,13 @@ pub async fn resolve_kms_key(
     };
     let meta = out
         .key_metadata()
-        .with_context(|| format!("KMS DescribeKey for {key} in {target} returned no metadata"))?;
+        .with_context(|| format!("KMS DescribeKey for {key} in {target} returned no metadata"))?
+        .clone();
     let state = meta.key_state().map(|s| s.as_str().to_string());
     anyhow::ensure!(
         meta.enabled() && state.as_deref().unwrap_or("Enabled") == "Enabled",
         "KMS key {key} in {target} is {}: enable it, or pick another key",
         state.unwrap_or_else(|| "disabled".into())
     );
-    Ok(Some(
-        meta.arn()
-            .with_context(|| format!("KMS key {key} in {target} has no ARN"))?
-            .to_string(),
-    ))
+    Ok(meta)
 }

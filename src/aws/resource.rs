@@ -20,6 +20,9 @@ pub enum ResourceKind {
     SecurityGroup,
     Image,
     Snapshot,
+    /// A KMS grant on a key of the builder's account ([`super::grants`]): id
+    /// `<key ARN>#<grant id>`.
+    KmsGrant,
 }
 
 impl ResourceKind {
@@ -30,6 +33,7 @@ impl ResourceKind {
             ResourceKind::SecurityGroup => "security group",
             ResourceKind::Image => "image",
             ResourceKind::Snapshot => "snapshot",
+            ResourceKind::KmsGrant => "KMS grant",
         }
     }
 }
@@ -92,6 +96,13 @@ pub const TERMINATE_BUDGET: std::time::Duration = std::time::Duration::from_secs
 /// Deletes one resource. Deleting what is already gone is not an error. An image goes
 /// with its snapshots.
 pub async fn delete(session: &AwsSession, res: &ResourceRef) -> anyhow::Result<Deleted> {
+    if res.kind == ResourceKind::KmsGrant {
+        return super::grants::revoke(session, res).await.map_err(|e| {
+            e.context(format!(
+                "cannot revoke {res}: revoke it by hand (aws kms revoke-grant) or run `bakery janitor` once the cause is fixed"
+            ))
+        });
+    }
     let target = res.target();
     let ec2 = session.ec2(&target)?;
     let what = format!("delete {res}");
@@ -135,6 +146,7 @@ pub async fn delete(session: &AwsSession, res: &ResourceRef) -> anyhow::Result<D
                 .await?;
                 Ok(Deleted::Now { snapshots: vec![] })
             }
+            ResourceKind::KmsGrant => unreachable!("revoked above"),
             ResourceKind::Image => {
                 let snapshots = image_snapshots(&ec2, &res.id).await?;
                 // EC2 deletes the snapshots with the image and reports on each; deleting
@@ -265,17 +277,31 @@ fn smithy_time(t: Option<&aws_sdk_ec2::primitives::DateTime>) -> Option<DateTime
     DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 
+/// Only this installation's resources: `bakery:installation` is the session's.
+fn installation_filter(installation: &str) -> Filter {
+    Filter::builder()
+        .name(format!("tag:{}", tags::INSTALLATION))
+        .values(installation)
+        .build()
+}
+
 /// Every live resource in `target` tagged with `bakery:build-id` (only `build_id`'s when
-/// given): instances not yet terminated, key pairs, security groups, owned images and
-/// snapshots.
+/// given) and with this installation's `bakery:installation` marker: instances not yet
+/// terminated, key pairs, security groups, owned images and snapshots. A resource of
+/// another installation sharing the account is never returned (the marker is checked
+/// again on the answer, in case an endpoint ignores the filter).
 pub async fn find_tagged(
     session: &AwsSession,
     target: &Target,
     build_id: Option<&str>,
 ) -> anyhow::Result<Vec<TaggedResource>> {
     let ec2 = session.ec2(target)?;
+    let installation = session.installation();
     let mut found = vec![];
     let make = |kind, id: &str, t: &[aws_sdk_ec2::types::Tag], created: Option<DateTime<Utc>>| {
+        if tags::value(t, tags::INSTALLATION) != Some(installation) {
+            return None;
+        }
         let build = tags::value(t, tag_keys::BUILD_ID)?.to_string();
         Some(TaggedResource {
             resource: ResourceRef::new(kind, id, target),
@@ -290,6 +316,7 @@ pub async fn find_tagged(
     let pages = policy::call(&format!("find tagged instances in {target}"), || async {
         ec2.describe_instances()
             .filters(build_id_filter(build_id))
+            .filters(installation_filter(installation))
             .filters(
                 Filter::builder()
                     .name("instance-state-name")
@@ -325,6 +352,7 @@ pub async fn find_tagged(
     let keys = policy::call(&format!("find tagged key pairs in {target}"), || async {
         ec2.describe_key_pairs()
             .filters(build_id_filter(build_id))
+            .filters(installation_filter(installation))
             .send()
             .await
             .aws()
@@ -346,6 +374,7 @@ pub async fn find_tagged(
         || async {
             ec2.describe_security_groups()
                 .filters(build_id_filter(build_id))
+                .filters(installation_filter(installation))
                 .into_paginator()
                 .send()
                 .collect::<Result<Vec<_>, _>>()
@@ -369,6 +398,7 @@ pub async fn find_tagged(
         ec2.describe_images()
             .owners("self")
             .filters(build_id_filter(build_id))
+            .filters(installation_filter(installation))
             .send()
             .await
             .aws()
@@ -389,6 +419,7 @@ pub async fn find_tagged(
         ec2.describe_snapshots()
             .owner_ids("self")
             .filters(build_id_filter(build_id))
+            .filters(installation_filter(installation))
             .into_paginator()
             .send()
             .collect::<Result<Vec<_>, _>>()
@@ -438,5 +469,6 @@ pub fn delete_order(kind: ResourceKind) -> u8 {
         ResourceKind::Snapshot => 2,
         ResourceKind::SecurityGroup => 3,
         ResourceKind::KeyPair => 4,
+        ResourceKind::KmsGrant => 5,
     }
 }

@@ -43,6 +43,9 @@ pub struct AwsSettings {
     pub max_attempts: u32,
     /// How long waits poll.
     pub poll: PollSettings,
+    /// This installation's id, the `bakery:installation` tag on everything it creates
+    /// and the only resources its cleanup and janitor touch ([`super::tags::INSTALLATION`]).
+    pub installation: String,
 }
 
 impl Default for AwsSettings {
@@ -53,6 +56,7 @@ impl Default for AwsSettings {
             credentials: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             poll: PollSettings::default(),
+            installation: super::tags::DEFAULT_INSTALLATION.to_string(),
         }
     }
 }
@@ -68,6 +72,7 @@ impl std::fmt::Debug for AwsSettings {
             )
             .field("max_attempts", &self.max_attempts)
             .field("poll", &self.poll)
+            .field("installation", &self.installation)
             .finish()
     }
 }
@@ -148,6 +153,11 @@ impl AwsSession {
 
     pub fn settings(&self) -> &AwsSettings {
         &self.settings
+    }
+
+    /// This installation's `bakery:installation` marker.
+    pub fn installation(&self) -> &str {
+        &self.settings.installation
     }
 
     /// The account a copy goes to: its target account, or the home account.

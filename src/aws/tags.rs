@@ -17,6 +17,23 @@ pub const RELEASED: &str = "bakery:released";
 /// On final images of a build with signed provenance: `sha256:` and the SHA-256 of the
 /// signed statement (the DSSE envelope's payload), attached to the release.
 pub const PROVENANCE: &str = "bakery:provenance";
+/// Which bakery installation created the resource (`aws.installation` in the server's
+/// configuration). Set at creation on everything bakery creates; the janitor and the
+/// failure cleanup only ever touch resources that carry their own installation's
+/// marker, so two installations sharing an account never delete each other's work.
+pub const INSTALLATION: &str = "bakery:installation";
+/// The installation id when the configuration names none.
+pub const DEFAULT_INSTALLATION: &str = "default";
+
+/// Whether `id` can be an installation marker: a non-empty EC2 tag value of letters,
+/// digits and `-_.:/`, at most 64 characters.
+pub fn valid_installation(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
+}
 
 pub mod role {
     /// The builder instance, its key pair and security group.
@@ -28,7 +45,12 @@ pub mod role {
 }
 
 /// Tags for the builder's resources (instance, volumes, key pair, security group).
-pub fn builder_tags(plan: &BuildPlan, build_id: &str, now: &str) -> BTreeMap<String, String> {
+pub fn builder_tags(
+    plan: &BuildPlan,
+    build_id: &str,
+    installation: &str,
+    now: &str,
+) -> BTreeMap<String, String> {
     let mut t = BTreeMap::new();
     t.insert(
         tag_keys::NAME.to_string(),
@@ -39,6 +61,7 @@ pub fn builder_tags(plan: &BuildPlan, build_id: &str, now: &str) -> BTreeMap<Str
     t.insert(tag_keys::IMAGE_VERSION.to_string(), plan.version.clone());
     t.insert(ROLE.to_string(), role::BUILDER.to_string());
     t.insert(CREATED_AT.to_string(), now.to_string());
+    t.insert(INSTALLATION.to_string(), installation.to_string());
     t
 }
 

@@ -920,7 +920,9 @@ impl BuildRunner {
                 journal.append("distributed", json!({})).await?;
                 st.outcomes = outcomes;
                 st.distributed = true;
-                distribute::retire_grants(ctx, &inter, &st.grants).await?;
+                // With the grants an earlier attempt of this build journaled (a resumed build).
+                let grants = aws::grants::with_journaled(&st.grants, &journal.ledger());
+                distribute::retire_grants(ctx, &inter, &grants).await?;
                 if let Some(p) = &self.options.pause {
                     p.maybe_pause(PAUSE_DISTRIBUTE_COPIED, &build_id).await;
                 }
@@ -1034,6 +1036,20 @@ impl BuildRunner {
             }
         }
         for p in &ledger.pending {
+            if p.kind == ResourceKind::KmsGrant {
+                // A grant whose CreateGrant answer was lost: found by the build's grant name.
+                match aws::grants::revoke_pending(&self.session, &p.target(), &p.lookup).await {
+                    Ok(revoked) => {
+                        for res in revoked {
+                            let _ = journal.deleted(&res).await;
+                            self.log
+                                .info("cleanup", format!("revoked {res} (found by name)"));
+                        }
+                    }
+                    Err(e) => errors.push(format!("{e:#}")),
+                }
+                continue;
+            }
             if p.kind != ResourceKind::Image {
                 continue;
             }

@@ -48,6 +48,10 @@ pub struct BuildArgs {
     /// Send every AWS call to this endpoint.
     #[arg(long, value_name = "URL", env = "BAKERY_AWS__ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
+    /// This installation's id, the `bakery:installation` tag on everything the build
+    /// creates (as `aws.installation` in the server's configuration).
+    #[arg(long, value_name = "ID", env = "BAKERY_AWS__INSTALLATION", default_value = crate::aws::tags::DEFAULT_INSTALLATION)]
+    pub installation: String,
     /// How long the intermediate image may take to become available.
     #[arg(long, default_value = "90m", value_parser = humantime::parse_duration)]
     pub image_timeout: Duration,
@@ -89,8 +93,14 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     let log = BuildLog::new(Redactor::global().clone(), vec![sink]);
 
+    anyhow::ensure!(
+        crate::aws::tags::valid_installation(&args.installation),
+        "--installation {:?} must be 1 to 64 letters, digits or -_.:/",
+        args.installation
+    );
     let settings = AwsSettings {
         endpoint_url: args.endpoint_url.clone(),
+        installation: args.installation.clone(),
         ..AwsSettings::default()
     };
     let session = Arc::new(AwsSession::connect(settings, &plan.builder.region).await?);

@@ -76,10 +76,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let inputs = Inputs {
-        aws: crate::aws::AwsSettings {
-            endpoint_url: config.aws.endpoint_url.clone(),
-            ..crate::aws::AwsSettings::default()
-        },
+        aws: config.aws.settings(),
         github: config.github.clone(),
         repository: args.repository.clone(),
         accounts: policy.accounts.clone(),

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use super::ConfigArgs;
-use crate::aws::{AwsSession, AwsSettings};
+use crate::aws::AwsSession;
 use crate::config::ServerConfig;
 use crate::registry::{self, ImageQuery};
 
@@ -48,14 +48,7 @@ pub async fn run(args: ImagesArgs) -> anyhow::Result<ExitCode> {
         .first()
         .cloned()
         .unwrap_or_else(|| "us-east-1".into());
-    let session = AwsSession::connect(
-        AwsSettings {
-            endpoint_url: config.aws.endpoint_url.clone(),
-            ..AwsSettings::default()
-        },
-        &home_region,
-    )
-    .await?;
+    let session = AwsSession::connect(config.aws.settings(), &home_region).await?;
     let targets = registry::scope::targets(&session, &store, &config.policy).await?;
     let query = ImageQuery {
         recipe: args.recipe,

@@ -30,11 +30,20 @@ pub struct JanitorArgs {
     /// Send every AWS call to this endpoint.
     #[arg(long, value_name = "URL", env = "BAKERY_AWS__ENDPOINT_URL")]
     pub endpoint_url: Option<String>,
+    /// This installation's id (`aws.installation`): only resources carrying it in
+    /// their `bakery:installation` tag are looked at.
+    #[arg(long, value_name = "ID", env = "BAKERY_AWS__INSTALLATION", default_value = crate::aws::tags::DEFAULT_INSTALLATION)]
+    pub installation: String,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
 
 pub async fn run(args: JanitorArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        crate::aws::tags::valid_installation(&args.installation),
+        "--installation {:?} must be 1 to 64 letters, digits or -_.:/",
+        args.installation
+    );
     let store = crate::database::SqlStore::connect(&args.state_db).await?;
     let home_region = args
         .regions
@@ -44,6 +53,7 @@ pub async fn run(args: JanitorArgs) -> anyhow::Result<ExitCode> {
     let session = AwsSession::connect(
         AwsSettings {
             endpoint_url: args.endpoint_url.clone(),
+            installation: args.installation.clone(),
             ..AwsSettings::default()
         },
         &home_region,

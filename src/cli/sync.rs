@@ -20,6 +20,10 @@ pub struct SyncArgs {
     /// Release tag globs; defaults to the configuration's `webhook.tag_patterns`.
     #[arg(long = "pattern", value_name = "GLOB")]
     pub patterns: Vec<String>,
+    /// Never build a tag below this one (natural order); defaults to the configuration's
+    /// `github.sync_floor`. Without a floor, the first sync of a repository builds nothing.
+    #[arg(long, value_name = "TAG")]
+    pub floor: Option<String>,
     /// List the tags that would be enqueued, and enqueue nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -39,13 +43,24 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.patterns.clone()
     };
+    let floor = match &args.floor {
+        Some(f) => sync::SyncFloor::new(f),
+        None => config.github.sync_floor(),
+    };
     let store = SqlStore::connect(config.database_url.expose()).await?;
     let client = GitHubClient::from_config(&config.github)?;
     let mut reports = Vec::new();
     for repo in &repos {
-        let report = sync::sync_repo(&store, &client, repo, &patterns, args.dry_run)
-            .await
-            .with_context(|| format!("cannot sync {repo}"))?;
+        let report = sync::sync_repo(
+            &store,
+            &client,
+            repo,
+            &patterns,
+            floor.as_ref(),
+            args.dry_run,
+        )
+        .await
+        .with_context(|| format!("cannot sync {repo}"))?;
         reports.push(report);
     }
     match args.format {
@@ -75,6 +90,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<ExitCode> {
                         "history, not built"
                     };
                     println!("  {why} {tag}");
+                }
+                for tag in &r.below_floor {
+                    println!("  below the floor, not built {tag}");
                 }
                 for tag in &r.skipped {
                     let why = if args.dry_run {

@@ -250,6 +250,21 @@ pub struct GitHubConfig {
     /// three tags). `0` turns it off.
     #[serde(default = "defaults::sync_interval_secs")]
     pub sync_interval_secs: u64,
+    /// A release tag below which sync never builds (tags ordered naturally: `release-1.10.0`
+    /// is above `release-1.9.0`). It replaces the default floor, what a repository held
+    /// when this installation first saw it: sync builds every matching tag without a job
+    /// at or above it, the first sync included.
+    #[serde(default)]
+    pub sync_floor: Option<String>,
+}
+
+impl GitHubConfig {
+    /// The configured sync floor, if any.
+    pub fn sync_floor(&self) -> Option<crate::github::sync::SyncFloor> {
+        self.sync_floor
+            .as_deref()
+            .and_then(crate::github::sync::SyncFloor::new)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -268,6 +283,23 @@ pub struct AwsConfig {
     /// How often the server runs the janitor. `0` turns it off.
     #[serde(default = "defaults::janitor_interval_secs")]
     pub janitor_interval_secs: u64,
+    /// This installation's id: the `bakery:installation` tag on everything it creates in
+    /// AWS. Its cleanup and janitor only touch resources with this marker, so give every
+    /// installation that shares an AWS account its own id.
+    #[serde(default = "defaults::installation")]
+    pub installation: String,
+}
+
+impl AwsConfig {
+    /// How bakery talks to AWS under this configuration.
+    pub fn settings(&self) -> crate::aws::AwsSettings {
+        crate::aws::AwsSettings {
+            endpoint_url: self.endpoint_url.clone(),
+            endpoints: self.endpoints.clone(),
+            installation: self.installation.clone(),
+            ..crate::aws::AwsSettings::default()
+        }
+    }
 }
 
 mod defaults {
@@ -310,6 +342,9 @@ mod defaults {
     }
     pub fn janitor_interval_secs() -> u64 {
         60 * 60
+    }
+    pub fn installation() -> String {
+        crate::aws::tags::DEFAULT_INSTALLATION.to_string()
     }
     pub fn max_step_timeout_secs() -> u64 {
         2 * 60 * 60
@@ -364,6 +399,7 @@ impl Default for GitHubConfig {
             token: None,
             token_file: None,
             sync_interval_secs: defaults::sync_interval_secs(),
+            sync_floor: None,
         }
     }
 }
@@ -375,6 +411,7 @@ impl Default for AwsConfig {
             endpoints: Default::default(),
             janitor_ttl: None,
             janitor_interval_secs: defaults::janitor_interval_secs(),
+            installation: defaults::installation(),
         }
     }
 }
@@ -528,6 +565,11 @@ impl ServerConfig {
             let list: Vec<String> = errors.iter().map(|e| format!("\n  - {e}")).collect();
             anyhow::bail!("the AWS endpoints cannot be used:{}", list.concat());
         }
+        anyhow::ensure!(
+            crate::aws::tags::valid_installation(&self.aws.installation),
+            "aws.installation {:?} must be 1 to 64 letters, digits or -_.:/",
+            self.aws.installation
+        );
         if self.github.app_id.is_some() != self.github.private_key.is_some() {
             anyhow::bail!(
                 "github.app_id and github.private_key (or private_key_file) go together: set both for a GitHub App"

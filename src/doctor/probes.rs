@@ -144,7 +144,7 @@ pub async fn builder_calls(
 ) -> anyhow::Result<Vec<Check>> {
     let ec2 = session.ec2(builder)?;
     let now = chrono::Utc::now().to_rfc3339();
-    let tags = tags::builder_tags(plan, PROBE_BUILD_ID, &now);
+    let tags = tags::builder_tags(plan, PROBE_BUILD_ID, session.installation(), &now);
     let mut out = vec![];
 
     let metadata = InstanceMetadataOptionsRequest::builder()
@@ -268,8 +268,10 @@ pub async fn instance_calls(
         build_id: PROBE_BUILD_ID.to_string(),
         source_ami: "doctor".to_string(),
     };
-    let image_tags = plan.image_tags(&facts);
-    let snapshot_tags = plan.snapshot_tags(&facts);
+    let mut image_tags = plan.image_tags(&facts);
+    image_tags.insert(tags::INSTALLATION.into(), session.installation().into());
+    let mut snapshot_tags = plan.snapshot_tags(&facts);
+    snapshot_tags.insert(tags::INSTALLATION.into(), session.installation().into());
     let create = policy::call("DryRun CreateImage", || async {
         ec2.create_image()
             .dry_run(true)
@@ -318,7 +320,9 @@ pub async fn copy_image(
     };
     let mut image_tags = plan.image_tags(&facts);
     image_tags.insert(tags::ROLE.to_string(), tags::role::FINAL.to_string());
-    let snapshot_tags = plan.snapshot_tags(&facts);
+    image_tags.insert(tags::INSTALLATION.into(), session.installation().into());
+    let mut snapshot_tags = plan.snapshot_tags(&facts);
+    snapshot_tags.insert(tags::INSTALLATION.into(), session.installation().into());
     let encrypted = plan.distribute.encrypted;
     let copy = policy::call("DryRun CopyImage", || async {
         ec2.copy_image()

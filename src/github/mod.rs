@@ -13,6 +13,7 @@ pub mod repo;
 pub mod reporter;
 pub mod retry;
 pub mod sync;
+pub mod sync_floor;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod webhook;

@@ -10,6 +10,10 @@
 //! installation first saw it and the release tags it held then; that sync is a dry run
 //! that reports what it would have built. Later syncs enqueue only tags that appeared
 //! (or moved to another commit) since.
+//!
+//! A configured floor (`github.sync_floor`, a release tag) replaces the first sight:
+//! sync then builds every matching tag without a job at or above the floor, on the first
+//! sync too, and never one below it ([`super::sync_floor`]).
 
 use std::collections::HashSet;
 
@@ -19,6 +23,7 @@ use serde::Serialize;
 
 use super::repo::RepoName;
 use super::reporter::TagRef;
+pub use super::sync_floor::SyncFloor;
 use crate::database::{JobFilter, JobKind, Store};
 use crate::jobs::spec::{JobSource, ReleaseSpec, RepoSpec};
 
@@ -66,6 +71,9 @@ pub struct SyncReport {
     /// Tags without a job that were there when the repository was first seen: history,
     /// never built by sync. On the first sync, what it would have built.
     pub history: Vec<String>,
+    /// Tags without a job below the configured floor: never built by sync.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub below_floor: Vec<String>,
 }
 
 /// Where the repository lives, for the jobs sync creates.
@@ -82,6 +90,7 @@ pub async fn enqueue_missing(
     target: &SyncTarget,
     tags: &[TagRef],
     patterns: &[String],
+    floor: Option<&SyncFloor>,
     dry_run: bool,
 ) -> anyhow::Result<SyncReport> {
     let patterns = TagPatterns::new(patterns)?;
@@ -97,18 +106,47 @@ pub async fn enqueue_missing(
         .into_iter()
         .map(|j| j.dedup_key)
         .collect();
-    let missing = select_missing(&target.repo, tags, &patterns, &known);
+    let mut missing = select_missing(&target.repo, tags, &patterns, &known);
+    let mut below_floor = vec![];
+    if let Some(floor) = floor {
+        let (keep, below): (Vec<&TagRef>, Vec<&TagRef>) =
+            missing.into_iter().partition(|t| floor.admits(&t.name));
+        missing = keep;
+        below_floor = below.iter().map(|t| t.name.clone()).collect();
+    }
     let mut report = SyncReport {
         repo: full.clone(),
         tags_seen: tags.len(),
         matching: tags.iter().filter(|t| patterns.matches(&t.name)).count(),
+        below_floor,
         ..SyncReport::default()
     };
     let history = store
         .repo_history(&full)
         .await
         .with_context(|| format!("cannot read when {full} was first seen"))?;
-    let Some(history) = history else {
+    let history_tags = match (history, floor) {
+        (Some(h), _) => Some(h.tags),
+        // A configured floor replaces the first sight: record the tags (so that a floor
+        // removed later still leaves them history) and go on to build what the floor admits.
+        (None, Some(_)) => {
+            report.first_sync = true;
+            if !dry_run {
+                let present: Vec<(String, String)> = tags
+                    .iter()
+                    .filter(|t| patterns.matches(&t.name))
+                    .map(|t| (t.name.clone(), t.sha.clone()))
+                    .collect();
+                store
+                    .record_repo_history(&full, &present)
+                    .await
+                    .with_context(|| format!("cannot record the tag history of {full}"))?;
+            }
+            Some(Default::default())
+        }
+        (None, None) => None,
+    };
+    let Some(history_tags) = history_tags else {
         // First sight of the repository: what is there now is history. Record it (a
         // dry run records nothing) and build none of it.
         report.first_sync = true;
@@ -135,9 +173,11 @@ pub async fn enqueue_missing(
         }
         return Ok(report);
     };
+    // Under a floor, the floor alone decides: what the repository held when first seen
+    // is built too if the floor admits it.
     let (old, missing): (Vec<&TagRef>, Vec<&TagRef>) = missing
         .into_iter()
-        .partition(|t| history.tags.contains(&(t.name.clone(), t.sha.clone())));
+        .partition(|t| floor.is_none() && history_tags.contains(&(t.name.clone(), t.sha.clone())));
     report.history = old.iter().map(|t| t.name.clone()).collect();
     for tag in missing {
         if dry_run {
@@ -179,6 +219,7 @@ pub async fn sync_repo(
     client: &super::GitHubClient,
     repo: &RepoName,
     patterns: &[String],
+    floor: Option<&SyncFloor>,
     dry_run: bool,
 ) -> anyhow::Result<SyncReport> {
     let installation_id = client.repo_installation(repo).await?;
@@ -190,7 +231,7 @@ pub async fn sync_repo(
         clone_url: info.clone_url,
         installation_id: installation_id.map(|i| i as i64),
     };
-    enqueue_missing(store, &target, &tags, patterns, dry_run).await
+    enqueue_missing(store, &target, &tags, patterns, floor, dry_run).await
 }
 
 #[cfg(test)]
@@ -273,12 +314,12 @@ mod tests {
             .collect();
         tags.push(tag("v2", "b2"));
 
-        let dry = enqueue_missing(&store, &target, &tags, &patterns, true)
+        let dry = enqueue_missing(&store, &target, &tags, &patterns, None, true)
             .await
             .unwrap();
         assert!(dry.first_sync && dry.enqueued.is_empty(), "{dry:?}");
         assert_eq!(dry.history.len(), 6);
-        let first = enqueue_missing(&store, &target, &tags, &patterns, false)
+        let first = enqueue_missing(&store, &target, &tags, &patterns, None, false)
             .await
             .unwrap();
         assert!(first.first_sync, "a dry run records nothing: {first:?}");
@@ -292,13 +333,59 @@ mod tests {
 
         tags.push(tag("release-1.0.0", "new"));
         tags[0].sha = "moved".into();
-        let later = enqueue_missing(&store, &target, &tags, &patterns, false)
+        let later = enqueue_missing(&store, &target, &tags, &patterns, None, false)
             .await
             .unwrap();
         assert!(!later.first_sync);
         let names: Vec<&str> = later.enqueued.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(names, vec!["release-0.1.0", "release-1.0.0"]);
         assert_eq!(later.history.len(), 5, "{later:?}");
+    }
+
+    /// An operator installs bakery on a repository with six old release tags and sets the
+    /// sync floor to release-0.4.0: the first sync builds release-0.4.0 to 0.6.0 at once,
+    /// never the three below the floor, not even when one of them moves to a new commit.
+    #[tokio::test]
+    async fn a_configured_floor_decides_what_sync_builds() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bakery.db").display());
+        let store = crate::database::SqlStore::connect(&url).await.unwrap();
+        let target = SyncTarget {
+            repo: RepoName::new("acme", "images"),
+            clone_url: "https://github.com/acme/images.git".into(),
+            installation_id: Some(42),
+        };
+        let patterns = vec!["release-*".to_string()];
+        let floor = SyncFloor::new("release-0.4.0").unwrap();
+        let mut tags: Vec<TagRef> = (1..=6)
+            .map(|i| tag(&format!("release-0.{i}.0"), &format!("{i:040}")))
+            .collect();
+        let dry = enqueue_missing(&store, &target, &tags, &patterns, Some(&floor), true)
+            .await
+            .unwrap();
+        assert!(dry.enqueued.is_empty(), "{dry:?}");
+        assert_eq!(
+            dry.skipped,
+            ["release-0.4.0", "release-0.5.0", "release-0.6.0"]
+        );
+        let first = enqueue_missing(&store, &target, &tags, &patterns, Some(&floor), false)
+            .await
+            .unwrap();
+        let names: Vec<&str> = first.enqueued.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(names, ["release-0.4.0", "release-0.5.0", "release-0.6.0"]);
+        assert_eq!(
+            first.below_floor,
+            ["release-0.1.0", "release-0.2.0", "release-0.3.0"]
+        );
+
+        tags[0].sha = "moved".into();
+        tags.push(tag("release-0.10.0", "new"));
+        let later = enqueue_missing(&store, &target, &tags, &patterns, Some(&floor), false)
+            .await
+            .unwrap();
+        let names: Vec<&str> = later.enqueued.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(names, ["release-0.10.0"], "{later:?}");
+        assert!(later.below_floor.contains(&"release-0.1.0".to_string()));
     }
 
     #[tokio::test]
@@ -315,16 +402,16 @@ mod tests {
         let patterns = vec!["release-*".to_string()];
 
         // Seen before any tag: every tag is new.
-        enqueue_missing(&store, &target, &[], &patterns, false)
+        enqueue_missing(&store, &target, &[], &patterns, None, false)
             .await
             .unwrap();
-        let dry = enqueue_missing(&store, &target, &tags, &patterns, true)
+        let dry = enqueue_missing(&store, &target, &tags, &patterns, None, true)
             .await
             .unwrap();
         assert_eq!(dry.skipped, vec!["release-0.1.0"]);
         assert!(dry.enqueued.is_empty());
 
-        let first = enqueue_missing(&store, &target, &tags, &patterns, false)
+        let first = enqueue_missing(&store, &target, &tags, &patterns, None, false)
             .await
             .unwrap();
         assert_eq!(first.enqueued.len(), 1);
@@ -338,7 +425,7 @@ mod tests {
         assert_eq!(spec.repo.installation_id, Some(42));
         assert_eq!(spec.source, JobSource::Sync);
 
-        let second = enqueue_missing(&store, &target, &tags, &patterns, false)
+        let second = enqueue_missing(&store, &target, &tags, &patterns, None, false)
             .await
             .unwrap();
         assert!(second.enqueued.is_empty(), "{second:?}");

@@ -46,11 +46,7 @@ impl JobDeps {
         } else {
             None
         };
-        let aws = AwsSettings {
-            endpoint_url: config.aws.endpoint_url.clone(),
-            endpoints: config.aws.endpoints.clone(),
-            ..AwsSettings::default()
-        };
+        let aws = config.aws.settings();
         let provenance = match &config.provenance.signing_key {
             Some(k) => Some(Arc::new(
                 ProvenanceKey::from_secret(k).context("provenance.signing_key")?,

@@ -138,6 +138,7 @@ pub async fn sync_seen_repos(deps: &JobDeps) -> anyhow::Result<usize> {
             client,
             &name,
             &deps.config.webhook.tag_patterns,
+            deps.config.github.sync_floor().as_ref(),
             false,
         )
         .await?;

@@ -28,10 +28,7 @@ pub struct ImagesApi {
 impl ImagesApi {
     pub fn new(config: &ServerConfig) -> Self {
         ImagesApi {
-            settings: AwsSettings {
-                endpoint_url: config.aws.endpoint_url.clone(),
-                ..AwsSettings::default()
-            },
+            settings: config.aws.settings(),
             policy: config.policy.clone(),
             session: OnceCell::new(),
         }

@@ -73,6 +73,7 @@ fn settings(endpoint: &str) -> AwsSettings {
             max_interval: Duration::from_millis(500),
             factor: 2.0,
         },
+        installation: OURS.into(),
     }
 }
 
@@ -381,6 +382,33 @@ fn tag_map(t: &[Tag]) -> BTreeMap<String, String> {
     tags::to_map(t)
 }
 
+/// This installation's `bakery:installation` marker: the tests' sessions use the default.
+const OURS: &str = "default";
+
+/// How many TagSpecifications a recorded creating call has.
+fn tag_specifications(c: &Recorded) -> usize {
+    c.params
+        .keys()
+        .filter(|k| k.starts_with("TagSpecification.") && k.ends_with(".ResourceType"))
+        .count()
+}
+
+/// The `bakery:installation` value of each TagSpecification of a recorded call.
+fn installation_marks(c: &Recorded) -> Vec<String> {
+    (1..=tag_specifications(c))
+        .filter_map(|n| {
+            let prefix = format!("TagSpecification.{n}.Tag.");
+            c.params
+                .iter()
+                .find(|(k, v)| {
+                    k.starts_with(&prefix) && k.ends_with(".Key") && *v == "bakery:installation"
+                })
+                .and_then(|(k, _)| c.param(&k.replace(".Key", ".Value")))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_build_to_three_regions_and_two_accounts() {
     let w = world().await;
@@ -625,6 +653,26 @@ async fn full_build_to_three_regions_and_two_accounts() {
                 .any(|(k, v)| k.starts_with("TagSpecification") && v == &build_id),
             "{action} must tag bakery:build-id at creation: {c:?}"
         );
+    }
+    // Every resource carries this installation's marker from creation: each tag
+    // specification of every creating call (instance and volumes, key pair, security
+    // group, image and snapshots, every copy and its snapshots).
+    for action in [
+        "RunInstances",
+        "ImportKeyPair",
+        "CreateSecurityGroup",
+        "CreateImage",
+        "CopyImage",
+    ] {
+        for c in w.proxy.calls(action) {
+            assert_eq!(
+                installation_marks(&c),
+                (1..=tag_specifications(&c))
+                    .map(|_| OURS.to_string())
+                    .collect::<Vec<_>>(),
+                "{action} must tag bakery:installation={OURS} on every resource at creation: {c:?}"
+            );
+        }
     }
     // Port 22 is open to the configured CIDR only.
     let ingress = &w.proxy.calls("AuthorizeSecurityGroupIngress")[0];
@@ -1122,6 +1170,7 @@ async fn the_janitor_skips_what_it_cannot_reach_and_cleans_the_rest() {
     let tags = [
         ("bakery:build-id", "failed-build"),
         ("bakery:created-at", old.as_str()),
+        ("bakery:installation", OURS),
     ];
     let stuck = run_instance(&w, &t, &tags).await;
     let removable = run_instance(&w, &t, &tags).await;
@@ -1197,6 +1246,7 @@ async fn janitor_deletes_leftovers_of_finished_and_unknown_builds_only() {
         &[
             ("bakery:build-id", "unknown-build"),
             ("bakery:created-at", &old),
+            ("bakery:installation", OURS),
         ],
     )
     .await;
@@ -1206,6 +1256,7 @@ async fn janitor_deletes_leftovers_of_finished_and_unknown_builds_only() {
         &[
             ("bakery:build-id", "failed-build"),
             ("bakery:created-at", &old),
+            ("bakery:installation", OURS),
         ],
     )
     .await;
@@ -1215,6 +1266,7 @@ async fn janitor_deletes_leftovers_of_finished_and_unknown_builds_only() {
         &[
             ("bakery:build-id", "young-build"),
             ("bakery:created-at", &now),
+            ("bakery:installation", OURS),
         ],
     )
     .await;
@@ -1237,6 +1289,12 @@ async fn janitor_deletes_leftovers_of_finished_and_unknown_builds_only() {
                         .build(),
                 )
                 .tags(Tag::builder().key("bakery:created-at").value(&old).build())
+                .tags(
+                    Tag::builder()
+                        .key("bakery:installation")
+                        .value(OURS)
+                        .build(),
+                )
                 .build(),
         )
         .send()
@@ -1551,6 +1609,140 @@ async fn crash_at(
     std::fs::read_to_string(&marker).unwrap()
 }
 
+/// Two bakery installations share one AWS account (a staging and a production bot, or
+/// two teams). The other installation ("green") crashed an hour ago: its builder, key
+/// pair and security group are left, its builds unknown to this store. This
+/// installation's janitor, with a TTL those leftovers are past, deletes its own
+/// leftover and never touches (nor even reports) green's, nor a resource that carries
+/// no installation marker at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_janitor_never_touches_another_installations_resources() {
+    use bakery::aws::janitor::{self, JanitorOptions, Verdict};
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let t = target(HOME, "us-east-1");
+    let old = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    let ours = run_instance(
+        &w,
+        &t,
+        &[
+            ("bakery:build-id", "our-crashed-build"),
+            ("bakery:created-at", &old),
+            ("bakery:role", "builder"),
+            ("bakery:installation", OURS),
+        ],
+    )
+    .await;
+    let green = [
+        ("bakery:build-id", "green-build"),
+        ("bakery:created-at", old.as_str()),
+        ("bakery:role", "builder"),
+        ("bakery:installation", "green"),
+    ];
+    let theirs = run_instance(&w, &t, &green).await;
+    let unmarked = run_instance(
+        &w,
+        &t,
+        &[
+            ("bakery:build-id", "unmarked-build"),
+            ("bakery:created-at", &old),
+            ("bakery:role", "builder"),
+        ],
+    )
+    .await;
+    let ec2 = w.check.ec2(&t).unwrap();
+    let green_tags: Vec<Tag> = green
+        .iter()
+        .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+        .collect();
+    ec2.create_key_pair()
+        .key_name("bakery-green-build")
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::KeyPair)
+                .set_tags(Some(green_tags.clone()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let vpc = ec2
+        .describe_vpcs()
+        .send()
+        .await
+        .unwrap()
+        .vpcs()
+        .first()
+        .and_then(|v| v.vpc_id())
+        .unwrap()
+        .to_string();
+    let green_group = ec2
+        .create_security_group()
+        .group_name("bakery-green-build")
+        .description("green's builder")
+        .vpc_id(vpc)
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::SecurityGroup)
+                .set_tags(Some(green_tags))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+
+    let report = janitor::run(
+        &w.check,
+        store.as_ref(),
+        std::slice::from_ref(&t),
+        &JanitorOptions {
+            ttl: Duration::from_secs(6 * 3600),
+            dry_run: false,
+            now: chrono::Utc::now(),
+        },
+    )
+    .await
+    .unwrap();
+    let seen: Vec<&str> = report.findings.iter().map(|f| f.id.as_str()).collect();
+    for other in [
+        theirs.as_str(),
+        "bakery-green-build",
+        green_group.as_str(),
+        unmarked.as_str(),
+    ] {
+        assert!(
+            !seen.contains(&other),
+            "the janitor looked at {other}, which is not this installation's: {:#?}",
+            report.findings
+        );
+    }
+    let own = report.findings.iter().find(|f| f.id == ours).unwrap();
+    assert!(matches!(own.verdict, Verdict::Delete(_)), "{own:?}");
+    assert!(!instance_alive(&w, &t, &ours).await, "our leftover goes");
+    assert!(
+        instance_alive(&w, &t, &theirs).await,
+        "green's builder stays"
+    );
+    assert!(instance_alive(&w, &t, &unmarked).await);
+    let keys = ec2
+        .describe_key_pairs()
+        .key_names("bakery-green-build")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys.key_pairs().len(), 1, "green's key pair stays");
+    let groups = ec2
+        .describe_security_groups()
+        .group_ids(&green_group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(groups.security_groups().len(), 1, "green's group stays");
+}
+
 /// A replica died an hour ago with every copy made, and no job took its build over. The
 /// janitor deletes what the build had left but its final copies: the builder, its key
 /// pair and security group, and the unencrypted intermediate image.
@@ -1861,6 +2053,7 @@ async fn janitor_command_line() {
         &[
             ("bakery:build-id", "gone-build"),
             ("bakery:created-at", &old),
+            ("bakery:installation", OURS),
         ],
     )
     .await;
@@ -2988,3 +3181,372 @@ async fn a_marketplace_source_is_refused_before_a_cross_account_copy() {
 }
 
 mod runner_faults;
+
+/// The home `alias/ami` key's ARN in us-east-1, and an answer edit that makes every
+/// snapshot a DescribeSnapshots answer lists encrypted under it, as the intermediate of
+/// an encrypted source is on AWS (moto makes it unencrypted).
+fn encrypted_snapshots(w: &World) -> (String, impl Fn(&mut String) + Send + Sync + 'static) {
+    let key = w.keys[&target(HOME, "us-east-1")].clone();
+    let k = key.clone();
+    (key, move |body: &mut String| {
+        *body = body.replace(
+            "<encrypted>false</encrypted>",
+            &format!("<encrypted>true</encrypted><kmsKeyId>{k}</kmsKeyId>"),
+        );
+    })
+}
+
+/// The grants on `key` (in the home account, us-east-1) whose name is `bakery-<build>`.
+async fn bakery_grants(w: &World, key: &str) -> Vec<(String, String)> {
+    w.check
+        .kms(&target(HOME, "us-east-1"))
+        .unwrap()
+        .list_grants()
+        .key_id(key)
+        .send()
+        .await
+        .unwrap()
+        .grants()
+        .iter()
+        .filter(|g| g.name().is_some_and(|n| n.starts_with("bakery-")))
+        .map(|g| {
+            (
+                g.grant_id().unwrap_or_default().to_string(),
+                g.name().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// An encrypted intermediate is shared with the other account through a KMS grant on the
+/// home key. The grant gives only the operations AWS documents for copying a shared
+/// encrypted snapshot, is waited on until KMS lists it, and is revoked once the copies
+/// exist. Then a second release fails while copying into the other account: its grant is
+/// revoked by the failure cleanup too, never left giving the other account Decrypt and
+/// CreateGrant on the home key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_grants_for_other_accounts_are_revoked_on_success_and_on_failure() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let (key, edit) = encrypted_snapshots(&w);
+    w.proxy.rewrite(
+        "DescribeSnapshots",
+        10_000,
+        |r| {
+            r.access_key == ACCESS_KEY
+                && r.region == "us-east-1"
+                && r.param("SnapshotId.1").is_some()
+        },
+        edit,
+    );
+    // KMS grants are eventually consistent; moto lists a grant at once. The first two
+    // ListGrants answers do not show it yet, as KMS may for minutes.
+    w.proxy.rewrite(
+        "ListGrants",
+        2,
+        |_| true,
+        |body| *body = r#"{"Grants": [], "Truncated": false}"#.to_string(),
+    );
+    let ok = plan(
+        "release-grant-ok",
+        copies(&["us-east-1"], &[None, Some(other_account())]),
+    );
+    let (outcome, log) = build(&w, &store, ok, Arc::new(RecordingProvisioner::default())).await;
+    outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+    let created = w.proxy.calls("CreateGrant");
+    assert_eq!(
+        created.len(),
+        1,
+        "one grant, to the other account: {created:#?}"
+    );
+    let grant = &created[0];
+    assert_eq!(grant.param("KeyId"), Some(key.as_str()));
+    assert_eq!(
+        grant.param("GranteePrincipal"),
+        Some(format!("arn:aws:iam::{OTHER}:root").as_str())
+    );
+    let mut ops = grant.list("Operations");
+    ops.sort();
+    assert_eq!(
+        ops,
+        [
+            "CreateGrant",
+            "Decrypt",
+            "DescribeKey",
+            "GenerateDataKey",
+            "ReEncryptFrom",
+            "ReEncryptTo"
+        ],
+        "only the documented operations"
+    );
+    let grant_id = serde_json::from_str::<serde_json::Value>(&grant.response).unwrap()["GrantId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listed = w.proxy.calls("ListGrants");
+    let first_copy = w
+        .proxy
+        .calls("CopyImage")
+        .iter()
+        .map(|c| c.seq)
+        .min()
+        .unwrap();
+    let before_copy: Vec<_> = listed
+        .iter()
+        .filter(|l| l.seq > grant.seq && l.seq < first_copy)
+        .collect();
+    assert_eq!(
+        before_copy.len(),
+        3,
+        "bakery asks until the grant is listed (twice not yet, then listed), before any copy uses it: {listed:#?}"
+    );
+    assert!(before_copy[2].response.contains(&grant_id));
+    assert!(w
+        .proxy
+        .calls("RevokeGrant")
+        .iter()
+        .any(|r| r.param("GrantId") == Some(grant_id.as_str())));
+    assert_eq!(bakery_grants(&w, &key).await, vec![], "no grant is left");
+
+    w.proxy.clear();
+    w.proxy.fail("CopyImage", "InvalidRequest", 1, |r| {
+        r.access_key != ACCESS_KEY
+    });
+    let failing = plan(
+        "release-grant-failing",
+        copies(&["us-east-1"], &[None, Some(other_account())]),
+    );
+    let (outcome, log) = build(
+        &w,
+        &store,
+        failing,
+        Arc::new(RecordingProvisioner::default()),
+    )
+    .await;
+    assert!(
+        outcome.is_err(),
+        "the copy into {OTHER} fails\n{}",
+        log.text()
+    );
+    let created = w.proxy.calls("CreateGrant");
+    assert_eq!(created.len(), 1, "{created:#?}");
+    let revoked = w.proxy.calls("RevokeGrant");
+    for c in &created {
+        let id = serde_json::from_str::<serde_json::Value>(&c.response).unwrap()["GrantId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            revoked
+                .iter()
+                .any(|r| r.param("GrantId") == Some(id.as_str())),
+            "grant {id} of the failed build is revoked: {revoked:#?}\n{}",
+            log.text()
+        );
+    }
+    assert_eq!(bakery_grants(&w, &key).await, vec![], "no grant is left");
+}
+
+/// A replica crashed after granting the other account use of the home key: one grant is
+/// in the journal, the answer of a second CreateGrant was lost (only `creating` was
+/// written). The build failed; the janitor revokes both, the lost one found by the
+/// build's grant name. A running build's grant and a grant bakery did not make stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_janitor_revokes_the_kms_grants_of_a_crashed_build() {
+    use bakery::aws::janitor::{self, JanitorOptions};
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let t = target(HOME, "us-east-1");
+    let key = w.keys[&t].clone();
+    let kms = w.check.kms(&t).unwrap();
+    let grant = |name: &str| {
+        let kms = kms.clone();
+        let key = key.clone();
+        let name = name.to_string();
+        async move {
+            kms.create_grant()
+                .key_id(key)
+                .grantee_principal(format!("arn:aws:iam::{OTHER}:root"))
+                .name(name)
+                .operations(aws_sdk_kms::types::GrantOperation::Decrypt)
+                .send()
+                .await
+                .unwrap()
+                .grant_id()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let journaled = grant("bakery-crashed-build").await;
+    let lost = grant("bakery-crashed-build").await;
+    let running = grant("bakery-running-build").await;
+    let foreign = grant("someone-elses-grant").await;
+    let p = plan(
+        "release-grant-crash",
+        copies(&["us-east-1"], &[None, Some(other_account())]),
+    );
+    for (id, state) in [
+        ("crashed-build", BuildState::Failed),
+        ("running-build", BuildState::Running),
+    ] {
+        store
+            .upsert_build(&BuildRecord {
+                build_id: id.into(),
+                job_id: None,
+                recipe: "base".into(),
+                version: "release-grant-crash".into(),
+                git_sha: SHA.into(),
+                state,
+                plan: serde_json::to_value(&p).unwrap(),
+                manifest: None,
+                error: None,
+                created_at: chrono::Utc::now(),
+                updated_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+    }
+    store.heartbeat_build("running-build").await.unwrap();
+    let place = |build: &str| {
+        serde_json::json!({
+            "type": "kms_grant", "region": "us-east-1", "account": HOME,
+            "lookup": { "key": key, "name": format!("bakery-{build}"),
+                        "grantee": format!("arn:aws:iam::{OTHER}:root") },
+        })
+    };
+    let entries = [
+        ("crashed-build", "creating", place("crashed-build")),
+        (
+            "crashed-build",
+            "created",
+            serde_json::json!({
+                "type": "kms_grant", "id": format!("{key}#{journaled}"),
+                "region": "us-east-1", "account": HOME, "detail": {},
+            }),
+        ),
+        ("crashed-build", "creating", place("crashed-build")),
+        ("running-build", "creating", place("running-build")),
+        (
+            "running-build",
+            "created",
+            serde_json::json!({
+                "type": "kms_grant", "id": format!("{key}#{running}"),
+                "region": "us-east-1", "account": HOME, "detail": {},
+            }),
+        ),
+    ];
+    for (build, kind, data) in entries {
+        store
+            .append_journal(
+                build,
+                &JournalEntry {
+                    kind: kind.into(),
+                    data,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let report = janitor::run(
+        &w.check,
+        store.as_ref(),
+        std::slice::from_ref(&t),
+        &JanitorOptions {
+            ttl: Duration::from_secs(6 * 3600),
+            dry_run: false,
+            now: chrono::Utc::now(),
+        },
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = bakery_grants(&w, &key)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        !left.contains(&journaled) && !left.contains(&lost),
+        "the crashed build's grants are revoked: left {left:?}, report {:#?}",
+        report.findings
+    );
+    assert!(left.contains(&running), "a running build's grant stays");
+    let all: Vec<String> = kms
+        .list_grants()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap()
+        .grants()
+        .iter()
+        .filter_map(|g| g.grant_id().map(str::to_string))
+        .collect();
+    assert!(all.contains(&foreign), "a grant bakery did not make stays");
+}
+
+/// The key a copy is encrypted under must be a customer managed, symmetric encryption
+/// key: an AWS managed key cannot be shared or granted, and an asymmetric or HMAC key
+/// cannot encrypt EBS at all (CopyImage would only fail later, asynchronously).
+/// Pre-flight reads DescribeKey and refuses each with the key, the reason and the fix,
+/// before anything is launched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_refuses_aws_managed_asymmetric_and_hmac_copy_keys() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let key = w.keys[&target(OTHER, "eu-west-1")].clone();
+    for (version, from, to, reason) in [
+        (
+            "release-key-aws",
+            "\"KeyManager\": \"CUSTOMER\"",
+            "\"KeyManager\": \"AWS\"",
+            "AWS managed",
+        ),
+        (
+            "release-key-rsa",
+            "\"KeySpec\": \"SYMMETRIC_DEFAULT\"",
+            "\"KeySpec\": \"RSA_2048\"",
+            "RSA_2048",
+        ),
+        (
+            "release-key-hmac",
+            "\"KeySpec\": \"SYMMETRIC_DEFAULT\"",
+            "\"KeySpec\": \"HMAC_256\"",
+            "HMAC_256",
+        ),
+    ] {
+        let (from, to) = (from.to_string(), to.to_string());
+        w.proxy.rewrite(
+            "DescribeKey",
+            100,
+            |r| r.region == "eu-west-1" && r.access_key != ACCESS_KEY,
+            move |body| {
+                let compact_from = from.replace(": ", ":");
+                let compact_to = to.replace(": ", ":");
+                *body = body.replace(&from, &to).replace(&compact_from, &compact_to);
+            },
+        );
+        let p = plan(
+            version,
+            copies(&["eu-west-1"], &[None, Some(other_account())]),
+        );
+        let (outcome, log) = build(&w, &store, p, Arc::new(RecordingProvisioner::default())).await;
+        let err = format!(
+            "{:#}",
+            outcome.expect_err(&format!(
+                "pre-flight must refuse the key\n{}\nDescribeKey answers: {:#?}",
+                log.text(),
+                w.proxy
+                    .calls("DescribeKey")
+                    .iter()
+                    .map(|c| (c.region.clone(), c.access_key.clone(), c.response.clone()))
+                    .collect::<Vec<_>>()
+            ))
+        );
+        assert!(err.contains("pre-flight"), "{err}");
+        assert!(err.contains(&key), "{err}");
+        assert!(err.contains(reason), "{err}");
+        assert!(err.contains("customer managed symmetric"), "{err}");
+        assert!(w.proxy.calls("RunInstances").is_empty(), "{reason}");
+        w.proxy.clear_rewrites();
+        w.proxy.clear();
+    }
+}

@@ -79,6 +79,7 @@ fn aws_settings(endpoint: &str) -> AwsSettings {
             max_interval: Duration::from_millis(500),
             factor: 2.0,
         },
+        installation: bakery::aws::tags::DEFAULT_INSTALLATION.into(),
     }
 }
 
