@@ -13,6 +13,7 @@ pub mod image;
 pub mod instance;
 pub mod janitor;
 pub mod owned;
+pub mod parameter;
 pub mod policy;
 pub mod preflight;
 pub mod registered;

@@ -1,5 +1,6 @@
 //! The resources bakery creates, as journal entries name them, and how each is deleted
-//! or found again by its `bakery:build-id` tag.
+//! or found again by its `bakery:build-id` tag (EC2 resources; a version parameter is
+//! found by its name, see [`super::parameter`]).
 
 use anyhow::Context;
 use aws_sdk_ec2::types::{Filter, InstanceStateName, SnapshotReturnCodes};
@@ -20,6 +21,8 @@ pub enum ResourceKind {
     SecurityGroup,
     Image,
     Snapshot,
+    /// A release's version parameter in Parameter Store, named by its full name.
+    Parameter,
 }
 
 impl ResourceKind {
@@ -30,6 +33,7 @@ impl ResourceKind {
             ResourceKind::SecurityGroup => "security group",
             ResourceKind::Image => "image",
             ResourceKind::Snapshot => "snapshot",
+            ResourceKind::Parameter => "parameter",
         }
     }
 }
@@ -134,6 +138,13 @@ pub async fn delete(session: &AwsSession, res: &ResourceRef) -> anyhow::Result<D
                 })
                 .await?;
                 Ok(Deleted::Now { snapshots: vec![] })
+            }
+            ResourceKind::Parameter => {
+                match super::parameter::delete(session, &target, &res.id).await {
+                    Err(e) if super::parameter::is_missing(&e) => Ok(Deleted::AlreadyGone),
+                    Err(e) => Err(e),
+                    Ok(()) => Ok(Deleted::Now { snapshots: vec![] }),
+                }
             }
             ResourceKind::Image => {
                 let snapshots = image_snapshots(&ec2, &res.id).await?;
@@ -434,6 +445,7 @@ pub async fn sweep_build(
 pub fn delete_order(kind: ResourceKind) -> u8 {
     match kind {
         ResourceKind::Instance => 0,
+        ResourceKind::Parameter => 1,
         ResourceKind::Image => 1,
         ResourceKind::Snapshot => 2,
         ResourceKind::SecurityGroup => 3,

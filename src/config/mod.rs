@@ -177,6 +177,10 @@ pub struct AwsConfig {
     /// How often the server runs the janitor. `0` turns it off.
     #[serde(default = "defaults::janitor_interval_secs")]
     pub janitor_interval_secs: u64,
+    /// The Parameter Store hierarchy of each release's version parameters
+    /// (`<prefix>/<repo>/<recipe>/versions/<version>`), `/bakery` by default.
+    #[serde(default)]
+    pub ssm_prefix: crate::registry::parameter_names::ParameterPrefix,
 }
 
 mod defaults {
@@ -278,6 +282,7 @@ impl Default for AwsConfig {
             endpoints: Default::default(),
             janitor_ttl: None,
             janitor_interval_secs: defaults::janitor_interval_secs(),
+            ssm_prefix: Default::default(),
         }
     }
 }
@@ -560,14 +565,20 @@ mod tests {
         );
         std::fs::write(
             &file,
-            "[aws.endpoints]\nssm = { \"eu-west-1\" = \"https://x\" }\n",
+            "[aws.endpoints]\ns3 = { \"eu-west-1\" = \"https://x\" }\n",
         )
         .unwrap();
         let err = format!(
             "{:#}",
             ServerConfig::load(Some(&file), env(&[])).unwrap_err()
         );
-        assert!(err.contains("unknown field `ssm`"), "{err}");
+        assert!(err.contains("unknown field `s3`"), "{err}");
+        std::fs::write(&file, "[aws]\nssm_prefix = \"/aws/amis\"\n").unwrap();
+        let err = format!(
+            "{:#}",
+            ServerConfig::load(Some(&file), env(&[])).unwrap_err()
+        );
+        assert!(err.contains("reserves names under /aws"), "{err}");
     }
 
     #[test]

@@ -957,6 +957,14 @@ async fn a_failure_at_each_step_leaves_nothing() {
             } else {
                 assert!(images.is_empty(), "{}: copy left in {t}", case.name);
             }
+            // A failed release's version parameter goes with it, kept copies or not.
+            let name = format!("/bakery/acme/images/base/versions/{version}");
+            assert!(
+                parameters::parameter(&w, t, &name).await.is_none(),
+                "{}: parameter {name} left in {t}\n{}",
+                case.name,
+                log.text()
+            );
             no_builder_resources(&w, t).await;
         }
     }
@@ -2987,4 +2995,5 @@ async fn a_marketplace_source_is_refused_before_a_cross_account_copy() {
     }
 }
 
+mod parameters;
 mod runner_faults;
