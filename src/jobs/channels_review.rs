@@ -6,7 +6,8 @@
 //! regions searched, and the roles used to reach them, are the operator's policy's.
 //!
 //! Touches: the checkout (reads two versions of one file), the cloud (read-only registry
-//! lookup) and one sticky pull-request comment.
+//! lookup), one sticky pull-request comment and the `bakery/channels` check run, failed
+//! when the plan refuses the change.
 
 use std::path::Path;
 
@@ -14,7 +15,7 @@ use anyhow::Context;
 
 use crate::aws::AwsSession;
 use crate::github::render;
-use crate::github::reporter::GitHubReporter;
+use crate::github::reporter::{Conclusion, GitHubReporter};
 use crate::jobs::deps::JobDeps;
 use crate::registry::channel_plan;
 use crate::registry::channels::{self, Channels, CHANNELS_FILE};
@@ -98,6 +99,23 @@ pub async fn comment_plan(
     }
     reporter
         .upsert_sticky_comment(number, render::CHANNELS_MARKER, &body)
+        .await?;
+    let progress = reporter
+        .start_progress(render::CHANNELS_CHECK, head_sha, None, None)
+        .await?;
+    let conclusion = if plan.is_clean() && problems.is_empty() {
+        Conclusion::Success
+    } else {
+        Conclusion::Failure
+    };
+    reporter
+        .complete_progress(
+            &progress,
+            conclusion,
+            &render::channels_check_title(&plan, problems.len()),
+            &body,
+            &[],
+        )
         .await?;
     ctx.log(
         "channels",

@@ -2872,8 +2872,9 @@ fn the_example_configuration_gives_every_account_the_external_id_the_trust_requi
 
 /// VPC interface endpoints are per service and per region. With `aws.endpoints`, each
 /// client goes to the endpoint of its own service and region, and everything else to the
-/// fallback `endpoint_url`: EC2 in us-east-1 and STS go to one endpoint, EC2 and KMS in
-/// eu-west-1 to another, and KMS in us-east-1 and EC2 in ap-southeast-2 to neither.
+/// fallback `endpoint_url`: EC2 in us-east-1 and STS go to one endpoint, EC2, KMS and SSM
+/// in eu-west-1 to another, and KMS and SSM in us-east-1 and EC2 in ap-southeast-2 to
+/// neither.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_service_and_region_goes_to_its_own_endpoint() {
     let w = world().await;
@@ -2889,6 +2890,9 @@ async fn each_service_and_region_goes_to_its_own_endpoint() {
         .insert("eu-west-1".into(), second.endpoint.clone());
     s.endpoints
         .kms
+        .insert("eu-west-1".into(), second.endpoint.clone());
+    s.endpoints
+        .ssm
         .insert("eu-west-1".into(), second.endpoint.clone());
     let session = AwsSession::connect(s, "us-east-1").await.unwrap();
     session
@@ -2915,6 +2919,16 @@ async fn each_service_and_region_goes_to_its_own_endpoint() {
                     .send()
                     .await
                     .unwrap();
+                // No such parameter: the answer is an error, but it came from there.
+                let probe = session
+                    .ssm(&t)
+                    .unwrap()
+                    .list_tags_for_resource()
+                    .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+                    .resource_id("/bakery/endpoint-probe")
+                    .send()
+                    .await;
+                assert!(probe.is_err());
             }
         }
     }
@@ -2942,6 +2956,7 @@ async fn each_service_and_region_goes_to_its_own_endpoint() {
         own(&[
             ("ec2", "eu-west-1", "DescribeImages"),
             ("kms", "eu-west-1", "DescribeKey"),
+            ("ssm", "eu-west-1", "ListTagsForResource"),
         ])
     );
     // Both accounts' EC2 in us-east-1 went there, and GetCallerIdentity was asked as the

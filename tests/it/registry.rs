@@ -325,6 +325,17 @@ async fn channels_pull_request_gets_its_plan(story: &Story) {
         assert!(row.contains(&t.region), "{row} lacks {t}");
     }
     assert!(row.contains(HOME) && row.contains(OTHER), "{row}");
+    // The refusal fails the check run on the pull request's head, so it cannot merge.
+    let runs: Vec<_> = story
+        .github
+        .repo(REPO)
+        .check_runs
+        .values()
+        .filter(|r| r.current["name"] == "bakery/channels" && r.current["head_sha"] == sha)
+        .cloned()
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0].current["conclusion"], "failure");
     assert!(
         story
             .proxy

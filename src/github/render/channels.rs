@@ -11,6 +11,27 @@ use crate::registry::channel_plan::{ChannelPlan, Move, Refusal, Where};
 /// Identifies the channels plan comment, edited on every push to the pull request.
 pub const CHANNELS_MARKER: &str = "<!-- bakery:channels -->";
 
+/// The check run of a channels change: failed when the plan refuses it or the file has
+/// problems, so branch protection can hold the merge.
+pub const CHANNELS_CHECK: &str = "bakery/channels";
+
+/// The title of [`CHANNELS_CHECK`].
+pub fn channels_check_title(plan: &ChannelPlan, problems: usize) -> String {
+    match (problems, plan.refusals.len()) {
+        (0, 0) => format!(
+            "{} channel move{} planned",
+            plan.moves.len(),
+            if plan.moves.len() == 1 { "" } else { "s" }
+        ),
+        (0, r) => format!("refused: {r} reason{}", if r == 1 { "" } else { "s" }),
+        (p, r) => format!(
+            "{p} problem{} in channels.toml, {r} refusal{}",
+            if p == 1 { "" } else { "s" },
+            if r == 1 { "" } else { "s" }
+        ),
+    }
+}
+
 fn version(v: &Option<String>) -> String {
     v.as_deref().map(code).unwrap_or_else(|| "—".into())
 }
@@ -198,6 +219,15 @@ mod tests {
                 },
             ],
         };
+        assert_eq!(channels_check_title(&plan, 0), "refused: 4 reasons");
+        assert_eq!(
+            channels_check_title(&plan, 1),
+            "1 problem in channels.toml, 4 refusals"
+        );
+        assert_eq!(
+            channels_check_title(&ChannelPlan::default(), 0),
+            "0 channel moves planned"
+        );
         let c = channels_plan_comment("3f2a9c1d5e6b7a8c9d0e1f2a3b4c5d6e7f8a9b0c", &plan);
         assert!(!c.contains("@acme"), "a reason cannot mention anyone: {c}");
         assert!(!c.contains("<b>"), "a reason cannot open HTML: {c}");
