@@ -17,6 +17,7 @@ pub enum Service {
     Ec2,
     Sts,
     Kms,
+    Ssm,
 }
 
 impl fmt::Display for Service {
@@ -25,13 +26,14 @@ impl fmt::Display for Service {
             Service::Ec2 => "ec2",
             Service::Sts => "sts",
             Service::Kms => "kms",
+            Service::Ssm => "ssm",
         })
     }
 }
 
 /// `[aws.endpoints]`: for each service, region → URL, e.g.
 /// `ec2 = { "eu-west-1" = "https://vpce-0abc-ec2.ec2.eu-west-1.vpce.amazonaws.com" }`.
-/// A service other than these three is refused by name.
+/// A service other than these four is refused by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointsConfig {
@@ -41,6 +43,8 @@ pub struct EndpointsConfig {
     pub sts: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub kms: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ssm: BTreeMap<String, String>,
 }
 
 /// A configured endpoint that cannot be used.
@@ -70,6 +74,7 @@ impl EndpointsConfig {
             Service::Ec2 => &self.ec2,
             Service::Sts => &self.sts,
             Service::Kms => &self.kms,
+            Service::Ssm => &self.ssm,
         }
     }
 
@@ -86,7 +91,7 @@ impl EndpointsConfig {
                 errors.push(EndpointError::BadFallback { url: url.into() });
             }
         }
-        for service in [Service::Ec2, Service::Sts, Service::Kms] {
+        for service in [Service::Ec2, Service::Sts, Service::Kms, Service::Ssm] {
             for (region, url) in self.of(service) {
                 if !is_region(region) {
                     errors.push(EndpointError::BadRegion {

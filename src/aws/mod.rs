@@ -15,6 +15,7 @@ pub mod instance;
 pub mod janitor;
 pub mod janitor_grants;
 pub mod owned;
+pub mod parameter;
 pub mod policy;
 pub mod preflight;
 pub mod registered;

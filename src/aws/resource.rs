@@ -1,5 +1,6 @@
 //! The resources bakery creates, as journal entries name them, and how each is deleted
-//! or found again by its `bakery:build-id` tag.
+//! or found again by its `bakery:build-id` tag (EC2 resources; a version parameter is
+//! found by its name, see [`super::parameter`]).
 
 use anyhow::Context;
 use aws_sdk_ec2::types::{Filter, InstanceStateName, SnapshotReturnCodes};
@@ -23,6 +24,8 @@ pub enum ResourceKind {
     /// A KMS grant on a key of the builder's account ([`super::grants`]): id
     /// `<key ARN>#<grant id>`.
     KmsGrant,
+    /// A release's version parameter in Parameter Store, named by its full name.
+    Parameter,
 }
 
 impl ResourceKind {
@@ -34,6 +37,7 @@ impl ResourceKind {
             ResourceKind::Image => "image",
             ResourceKind::Snapshot => "snapshot",
             ResourceKind::KmsGrant => "KMS grant",
+            ResourceKind::Parameter => "parameter",
         }
     }
 }
@@ -147,6 +151,13 @@ pub async fn delete(session: &AwsSession, res: &ResourceRef) -> anyhow::Result<D
                 Ok(Deleted::Now { snapshots: vec![] })
             }
             ResourceKind::KmsGrant => unreachable!("revoked above"),
+            ResourceKind::Parameter => {
+                match super::parameter::delete(session, &target, &res.id).await {
+                    Err(e) if super::parameter::is_missing(&e) => Ok(Deleted::AlreadyGone),
+                    Err(e) => Err(e),
+                    Ok(()) => Ok(Deleted::Now { snapshots: vec![] }),
+                }
+            }
             ResourceKind::Image => {
                 let snapshots = image_snapshots(&ec2, &res.id).await?;
                 // EC2 deletes the snapshots with the image and reports on each; deleting
@@ -465,6 +476,7 @@ pub async fn sweep_build(
 pub fn delete_order(kind: ResourceKind) -> u8 {
     match kind {
         ResourceKind::Instance => 0,
+        ResourceKind::Parameter => 1,
         ResourceKind::Image => 1,
         ResourceKind::Snapshot => 2,
         ResourceKind::SecurityGroup => 3,

@@ -100,6 +100,7 @@ pub struct AwsSession {
     accounts: Mutex<HashMap<String, SdkConfig>>,
     ec2: Mutex<HashMap<Target, aws_sdk_ec2::Client>>,
     kms: Mutex<HashMap<Target, aws_sdk_kms::Client>>,
+    ssm: Mutex<HashMap<Target, aws_sdk_ssm::Client>>,
 }
 
 impl std::fmt::Debug for AwsSession {
@@ -144,6 +145,7 @@ impl AwsSession {
             accounts: Mutex::new(accounts),
             ec2: Mutex::new(HashMap::new()),
             kms: Mutex::new(HashMap::new()),
+            ssm: Mutex::new(HashMap::new()),
         })
     }
 
@@ -279,6 +281,26 @@ impl AwsSession {
         let conf = conf.build();
         let client = aws_sdk_kms::Client::from_conf(conf);
         self.kms
+            .lock()
+            .expect("session lock")
+            .insert(target.clone(), client.clone());
+        Ok(client)
+    }
+
+    /// Parameter Store in one account and region: the release's version parameters.
+    pub fn ssm(&self, target: &Target) -> anyhow::Result<aws_sdk_ssm::Client> {
+        if let Some(c) = self.ssm.lock().expect("session lock").get(target) {
+            return Ok(c.clone());
+        }
+        let config = self.config_for(&target.account)?;
+        let mut conf = aws_sdk_ssm::config::Builder::from(&config)
+            .region(Region::new(target.region.clone()))
+            .interceptor(crate::metrics::aws::CallMetrics);
+        if let Some(url) = self.settings.endpoints.get(Service::Ssm, &target.region) {
+            conf = conf.endpoint_url(url);
+        }
+        let client = aws_sdk_ssm::Client::from_conf(conf.build());
+        self.ssm
             .lock()
             .expect("session lock")
             .insert(target.clone(), client.clone());

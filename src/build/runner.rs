@@ -56,8 +56,10 @@ use crate::aws::{self, access, image, instance, AwsSession, Budgets, EngineCtx, 
 use crate::database::{BuildFilter, BuildRecord, BuildState, DynStore, JobId};
 use crate::plan::model::{BuildFacts, BuildPlan, ConnectVia};
 use crate::provision::{ProvisionContext, Provisioner, SshTarget};
+use crate::registry::parameter_names::{self, ParameterPrefix};
 
 mod kept;
+mod parameters;
 pub use kept::CopiesKept;
 
 /// The steps of a build, in order.
@@ -137,6 +139,8 @@ pub struct BuildOptions {
     pub liveness: Liveness,
     /// Test hook; see [`PauseAt`].
     pub pause: Option<PauseAt>,
+    /// Where the release's version parameters go in Parameter Store.
+    pub ssm_prefix: ParameterPrefix,
 }
 
 impl Default for BuildOptions {
@@ -150,6 +154,7 @@ impl Default for BuildOptions {
             hand_over: CancellationToken::new(),
             liveness: Liveness::default(),
             pause: None,
+            ssm_prefix: ParameterPrefix::default(),
         }
     }
 }
@@ -685,6 +690,17 @@ impl BuildRunner {
             budgets: &budgets,
         };
         let builder_target = ctx.builder_target();
+        // A release's version parameter: its name is checked before anything exists.
+        let parameter = (!plan.image.ephemeral)
+            .then(|| {
+                parameter_names::version_parameter(
+                    &self.options.ssm_prefix,
+                    plan.repo.as_deref(),
+                    &plan.recipe,
+                    &plan.version,
+                )
+            })
+            .transpose()?;
 
         self.begin(journal, Step::Credentials).await?;
         self.guarded(Step::Credentials, async {
@@ -936,6 +952,9 @@ impl BuildRunner {
                 st.intermediate_removed = true;
             }
             distribute::publish_all(ctx, &st.outcomes).await?;
+            if let Some(name) = &parameter {
+                aws::parameter::put_versions(ctx, name, &st.outcomes).await?;
+            }
             distribute::mark_released(ctx, &st.outcomes).await?;
             if let Some(p) = &self.options.pause {
                 p.maybe_pause(PAUSE_DISTRIBUTE_PUBLISHED, &build_id).await;
@@ -1047,6 +1066,12 @@ impl BuildRunner {
                         }
                     }
                     Err(e) => errors.push(format!("{e:#}")),
+                }
+                continue;
+            }
+            if p.kind == ResourceKind::Parameter {
+                if let Err(e) = self.delete_lost_parameter(journal, p, build_id).await {
+                    errors.push(format!("{e:#}"));
                 }
                 continue;
             }

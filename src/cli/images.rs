@@ -34,6 +34,10 @@ pub struct ImagesArgs {
     /// Only this account id.
     #[arg(long)]
     pub account: Option<String>,
+    /// Only images built on a revoked parent, or on a parent older than its recipe's
+    /// newest release, each with the reason.
+    #[arg(long)]
+    pub outdated: bool,
     #[arg(long, value_enum, default_value_t = ImagesFormat::Table)]
     pub format: ImagesFormat,
 }
@@ -57,6 +61,45 @@ pub async fn run(args: ImagesArgs) -> anyhow::Result<ExitCode> {
         region: args.region,
         account: args.account,
     };
+    if args.outdated {
+        // Parents and their newest releases are judged against everything, then narrowed.
+        let all = ImageQuery::default();
+        let report = registry::lookup(&session, &store, &targets, &all, chrono::Utc::now()).await?;
+        let found: Vec<_> = registry::outdated::outdated(&report.images)
+            .into_iter()
+            .filter(|o| query.matches(&o.image))
+            .collect();
+        match args.format {
+            ImagesFormat::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "outdated": found, "skipped": report.skipped })
+                )?
+            ),
+            ImagesFormat::Table => {
+                let images: Vec<_> = found.iter().map(|o| o.image.clone()).collect();
+                print!("{}", registry::table::render(&images));
+                for o in &found {
+                    println!(
+                        "{} ({} in {} for account {}): {}",
+                        o.image.image_id,
+                        o.image.version,
+                        o.image.region,
+                        o.image.account,
+                        o.outdated
+                    );
+                }
+                for s in &report.skipped {
+                    eprintln!("skipped {s}");
+                }
+            }
+        }
+        return Ok(if report.skipped.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let report = registry::lookup(&session, &store, &targets, &query, chrono::Utc::now()).await?;
     match args.format {
         ImagesFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),

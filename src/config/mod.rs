@@ -288,6 +288,10 @@ pub struct AwsConfig {
     /// installation that shares an AWS account its own id.
     #[serde(default = "defaults::installation")]
     pub installation: String,
+    /// The Parameter Store hierarchy of each release's version parameters
+    /// (`<prefix>/<repo>/<recipe>/versions/<version>`), `/bakery` by default.
+    #[serde(default)]
+    pub ssm_prefix: crate::registry::parameter_names::ParameterPrefix,
 }
 
 impl AwsConfig {
@@ -412,6 +416,7 @@ impl Default for AwsConfig {
             janitor_ttl: None,
             janitor_interval_secs: defaults::janitor_interval_secs(),
             installation: defaults::installation(),
+            ssm_prefix: Default::default(),
         }
     }
 }
@@ -791,14 +796,20 @@ mod tests {
         );
         std::fs::write(
             &file,
-            "[aws.endpoints]\nssm = { \"eu-west-1\" = \"https://x\" }\n",
+            "[aws.endpoints]\ns3 = { \"eu-west-1\" = \"https://x\" }\n",
         )
         .unwrap();
         let err = format!(
             "{:#}",
             ServerConfig::load(Some(&file), env(&[])).unwrap_err()
         );
-        assert!(err.contains("unknown field `ssm`"), "{err}");
+        assert!(err.contains("unknown field `s3`"), "{err}");
+        std::fs::write(&file, "[aws]\nssm_prefix = \"/aws/amis\"\n").unwrap();
+        let err = format!(
+            "{:#}",
+            ServerConfig::load(Some(&file), env(&[])).unwrap_err()
+        );
+        assert!(err.contains("reserves names under /aws"), "{err}");
     }
 
     #[test]

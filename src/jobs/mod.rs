@@ -1,5 +1,6 @@
 //! Job handlers: what a worker does with a leased job, by kind.
 
+mod channels_review;
 pub mod command;
 mod deps;
 mod log_sink;

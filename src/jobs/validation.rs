@@ -137,6 +137,25 @@ pub async fn validate(
         } => Some(r.clone()),
         _ => None,
     };
+    if super::channels_review::touches_channels(&changed) {
+        let planned = super::channels_review::comment_plan(
+            deps,
+            ctx,
+            reporter,
+            number,
+            &sha,
+            &pr.base_ref,
+            &root,
+        )
+        .await;
+        if let Err(e) = planned {
+            ctx.log(
+                "channels",
+                &format!("cannot plan the channels change: {e:#}"),
+            )
+            .await;
+        }
+    }
     if !crate::recipe::touches_recipes(&changed) && explicit_recipe.is_none() {
         let message = format!(
             "pull request #{number} changes no recipe and not bakery.toml ({} file(s) changed): nothing to validate",

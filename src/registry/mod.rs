@@ -5,15 +5,23 @@
 //! them across every account and region the operator configured or a build used, and the
 //! store only fills in what the cloud no longer shows (a deregistered image).
 //!
+//! - [`channel_plan`]: what a change to the channels would move, and what it refuses;
+//! - [`channels`]: `channels.toml`, the channels and revocations as code;
 //! - [`model`]: the typed entries (`RegistryImage`, `ImageState`) and the query;
+//! - [`outdated`]: images built on a revoked or superseded parent (`--outdated`);
+//! - [`parameter_names`]: the Parameter Store names of a release's versions and channels;
 //! - [`scope`]: which accounts and regions to look in;
 //! - [`lookup`]: reading the cloud (DescribeImages, read-only) and the store;
 //! - [`table`]: the text table `bakery images` prints;
 //! - [`api`]: `GET /api/images`, for operators.
 
 pub mod api;
+pub mod channel_plan;
+pub mod channels;
 pub mod lookup;
 pub mod model;
+pub mod outdated;
+pub mod parameter_names;
 pub mod scope;
 pub mod table;
 

@@ -1005,6 +1005,14 @@ async fn a_failure_at_each_step_leaves_nothing() {
             } else {
                 assert!(images.is_empty(), "{}: copy left in {t}", case.name);
             }
+            // A failed release's version parameter goes with it, kept copies or not.
+            let name = format!("/bakery/acme/images/base/versions/{version}");
+            assert!(
+                parameters::parameter(&w, t, &name).await.is_none(),
+                "{}: parameter {name} left in {t}\n{}",
+                case.name,
+                log.text()
+            );
             no_builder_resources(&w, t).await;
         }
     }
@@ -3057,8 +3065,9 @@ fn the_example_configuration_gives_every_account_the_external_id_the_trust_requi
 
 /// VPC interface endpoints are per service and per region. With `aws.endpoints`, each
 /// client goes to the endpoint of its own service and region, and everything else to the
-/// fallback `endpoint_url`: EC2 in us-east-1 and STS go to one endpoint, EC2 and KMS in
-/// eu-west-1 to another, and KMS in us-east-1 and EC2 in ap-southeast-2 to neither.
+/// fallback `endpoint_url`: EC2 in us-east-1 and STS go to one endpoint, EC2, KMS and SSM
+/// in eu-west-1 to another, and KMS and SSM in us-east-1 and EC2 in ap-southeast-2 to
+/// neither.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_service_and_region_goes_to_its_own_endpoint() {
     let w = world().await;
@@ -3074,6 +3083,9 @@ async fn each_service_and_region_goes_to_its_own_endpoint() {
         .insert("eu-west-1".into(), second.endpoint.clone());
     s.endpoints
         .kms
+        .insert("eu-west-1".into(), second.endpoint.clone());
+    s.endpoints
+        .ssm
         .insert("eu-west-1".into(), second.endpoint.clone());
     let session = AwsSession::connect(s, "us-east-1").await.unwrap();
     session
@@ -3100,6 +3112,16 @@ async fn each_service_and_region_goes_to_its_own_endpoint() {
                     .send()
                     .await
                     .unwrap();
+                // No such parameter: the answer is an error, but it came from there.
+                let probe = session
+                    .ssm(&t)
+                    .unwrap()
+                    .list_tags_for_resource()
+                    .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+                    .resource_id("/bakery/endpoint-probe")
+                    .send()
+                    .await;
+                assert!(probe.is_err());
             }
         }
     }
@@ -3127,6 +3149,7 @@ async fn each_service_and_region_goes_to_its_own_endpoint() {
         own(&[
             ("ec2", "eu-west-1", "DescribeImages"),
             ("kms", "eu-west-1", "DescribeKey"),
+            ("ssm", "eu-west-1", "ListTagsForResource"),
         ])
     );
     // Both accounts' EC2 in us-east-1 went there, and GetCallerIdentity was asked as the
@@ -3180,6 +3203,7 @@ async fn a_marketplace_source_is_refused_before_a_cross_account_copy() {
     }
 }
 
+mod parameters;
 mod runner_faults;
 
 /// The home `alias/ami` key's ARN in us-east-1, and an answer edit that makes every

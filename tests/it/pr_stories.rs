@@ -34,7 +34,12 @@ fn snapshot_filters() -> Vec<(&'static str, &'static str)> {
 /// Commits `files` on a branch of the developer's clone and publishes the commit as
 /// GitHub does for pull request `number`: under `refs/pull/<number>/head` of the base
 /// repository (a fork's commits land there too). Returns the head SHA.
-fn push_pr_commit(story: &Story, branch: &str, number: u64, files: &[(&str, &str)]) -> String {
+pub(crate) fn push_pr_commit(
+    story: &Story,
+    branch: &str,
+    number: u64,
+    files: &[(&str, &str)],
+) -> String {
     let current = git(&story.work, &["rev-parse", "--abbrev-ref", "HEAD"]);
     if current.trim() != branch {
         let exists = std::process::Command::new("git")
@@ -74,7 +79,7 @@ fn push_pr_commit(story: &Story, branch: &str, number: u64, files: &[(&str, &str
 
 /// GitHub's `pull_request` event (`opened`, `synchronize`...) for the story's
 /// repository, from the official example with only the values changed.
-fn pr_payload(
+pub(crate) fn pr_payload(
     story: &Story,
     action: &str,
     number: u64,
@@ -124,7 +129,12 @@ fn comment_payload(story: &Story, number: u64, comment_id: u64, author: &str, bo
 }
 
 /// Posts a delivery and waits for the job it created to finish.
-async fn deliver_and_wait(story: &Story, event: &str, delivery: &str, payload: &Value) -> Job {
+pub(crate) async fn deliver_and_wait(
+    story: &Story,
+    event: &str,
+    delivery: &str,
+    payload: &Value,
+) -> Job {
     let (status, body) = story.deliver(event, delivery, payload).await;
     assert_eq!(status, 202, "{event} {delivery}: {body}");
     let started = Instant::now();
@@ -187,7 +197,7 @@ fn pr_comments(story: &Story, number: u64) -> Vec<(String, String)> {
         .collect()
 }
 
-fn comments_with(story: &Story, number: u64, marker: &str) -> Vec<String> {
+pub(crate) fn comments_with(story: &Story, number: u64, marker: &str) -> Vec<String> {
     pr_comments(story, number)
         .into_iter()
         .filter(|(author, body)| author == BOT && body.contains(marker))

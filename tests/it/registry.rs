@@ -1,5 +1,6 @@
 //! The image registry: `bakery images` and `GET /api/images` read what bakery released
-//! from the cloud's tags, in every account and region, after two releases.
+//! from the cloud's tags, in every account and region, after two releases; each
+//! release's version parameter is read back from Parameter Store in every target.
 
 use std::process::Output;
 
@@ -185,6 +186,32 @@ async fn images_lists_two_releases_in_every_target() {
         2 * OTHER_REGIONS.len()
     );
 
+    // The version parameters: one per version in every account and region, holding that
+    // target's image, with the data type launch templates' `resolve:ssm:` reads.
+    for t in story_targets() {
+        let ssm = story.check.ssm(&t).unwrap();
+        for v in ["release-0.1.0", "release-0.2.0"] {
+            let name = format!("/bakery/{REPO}/sandbox-base/versions/{v}");
+            let got = ssm
+                .get_parameter()
+                .name(&name)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{name} in {t}: {e:?}"));
+            let p = got.parameter().unwrap();
+            let image = images
+                .iter()
+                .find(|i| {
+                    i["account"] == t.account.as_str()
+                        && i["region"] == t.region.as_str()
+                        && i["version"] == v
+                })
+                .unwrap();
+            assert_eq!(p.value(), image["image_id"].as_str(), "{name} in {t}");
+            assert_eq!(p.data_type(), Some("aws:ec2:image"));
+        }
+    }
+
     // A user's own lookup by tag keeps working.
     let mine = story
         .check
@@ -264,6 +291,58 @@ async fn images_lists_two_releases_in_every_target() {
             ("release-0.1.0", "deregistered"),
             ("release-0.2.0", "available")
         ]
+    );
+
+    channels_pull_request_gets_its_plan(&story).await;
+}
+
+/// A pull request that changes `channels.toml` gets the channels plan comment, planned
+/// against what the cloud holds: a move to a released version in every account and
+/// region, and a refusal of a version never released. Nothing moves before the merge.
+async fn channels_pull_request_gets_its_plan(story: &Story) {
+    use crate::pr_stories::{comments_with, deliver_and_wait, pr_payload, push_pr_commit};
+    let number = 21;
+    let channels = "production = { sandbox-base = \"release-0.2.0\" }\n\
+                    staging = { sandbox-base = \"release-9.9.9\" }\n";
+    let sha = push_pr_commit(story, "promote", number, &[("channels.toml", channels)]);
+    let opened = pr_payload(story, "opened", number, &sha, "promote", REPO, "mona");
+    let job = deliver_and_wait(story, "pull_request", "pr-channels-1", &opened).await;
+    let log = story.job_log(job.id).await;
+    story.assert_succeeded(&job, &log);
+    let plans = comments_with(story, number, bakery::github::render::CHANNELS_MARKER);
+    assert_eq!(plans.len(), 1, "{plans:#?}\n{log}");
+    let plan = &plans[0];
+    assert!(
+        plan.contains("`staging`: `sandbox-base@release-9.9.9` was never released"),
+        "{plan}"
+    );
+    let row = plan
+        .lines()
+        .find(|l| l.starts_with("| production |"))
+        .unwrap_or_else(|| panic!("no production row: {plan}"));
+    assert!(row.contains("`release-0.2.0`"), "{row}");
+    for t in story_targets() {
+        assert!(row.contains(&t.region), "{row} lacks {t}");
+    }
+    assert!(row.contains(HOME) && row.contains(OTHER), "{row}");
+    // The refusal fails the check run on the pull request's head, so it cannot merge.
+    let runs: Vec<_> = story
+        .github
+        .repo(REPO)
+        .check_runs
+        .values()
+        .filter(|r| r.current["name"] == "bakery/channels" && r.current["head_sha"] == sha)
+        .cloned()
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0].current["conclusion"], "failure");
+    assert!(
+        story
+            .proxy
+            .calls("PutParameter")
+            .iter()
+            .all(|c| !c.param("Name").unwrap_or_default().contains("/channels/")),
+        "a pull request moved a channel"
     );
 }
 

@@ -98,6 +98,15 @@ impl BuildRunner {
                 errors.push(format!("{e:#}"));
             }
         }
+        for p in ledger
+            .pending
+            .iter()
+            .filter(|p| p.kind == ResourceKind::Parameter)
+        {
+            if let Err(e) = self.delete_lost_parameter(journal, p, &build_id).await {
+                errors.push(format!("{e:#}"));
+            }
+        }
         // What the journal missed (an answer lost), found by this build's tag: all but
         // the final copies.
         let builder = Target {

@@ -3,6 +3,7 @@
 //! notes. Everything that can hold build output goes through a [`crate::redact::Redactor`].
 
 mod build;
+mod channels;
 mod packages;
 mod pr;
 mod refusal;
@@ -11,6 +12,7 @@ mod release;
 pub use build::{
     failure_comment, progress_summary, release_comment, success_comment, StepProgress, StepState,
 };
+pub use channels::{channels_check_title, channels_plan_comment, CHANNELS_CHECK, CHANNELS_MARKER};
 pub use packages::{packages_section, packages_totals};
 pub use pr::{
     approval_outdated, fork_needs_approval, help_text, plan_comment, validation_summary,

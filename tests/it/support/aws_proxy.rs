@@ -9,6 +9,9 @@
 //! moto has no `EnableImageDeprecation`; the proxy answers it the way EC2 does
 //! (`<return>true</return>`) and records it like every other call.
 //!
+//! SSM calls (Parameter Store) are recorded with the parameter's tags as they were
+//! before the call, for the oracle's `aws:ResourceTag` conditions.
+//!
 //! An EC2 or KMS call with `DryRun=true` is answered by the proxy, never forwarded: the
 //! IAM oracle judges it, and the answer is AWS's (`DryRunOperation` when allowed,
 //! `UnauthorizedOperation` or `AccessDeniedException` when denied).
@@ -793,6 +796,31 @@ async fn before(
                 }
             }
         }
+        "ssm" => {
+            // The parameter's tags as they were: what `aws:ResourceTag` conditions see.
+            let name = match action {
+                "PutParameter" => None,
+                _ => params.get("Name").or_else(|| params.get("ResourceId")),
+            };
+            if let Some(name) = name {
+                let body = serde_json::json!({ "ResourceType": "Parameter", "ResourceId": name })
+                    .to_string();
+                let tags = moto_call(state, auth, Some("AmazonSSM.ListTagsForResource"), &body)
+                    .await
+                    .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+                    .and_then(|v| v.get("TagList").and_then(|l| l.as_array()).cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|t| {
+                        Some((
+                            t.get("Key")?.as_str()?.to_string(),
+                            t.get("Value")?.as_str().unwrap_or_default().to_string(),
+                        ))
+                    })
+                    .collect();
+                out.tags.insert(name.clone(), tags);
+            }
+        }
         "kms" => {
             let Some(key) = params.get("KeyId") else {
                 return out;
@@ -890,7 +918,8 @@ fn tag_set(xml: &str) -> BTreeMap<String, String> {
 }
 
 /// One call to moto with the caller's own credentials (moto picks the account from the
-/// access key), not recorded: EC2's query protocol, or KMS's JSON one when `target` is set.
+/// access key), not recorded: EC2's query protocol, or KMS's and SSM's JSON one when
+/// `target` is set.
 async fn moto_call(state: &State, auth: &str, target: Option<&str>, body: &str) -> Option<String> {
     let mut up = TcpStream::connect(state.upstream).await.ok()?;
     let (ctype, extra) = match target {

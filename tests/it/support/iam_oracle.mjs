@@ -142,6 +142,33 @@ function ec2Resources(c) {
   }
 }
 
+// The parameters an SSM call authorises, with the actions it needs on each: creating a
+// parameter with tags also needs ssm:AddTagsToResource on it. Existing parameters carry
+// the tags moto had for them before the call (keyed by their full name).
+function ssmTodo(c) {
+  const p = c.params
+  const id = (name) => String(name || '').replace(/^\//, '')
+  const existing = (name) => ({ type: 'parameter', id: id(name), existing: (c.before.tags || {})[name] || {} })
+  switch (c.action) {
+    case 'PutParameter': {
+      const tags = {}
+      for (let n = 1; p[`Tags.${n}.Key`] !== undefined; n++) tags[p[`Tags.${n}.Key`]] = p[`Tags.${n}.Value`] ?? ''
+      const r = { type: 'parameter', id: id(p.Name), requestTags: tags }
+      const out = [{ action: 'PutParameter', resource: r }]
+      if (Object.keys(tags).length) out.push({ action: 'AddTagsToResource', resource: r })
+      return out
+    }
+    case 'DeleteParameter':
+    case 'GetParameter':
+      return [{ action: c.action, resource: existing(p.Name) }]
+    case 'ListTagsForResource':
+      if (p.ResourceType !== 'Parameter') fail(c, `no resource table for ${p.ResourceType}`)
+      return [{ action: c.action, resource: existing(p.ResourceId) }]
+    default:
+      fail(c, 'the IAM oracle has no resource table for this action: add it to iam_oracle.mjs')
+  }
+}
+
 // Actions a call implies: tagging on create needs ec2:CreateTags on each tagged new
 // resource with ec2:CreateAction; DeleteAssociatedSnapshots deletes the image's snapshots.
 function implied(c, resources) {
@@ -223,6 +250,8 @@ for (const c of input.calls) {
       todo = [{ action: c.action, resource: { type: 'key', id: keyId },
         extra: { 'kms:ResourceAliases': c.before.kms_aliases } }]
     }
+  } else if (c.service === 'ssm') {
+    todo = ssmTodo(c)
   } else if (c.service === 'sts' && c.action === 'AssumeRole') {
     // The role's trust policy is the resource policy: it must allow the caller too, with
     // the external ID and session name the call carries.
