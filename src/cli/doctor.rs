@@ -78,6 +78,7 @@ pub async fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let inputs = Inputs {
         aws: crate::aws::AwsSettings {
             endpoint_url: config.aws.endpoint_url.clone(),
+            endpoints: config.aws.endpoints.clone(),
             ..crate::aws::AwsSettings::default()
         },
         github: config.github.clone(),

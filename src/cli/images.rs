@@ -51,6 +51,7 @@ pub async fn run(args: ImagesArgs) -> anyhow::Result<ExitCode> {
     let session = AwsSession::connect(
         AwsSettings {
             endpoint_url: config.aws.endpoint_url.clone(),
+            endpoints: config.aws.endpoints.clone(),
             ..AwsSettings::default()
         },
         &home_region,

@@ -151,6 +151,7 @@ impl TrackedBuild {
                     liveness: Liveness::stale_after(Duration::from_secs(
                         deps.config.workers.build_stale_secs,
                     )),
+                    budgets: deps.config.aws.budgets,
                     ..BuildOptions::default()
                 },
             );
