@@ -128,6 +128,26 @@ pub async fn launch(
     key_name: &str,
     security_group: &str,
 ) -> anyhow::Result<String> {
+    // On the heap: the build future runs on a worker thread's stack in the server.
+    Box::pin(launch_in_a_zone(
+        ctx,
+        target,
+        source,
+        subnets,
+        key_name,
+        security_group,
+    ))
+    .await
+}
+
+async fn launch_in_a_zone(
+    ctx: EngineCtx<'_>,
+    target: &Target,
+    source: &SourceImage,
+    subnets: &[String],
+    key_name: &str,
+    security_group: &str,
+) -> anyhow::Result<String> {
     let plan = &ctx.plan.builder;
     let ec2 = ctx.session.ec2(target)?;
     let tags = tags::builder_tags(ctx.plan, ctx.build_id, &ctx.now());

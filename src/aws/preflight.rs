@@ -137,7 +137,7 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
         .into_iter()
         .collect();
     let ebs = default_ebs_encryption(ctx.session, &builder, &other_accounts);
-    let subnets = super::network::launch_subnets(ctx.session, &builder, plan);
+    let subnets = Box::pin(super::network::launch_subnets(ctx.session, &builder, plan));
     let (source, names, keys, ebs, subnets) = tokio::join!(source, names, keys, ebs, subnets);
 
     let mut errors: Vec<String> = vec![];
