@@ -862,7 +862,10 @@ async fn a_failure_at_each_step_leaves_nothing() {
         Case {
             name: "instance",
             inject: Box::new(|p| {
-                p.fail("RunInstances", "InsufficientInstanceCapacity", 1, |_| true)
+                // Every zone: one zone without capacity passes the launch to the next.
+                p.fail("RunInstances", "InsufficientInstanceCapacity", 100, |_| {
+                    true
+                })
             }),
             provisioner_fails: false,
             expect: "cannot launch a t3.micro builder",
