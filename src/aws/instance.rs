@@ -116,18 +116,41 @@ pub fn client_token(build_id: &str) -> String {
     format!("bakery-{build_id}").chars().take(64).collect()
 }
 
-/// Launches the builder from `source`, with the key pair and security group.
+/// Launches the builder from `source`, with the key pair and security group, into the
+/// first of `subnets` (pre-flight's, one per zone; empty lets EC2 choose) that takes it: a
+/// zone without capacity for the instance type, or that does not offer it, passes the
+/// launch to the next subnet's zone, with a new idempotency token.
 pub async fn launch(
     ctx: EngineCtx<'_>,
     target: &Target,
     source: &SourceImage,
+    subnets: &[String],
+    key_name: &str,
+    security_group: &str,
+) -> anyhow::Result<String> {
+    // On the heap: the build future runs on a worker thread's stack in the server.
+    Box::pin(launch_in_a_zone(
+        ctx,
+        target,
+        source,
+        subnets,
+        key_name,
+        security_group,
+    ))
+    .await
+}
+
+async fn launch_in_a_zone(
+    ctx: EngineCtx<'_>,
+    target: &Target,
+    source: &SourceImage,
+    subnets: &[String],
     key_name: &str,
     security_group: &str,
 ) -> anyhow::Result<String> {
     let plan = &ctx.plan.builder;
     let ec2 = ctx.session.ec2(target)?;
     let tags = tags::builder_tags(ctx.plan, ctx.build_id, ctx.installation(), &ctx.now());
-    let token = client_token(ctx.build_id);
     let root = source.root_device_name.as_ref().map(|device| {
         BlockDeviceMapping::builder()
             .device_name(device)
@@ -148,38 +171,82 @@ pub async fn launch(
             HttpTokensState::Optional
         })
         .build();
-    ctx.journal
-        .creating(
-            ResourceKind::Instance,
-            target,
-            json!({ "client_token": token }),
-        )
-        .await?;
-    let out = policy::call(&format!("launch the builder in {target}"), || async {
-        ec2.run_instances()
-            .image_id(&source.id)
-            .instance_type(InstanceType::from(plan.instance_type.as_str()))
-            .min_count(1)
-            .max_count(1)
-            .key_name(key_name)
-            .security_group_ids(security_group)
-            .set_subnet_id(plan.subnet_id.clone())
-            .set_block_device_mappings(root.clone().map(|r| vec![r]))
-            .metadata_options(metadata.clone())
-            .client_token(&token)
-            .tag_specifications(tags::spec(ResourceType::Instance, &tags))
-            .tag_specifications(tags::spec(ResourceType::Volume, &tags))
-            .send()
-            .await
-            .aws()
-    })
-    .await
-    .with_context(|| {
-        format!(
-            "cannot launch a {} builder from {} in {target}: check the instance type is offered there and the role may ec2:RunInstances",
-            plan.instance_type, source.id
-        )
-    })?;
+    let candidates: Vec<Option<String>> = if subnets.is_empty() {
+        vec![plan.subnet_id.clone()]
+    } else {
+        subnets.iter().cloned().map(Some).collect()
+    };
+    let mut refused = vec![];
+    let mut launched = None;
+    for (n, subnet) in candidates.iter().enumerate() {
+        let token = if n == 0 {
+            client_token(ctx.build_id)
+        } else {
+            client_token(&format!("{}-{n}", ctx.build_id))
+        };
+        ctx.journal
+            .creating(
+                ResourceKind::Instance,
+                target,
+                json!({ "client_token": token }),
+            )
+            .await?;
+        let out = policy::call(&format!("launch the builder in {target}"), || async {
+            ec2.run_instances()
+                .image_id(&source.id)
+                .instance_type(InstanceType::from(plan.instance_type.as_str()))
+                .min_count(1)
+                .max_count(1)
+                .key_name(key_name)
+                .security_group_ids(security_group)
+                .set_subnet_id(subnet.clone())
+                .set_block_device_mappings(root.clone().map(|r| vec![r]))
+                .metadata_options(metadata.clone())
+                .client_token(&token)
+                .tag_specifications(tags::spec(ResourceType::Instance, &tags))
+                .tag_specifications(tags::spec(ResourceType::Volume, &tags))
+                .send()
+                .await
+                .aws()
+        })
+        .await;
+        match out {
+            Ok(out) => {
+                launched = Some(out);
+                break;
+            }
+            Err(e) if super::network::is_zone_refusal(&e) => {
+                super::owned::settle_refused(ctx.journal, ResourceKind::Instance, target, &e)
+                    .await?;
+                let here = subnet.as_deref().unwrap_or("EC2's choice of subnet");
+                let why = super::error::aws_error(&e)
+                    .map(|a| a.code().to_string())
+                    .unwrap_or_default();
+                if let Some(Some(next)) = candidates.get(n + 1) {
+                    ctx.log.info(
+                        "instance",
+                        format!("{here} refused the builder ({why}): trying {next} in another zone"),
+                    );
+                }
+                refused.push(format!("{here} ({why})"));
+                if n + 1 == candidates.len() {
+                    return Err(e.context(format!(
+                        "cannot launch a {} builder in {target}: no zone took it (tried {}); try \
+                         another instance type, or later",
+                        plan.instance_type,
+                        refused.join(", ")
+                    )));
+                }
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "cannot launch a {} builder from {} in {target}: check the instance type is offered there and the role may ec2:RunInstances",
+                    plan.instance_type, source.id
+                )))
+            }
+        }
+    }
+    let out = launched.context("RunInstances was never called")?;
     let id = out
         .instances()
         .first()

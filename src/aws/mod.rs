@@ -6,6 +6,7 @@
 //! that fails, is cancelled or crashes can always find what to delete.
 
 pub mod access;
+pub mod budgets;
 pub mod distribute;
 pub mod endpoints;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod image;
 pub mod instance;
 pub mod janitor;
 pub mod janitor_grants;
+pub mod network;
 pub mod owned;
 pub mod parameter;
 pub mod policy;
@@ -57,19 +59,25 @@ pub trait ResourceJournal: Send + Sync {
     async fn deleted(&self, res: &ResourceRef) -> anyhow::Result<()>;
 }
 
-/// How long the waits of a build may take.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How long the waits of a build may take (`[aws.budgets]`, see [`budgets`]).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Budgets {
     /// From RunInstances until the builder runs and has an address.
+    #[serde(with = "budgets::human")]
     pub instance_running: Duration,
     /// From StopInstances until the builder is stopped.
+    #[serde(with = "budgets::human")]
     pub instance_stopped: Duration,
     /// From CreateImage until the intermediate image is available.
+    #[serde(with = "budgets::human")]
     pub image_available: Duration,
     /// From CopyImage until a copy is available.
+    #[serde(with = "budgets::human")]
     pub copy_available: Duration,
     /// How long to read the builder's console for cloud-init's host key fingerprints
     /// (printed 30–90 s after `running`) before trusting the first host key.
+    #[serde(with = "budgets::human")]
     pub console_fingerprints: Duration,
 }
 

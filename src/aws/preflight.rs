@@ -1,6 +1,8 @@
 //! Checks before anything is launched: they cost nothing and say exactly what is wrong.
 //!
 //! - every target account's role can be assumed (see [`assume_roles`]);
+//! - the builder's subnet exists (or the default VPC does), and maps public IPs when
+//!   bakery connects over one; the subnets a launch may try (see [`super::network`]);
 //! - the source image resolves;
 //! - the image name is free in every target account and region;
 //! - every KMS key exists and is enabled, and each copy's key is a customer managed
@@ -49,6 +51,10 @@ pub struct ResolvedCopy {
 pub struct Preflight {
     pub source: SourceImage,
     pub copies: Vec<ResolvedCopy>,
+    /// The subnets the builder may launch into, one per zone, in the order they are
+    /// tried. Empty (a journal from before they were chosen): EC2 chooses.
+    #[serde(default)]
+    pub subnets: Vec<String>,
 }
 
 /// Every account the plan copies to, once.
@@ -132,13 +138,17 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
         .into_iter()
         .collect();
     let ebs = default_ebs_encryption(ctx.session, &builder, &other_accounts);
-    let (source, names, keys, ebs) = tokio::join!(source, names, keys, ebs);
+    let subnets = Box::pin(super::network::launch_subnets(ctx.session, &builder, plan));
+    let (source, names, keys, ebs, subnets) = tokio::join!(source, names, keys, ebs, subnets);
 
     let mut errors: Vec<String> = vec![];
     if let Err(e) = &source {
         errors.push(format!("{e:#}"));
     }
     if let Err(e) = &ebs {
+        errors.push(format!("{e:#}"));
+    }
+    if let Err(e) = &subnets {
         errors.push(format!("{e:#}"));
     }
     errors.extend(
@@ -190,6 +200,7 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
     Ok(Preflight {
         source: source.expect("errors were handled above"),
         copies,
+        subnets: subnets.expect("errors were handled above"),
     })
 }
 

@@ -797,6 +797,7 @@ impl BuildRunner {
                     ctx,
                     &builder_target,
                     &pre.source,
+                    &pre.subnets,
                     key_name,
                     st.security_group.as_ref().expect("access step ran"),
                 )

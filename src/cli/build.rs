@@ -1,4 +1,10 @@
 //! `bakery build`: builds a recipe into images, like `packer build`.
+//!
+//! The operator's configuration (`--config`, `BAKERY_*`) decides what the recipe cannot:
+//! its `[policy]` is applied to the plan as the server applies it (target accounts with
+//! their roles and external IDs, regions, instance types, launch permissions, `connect`),
+//! and its `[aws]` section gives the endpoints and the wait budgets. A recipe that
+//! `bakery build` builds is one the bot would build.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -10,11 +16,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::ValueEnum;
 
-use super::RecipeArgs;
+use super::{ConfigArgs, RecipeArgs};
 use crate::aws::{AwsSession, AwsSettings, Budgets};
 use crate::build::hooks::{NoProvisioner, PauseAt};
 use crate::build::progress::{PlainSink, TerminalSink};
 use crate::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner, LogSink};
+use crate::config::ServerConfig;
 use crate::database::{DynStore, SqlStore};
 use crate::plan::model::BuildPlan;
 use crate::provision::Provisioner;
@@ -29,6 +36,8 @@ pub struct BuildArgs {
     pub version: Option<String>,
     #[command(flatten)]
     pub recipe_args: RecipeArgs,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Build this plan (JSON, as `bakery plan --format json` prints it) instead of
     /// planning from the repository.
     #[arg(long, value_name = "PATH", conflicts_with_all = ["recipe", "version"])]
@@ -45,19 +54,22 @@ pub struct BuildArgs {
     /// be resumed or cleaned up. Default: `sqlite://<repo>/.bakery/bakery.db`.
     #[arg(long, value_name = "URL", env = "BAKERY_DATABASE_URL")]
     pub state_db: Option<String>,
-    /// Send every AWS call to this endpoint.
-    #[arg(long, value_name = "URL", env = "BAKERY_AWS__ENDPOINT_URL")]
+    /// Send every AWS call without an endpoint of its own in the configuration's
+    /// `[aws.endpoints]` to this endpoint (default: the configuration's `aws.endpoint_url`).
+    #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// This installation's id, the `bakery:installation` tag on everything the build
     /// creates (as `aws.installation` in the server's configuration).
     #[arg(long, value_name = "ID", env = "BAKERY_AWS__INSTALLATION", default_value = crate::aws::tags::DEFAULT_INSTALLATION)]
     pub installation: String,
-    /// How long the intermediate image may take to become available.
-    #[arg(long, default_value = "90m", value_parser = humantime::parse_duration)]
-    pub image_timeout: Duration,
-    /// How long one copy may take to become available.
-    #[arg(long, default_value = "3h", value_parser = humantime::parse_duration)]
-    pub copy_timeout: Duration,
+    /// How long the intermediate image may take to become available (default: the
+    /// configuration's `aws.budgets.image_available`, else 90m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub image_timeout: Option<Duration>,
+    /// How long one copy may take to become available (default: the configuration's
+    /// `aws.budgets.copy_available`, else 3h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub copy_timeout: Option<Duration>,
     /// Copies running at once into one region.
     #[arg(long, default_value_t = crate::aws::distribute::DEFAULT_PER_REGION_CONCURRENCY)]
     pub copy_concurrency: usize,
@@ -74,10 +86,15 @@ pub enum ProvisionerKind {
 }
 
 pub async fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let config = ServerConfig::from_env(args.config.config.as_deref())?;
     let mut plan = load_plan(&args)?;
     if let Some(repo) = &args.repository {
         plan.repo = Some(repo.clone());
     }
+    // The operator's policy, as the server applies it: it refuses a plan outside it before
+    // anything is launched, and gives each target account its external ID.
+    let repo_key = args.repository.clone().unwrap_or_default();
+    let profile = config.policy.apply(&repo_key, &mut plan)?;
     let repo_root = args.recipe_args.repo.clone();
     let store = open_store(args.state_db.as_deref(), &repo_root).await?;
     let provisioner: Arc<dyn Provisioner> = match args.provisioner {
@@ -92,6 +109,15 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         None => Arc::new(PlainSink),
     };
     let log = BuildLog::new(Redactor::global().clone(), vec![sink]);
+    if !profile.dropped_copies.is_empty() || profile.dropped_launch_permissions {
+        log.info(
+            "plan",
+            format!(
+                "pull-request profile: copies to {:?} and launch permissions dropped",
+                profile.dropped_copies
+            ),
+        );
+    }
 
     anyhow::ensure!(
         crate::aws::tags::valid_installation(&args.installation),
@@ -99,7 +125,11 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         args.installation
     );
     let settings = AwsSettings {
-        endpoint_url: args.endpoint_url.clone(),
+        endpoint_url: args
+            .endpoint_url
+            .clone()
+            .or_else(|| config.aws.endpoint_url.clone()),
+        endpoints: config.aws.endpoints.clone(),
         installation: args.installation.clone(),
         ..AwsSettings::default()
     };
@@ -111,9 +141,13 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         repo_root,
         job_id: None,
         budgets: Budgets {
-            image_available: args.image_timeout,
-            copy_available: args.copy_timeout,
-            ..Budgets::default()
+            image_available: args
+                .image_timeout
+                .unwrap_or(config.aws.budgets.image_available),
+            copy_available: args
+                .copy_timeout
+                .unwrap_or(config.aws.budgets.copy_available),
+            ..config.aws.budgets
         },
         per_region_concurrency: args.copy_concurrency,
         cancel,

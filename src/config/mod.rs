@@ -292,6 +292,10 @@ pub struct AwsConfig {
     /// (`<prefix>/<repo>/<recipe>/versions/<version>`), `/bakery` by default.
     #[serde(default)]
     pub ssm_prefix: crate::registry::parameter_names::ParameterPrefix,
+    /// How long each wait of a build may take (`[aws.budgets]`, e.g.
+    /// `image_available = "2h"`).
+    #[serde(default)]
+    pub budgets: crate::aws::Budgets,
 }
 
 impl AwsConfig {
@@ -417,6 +421,7 @@ impl Default for AwsConfig {
             janitor_interval_secs: defaults::janitor_interval_secs(),
             installation: defaults::installation(),
             ssm_prefix: Default::default(),
+            budgets: Default::default(),
         }
     }
 }
@@ -575,6 +580,7 @@ impl ServerConfig {
             "aws.installation {:?} must be 1 to 64 letters, digits or -_.:/",
             self.aws.installation
         );
+        self.aws.budgets.check()?;
         if self.github.app_id.is_some() != self.github.private_key.is_some() {
             anyhow::bail!(
                 "github.app_id and github.private_key (or private_key_file) go together: set both for a GitHub App"
@@ -647,7 +653,8 @@ fn apply_env_overrides(
         let Some(rest) = name.strip_prefix("BAKERY_") else {
             continue;
         };
-        if NON_CONFIG_ENV.contains(&name.as_str()) || rest.is_empty() {
+        // `BAKERY_TEST_*` are the test hooks' variables, never configuration.
+        if NON_CONFIG_ENV.contains(&name.as_str()) || rest.is_empty() || rest.starts_with("TEST_") {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
@@ -760,6 +767,32 @@ mod tests {
         assert_eq!(c.webhook.tag_patterns, vec!["release-*"]);
         assert_eq!(c.webhook.max_body_bytes, 1024 * 1024);
         assert_eq!(c.warnings().len(), 3);
+    }
+
+    #[test]
+    fn aws_wait_budgets_come_from_the_environment_and_test_hooks_are_not_configuration() {
+        let c = ServerConfig::load(
+            None,
+            env(&[
+                ("BAKERY_AWS__BUDGETS__IMAGE_AVAILABLE", "2h 30m"),
+                ("BAKERY_TEST_PAUSE_AT", "instance"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.aws.budgets.image_available,
+            std::time::Duration::from_secs(150 * 60)
+        );
+        assert_eq!(
+            c.aws.budgets.copy_available,
+            crate::aws::Budgets::default().copy_available
+        );
+        let err = ServerConfig::load(None, env(&[("BAKERY_AWS__BUDGETS__COPY_AVAILABLE", "0s")]))
+            .unwrap_err();
+        let err = err
+            .downcast_ref::<crate::aws::budgets::BudgetTooShort>()
+            .expect("a typed refusal");
+        assert_eq!(err.key, "copy_available");
     }
 
     #[test]

@@ -152,6 +152,7 @@ impl TrackedBuild {
                         deps.config.workers.build_stale_secs,
                     )),
                     ssm_prefix: deps.config.aws.ssm_prefix.clone(),
+                    budgets: deps.config.aws.budgets,
                     ..BuildOptions::default()
                 },
             );

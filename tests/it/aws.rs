@@ -57,6 +57,26 @@ fn moto_credentials_env(dir: &std::path::Path) -> Vec<(&'static str, std::ffi::O
     ]
 }
 
+/// The operator's `[policy]` for `bakery build` of this file's plans: the other account
+/// with its role and external ID, and the plans' launch permission.
+fn operator_policy_env() -> Vec<(String, String)> {
+    let account = other_account();
+    let key = |k: &str| {
+        format!(
+            "BAKERY_POLICY__DEFAULT__ACCOUNTS__{}__{k}",
+            account.account_id
+        )
+    };
+    vec![
+        (key("ROLE_ARN"), account.role_arn.clone()),
+        (key("EXTERNAL_ID"), iam_oracle::TARGET_EXTERNAL_ID.into()),
+        (
+            "BAKERY_POLICY__DEFAULT__LAUNCH_PERMISSIONS".into(),
+            "[\"333333333333\"]".into(),
+        ),
+    ]
+}
+
 const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
@@ -890,7 +910,10 @@ async fn a_failure_at_each_step_leaves_nothing() {
         Case {
             name: "instance",
             inject: Box::new(|p| {
-                p.fail("RunInstances", "InsufficientInstanceCapacity", 1, |_| true)
+                // Every zone: one zone without capacity passes the launch to the next.
+                p.fail("RunInstances", "InsufficientInstanceCapacity", 100, |_| {
+                    true
+                })
             }),
             provisioner_fails: false,
             expect: "cannot launch a t3.micro builder",
@@ -1442,6 +1465,7 @@ async fn kill_9_at_each_step_boundary_then_restart() {
                 .arg("--repo")
                 .arg(dir.path())
                 .envs(moto_credentials_env(dir.path()))
+                .envs(operator_policy_env())
                 .env("BAKERY_LOG", "warn")
                 .env_remove("BAKERY_TEST_PAUSE_AT")
                 .stdin(std::process::Stdio::null())
@@ -1982,6 +2006,7 @@ async fn sigterm_cancels_and_cleans_up() {
         .arg("--repo")
         .arg(dir.path())
         .envs(moto_credentials_env(dir.path()))
+        .envs(operator_policy_env())
         .env("BAKERY_TEST_PAUSE_AT", "distribute:copied")
         .env("BAKERY_TEST_PAUSE_FILE", &marker)
         .stdin(std::process::Stdio::null())
@@ -3204,6 +3229,7 @@ async fn a_marketplace_source_is_refused_before_a_cross_account_copy() {
 }
 
 mod parameters;
+mod network;
 mod runner_faults;
 
 /// The home `alias/ami` key's ARN in us-east-1, and an answer edit that makes every

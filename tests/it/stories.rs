@@ -319,11 +319,27 @@ async fn sync_picks_up_a_tag_whose_delivery_was_lost() {
 }
 
 /// The same engine from the command line: `bakery build` in a checkout, like
-/// `packer build`, against moto and the sandboxed builder.
+/// `packer build`, against moto and the sandboxed builder. The operator's configuration
+/// file gives what the recipe may not: the other account's role and the external ID its
+/// trust policy requires (the IAM oracle judges the AssumeRole), `connect`, and an
+/// endpoint of their own for EC2 and KMS in eu-west-1 (a VPC endpoint's stand-in).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bakery build on the command line cannot yet give the external ID the target role's trust policy requires; the IAM oracle denies its AssumeRole"]
 async fn bakery_build_on_the_command_line() {
     let story = Story::start().await;
+    let eu_endpoint = crate::support::aws_proxy::AwsProxy::start(story.moto.port).await;
+    let config = story.work.join("..").join("operator.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[policy.default]\nallow_connect = true\n\n\
+             [policy.default.accounts.\"{OTHER}\"]\nrole_arn = \"{}\"\nexternal_id = \"{}\"\n\n\
+             [aws.endpoints]\nec2 = {{ \"eu-west-1\" = \"{eu}\" }}\nkms = {{ \"eu-west-1\" = \"{eu}\" }}\n",
+            other_account().role_arn,
+            crate::support::iam_oracle::TARGET_EXTERNAL_ID,
+            eu = eu_endpoint.endpoint,
+        ),
+    )
+    .unwrap();
     let manifest = story.work.join("manifest.json");
     let out = tokio::process::Command::new(crate::support::bakery_process::bakery_bin())
         .args([
@@ -336,6 +352,8 @@ async fn bakery_build_on_the_command_line() {
             "--manifest",
         ])
         .arg(&manifest)
+        .arg("--config")
+        .arg(&config)
         .current_dir(&story.work)
         .envs(story.aws_env())
         .output()
@@ -376,6 +394,31 @@ async fn bakery_build_on_the_command_line() {
     }
     let release = story.sandbox.read("/etc/release").unwrap();
     assert_eq!(release.lines().next(), Some("cli-1.0.0"));
+    // The other account was reached with the operator's external ID.
+    let assumed = story.proxy.calls("AssumeRole");
+    assert!(!assumed.is_empty());
+    for call in &assumed {
+        assert_eq!(
+            call.param("ExternalId"),
+            Some(crate::support::iam_oracle::TARGET_EXTERNAL_ID),
+            "{call:?}"
+        );
+    }
+    // EC2 and KMS in eu-west-1 went to their own endpoint, and only there.
+    let eu = |r: &crate::support::aws_proxy::Recorded| {
+        r.region == "eu-west-1" && (r.service == "ec2" || r.service == "kms")
+    };
+    let at_own = eu_endpoint.requests();
+    assert!(
+        at_own.iter().any(|r| r.action == "CopyImage"),
+        "no copy into eu-west-1 at its endpoint: {:?}",
+        at_own.iter().map(|r| &r.action).collect::<Vec<_>>()
+    );
+    assert!(at_own.iter().all(eu), "{at_own:?}");
+    assert!(
+        !story.proxy.requests().iter().any(eu),
+        "EC2 or KMS in eu-west-1 went to the fallback endpoint"
+    );
     // `--repository` makes the images this repository's, as the bot's are.
     for t in story_targets() {
         let images = story.images_named(&t, "sandbox-base-cli-1.0.0").await;
@@ -386,6 +429,48 @@ async fn bakery_build_on_the_command_line() {
             "{t}"
         );
     }
+}
+
+/// The operator shortens a wait budget (`aws.budgets.instance_running`): the server's
+/// builds wait that long and no longer. Here EC2 keeps the builder `pending` (the proxy
+/// answers so), so the build gives up after 2 s instead of the default 15 minutes, says
+/// which wait ran out of which budget, and cleans up what it made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_server_waits_only_as_long_as_the_configured_budget() {
+    let story = Story::start_with_env(
+        |_, _| {},
+        &[("BAKERY_AWS__BUDGETS__INSTANCE_RUNNING", "2s")],
+    )
+    .await;
+    story.proxy.rewrite(
+        "DescribeInstances",
+        usize::MAX,
+        |_| true,
+        |body| *body = body.replace("<name>running</name>", "<name>pending</name>"),
+    );
+    let pushed = story.push_tag("release-6.1.0", TagKind::Annotated);
+    let started = std::time::Instant::now();
+    let (status, body) = story
+        .deliver("push", "slow-builder", &story.push_payload(&pushed))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let job = story.wait_for_only_job().await;
+    assert_eq!(job.state, bakery::database::JobState::Failed);
+    let error = job.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("to run did not happen within 2s"),
+        "the configured budget, not the default: {error}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(120),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(story.proxy.calls("RunInstances").len(), 1);
+    assert!(
+        !story.proxy.calls("TerminateInstances").is_empty(),
+        "the builder is cleaned up"
+    );
 }
 
 fn tags_of(image: &aws_sdk_ec2::types::Image) -> BTreeMap<String, String> {
