@@ -463,7 +463,7 @@ async fn build_recipe(
     plan: &BuildPlan,
     root: &std::path::Path,
 ) -> anyhow::Result<RecipeResult> {
-    let title = format!("Building {} {}", plan.recipe, plan.version);
+    let title = render::building_title(&plan.recipe, &plan.version);
     let mut tracked = TrackedBuild::start(deps, ctx, reporter, plan, title).await?;
     let finished = tracked.run(deps, ctx, plan, root).await;
     let steps = tracked.finish(finished.result.is_ok()).await;
@@ -476,10 +476,10 @@ async fn build_recipe(
                 .complete_progress(
                     &tracked.progress,
                     Conclusion::Success,
-                    &format!("Built {} {}", plan.recipe, plan.version),
-                    &format!(
-                        "{steps}\n{}",
-                        render::image_table(&image_rows(plan, &manifest))
+                    &render::built_title(&plan.recipe, &plan.version),
+                    &render::built_summary(
+                        &steps,
+                        &render::image_table(&image_rows(plan, &manifest)),
                     ),
                     &[],
                 )
@@ -504,10 +504,7 @@ async fn build_recipe(
                 .complete_progress(
                     &tracked.progress,
                     Conclusion::Success,
-                    &format!(
-                        "{} {} was released before: nothing built",
-                        plan.recipe, plan.version
-                    ),
+                    &render::released_before_title(&plan.recipe, &plan.version),
                     &render::image_table(&image_rows(plan, &manifest)),
                     &[],
                 )
@@ -525,7 +522,7 @@ async fn build_recipe(
                         .complete_progress(
                             &tracked.progress,
                             Conclusion::Failure,
-                            "Refused: the tag was moved",
+                            &render::moved_tag_title(),
                             &error,
                             &[],
                         )

@@ -3,6 +3,8 @@
 //! notes. Everything that can hold build output goes through a [`crate::redact::Redactor`].
 
 mod build;
+mod check_run;
+mod command;
 mod packages;
 mod pr;
 mod refusal;
@@ -10,6 +12,14 @@ mod release;
 
 pub use build::{
     failure_comment, progress_summary, release_comment, success_comment, StepProgress, StepState,
+};
+pub use check_run::{
+    building_title, built_summary, built_title, failed_summary, failed_title, moved_tag_title,
+    pr_build_title, pr_built_comment, pr_built_summary, released_before_title, validation_title,
+    PrBuilt,
+};
+pub use command::{
+    cancel_reply, did_not_build, nothing_to_build, CancelledJob, CancelledWork, NoBuild,
 };
 pub use packages::{packages_section, packages_totals};
 pub use pr::{
