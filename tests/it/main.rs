@@ -7,6 +7,7 @@ mod ansible;
 mod aws;
 mod dashboard;
 mod doctor;
+mod fast;
 mod github;
 mod hardening;
 mod intake;
