@@ -36,6 +36,12 @@ const WEBHOOK_SECRET: &str = "conversation-webhook-secret";
 /// How long a conversation waits for one job: it touches no cloud, so seconds.
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The App's private key, made once per test binary (generating one takes a second).
+fn app_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(app_private_key)
+}
+
 pub struct Conversation {
     pub github: FakeGitHub,
     pub store: DynStore,
@@ -89,7 +95,7 @@ impl Conversation {
 
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("app.pem");
-        std::fs::write(&key_file, app_private_key()).unwrap();
+        std::fs::write(&key_file, app_key()).unwrap();
         // A closed port: nothing in a conversation may reach a cloud.
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let no_aws = format!("http://{}", closed.local_addr().unwrap());
