@@ -35,12 +35,7 @@ pub async fn find_build_image(
             ec2.describe_images()
                 .owners("self")
                 .filters(Filter::builder().name("name").values(name).build())
-                .filters(
-                    Filter::builder()
-                        .name(format!("tag:{}", tag_keys::BUILD_ID))
-                        .values(build_id)
-                        .build(),
-                )
+                .filters(super::tags::tagged(tag_keys::BUILD_ID, build_id))
                 .send()
                 .await
                 .aws()
