@@ -5,20 +5,20 @@
 //! it creates through a [`ResourceJournal`] before and after the call, so that a build
 //! that fails, is cancelled or crashes can always find what to delete.
 
-pub mod access;
-pub mod distribute;
-pub mod endpoints;
-pub mod error;
+pub(crate) mod access;
+pub(crate) mod distribute;
+pub(crate) mod endpoints;
+pub(crate) mod error;
 pub mod image;
 pub mod instance;
 pub mod janitor;
-pub mod owned;
-pub mod policy;
+pub(crate) mod owned;
+pub(crate) mod policy;
 pub mod preflight;
-pub mod registered;
+pub(crate) mod registered;
 pub mod release;
 pub mod resource;
-pub mod session;
+pub(crate) mod session;
 pub mod tags;
 pub mod wait;
 
