@@ -7,7 +7,7 @@
 
 pub(crate) mod access;
 pub(crate) mod distribute;
-pub(crate) mod endpoints;
+pub mod endpoints;
 pub(crate) mod error;
 pub mod image;
 pub mod instance;
