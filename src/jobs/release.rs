@@ -79,19 +79,19 @@ async fn close_abandoned(
     else {
         return;
     };
-    let outcome = match result {
-        Ok(_) => "the job finished".to_string(),
-        Err(e) => format!(
-            "the job failed ({})",
+    let failure = match result {
+        Ok(_) => None,
+        Err(e) => Some(
             deps.redactor
                 .redact(&format!("{e}"))
                 .lines()
                 .next()
                 .unwrap_or_default()
+                .to_string(),
         ),
     };
     for progress in open {
-        let (title, summary) = render::abandoned_check_run(tag, &progress.name, &outcome);
+        let (title, summary) = render::abandoned_check_run(tag, &progress.name, failure.as_deref());
         ctx.log(
             "report",
             &format!(
