@@ -425,15 +425,6 @@ async fn publish(ctx: EngineCtx<'_>, target: &Target, image_id: &str) -> anyhow:
     Ok(())
 }
 
-/// Finds this build's copy whose CopyImage answer was lost (a crash between the call and
-/// the journal): by name and this build's id ([`super::owned`]).
-pub async fn find_copy_by_name(
-    ctx: EngineCtx<'_>,
-    target: &Target,
-) -> anyhow::Result<Option<String>> {
-    super::owned::find_build_image(ctx.session, target, &ctx.plan.image.name, ctx.build_id).await
-}
-
 /// Marks every final image released: the build's copies all exist. Later builds of the
 /// same version find them and build nothing. A pull request's (ephemeral) images are
 /// never released: nothing may build on them or take them for a release.

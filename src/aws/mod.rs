@@ -5,25 +5,25 @@
 //! it creates through a [`ResourceJournal`] before and after the call, so that a build
 //! that fails, is cancelled or crashes can always find what to delete.
 
-pub mod access;
+pub(crate) mod access;
 pub mod budgets;
-pub mod distribute;
+pub(crate) mod distribute;
 pub mod endpoints;
-pub mod error;
+pub(crate) mod error;
 pub mod grants;
 pub mod image;
 pub mod instance;
 pub mod janitor;
 pub mod janitor_grants;
 pub mod network;
-pub mod owned;
+pub(crate) mod owned;
 pub mod parameter;
-pub mod policy;
+pub(crate) mod policy;
 pub mod preflight;
-pub mod registered;
+pub(crate) mod registered;
 pub mod release;
 pub mod resource;
-pub mod session;
+pub(crate) mod session;
 pub mod tags;
 pub mod wait;
 

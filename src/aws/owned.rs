@@ -7,6 +7,9 @@
 //! (TagSpecifications on CreateImage and CopyImage). A create call that AWS answered with
 //! an error created nothing: its pending journal entry is settled ([`settle_refused`]).
 //! Only reads (DescribeImages) and writes the journal.
+//!
+//! The one place a build's image is looked up by name: crash adoption and failure cleanup
+//! (`find_pending_image`), and the check that a kept copy still exists (`find_build_image`).
 
 use aws_sdk_ec2::types::Filter;
 
@@ -14,6 +17,7 @@ use super::error::{aws_error, SdkResultExt};
 use super::policy;
 use super::resource::ResourceKind;
 use super::session::{AwsSession, Target};
+use super::tags::role;
 use super::ResourceJournal;
 use crate::plan::model::tag_keys;
 
@@ -31,12 +35,7 @@ pub async fn find_build_image(
             ec2.describe_images()
                 .owners("self")
                 .filters(Filter::builder().name("name").values(name).build())
-                .filters(
-                    Filter::builder()
-                        .name(format!("tag:{}", tag_keys::BUILD_ID))
-                        .values(build_id)
-                        .build(),
-                )
+                .filters(super::tags::tagged(tag_keys::BUILD_ID, build_id))
                 .send()
                 .await
                 .aws()
@@ -51,6 +50,38 @@ pub async fn find_build_image(
         .find(|i| super::tags::value(i.tags(), tag_keys::BUILD_ID) == Some(build_id))
         .and_then(|i| i.image_id())
         .map(str::to_string))
+}
+
+/// An image of this build found by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundImage {
+    pub id: String,
+    /// [`super::tags::role::FINAL`] or [`super::tags::role::INTERMEDIATE`].
+    pub role: &'static str,
+}
+
+/// The image a create call whose answer was lost made, if this build made one: looked up
+/// by the name its pending journal entry (`lookup`) recorded, else the name its role
+/// implies (`final_name` for a copy, the intermediate name otherwise), and this build's id.
+pub async fn find_pending_image(
+    session: &AwsSession,
+    target: &Target,
+    lookup: &serde_json::Value,
+    final_name: &str,
+    build_id: &str,
+) -> anyhow::Result<Option<FoundImage>> {
+    let role = match lookup.get("role").and_then(|r| r.as_str()) {
+        Some(r) if r == role::FINAL => role::FINAL,
+        _ => role::INTERMEDIATE,
+    };
+    let name = match lookup.get("name").and_then(|n| n.as_str()) {
+        Some(n) => n.to_string(),
+        None if role == role::FINAL => final_name.to_string(),
+        None => super::image::intermediate_name(final_name, build_id),
+    };
+    Ok(find_build_image(session, target, &name, build_id)
+        .await?
+        .map(|id| FoundImage { id, role }))
 }
 
 /// Settles the pending journal entry of a create call that failed with an error answer

@@ -403,35 +403,15 @@ pub async fn resolve_source(
                     let mut req = ec2
                         .describe_images()
                         .owners("self")
-                        .filters(
-                            Filter::builder()
-                                .name(format!("tag:{}", tag_keys::RECIPE))
-                                .values(recipe)
-                                .build(),
-                        )
-                        .filters(
-                            Filter::builder()
-                                .name("tag-key")
-                                .values(tags::RELEASED)
-                                .build(),
-                        )
+                        .filters(tags::tagged(tag_keys::RECIPE, recipe))
+                        .filters(tags::has_tag(tags::RELEASED))
                         .filters(Filter::builder().name("state").values("available").build());
                     // Only this repository's images: another repository's `base` is not ours.
                     if let Some(repo) = repo {
-                        req = req.filters(
-                            Filter::builder()
-                                .name(format!("tag:{}", tag_keys::REPO))
-                                .values(repo)
-                                .build(),
-                        );
+                        req = req.filters(tags::tagged(tag_keys::REPO, repo));
                     }
                     if version != "latest" {
-                        req = req.filters(
-                            Filter::builder()
-                                .name(format!("tag:{}", tag_keys::IMAGE_VERSION))
-                                .values(version)
-                                .build(),
-                        );
+                        req = req.filters(tags::tagged(tag_keys::IMAGE_VERSION, version));
                     }
                     req.send().await.aws()
                 },

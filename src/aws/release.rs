@@ -7,7 +7,6 @@
 //! is refused. Images tagged `bakery:ephemeral` (pull-request builds) are never releases,
 //! and a plan with a repository (`bakery:repo`) sees only that repository's images.
 
-use aws_sdk_ec2::types::Filter;
 use futures::future::join_all;
 
 use super::error::SdkResultExt;
@@ -106,34 +105,14 @@ async fn released_in(
             // Only this repository's images: another repository's release of a recipe of
             // the same name is neither "already released" nor "moved" here.
             if let Some(repo) = &plan.repo {
-                req = req.filters(
-                    Filter::builder()
-                        .name(format!("tag:{}", tag_keys::REPO))
-                        .values(repo)
-                        .build(),
-                );
+                req = req.filters(tags::tagged(tag_keys::REPO, repo));
             }
-            req.filters(
-                Filter::builder()
-                    .name(format!("tag:{}", tag_keys::RECIPE))
-                    .values(&plan.recipe)
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{}", tag_keys::IMAGE_VERSION))
-                    .values(&plan.version)
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("tag-key")
-                    .values(tags::RELEASED)
-                    .build(),
-            )
-            .send()
-            .await
-            .aws()
+            req.filters(tags::tagged(tag_keys::RECIPE, &plan.recipe))
+                .filters(tags::tagged(tag_keys::IMAGE_VERSION, &plan.version))
+                .filters(tags::has_tag(tags::RELEASED))
+                .send()
+                .await
+                .aws()
         },
     )
     .await?;

@@ -266,14 +266,8 @@ pub struct TaggedResource {
 
 fn build_id_filter(build_id: Option<&str>) -> Filter {
     match build_id {
-        Some(id) => Filter::builder()
-            .name(format!("tag:{}", tag_keys::BUILD_ID))
-            .values(id)
-            .build(),
-        None => Filter::builder()
-            .name("tag-key")
-            .values(tag_keys::BUILD_ID)
-            .build(),
+        Some(id) => super::tags::tagged(tag_keys::BUILD_ID, id),
+        None => super::tags::has_tag(tag_keys::BUILD_ID),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
 
 use crate::plan::model::{tag_keys, BuildPlan};
 
@@ -95,4 +95,32 @@ pub fn to_map(tags: &[Tag]) -> BTreeMap<String, String> {
             ))
         })
         .collect()
+}
+
+/// The DescribeImages/DescribeInstances filter "tagged `key` = `value`".
+pub fn tagged(key: &str, value: impl Into<String>) -> Filter {
+    Filter::builder()
+        .name(format!("tag:{key}"))
+        .values(value)
+        .build()
+}
+
+/// The filter "has the tag `key`", whatever its value.
+pub fn has_tag(key: &str) -> Filter {
+    Filter::builder().name("tag-key").values(key).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_name_the_tag_as_ec2_expects() {
+        let f = tagged(tag_keys::BUILD_ID, "b-1");
+        assert_eq!(f.name(), Some("tag:bakery:build-id"));
+        assert_eq!(f.values(), ["b-1".to_string()]);
+        let f = has_tag(RELEASED);
+        assert_eq!(f.name(), Some("tag-key"));
+        assert_eq!(f.values(), [RELEASED.to_string()]);
+    }
 }

@@ -7,7 +7,7 @@ pub mod journal;
 pub mod liveness;
 pub mod log;
 pub mod manifest;
-pub mod progress;
+pub(crate) mod progress;
 pub mod runner;
 
 pub use log::{BuildLog, LogSink, OutputStream};

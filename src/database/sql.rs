@@ -331,14 +331,12 @@ fn build_from_row(r: &AnyRow) -> anyhow::Result<BuildRecord> {
     })
 }
 
-/// Whether an error is a unique-constraint violation (a racing insert of the same key).
+/// Whether an error is a unique-constraint violation (a racing insert of the same key):
+/// by the driver's error kind (SQLite's extended code, PostgreSQL's SQLSTATE 23505),
+/// never by the message.
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Database(db) => {
-            db.is_unique_violation()
-                || db.message().contains("UNIQUE constraint failed")
-                || db.code().as_deref() == Some("23505")
-        }
+        sqlx::Error::Database(db) => db.is_unique_violation(),
         _ => false,
     }
 }
@@ -1177,5 +1175,40 @@ impl Store for SqlStore {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A racing insert of the same key is told apart by the driver's error kind, whatever
+    /// the message says.
+    #[tokio::test]
+    async fn a_duplicate_key_is_a_unique_violation_by_kind() {
+        use sqlx::Connection;
+        let mut db = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY, u TEXT UNIQUE)")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES ('a', 'x')")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        for dup in [
+            "INSERT INTO t VALUES ('a', 'y')",
+            "INSERT INTO t VALUES ('b', 'x')",
+        ] {
+            let err = sqlx::query(dup).execute(&mut db).await.unwrap_err();
+            assert!(is_unique_violation(&err), "{dup}: {err}");
+        }
+        let other = sqlx::query("INSERT INTO nowhere VALUES (1)")
+            .execute(&mut db)
+            .await
+            .unwrap_err();
+        assert!(!is_unique_violation(&other), "{other}");
     }
 }

@@ -4,16 +4,16 @@
 
 pub mod auth;
 pub mod checkout;
-pub mod client;
+pub(crate) mod client;
 pub mod commands;
 pub mod publish;
-pub mod release_notes;
+pub(crate) mod release_notes;
 pub mod render;
-pub mod repo;
+pub(crate) mod repo;
 pub mod reporter;
-pub mod retry;
-pub mod sync;
-pub mod sync_floor;
+pub(crate) mod retry;
+pub(crate) mod sync;
+pub(crate) mod sync_floor;
 #[cfg(test)]
 pub(crate) mod testutil;
 pub mod webhook;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 
-use crate::retry::RetryPolicy;
+use crate::retry::{Attempted, Calls, RetryPolicy};
 
 /// Five attempts, 1 s to 30 s apart, 30 s per attempt.
 pub const GITHUB: RetryPolicy = RetryPolicy::new(
@@ -25,15 +25,7 @@ pub const GITHUB: RetryPolicy = RetryPolicy::new(
 /// The longest `retry-after` honoured; a longer one is treated as this long.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// What to do after a failed attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Try again, after at least this long when GitHub said so.
-    Retry {
-        after: Option<Duration>,
-    },
-    Fail,
-}
+pub use crate::retry::Decision;
 
 /// Classifies an HTTP error answer from GitHub.
 pub fn classify_response(status: StatusCode, message: &str, headers: &HeaderMap) -> Decision {
@@ -130,56 +122,61 @@ fn with_status(error: octocrab::Error) -> anyhow::Error {
     }
 }
 
+/// GitHub's calls for the retry loop ([`crate::retry::run`]): judged by
+/// [`classify`], errors named with GitHub's status, every attempt counted.
+struct GitHubCalls;
+
+impl Calls for GitHubCalls {
+    type Error = octocrab::Error;
+
+    fn decide(&self, error: &octocrab::Error) -> Decision {
+        classify(error)
+    }
+
+    fn error(&self, error: octocrab::Error) -> anyhow::Error {
+        with_status(error)
+    }
+
+    fn no_answer(&self, policy: &RetryPolicy, _what: &str) -> anyhow::Error {
+        anyhow::anyhow!("no answer from GitHub within {:?}", policy.attempt_timeout)
+    }
+
+    fn gave_up(
+        &self,
+        policy: &RetryPolicy,
+        what: &str,
+        attempt: u32,
+        _no_answer: bool,
+    ) -> Option<String> {
+        Some(format!(
+            "GitHub call \"{what}\" failed (attempt {attempt} of {}, {} policy)",
+            policy.max_attempts, policy.name
+        ))
+    }
+
+    fn name(&self, what: &str) -> String {
+        format!("GitHub call \"{what}\"")
+    }
+
+    fn attempted(&self, what: &str, attempt: u32, result: Attempted<'_, octocrab::Error>) {
+        let outcome = match result {
+            Attempted::Ok => "ok",
+            Attempted::Failed(e, d) => outcome_of(e, d),
+            Attempted::NoAnswer => "no_answer",
+        };
+        let operation = crate::metrics::operation_of(what);
+        crate::metrics::metrics().call("github", &operation, outcome, attempt > 1);
+    }
+}
+
 /// Runs one GitHub call under `policy` (normally [`GITHUB`]). `what` names the call in
 /// errors and logs, e.g. `"create check run bakery/base on acme/images"`.
-pub async fn call<T, F, Fut>(policy: &RetryPolicy, what: &str, mut op: F) -> anyhow::Result<T>
+pub async fn call<T, F, Fut>(policy: &RetryPolicy, what: &str, op: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, octocrab::Error>>,
 {
-    let mut attempt = 1;
-    let operation = crate::metrics::operation_of(what);
-    let count = |outcome: &str, attempt: u32| {
-        crate::metrics::metrics().call("github", &operation, outcome, attempt > 1)
-    };
-    loop {
-        let (err, decision) = match tokio::time::timeout(policy.attempt_timeout, op()).await {
-            Ok(Ok(v)) => {
-                count("ok", attempt);
-                return Ok(v);
-            }
-            Ok(Err(e)) => {
-                let d = classify(&e);
-                count(outcome_of(&e, d), attempt);
-                (with_status(e), d)
-            }
-            Err(_) => {
-                count("no_answer", attempt);
-                (
-                    anyhow::anyhow!("no answer from GitHub within {:?}", policy.attempt_timeout),
-                    Decision::Retry { after: None },
-                )
-            }
-        };
-        let after = match decision {
-            Decision::Retry { after } if attempt < policy.max_attempts => after,
-            _ => {
-                return Err(err.context(format!(
-                    "GitHub call \"{what}\" failed (attempt {attempt} of {}, {} policy)",
-                    policy.max_attempts, policy.name
-                )))
-            }
-        };
-        let wait = policy.backoff(attempt).max(after.unwrap_or_default());
-        tracing::warn!(
-            policy = policy.name,
-            attempt,
-            wait_ms = wait.as_millis() as u64,
-            "GitHub call \"{what}\": {err:#}; retrying"
-        );
-        tokio::time::sleep(wait).await;
-        attempt += 1;
-    }
+    crate::retry::run(policy, what, &GitHubCalls, op).await
 }
 
 #[cfg(test)]

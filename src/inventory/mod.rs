@@ -4,12 +4,12 @@
 //! (`diff.rs`) that release notes show, per recipe against the previous release
 //! (`history.rs`, which reads the store). Everything else here is pure.
 
-pub mod diff;
-pub mod history;
-pub mod model;
-pub mod parse;
+pub(crate) mod diff;
+pub(crate) mod history;
+pub(crate) mod model;
+pub(crate) mod parse;
 pub mod sbom;
-pub mod version;
+pub(crate) mod version;
 
 pub use diff::{diff, InventoryDiff};
 pub use model::{Collected, Inventory, OsRelease, Package, PackageManager};

@@ -4,8 +4,6 @@
 //! runs a validation build (for a fork's pull request too, since a writer asked);
 //! `/bakery cancel` stops the pull request's queued and running jobs.
 
-use std::fmt::Write;
-
 use anyhow::Context;
 use serde_json::json;
 
@@ -15,7 +13,7 @@ use super::validation::{self, Builds, PullRequest};
 use crate::database::{JobFilter, JobState};
 use crate::github::commands::Command;
 use crate::github::publish::{decide_command, CommandDecision};
-use crate::github::render;
+use crate::github::render::{self, CancelledJob, CancelledWork};
 use crate::github::GitHubReporter;
 use crate::worker::JobContext;
 
@@ -233,7 +231,6 @@ async fn cancel_pr_jobs(
         );
     }
     open.sort_by_key(|j| j.id);
-    let mut body = String::new();
     let mut cancelled = vec![];
     for j in &open {
         ctx.store
@@ -242,41 +239,31 @@ async fn cancel_pr_jobs(
             .with_context(|| format!("cannot cancel job {}", j.id))?;
         cancelled.push(j.id);
     }
-    if open.is_empty() {
-        let _ = writeln!(
-            body,
-            "@{author}, bakery has nothing to cancel: no job of this pull request is queued or running."
-        );
-    } else {
-        let _ = writeln!(
-            body,
-            "@{author}, bakery is stopping {} job{} of this pull request; a build's resources are cleaned up as it stops:\n",
-            open.len(),
-            if open.len() == 1 { "" } else { "s" }
-        );
-        for j in &open {
-            let what = match j.kind {
+    let stopped: Vec<CancelledJob> = open
+        .iter()
+        .map(|j| CancelledJob {
+            id: j.id,
+            state: j.state.as_str().to_string(),
+            work: match j.kind {
                 crate::database::JobKind::Validation => {
-                    format!("validation of `{}`", j.sha.get(..7).unwrap_or(&j.sha))
+                    CancelledWork::Validation { sha: j.sha.clone() }
                 }
-                crate::database::JobKind::Command => {
-                    let spec = CommandSpec::from_job(j).ok();
-                    let cmd = spec
-                        .as_ref()
-                        .and_then(|s| {
-                            s.body
-                                .lines()
-                                .map(str::trim)
-                                .find(|l| l.to_ascii_lowercase().starts_with("/bakery"))
-                        })
-                        .unwrap_or("a command");
-                    format!("`{}`", cmd.replace('`', "'"))
-                }
-                crate::database::JobKind::Release => format!("release {}", j.git_ref),
-            };
-            let _ = writeln!(body, "- job {} ({}, {what})", j.id, j.state.as_str());
-        }
-    }
+                crate::database::JobKind::Command => CancelledWork::Command {
+                    line: CommandSpec::from_job(j).ok().and_then(|s| {
+                        s.body
+                            .lines()
+                            .map(str::trim)
+                            .find(|l| l.to_ascii_lowercase().starts_with("/bakery"))
+                            .map(str::to_string)
+                    }),
+                },
+                crate::database::JobKind::Release => CancelledWork::Release {
+                    git_ref: j.git_ref.clone(),
+                },
+            },
+        })
+        .collect();
+    let body = render::cancel_reply(author, &stopped);
     reporter.comment_on_pr(number, &body).await?;
     ctx.log(
         "command",

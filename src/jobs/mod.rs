@@ -7,10 +7,10 @@ mod log_sink;
 mod noted;
 mod periodic;
 mod progress;
-pub mod release;
-pub mod spec;
+pub(crate) mod release;
+pub(crate) mod spec;
 mod tracked;
-pub mod validation;
+pub(crate) mod validation;
 
 pub use deps::JobDeps;
 pub use log_sink::JobLogSink;

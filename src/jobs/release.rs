@@ -80,19 +80,19 @@ async fn close_abandoned(
     else {
         return;
     };
-    let outcome = match result {
-        Ok(_) => "the job finished".to_string(),
-        Err(e) => format!(
-            "the job failed ({})",
+    let failure = match result {
+        Ok(_) => None,
+        Err(e) => Some(
             deps.redactor
                 .redact(&format!("{e}"))
                 .lines()
                 .next()
                 .unwrap_or_default()
+                .to_string(),
         ),
     };
     for progress in open {
-        let (title, summary) = render::abandoned_check_run(tag, &progress.name, &outcome);
+        let (title, summary) = render::abandoned_check_run(tag, &progress.name, failure.as_deref());
         ctx.log(
             "report",
             &format!(
@@ -477,7 +477,7 @@ async fn build_recipe(
     plan: &BuildPlan,
     root: &std::path::Path,
 ) -> anyhow::Result<RecipeResult> {
-    let title = format!("Building {} {}", plan.recipe, plan.version);
+    let title = render::building_title(&plan.recipe, &plan.version);
     let mut tracked = TrackedBuild::start(deps, ctx, reporter, plan, title).await?;
     let finished = tracked.run(deps, ctx, plan, root).await;
     let steps = tracked.finish(finished.result.is_ok()).await;
@@ -495,10 +495,10 @@ async fn build_recipe(
                 .complete_progress(
                     &tracked.progress,
                     Conclusion::Success,
-                    &format!("Built {} {}", plan.recipe, plan.version),
-                    &format!(
-                        "{steps}\n{}",
-                        render::image_table(&image_rows(plan, &manifest))
+                    &render::built_title(&plan.recipe, &plan.version),
+                    &render::built_summary(
+                        &steps,
+                        &render::image_table(&image_rows(plan, &manifest)),
                     ),
                     &[],
                 )
@@ -524,10 +524,7 @@ async fn build_recipe(
                 .complete_progress(
                     &tracked.progress,
                     Conclusion::Success,
-                    &format!(
-                        "{} {} was released before: nothing built",
-                        plan.recipe, plan.version
-                    ),
+                    &render::released_before_title(&plan.recipe, &plan.version),
                     &render::image_table(&image_rows(plan, &manifest)),
                     &[],
                 )
@@ -545,7 +542,7 @@ async fn build_recipe(
                         .complete_progress(
                             &tracked.progress,
                             Conclusion::Failure,
-                            "Refused: the tag was moved",
+                            &render::moved_tag_title(),
                             &error,
                             &[],
                         )

@@ -204,9 +204,9 @@ impl TrackedBuild {
         let error = deps.redactor.redact(&format!("{e:#}"));
         let step = failing_step(e, running_step);
         let (conclusion, title) = if ctx.cancel.is_cancelled() {
-            (Conclusion::Cancelled, format!("Cancelled during {step}"))
+            (Conclusion::Cancelled, render::failed_title(&step, true))
         } else {
-            (Conclusion::Failure, format!("Failed during {step}"))
+            (Conclusion::Failure, render::failed_title(&step, false))
         };
         super::noted(
             ctx,
@@ -216,7 +216,7 @@ impl TrackedBuild {
                     &self.progress,
                     conclusion,
                     &title,
-                    &format!("{steps}\n{}", render::code_block("", &error)),
+                    &render::failed_summary(steps, &error),
                     &[],
                 )
                 .await,

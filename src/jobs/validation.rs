@@ -23,7 +23,7 @@ use crate::aws::resource::{self, Deleted, ResourceKind, ResourceRef};
 use crate::aws::{AwsSession, Target as AwsTarget};
 use crate::build::{BuildLog, Manifest};
 use crate::github::checkout::Target;
-use crate::github::render::{self, PlanProblem, PLAN_MARKER};
+use crate::github::render::{self, NoBuild, PlanProblem, PLAN_MARKER};
 use crate::github::reporter::{Annotation, AnnotationLevel, Conclusion};
 use crate::github::GitHubReporter;
 use crate::plan::model::BuildPlan;
@@ -164,10 +164,7 @@ pub async fn validate(
         ctx.log("validate", &message).await;
         if matches!(builds, Builds::Requested { .. }) {
             reporter
-                .comment_on_pr(
-                    number,
-                    "bakery has nothing to build: this pull request changes no recipe and not `bakery.toml`.\n",
-                )
+                .comment_on_pr(number, &render::nothing_to_build())
                 .await?;
         }
         remove_workspace(workspace);
@@ -254,52 +251,42 @@ pub async fn validate(
     }
 
     // Which recipes to build, or why none.
-    let wanted: Result<Vec<String>, String> = match builds {
-        Builds::Never => Err("a validation only".into()),
+    let wanted: Result<Vec<String>, NoBuild> = match builds {
+        Builds::Never => Err(NoBuild::ValidationOnly),
         Builds::ByMode => match mode {
-            PullRequestMode::Never => Err(format!(
-                "bakery.toml on {} sets pull_requests = \"never\"",
-                pr.base_ref
-            )),
-            PullRequestMode::OnCommand => Err(format!(
-                "bakery.toml on {} sets pull_requests = \"on-command\": a writer comments `/bakery build`",
-                pr.base_ref
-            )),
-            PullRequestMode::Always if pr.is_fork => Err(
-                "the pull request comes from a fork: a writer comments `/bakery build`".into(),
-            ),
+            PullRequestMode::Never => Err(NoBuild::ModeNever {
+                base_ref: pr.base_ref.clone(),
+            }),
+            PullRequestMode::OnCommand => Err(NoBuild::ModeOnCommand {
+                base_ref: pr.base_ref.clone(),
+            }),
+            PullRequestMode::Always if pr.is_fork => Err(NoBuild::Fork),
             PullRequestMode::Always => Ok(touched.clone()),
         },
         Builds::Requested { recipe, .. } => {
             if mode == PullRequestMode::Never {
-                Err(format!("this repository's bakery.toml on {} sets `pull_requests = \"never\"`: pull requests are validated, never built", pr.base_ref))
+                Err(NoBuild::CommandButNever {
+                    base_ref: pr.base_ref.clone(),
+                })
             } else {
                 match recipe {
                     Some(r) if checked.set.names.contains(r) => Ok(vec![r.clone()]),
-                    Some(r) => Err(format!(
-                        "there is no recipe `{r}` at {} (recipes: {})",
-                        render_short(&sha),
-                        checked
-                            .set
-                            .names
-                            .iter()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                    None if touched.is_empty() => {
-                        Err("this pull request changes no recipe".into())
-                    }
+                    Some(r) => Err(NoBuild::NoSuchRecipe {
+                        recipe: r.clone(),
+                        head_sha: sha.clone(),
+                        recipes: checked.set.names.iter().cloned().collect(),
+                    }),
+                    None if touched.is_empty() => Err(NoBuild::ChangesNoRecipe),
                     None => Ok(touched.clone()),
                 }
             }
         }
     };
     let wanted = match wanted {
-        Ok(w) if !valid => Err(format!(
-            "the recipes do not validate ({} to build): see the check run {VALIDATE_CHECK}",
-            w.join(", ")
-        )),
+        Ok(w) if !valid => Err(NoBuild::Invalid {
+            recipes: w,
+            check: VALIDATE_CHECK.to_string(),
+        }),
         other => other,
     };
     let recipes = match wanted {
@@ -307,13 +294,13 @@ pub async fn validate(
         Ok(_) | Err(_) => {
             let reason = match wanted {
                 Err(reason) => reason,
-                Ok(_) => "no recipe changed".to_string(),
+                Ok(_) => NoBuild::NoRecipeChanged,
             };
             ctx.log("build", &format!("no validation build: {reason}"))
                 .await;
             if let Builds::Requested { by, .. } = builds {
                 reporter
-                    .comment_on_pr(number, &format!("@{by}, bakery did not build: {reason}.\n"))
+                    .comment_on_pr(number, &render::did_not_build(by, &reason))
                     .await?;
             }
             remove_workspace(workspace);
@@ -325,7 +312,7 @@ pub async fn validate(
                 "valid": valid,
                 "recipes": touched,
                 "builds": [],
-                "no_build": reason,
+                "no_build": reason.to_string(),
             }));
         }
     };
@@ -539,21 +526,12 @@ async fn report_validation(
     let annotations = annotations(checked, &deps.redactor);
     let errors = checked.diagnostics.error_count() + plan_errors.len();
     let warnings = checked.diagnostics.warning_count();
-    let (conclusion, title) = if errors == 0 {
-        (
-            Conclusion::Success,
-            if warnings == 0 {
-                "The recipes validate".to_string()
-            } else {
-                format!("The recipes validate, with {warnings} warning(s)")
-            },
-        )
+    let conclusion = if errors == 0 {
+        Conclusion::Success
     } else {
-        (
-            Conclusion::Failure,
-            format!("{errors} error(s), {warnings} warning(s) in the recipes"),
-        )
+        Conclusion::Failure
     };
+    let title = render::validation_title(errors, warnings);
     let diagnostics: Vec<String> = checked
         .diagnostics
         .iter()
@@ -590,7 +568,7 @@ async fn build_recipe(
         "a pull request builds throwaway images only"
     );
     let comment_marker = render::marker(&format!("pr-build:{}", plan.recipe));
-    let title = format!("Validation build of {} at {}", plan.recipe, plan.version);
+    let title = render::pr_build_title(&plan.recipe, &plan.version);
     let mut tracked = TrackedBuild::start(deps, ctx, reporter, plan, title).await?;
     let finished = tracked.run(deps, ctx, plan, root).await;
     let (result, aws) = (finished.result, finished.session);
@@ -620,20 +598,19 @@ async fn build_recipe(
                 .complete_progress(
                     &tracked.progress,
                     Conclusion::Success,
-                    &format!("Built {} {}", plan.recipe, plan.version),
-                    &format!("{steps}\n{table}\nThe throwaway images were deregistered.\n"),
+                    &render::built_title(&plan.recipe, &plan.version),
+                    &render::pr_built_summary(&steps, &table),
                     &[],
                 )
                 .await?;
-            let body = format!(
-                "{comment_marker}\n### :white_check_mark: bakery built {} at `{}`\n\n\
-                 A validation build into throwaway images (tagged `bakery:ephemeral`) took {}.\n\n\
-                 {table}\nThe images were deregistered with their snapshots ({}) when the build ended.\n",
-                plan.recipe,
-                render_short(&plan.git_sha),
-                render::duration(tracked.started.elapsed()),
-                discarded.join(", "),
-            );
+            let body = render::pr_built_comment(&render::PrBuilt {
+                marker: &comment_marker,
+                recipe: &plan.recipe,
+                git_sha: &plan.git_sha,
+                took: tracked.started.elapsed(),
+                table: &table,
+                discarded: &discarded,
+            });
             reporter
                 .upsert_sticky_comment(number, &comment_marker, &body)
                 .await?;

@@ -20,7 +20,7 @@ use crate::recipe::spec::{
 };
 use crate::recipe::template::{Builtin, Scope, Template, Text};
 use crate::recipe::variables::{self, VarOverrides};
-use crate::recipe::{check, RecipeSet};
+use crate::recipe::RecipeSet;
 use model::*;
 
 /// Builder defaults, documented in `docs/RECIPES.md`.
@@ -224,7 +224,7 @@ impl Planner<'_> {
     }
 
     fn path(&self, p: &Loc<String>) -> anyhow::Result<PathBuf> {
-        check::resolve_path(&self.recipe.dir, &p.value)
+        crate::recipe::values::resolve_path(&self.recipe.dir, &p.value)
             .map(PathBuf::from)
             .map_err(|e| anyhow!("{}: {}; {}", self.at(&p.span), e.message, e.hint))
     }

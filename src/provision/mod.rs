@@ -78,12 +78,12 @@ pub trait Provisioner: Send + Sync {
 
 pub mod communicator;
 pub mod host_key;
-pub mod lines;
+pub(crate) mod lines;
 pub mod quote;
-pub mod repo_path;
+pub(crate) mod repo_path;
 pub mod ssh;
 pub mod steps;
-pub mod upload;
+pub(crate) mod upload;
 
 pub use ssh::SshProvisioner;
 

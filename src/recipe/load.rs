@@ -14,7 +14,7 @@ use super::diagnostic::{Diagnostic, SourceFile};
 use super::reader::Cx;
 use super::repo_config::FILE_NAME;
 use super::spec::StepSpec;
-use super::{check, check_sources, Checked, RecipeSource, RECIPES_DIR, RECIPE_FILE};
+use super::{check_sources, Checked, RecipeSource, RECIPES_DIR, RECIPE_FILE};
 
 /// The repository root for `path` (the repository, `recipes/`, a recipe folder, or a
 /// file in one), and the recipe `path` points into, if any.
@@ -124,7 +124,7 @@ pub fn load_repo(root: &Path) -> anyhow::Result<Checked> {
                 _ => FileKind::File,
             };
             for p in step.paths() {
-                if let Ok(rel) = check::resolve_path(&spec.dir, &p.value) {
+                if let Ok(rel) = super::values::resolve_path(&spec.dir, &p.value) {
                     check_inside(&cx, &canonical_root, &rel, p.span.clone(), kind);
                 }
             }

@@ -21,6 +21,7 @@ pub mod reader;
 pub mod repo_config;
 pub mod spec;
 pub mod template;
+pub mod values;
 pub mod variables;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -580,7 +580,7 @@ impl Reader<'_> {
         }
         let extra = self.text_map(extra);
         for (k, v) in &extra {
-            if crate::recipe::check::STAMP_KEYS.contains(&k.value.as_str()) {
+            if crate::recipe::values::STAMP_KEYS.contains(&k.value.as_str()) {
                 self.cx.error(
                     k.span.clone(),
                     format!("`{}` is written by bakery into every release file", k.value),

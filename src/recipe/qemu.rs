@@ -19,9 +19,9 @@
 
 use toml::de::DeValue;
 
-use super::check::resolve_path;
 use super::diagnostic::did_you_mean;
 use super::reader::{type_name, Cx, Loc, Table};
+use super::values::resolve_path;
 
 /// The largest disk, in GiB (qcow2 and VMDK both allow more; this keeps typos out).
 pub const MAX_DISK_GB: i64 = 16384;

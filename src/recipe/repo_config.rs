@@ -316,16 +316,16 @@ fn read(cx: &Cx, root: &mut Table<'_, '_, '_>, recipe_refs: &mut Vec<Loc<String>
             }
         };
         if let Some(r) = &region {
-            super::check::check_region(cx, r);
+            super::values::check_region(cx, r);
         }
         if let Some(rs) = &regions {
-            super::check::check_region_list(cx, rs, "[defaults]");
+            super::values::check_region_list(cx, rs, "[defaults]");
         }
         if let Some(k) = &kms_key {
             check(k, aws_names::kms_key(&k.value, None));
         }
         for (r, k) in &kms_keys {
-            super::check::check_region(cx, r);
+            super::values::check_region(cx, r);
             check(k, aws_names::kms_key(&k.value, Some(&r.value)));
         }
         if let Some(role) = &account_role {
@@ -349,7 +349,7 @@ fn read(cx: &Cx, root: &mut Table<'_, '_, '_>, recipe_refs: &mut Vec<Loc<String>
             check(c, aws_names::cidr(&c.value));
         }
         for (k, v) in &tags {
-            super::check::check_tag(cx, k, v.value.contains("{{").then_some(v));
+            super::values::check_tag(cx, k, v.value.contains("{{").then_some(v));
         }
         config.defaults = RepoDefaults {
             region: region.map(|r| r.value),

@@ -237,7 +237,7 @@ impl RecipeSpec {
         let mut out = vec![self.file.path.clone()];
         for step in &self.provision {
             for p in step.paths() {
-                if let Ok(p) = super::check::resolve_path(&self.dir, &p.value) {
+                if let Ok(p) = super::values::resolve_path(&self.dir, &p.value) {
                     out.push(p);
                 }
             }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 
-use aws_sdk_ec2::types::Filter;
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use serde::Serialize;
@@ -74,12 +73,7 @@ async fn released_in(session: &AwsSession, target: &Target) -> anyhow::Result<Ve
         ec2.describe_images()
             .owners("self")
             .include_deprecated(true)
-            .filters(
-                Filter::builder()
-                    .name("tag-key")
-                    .values(tags::RELEASED)
-                    .build(),
-            )
+            .filters(tags::has_tag(tags::RELEASED))
             .send()
             .await
             .aws()

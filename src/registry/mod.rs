@@ -25,5 +25,5 @@ pub mod parameter_names;
 pub mod scope;
 pub mod table;
 
-pub use lookup::{lookup, LookupReport};
-pub use model::{ImageQuery, ImageState, Parent, RegistryImage};
+pub use lookup::lookup;
+pub use model::ImageQuery;

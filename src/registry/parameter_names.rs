@@ -98,16 +98,6 @@ pub fn version_parameter(
     name(prefix, repo, recipe, "versions", ("version", version))
 }
 
-/// `<prefix>/<repo>/<recipe>/channels/<channel>`: the image a channel points at.
-pub fn channel_parameter(
-    prefix: &ParameterPrefix,
-    repo: Option<&str>,
-    recipe: &str,
-    channel: &str,
-) -> Result<String, ParameterNameError> {
-    name(prefix, repo, recipe, "channels", ("channel", channel))
-}
-
 fn name(
     prefix: &ParameterPrefix,
     repo: Option<&str>,
@@ -188,10 +178,6 @@ mod tests {
         assert_eq!(
             version_parameter(&p, Some("acme/images"), "base-ubuntu", "release-0.1.0").unwrap(),
             "/bakery/acme/images/base-ubuntu/versions/release-0.1.0"
-        );
-        assert_eq!(
-            channel_parameter(&p, Some("acme/images"), "base-ubuntu", "production").unwrap(),
-            "/bakery/acme/images/base-ubuntu/channels/production"
         );
         assert_eq!(
             version_parameter(&p, None, "base-ubuntu", "v1.2.3").unwrap(),

@@ -2,11 +2,11 @@
 //! the operator's dashboard. Only
 //! `/webhooks/github` is meant to be reachable from outside (see the README).
 
-pub mod dashboard;
+pub(crate) mod dashboard;
 pub mod intake;
-pub mod job_page;
+pub(crate) mod job_page;
 pub mod signature;
-pub mod webhook;
+pub(crate) mod webhook;
 
 use std::sync::Arc;
 

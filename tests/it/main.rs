@@ -10,6 +10,7 @@ mod dashboard_browser;
 mod dashboard_people;
 mod deploy;
 mod doctor;
+mod fast;
 mod github;
 mod hardening;
 mod intake;

@@ -4,6 +4,8 @@
 
 mod build;
 mod channels;
+mod check_run;
+mod command;
 mod packages;
 mod pr;
 mod refusal;
@@ -13,6 +15,14 @@ pub use build::{
     failure_comment, progress_summary, release_comment, success_comment, StepProgress, StepState,
 };
 pub use channels::{channels_check_title, channels_plan_comment, CHANNELS_CHECK, CHANNELS_MARKER};
+pub use check_run::{
+    building_title, built_summary, built_title, failed_summary, failed_title, moved_tag_title,
+    pr_build_title, pr_built_comment, pr_built_summary, released_before_title, validation_title,
+    PrBuilt,
+};
+pub use command::{
+    cancel_reply, did_not_build, nothing_to_build, CancelledJob, CancelledWork, NoBuild,
+};
 pub use packages::{packages_section, packages_totals};
 pub use pr::{
     approval_outdated, fork_needs_approval, help_text, plan_comment, validation_summary,

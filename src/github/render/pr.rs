@@ -242,7 +242,7 @@ pub fn approval_outdated(writer: &str, approved: Option<&str>, head: &str) -> St
 
 /// A GitHub login as text bakery writes: logins are `[A-Za-z0-9-]` (plus `[bot]`); anything
 /// else is dropped so a crafted value cannot smuggle Markdown or further mentions.
-fn neutralize_login(login: &str) -> String {
+pub(super) fn neutralize_login(login: &str) -> String {
     login
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '[' | ']'))

@@ -48,8 +48,17 @@ pub fn release_not_started(tag: &str, reason: &str) -> (String, String) {
 
 /// A check run an earlier attempt of the same release job left open (that attempt
 /// stopped: its process died or lost its lease), concluded by the attempt that ended
-/// without reaching its recipe. `outcome` says how that attempt ended.
-pub fn abandoned_check_run(tag: &str, recipe_check: &str, outcome: &str) -> (String, String) {
+/// without reaching its recipe. `failure` is the first line of that attempt's (redacted)
+/// error, `None` when it finished.
+pub fn abandoned_check_run(
+    tag: &str,
+    recipe_check: &str,
+    failure: Option<&str>,
+) -> (String, String) {
+    let outcome = match failure {
+        None => "the job finished".to_string(),
+        Some(line) => format!("the job failed ({})", super::inert(line)),
+    };
     (
         format!("{recipe_check} was not finished"),
         format!(
@@ -144,10 +153,13 @@ mod tests {
         let (title, summary) = abandoned_check_run(
             "release-0.1.0",
             "bakery/base",
-            "it failed before any recipe",
+            Some("cannot fetch acme/images, cc @acme/security-team"),
         );
         assert_eq!(title, "bakery/base was not finished");
+        assert!(!summary.contains("@acme"), "{summary}");
         insta::assert_snapshot!(summary);
+        let (_, finished) = abandoned_check_run("release-0.1.0", "bakery/base", None);
+        assert!(finished.contains(": the job finished."), "{finished}");
     }
 
     #[test]

@@ -84,7 +84,7 @@ fn aws_settings(endpoint: &str) -> AwsSettings {
 }
 
 /// A fresh RSA key for the fake GitHub App.
-pub fn app_private_key() -> String {
+pub(crate) fn app_private_key() -> String {
     let out = std::process::Command::new("openssl")
         .args(["genrsa", "-traditional", "2048"])
         .output()
@@ -663,7 +663,7 @@ async fn authorize_imported_keys(settings: AwsSettings, authorized_keys: PathBuf
     }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![];
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -677,7 +677,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn write_files(root: &Path, files: &BTreeMap<String, String>) {
+pub(crate) fn write_files(root: &Path, files: &BTreeMap<String, String>) {
     for (path, content) in files {
         let p = root.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
