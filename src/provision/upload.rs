@@ -453,7 +453,10 @@ mod tests {
         let tools = [BASE_TOOLS, &["sha256sum"]].concat();
         let (ok, stdout, stderr) = run_script_locally(&tools, &dest, &data);
         assert!(ok, "{stderr}");
-        assert!(stdout.ends_with("-\n"), "sha256sum read its standard input: {stdout:?}");
+        assert!(
+            stdout.ends_with("-\n"),
+            "sha256sum read its standard input: {stdout:?}"
+        );
         check_digest("blob", &sha256_hex(&data), &stdout).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), data);
         assert_eq!(
@@ -484,7 +487,10 @@ mod tests {
         let tools = [BASE_TOOLS, &["sha256sum"]].concat();
         let (ok, stdout, stderr) = run_script_locally(&tools, &dest, b"payload");
         assert!(!ok, "stdout {stdout:?}");
-        assert!(stderr.contains("could not write the file whole"), "{stderr}");
+        assert!(
+            stderr.contains("could not write the file whole"),
+            "{stderr}"
+        );
     }
 
     #[test]
