@@ -1779,6 +1779,11 @@ async fn a_build_to_three_regions_stays_within_its_aws_call_budget() {
         "AWS calls for 1 recipe -> 3 regions: {}\n{listing}",
         requests.len()
     );
+    if std::env::var("BAKERY_CALLS_DETAIL").is_ok() {
+        for r in &requests {
+            println!("{} {} {} {:?}", r.seq, r.region, r.action, r.params);
+        }
+    }
     assert!(
         requests.len() <= CALLS_FOR_THREE_REGIONS,
         "{} AWS calls, budget {CALLS_FOR_THREE_REGIONS}:\n{listing}",
