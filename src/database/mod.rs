@@ -4,6 +4,8 @@
 //! embedded default) and PostgreSQL (for several replicas) with the same SQL, apart from
 //! the `FOR UPDATE SKIP LOCKED` clause that PostgreSQL's leasing adds.
 
+#[cfg(test)]
+mod crash_tests;
 mod model;
 mod sql;
 

@@ -109,10 +109,13 @@ impl SqlStore {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if engine == Engine::Sqlite {
-                        // WAL lets readers run beside the writer; FULL makes every commit
-                        // durable before the webhook is answered.
+                        // WAL lets readers run beside the writer. NORMAL: a commit is in the
+                        // WAL (the OS's page cache) when it returns, which survives the death
+                        // of this process but not a power loss; the build journal guards
+                        // against the first. Deliveries commit with FULL (`write_batch`):
+                        // GitHub does not send an answered delivery again.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
                         conn.execute("PRAGMA busy_timeout = 15000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                     }
@@ -363,7 +366,7 @@ impl SqlStore {
 
 /// Records a delivery and its job inside `tx` (see [`Store::record_delivery`]).
 async fn record_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     delivery: &NewDelivery,
     job: Option<&NewJob>,
     now: i64,
@@ -524,13 +527,19 @@ impl DeliveryWriter {
 async fn write_batch(pool: &AnyPool, batch: Vec<WriteRequest>) {
     let now = now_ms();
     let together = async {
-        let mut tx = pool.begin().await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for (delivery, job, _) in &batch {
-            outcomes.push(record_in(&mut tx, delivery, job.as_ref(), now).await?);
+        let mut conn = DurableConn::acquire(pool).await?;
+        let committed = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn.0).await?;
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for (delivery, job, _) in &batch {
+                outcomes.push(record_in(&mut tx, delivery, job.as_ref(), now).await?);
+            }
+            tx.commit().await?;
+            anyhow::Ok(outcomes)
         }
-        tx.commit().await?;
-        anyhow::Ok(outcomes)
+        .await;
+        conn.release().await;
+        committed
     }
     .await;
     match together {
@@ -543,17 +552,43 @@ async fn write_batch(pool: &AnyPool, batch: Vec<WriteRequest>) {
             // One delivery spoiled the batch: write each on its own, so only it fails.
             for (delivery, job, done) in batch {
                 let one = async {
-                    let mut tx = pool.begin().await.context("cannot start a transaction")?;
-                    let outcome = record_in(&mut tx, &delivery, job.as_ref(), now_ms()).await?;
-                    tx.commit()
-                        .await
-                        .context("cannot commit the delivery and its job")?;
-                    anyhow::Ok(outcome)
+                    let mut conn = DurableConn::acquire(pool).await?;
+                    let committed = async {
+                        let mut tx = sqlx::Connection::begin(&mut *conn.0)
+                            .await
+                            .context("cannot start a transaction")?;
+                        let outcome = record_in(&mut tx, &delivery, job.as_ref(), now_ms()).await?;
+                        tx.commit()
+                            .await
+                            .context("cannot commit the delivery and its job")?;
+                        anyhow::Ok(outcome)
+                    }
+                    .await;
+                    conn.release().await;
+                    committed
                 }
                 .await;
                 let _ = done.send(one);
             }
         }
+    }
+}
+
+/// A pooled connection whose commits are fsynced (`synchronous = FULL`) until released,
+/// NORMAL again after. Deliveries need it: GitHub does not send an answered delivery again,
+/// so it must survive a power loss. The other writes commit with the pool's NORMAL.
+struct DurableConn(sqlx::pool::PoolConnection<sqlx::Any>);
+
+impl DurableConn {
+    async fn acquire(pool: &AnyPool) -> anyhow::Result<Self> {
+        let mut conn = pool.acquire().await?;
+        (&mut *conn).execute("PRAGMA synchronous = FULL").await?;
+        Ok(DurableConn(conn))
+    }
+
+    async fn release(mut self) {
+        // Failing to reset only leaves this pooled connection slower.
+        let _ = (&mut *self.0).execute("PRAGMA synchronous = NORMAL").await;
     }
 }
 

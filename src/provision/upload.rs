@@ -1,7 +1,10 @@
-//! Uploads over exec + stream: the bytes go to `cat` on the builder's standard input, in
-//! large writes, and the sha256 of the written file on the builder (`openssl dgst`, else
-//! `sha256sum`) must equal the digest computed here while sending. This beats SFTP-based
+//! Uploads over exec + stream: the bytes go to `tee` on the builder's standard input, in
+//! large writes; `tee` writes the file and feeds the same bytes to the builder's hasher
+//! (`openssl dgst`, else `sha256sum`), so the check overlaps the transfer instead of reading
+//! the file again. The builder's digest must equal the one computed here while sending, and
+//! `tee` must have written every byte (its exit status is checked). This beats SFTP-based
 //! `scp` on the same sshd (see `bench/ssh-upload`): no per-request round trips, and AES-GCM.
+//! Touches only the builder, through the [`Communicator`].
 //!
 //! Everything lands in a staging directory owned by the SSH user; placing files at their
 //! destination (with sudo for root-owned places) is the file step's job.
@@ -60,15 +63,7 @@ pub async fn upload(
             p.display().to_string(),
         ),
     };
-    let parent = remote_parent(remote_path);
-    let q = sh_quote(remote_path);
-    // OpenSSL's sha256 runs on the CPU's SHA instructions, several times faster than
-    // coreutils' on a 100 MB file; `sha256sum` is the fallback where openssl is missing.
-    let remote = format!(
-        "set -e; umask 077; mkdir -p {parent}; cat > {q}; chmod {mode:04o} {q}; \
-         if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r {q}; else sha256sum {q}; fi",
-        parent = sh_quote(parent),
-    );
+    let remote = upload_script(remote_path, mode);
     let cmd = RemoteCommand::internal(
         format!("upload {label} to {remote_path}"),
         remote,
@@ -122,13 +117,52 @@ pub async fn upload(
         digest.lock().expect("poisoned").clone().with_context(|| {
             format!("uploading {label} to {remote_path}: input was not sent whole")
         })?;
-    let remote_digest = out.stdout.split_whitespace().next().unwrap_or_default();
-    if remote_digest != sent {
-        anyhow::bail!(
-            "integrity check failed for {remote_path}: sent sha256 {sent}, the builder has {remote_digest:?}"
-        );
-    }
+    check_digest(remote_path, &sent, &out.stdout)?;
     Ok(sent)
+}
+
+/// An upload whose bytes on the builder are not the bytes sent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("integrity check failed for {path}: sent sha256 {sent}, the builder has {builder:?}")]
+pub struct DigestMismatch {
+    pub path: String,
+    pub sent: String,
+    pub builder: String,
+}
+
+/// Compares the digest computed while sending with the first word of the builder's hasher
+/// output (`openssl dgst -r` prints `HEX *stdin`, `sha256sum` prints `HEX  -`).
+fn check_digest(path: &str, sent: &str, stdout: &str) -> Result<(), DigestMismatch> {
+    let builder = stdout.split_whitespace().next().unwrap_or_default();
+    if builder == sent {
+        Ok(())
+    } else {
+        Err(DigestMismatch {
+            path: path.to_string(),
+            sent: sent.to_string(),
+            builder: builder.to_string(),
+        })
+    }
+}
+
+/// The POSIX shell script that receives one file on standard input: `tee` writes it and
+/// passes the same bytes to the hasher, whose digest is the script's only output. `tee`'s
+/// own exit status travels back through file descriptor 3 (a plain pipeline's status is
+/// the hasher's), so a file that could not be written whole fails the upload even though
+/// the hasher saw every byte.
+fn upload_script(remote_path: &str, mode: u32) -> String {
+    let q = sh_quote(remote_path);
+    // OpenSSL's sha256 runs on the CPU's SHA instructions, several times faster than
+    // coreutils' on a 100 MB file; `sha256sum` is the fallback where openssl is missing.
+    format!(
+        "set -e; umask 077; mkdir -p {parent}; \
+         if command -v openssl >/dev/null 2>&1; then h='openssl dgst -sha256 -r'; else h=sha256sum; fi; \
+         exec 4>&1; \
+         rc=$( {{ {{ s=0; tee {q} || s=$?; echo $s >&3; }} | $h >&4; }} 3>&1 ); \
+         if [ \"$rc\" != 0 ]; then echo \"could not write the file whole (tee exit status $rc)\" >&2; exit 1; fi; \
+         chmod {mode:04o} {q}",
+        parent = sh_quote(remote_parent(remote_path)),
+    )
 }
 
 async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -361,6 +395,122 @@ pub async fn upload_entries(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// Runs [`upload_script`] with local `sh`, `data` on its standard input, and a `PATH`
+    /// holding only the named tools (the builder's toolbox). Returns (success, stdout, stderr).
+    fn run_script_locally(
+        tools: &[&str],
+        remote_path: &Path,
+        data: &[u8],
+    ) -> (bool, String, String) {
+        use std::io::Write;
+        let bin = tempfile::tempdir().unwrap();
+        for tool in tools {
+            let found = ["/usr/bin", "/bin"]
+                .iter()
+                .map(|d| Path::new(d).join(tool))
+                .find(|p| p.exists())
+                .unwrap_or_else(|| panic!("{tool} is not installed here"));
+            std::os::unix::fs::symlink(found, bin.path().join(tool)).unwrap();
+        }
+        let script = upload_script(remote_path.to_str().unwrap(), 0o640);
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .env_clear()
+            .env("PATH", bin.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn sha256_hex(data: &[u8]) -> String {
+        hex::encode(Sha256::digest(data))
+    }
+
+    const BASE_TOOLS: &[&str] = &["mkdir", "tee", "chmod"];
+
+    #[test]
+    fn a_builder_with_only_sha256sum_hashes_while_receiving() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("sub/blob.bin");
+        let mut data = vec![0u8; 3 * CHUNK + 17];
+        rand::fill(&mut data[..]);
+        let tools = [BASE_TOOLS, &["sha256sum"]].concat();
+        let (ok, stdout, stderr) = run_script_locally(&tools, &dest, &data);
+        assert!(ok, "{stderr}");
+        assert!(
+            stdout.ends_with("-\n"),
+            "sha256sum read its standard input: {stdout:?}"
+        );
+        check_digest("blob", &sha256_hex(&data), &stdout).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+        assert_eq!(
+            std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777,
+            0o640
+        );
+    }
+
+    #[test]
+    fn a_builder_with_openssl_uses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("blob.bin");
+        let data = b"stamp\n".repeat(1000);
+        let tools = [BASE_TOOLS, &["sha256sum", "openssl"]].concat();
+        let (ok, stdout, stderr) = run_script_locally(&tools, &dest, &data);
+        assert!(ok, "{stderr}");
+        assert!(stdout.contains("*stdin"), "openssl's -r output: {stdout:?}");
+        check_digest("blob", &sha256_hex(&data), &stdout).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_written_fails_although_the_hasher_saw_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        // The destination is a directory: tee cannot open it, but still copies its input on.
+        let dest = dir.path().join("taken");
+        std::fs::create_dir(&dest).unwrap();
+        let tools = [BASE_TOOLS, &["sha256sum"]].concat();
+        let (ok, stdout, stderr) = run_script_locally(&tools, &dest, b"payload");
+        assert!(!ok, "stdout {stdout:?}");
+        assert!(
+            stderr.contains("could not write the file whole"),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn a_digest_that_differs_is_a_typed_mismatch_naming_both() {
+        let sent = sha256_hex(b"what was sent");
+        let builder = sha256_hex(b"what arrived");
+        let err = check_digest("/opt/app.bin", &sent, &format!("{builder} *stdin\n")).unwrap_err();
+        assert_eq!(
+            err,
+            DigestMismatch {
+                path: "/opt/app.bin".into(),
+                sent: sent.clone(),
+                builder: builder.clone(),
+            }
+        );
+        let shown = err.to_string();
+        assert!(shown.contains(&sent) && shown.contains(&builder), "{shown}");
+        // No output at all (a hasher that printed nothing) is a mismatch too.
+        assert!(check_digest("/opt/app.bin", &sent, "").is_err());
+    }
 
     #[test]
     fn parent_of_remote_paths() {

@@ -1974,6 +1974,47 @@ async fn bench_parallel_copies() {
     println!("time(16)/time(1) = {:.2} (goal <= 1.3)", t16 / t1);
 }
 
+/// Upper bound on AWS calls (EC2, STS and KMS, pre-flight included) for one recipe built
+/// and copied, encrypted, to three regions of the home account. A regression guard: a
+/// change that asks AWS again what an earlier answer already said fails here.
+const CALLS_FOR_THREE_REGIONS: usize = 43;
+
+/// The AWS calls of one build to three regions, counted by action at the recording proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_to_three_regions_stays_within_its_aws_call_budget() {
+    let w = world().await;
+    let (store, _dir) = temp_store().await;
+    let p = plan("calls-1.0.0", copies(&REGIONS, &[None]));
+    w.proxy.clear();
+    let (result, log) = build(&w, &store, p, Arc::new(RecordingProvisioner::default())).await;
+    result.unwrap_or_else(|e| panic!("{e:#}\n{}", log.text()));
+    let requests = w.proxy.requests();
+    let mut by_action: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &requests {
+        *by_action
+            .entry(format!("{}:{}", r.service, r.action))
+            .or_default() += 1;
+    }
+    let listing: String = by_action
+        .iter()
+        .map(|(a, n)| format!("{n:4} {a}\n"))
+        .collect();
+    println!(
+        "AWS calls for 1 recipe -> 3 regions: {}\n{listing}",
+        requests.len()
+    );
+    if std::env::var("BAKERY_CALLS_DETAIL").is_ok() {
+        for r in &requests {
+            println!("{} {} {} {:?}", r.seq, r.region, r.action, r.params);
+        }
+    }
+    assert!(
+        requests.len() <= CALLS_FOR_THREE_REGIONS,
+        "{} AWS calls, budget {CALLS_FOR_THREE_REGIONS}:\n{listing}",
+        requests.len()
+    );
+}
+
 /// SIGTERM while copies exist: the build deletes everything it made, copies in every
 /// account and region included, and records itself cancelled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
