@@ -55,7 +55,7 @@ use crate::aws::resource::{self, Deleted, ResourceKind, ResourceRef};
 use crate::aws::{self, access, image, instance, AwsSession, Budgets, EngineCtx, Target};
 use crate::database::{BuildFilter, BuildRecord, BuildState, DynStore, JobId};
 use crate::plan::model::{BuildFacts, BuildPlan, ConnectVia};
-use crate::provision::{ProvisionContext, Provisioner, SshTarget};
+use crate::provision::{ProvisionContext, ProvisionPlan, Provisioner, SshTarget};
 
 mod kept;
 pub use kept::CopiesKept;
@@ -836,8 +836,7 @@ impl BuildRunner {
                     known_host_key: None,
                 };
                 let pctx = ProvisionContext {
-                    plan: Arc::new(plan.clone()),
-                    facts: facts.clone(),
+                    plan: Arc::new(ProvisionPlan::for_ec2(plan, &facts)),
                     repo_root: self.options.repo_root.clone(),
                     log: self.log.clone(),
                     cancel: self.options.cancel.child_token(),

@@ -15,6 +15,7 @@ mod job_pages;
 mod metrics;
 mod package_stories;
 mod pr_stories;
+mod qemu;
 mod recipes;
 mod registry;
 mod replicas;
