@@ -30,12 +30,9 @@ pub fn plan(args: &BuildArgs) -> anyhow::Result<Option<(QemuPlan, bool)>> {
 
 /// The artifact directory: `--artifact-dir`, else `<repo>/.bakery/artifacts`.
 pub fn artifact_root(args: &BuildArgs) -> PathBuf {
-    args.artifact_dir.clone().unwrap_or_else(|| {
-        args.recipe_args
-            .repo
-            .join(".bakery")
-            .join("artifacts")
-    })
+    args.artifact_dir
+        .clone()
+        .unwrap_or_else(|| args.recipe_args.repo.join(".bakery").join("artifacts"))
 }
 
 /// Builds the qemu artifacts; returns the outcome and its manifest.

@@ -173,10 +173,7 @@ pub fn plan_build(set: &RecipeSet, input: &PlanInput<'_>) -> anyhow::Result<Buil
     Ok(plan)
 }
 
-fn planner<'a>(
-    set: &'a RecipeSet,
-    input: &PlanInput<'_>,
-) -> anyhow::Result<(Planner<'a>, String)> {
+fn planner<'a>(set: &'a RecipeSet, input: &PlanInput<'_>) -> anyhow::Result<(Planner<'a>, String)> {
     let Some(recipe) = set.recipes.get(input.recipe) else {
         let names: Vec<&str> = set.names.iter().map(String::as_str).collect();
         let hint = match did_you_mean(input.recipe, names.iter().copied()) {

@@ -134,9 +134,7 @@ impl Provisioner for SshProvisioner {
             let result = match step {
                 ProvisionStep::Shell(st) => steps::shell::run(&mut s, st).await,
                 ProvisionStep::File(st) => steps::file::run(&mut s, st).await,
-                ProvisionStep::Ansible(st) => {
-                    steps::ansible::run(&mut s, st, plan).await
-                }
+                ProvisionStep::Ansible(st) => steps::ansible::run(&mut s, st, plan).await,
             };
             result.context(super::ProvisionStepFailed {
                 name: name.to_string(),

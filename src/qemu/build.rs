@@ -192,14 +192,20 @@ pub async fn build(
     for f in &swept.folders {
         log.info(
             STEP_SOURCE,
-            format!("removed the work folder of a build that died: {}", f.display()),
+            format!(
+                "removed the work folder of a build that died: {}",
+                f.display()
+            ),
         );
     }
     for pid in &swept.killed {
         log.info(STEP_SOURCE, format!("killed its QEMU (pid {pid})"));
     }
     for p in export::remove_partials(plan, &o.artifact_root)? {
-        log.info(STEP_SOURCE, format!("removed a partial artifact: {}", p.display()));
+        log.info(
+            STEP_SOURCE,
+            format!("removed a partial artifact: {}", p.display()),
+        );
     }
     let work = WorkDir::create(&work_root, &build_id)
         .with_context(|| format!("cannot create a work folder under {}", work_root.display()))?;
@@ -231,8 +237,7 @@ async fn run(
             if !super::download::cached_path(&cache, &plan.sha256).is_file() {
                 log.info(STEP_SOURCE, format!("downloading {url}"));
             }
-            super::download::fetch(url, &plan.sha256, &cache, &work.file("source.partial")?)
-                .await?
+            super::download::fetch(url, &plan.sha256, &cache, &work.file("source.partial")?).await?
         }
     };
     log.info(STEP_SOURCE, format!("checking {}", source.display()));
@@ -275,7 +280,7 @@ async fn run(
     }
     let seed = seed::write(work.path(), &plan.ssh_user, &public, build_id).await?;
 
-    let (accel, why) = accel::probe(&o.kvm_device);
+    let (accel, why) = accel::choose(&o.kvm_device).await;
     match &why {
         None => log.info(STEP_BOOT, "accelerator: KVM"),
         Some(why) => log.info(
@@ -310,7 +315,10 @@ async fn run(
         ),
     );
 
-    let result = provision_and_export(plan, steps, o, work, build_id, &actual, port, key, &mut vm, &overlay).await;
+    let result = provision_and_export(
+        plan, steps, o, work, build_id, &actual, port, key, &mut vm, &overlay,
+    )
+    .await;
     if result.is_err() {
         vm.kill().await;
     }
@@ -370,9 +378,7 @@ async fn provision_and_export(
     };
     match stopped {
         Some(status) => log.info(STEP_SHUTDOWN, format!("the guest powered off ({status})")),
-        None => {
-            return Err(QemuBuildError::NoPowerOff(o.shutdown_budget, vm.last_words()).into())
-        }
+        None => return Err(QemuBuildError::NoPowerOff(o.shutdown_budget, vm.last_words()).into()),
     }
 
     let mtime = chrono::DateTime::parse_from_rfc3339(&steps.build_time)
@@ -397,12 +403,7 @@ async fn provision_and_export(
     for a in &artifacts {
         log.info(
             STEP_EXPORT,
-            format!(
-                "{} {} bytes sha256 {}",
-                a.path.display(),
-                a.size,
-                a.sha256
-            ),
+            format!("{} {} bytes sha256 {}", a.path.display(), a.size, a.sha256),
         );
     }
     Ok((report.release_file, artifacts))

@@ -42,7 +42,12 @@ pub fn cached_path(cache: &Path, sha256: &str) -> PathBuf {
 
 /// The cached disk for `sha256`, downloading it from `url` through `partial` first when it
 /// is not cached. Errors when the download's digest differs (the file is removed).
-pub async fn fetch(url: &str, sha256: &str, cache: &Path, partial: &Path) -> anyhow::Result<PathBuf> {
+pub async fn fetch(
+    url: &str,
+    sha256: &str,
+    cache: &Path,
+    partial: &Path,
+) -> anyhow::Result<PathBuf> {
     let dest = cached_path(cache, sha256);
     if dest.is_file() {
         return Ok(dest);
@@ -107,9 +112,14 @@ mod tests {
         std::fs::create_dir_all(&cache).unwrap();
         std::fs::write(cached_path(&cache, "ab12"), b"disk").unwrap();
         // The URL does not resolve: a download would fail.
-        let got = fetch("https://invalid.invalid/d", "ab12", &cache, &dir.path().join("p"))
-            .await
-            .unwrap();
+        let got = fetch(
+            "https://invalid.invalid/d",
+            "ab12",
+            &cache,
+            &dir.path().join("p"),
+        )
+        .await
+        .unwrap();
         assert_eq!(got, cached_path(&cache, "ab12"));
     }
 }

@@ -40,7 +40,9 @@ async fn run(program: &str, args: &[&std::ffi::OsStr]) -> anyhow::Result<()> {
         .kill_on_drop(true)
         .output()
         .await
-        .with_context(|| format!("cannot run {program}; install dosfstools and mtools (scripts/qemu/setup.sh)"))?;
+        .with_context(|| {
+            format!("cannot run {program}; install dosfstools and mtools (scripts/qemu/setup.sh)")
+        })?;
     anyhow::ensure!(
         out.status.success(),
         "{program} failed ({}): {}",
@@ -64,12 +66,24 @@ pub async fn write(
     let img = work.join("seed.img");
     run(
         "mkfs.vfat",
-        &["-n".as_ref(), "CIDATA".as_ref(), "-C".as_ref(), img.as_os_str(), SEED_KIB.as_ref()],
+        &[
+            "-n".as_ref(),
+            "CIDATA".as_ref(),
+            "-C".as_ref(),
+            img.as_os_str(),
+            SEED_KIB.as_ref(),
+        ],
     )
     .await?;
     run(
         "mcopy",
-        &["-i".as_ref(), img.as_os_str(), ud.as_os_str(), md.as_os_str(), "::".as_ref()],
+        &[
+            "-i".as_ref(),
+            img.as_os_str(),
+            ud.as_os_str(),
+            md.as_os_str(),
+            "::".as_ref(),
+        ],
     )
     .await?;
     Ok(img)
@@ -84,7 +98,10 @@ mod tests {
         let u = user_data("debian", "ssh-ed25519 AAAAC3Nza bakery\n");
         assert!(u.starts_with("#cloud-config\n"));
         assert!(u.contains("\n  - name: debian\n"), "{u}");
-        assert!(u.contains("\n      - ssh-ed25519 AAAAC3Nza bakery\n"), "{u}");
+        assert!(
+            u.contains("\n      - ssh-ed25519 AAAAC3Nza bakery\n"),
+            "{u}"
+        );
         assert!(u.contains("lock_passwd: true"));
         assert!(!u.contains("password:"));
         assert_eq!(

@@ -75,7 +75,9 @@ impl Vm {
         let status = self.child.wait().await;
         format!(
             "QEMU exited ({}){}",
-            status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+            status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string()),
             self.last_words()
         )
     }

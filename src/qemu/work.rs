@@ -168,7 +168,10 @@ mod tests {
             .spawn()
             .unwrap();
         // An unrelated process the journal names but that does not run the folder.
-        let mut other = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let mut other = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
         let w = WorkDir {
             path: dead_dir.clone(),
         };
@@ -188,7 +191,10 @@ mod tests {
         assert!(root.path().join("foreign").exists());
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(orphan.wait().unwrap().signal(), Some(libc::SIGKILL));
-        assert!(other.try_wait().unwrap().is_none(), "an unrelated process was killed");
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "an unrelated process was killed"
+        );
         other.kill().unwrap();
         other.wait().unwrap();
         let p = live.path().to_path_buf();

@@ -81,12 +81,20 @@ expect_stdout = "{{{{ version }}}}"
 
 fn build_cmd(repo: &Path, artifacts: &Path) -> Command {
     let mut c = Command::new(bakery_bin());
-    c.args(["build", "deb", "--version", VERSION, "--git-sha", GIT_SHA, "--repo"])
-        .arg(repo)
-        .arg("--artifact-dir")
-        .arg(artifacts)
-        .env("BAKERY_DATABASE_URL", "sqlite::memory:")
-        .env_remove("BAKERY_AWS__ENDPOINT_URL");
+    c.args([
+        "build",
+        "deb",
+        "--version",
+        VERSION,
+        "--git-sha",
+        GIT_SHA,
+        "--repo",
+    ])
+    .arg(repo)
+    .arg("--artifact-dir")
+    .arg(artifacts)
+    .env("BAKERY_DATABASE_URL", "sqlite::memory:")
+    .env_remove("BAKERY_AWS__ENDPOINT_URL");
     c
 }
 
@@ -179,8 +187,8 @@ fn a_qemu_recipe_is_built_into_every_format_and_each_export_is_the_sealed_disk()
     for ext in ["qcow2", "vmdk", "ova", "raw"] {
         let p = path(ext);
         assert!(p.is_file(), "{} missing", p.display());
-        let line = std::fs::read_to_string(folder.join(format!("deb-{VERSION}.{ext}.sha256")))
-            .unwrap();
+        let line =
+            std::fs::read_to_string(folder.join(format!("deb-{VERSION}.{ext}.sha256"))).unwrap();
         assert_eq!(line, format!("{}  deb-{VERSION}.{ext}\n", sha256(&p)));
     }
     let leftovers: Vec<_> = walk(&artifacts)
@@ -194,11 +202,16 @@ fn a_qemu_recipe_is_built_into_every_format_and_each_export_is_the_sealed_disk()
         0,
         "the work folder is not empty"
     );
-    assert!(qemu_processes_naming(dir.path()).is_empty(), "QEMU still runs");
+    assert!(
+        qemu_processes_naming(dir.path()).is_empty(),
+        "QEMU still runs"
+    );
 
     // Every export holds the same disk.
     for ext in ["qcow2", "vmdk"] {
-        run(Command::new("qemu-img").args(["check", "-q"]).arg(path(ext)));
+        run(Command::new("qemu-img")
+            .args(["check", "-q"])
+            .arg(path(ext)));
     }
     for (ext, fmt) in [("qcow2", "qcow2"), ("vmdk", "vmdk")] {
         run(Command::new("qemu-img")
@@ -208,7 +221,10 @@ fn a_qemu_recipe_is_built_into_every_format_and_each_export_is_the_sealed_disk()
     }
     // A second VMDK reader.
     let info = stdout(Command::new("vmdkinfo").arg(path("vmdk")));
-    assert!(info.contains("streamOptimized") || info.contains("Stream optimized"), "{info}");
+    assert!(
+        info.contains("streamOptimized") || info.contains("Stream optimized"),
+        "{info}"
+    );
 
     // The OVA: descriptor first, manifest next, and the manifest's digests hold.
     let ova_dir = dir.path().join("ova");
@@ -256,18 +272,27 @@ fn a_qemu_recipe_is_built_into_every_format_and_each_export_is_the_sealed_disk()
     assert_eq!(release.lines().next(), Some(VERSION), "{release}");
     assert!(release.contains(&format!("GIT_SHA={GIT_SHA}")), "{release}");
     assert!(release.contains("RECIPE=deb"), "{release}");
-    assert_eq!(read_in_image(&raw, "/etc/baked-by"), format!("deb {VERSION}\n"));
+    assert_eq!(
+        read_in_image(&raw, "/etc/baked-by"),
+        format!("deb {VERSION}\n")
+    );
     assert_eq!(read_in_image(&raw, "/etc/motd"), "Baked by bakery\n");
     assert_eq!(read_in_image(&raw, "/etc/machine-id"), "");
     let ssh = ls_in_image(&raw, "/etc/ssh");
-    assert!(!ssh.contains("ssh_host_"), "host keys left in the image:\n{ssh}");
+    assert!(
+        !ssh.contains("ssh_host_"),
+        "host keys left in the image:\n{ssh}"
+    );
     assert!(
         read_in_image(&raw, "/etc/systemd/system/bakery-host-keys.service")
             .contains("ExecStart=/usr/bin/ssh-keygen -A"),
         "no first-boot host key unit"
     );
     let keys = read_in_image(&raw, "/home/debian/.ssh/authorized_keys");
-    assert!(!keys.contains("ssh-ed25519"), "the build key is left: {keys}");
+    assert!(
+        !keys.contains("ssh-ed25519"),
+        "the build key is left: {keys}"
+    );
     assert!(
         !ls_in_image(&raw, "/var/tmp").contains("bakery-"),
         "provisioning files left"
@@ -279,10 +304,17 @@ fn a_qemu_recipe_is_built_into_every_format_and_each_export_is_the_sealed_disk()
     let b = &m["builds"][0];
     assert_eq!(b["builder_type"], "qemu");
     assert_eq!(b["files"].as_array().unwrap().len(), 4);
-    assert_eq!(b["custom_data"]["ova_sha256"], sha256(&path("ova")).as_str());
+    assert_eq!(
+        b["custom_data"]["ova_sha256"],
+        sha256(&path("ova")).as_str()
+    );
     assert_eq!(
         b["custom_data"]["raw_size"],
-        std::fs::metadata(path("raw")).unwrap().len().to_string().as_str()
+        std::fs::metadata(path("raw"))
+            .unwrap()
+            .len()
+            .to_string()
+            .as_str()
     );
 }
 
@@ -351,7 +383,10 @@ fn a_build_killed_with_sigkill_leaves_no_qemu_and_the_next_build_clears_its_fold
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(qemu_processes_naming(&work).is_empty());
-    assert!(folders[0].exists(), "the dead build's folder is there until the next build");
+    assert!(
+        folders[0].exists(),
+        "the dead build's folder is there until the next build"
+    );
 
     // The next build (its source checksum wrong, so it stops before booting) clears it.
     let recipe = repo.join("recipes/deb/recipe.toml");
@@ -361,8 +396,14 @@ fn a_build_killed_with_sigkill_leaves_no_qemu_and_the_next_build_clears_its_fold
     let out = build_cmd(&repo, &artifacts).output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(log.contains("removed the work folder of a build that died"), "{log}");
+    assert!(
+        log.contains("removed the work folder of a build that died"),
+        "{log}"
+    );
     assert!(log.contains("has sha256"), "{log}");
-    assert!(!folders[0].exists(), "the dead build's folder is still there");
+    assert!(
+        !folders[0].exists(),
+        "the dead build's folder is still there"
+    );
     assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
 }

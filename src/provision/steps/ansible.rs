@@ -23,18 +23,15 @@ use tokio_util::sync::CancellationToken;
 use super::shell::{wrap_command, CLIENT_GRACE, TIMEOUT_STATUS};
 use super::{ansible_core, Session};
 use crate::plan::model::AnsibleStep;
-use crate::provision::ProvisionPlan;
 use crate::provision::communicator::{tail_suffix, ExecError, RemoteCommand};
 use crate::provision::quote::{env_exports, sh_quote};
 use crate::provision::repo_path::resolve_in_repo;
 use crate::provision::upload::{run_script, upload, upload_entries, walk_tree, Source, TreeEntry};
+use crate::provision::ProvisionPlan;
 use crate::recipe::ansible_args::check_extra_args;
 
 /// The variables every playbook gets; bakery's own names win over the recipe's.
-pub fn extra_vars(
-    step: &AnsibleStep,
-    plan: &ProvisionPlan,
-) -> BTreeMap<String, String> {
+pub fn extra_vars(step: &AnsibleStep, plan: &ProvisionPlan) -> BTreeMap<String, String> {
     let mut vars = step.extra_vars.clone();
     vars.insert("bakery_version".into(), plan.version.clone());
     vars.insert("bakery_recipe".into(), plan.recipe.clone());
@@ -115,11 +112,7 @@ fn ansible_env(work: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
-pub async fn run(
-    s: &mut Session,
-    step: &AnsibleStep,
-    plan: &ProvisionPlan,
-) -> anyhow::Result<()> {
+pub async fn run(s: &mut Session, step: &AnsibleStep, plan: &ProvisionPlan) -> anyhow::Result<()> {
     let name = step.name.as_str();
     if let Err((_, why)) = check_extra_args(&step.extra_args) {
         anyhow::bail!("extra_args: {why}; {}", why.hint());

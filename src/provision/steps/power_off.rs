@@ -41,10 +41,7 @@ mod tests {
 
     #[test]
     fn root_needs_no_sudo() {
-        assert_eq!(
-            command(""),
-            "systemctl poweroff --no-block || poweroff"
-        );
+        assert_eq!(command(""), "systemctl poweroff --no-block || poweroff");
         assert_eq!(
             command("sudo -n "),
             "sudo -n systemctl poweroff --no-block || sudo -n poweroff"

@@ -189,7 +189,9 @@ mod tests {
             "AAAAkey",
             "/var/tmp/bakery-1",
         );
-        let removed = s.find("rm -f /etc/ssh/ssh_host_*").expect("host keys removed");
+        let removed = s
+            .find("rm -f /etc/ssh/ssh_host_*")
+            .expect("host keys removed");
         let unit = s.find("bakery-host-keys.service").expect("first-boot unit");
         assert!(removed < unit, "{s}");
         assert!(s.contains("ConditionPathExistsGlob=!/etc/ssh/ssh_host_*_key"));

@@ -4,9 +4,9 @@
 use bytes::Bytes;
 
 use super::Session;
-use crate::provision::ProvisionPlan;
 use crate::provision::quote::sh_quote;
 use crate::provision::upload::{run_script, upload, Source};
+use crate::provision::ProvisionPlan;
 
 pub const STEP: &str = "stamp";
 
