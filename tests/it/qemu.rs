@@ -352,7 +352,7 @@ fn a_build_killed_with_sigkill_leaves_no_qemu_and_the_next_build_clears_its_fold
         .spawn()
         .unwrap();
     // Wait for the QEMU process (its command line names the work folder).
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let qemu = loop {
         let found = qemu_processes_naming(&work);
         if let Some(pid) = found.first() {
