@@ -42,8 +42,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let ctx = bakery::provision::ProvisionContext {
-        plan: Arc::new(bench_plan()),
-        facts,
+        plan: Arc::new(bakery::provision::ProvisionPlan::for_ec2(
+            &bench_plan(),
+            &facts,
+        )),
         repo_root: PathBuf::from(repo),
         log: log.clone(),
         cancel: cancel.clone(),

@@ -73,6 +73,13 @@ pub struct BuildArgs {
     /// Copies running at once into one region.
     #[arg(long, default_value_t = crate::aws::distribute::DEFAULT_PER_REGION_CONCURRENCY)]
     pub copy_concurrency: usize,
+    /// Where a `[qemu]` builder's artifacts go (`<dir>/<recipe>/<recipe>-<version>/`).
+    /// Default: `<repo>/.bakery/artifacts`.
+    #[arg(long, value_name = "DIR", env = "BAKERY_ARTIFACT_DIR")]
+    pub artifact_dir: Option<PathBuf>,
+    /// How long a `[qemu]` builder's VM may take from its start to a working SSH login.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub qemu_boot_timeout: Duration,
     /// Test hook: `none` skips SSH for plans without provision steps.
     #[arg(long, value_enum, default_value_t = ProvisionerKind::Ssh, hide = true)]
     pub provisioner: ProvisionerKind,
@@ -86,6 +93,15 @@ pub enum ProvisionerKind {
 }
 
 pub async fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    // A recipe with only a `[qemu]` builder builds locally; with both, EC2 first.
+    let qemu = super::build_qemu::plan(&args)?;
+    if let Some((q, false)) = &qemu {
+        let (_, manifest) = super::build_qemu::run(&args, q).await?;
+        if let Some(path) = &args.manifest {
+            manifest.write(path)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = ServerConfig::from_env(args.config.config.as_deref())?;
     let mut plan = load_plan(&args)?;
     if let Some(repo) = &args.repository {
@@ -160,10 +176,15 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         t.finish();
     }
     let outcome = outcome?;
-    if let Some(path) = &args.manifest {
-        outcome.manifest().write(path)?;
-    }
     print_outcome(&outcome);
+    let mut manifest = outcome.manifest().clone();
+    if let Some((q, true)) = &qemu {
+        let (_, m) = super::build_qemu::run(&args, q).await?;
+        manifest.builds.extend(m.builds);
+    }
+    if let Some(path) = &args.manifest {
+        manifest.write(path)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -219,7 +240,7 @@ fn parse_repository(s: &str) -> Result<String, String> {
     }
 }
 
-fn parse_vars(vars: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+pub(super) fn parse_vars(vars: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     vars.iter()
         .map(|v| {
             let (k, val) = v
@@ -230,7 +251,7 @@ fn parse_vars(vars: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
-fn head_sha(repo: &Path) -> anyhow::Result<String> {
+pub(super) fn head_sha(repo: &Path) -> anyhow::Result<String> {
     let repo = git2::Repository::discover(repo).with_context(|| {
         format!(
             "{} is not inside a git repository: pass --git-sha",
@@ -261,7 +282,7 @@ fn ssh_provisioner() -> anyhow::Result<Arc<dyn Provisioner>> {
 }
 
 /// SIGINT or SIGTERM cancels the build, which then deletes what it created.
-fn spawn_signal_handler(cancel: tokio_util::sync::CancellationToken, log: BuildLog) {
+pub(super) fn spawn_signal_handler(cancel: tokio_util::sync::CancellationToken, log: BuildLog) {
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

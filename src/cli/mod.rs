@@ -2,6 +2,7 @@
 //! (`build`, `validate`, `plan`...). Each subcommand lives in its own module.
 
 mod build;
+mod build_qemu;
 mod config_check;
 mod doctor;
 mod images;

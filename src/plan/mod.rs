@@ -68,6 +68,31 @@ pub struct PlanInput<'a> {
 /// Validation errors are returned in the same `file:line:col: message` form as
 /// `bakery validate` prints them.
 pub fn plan_from_repo(req: &PlanRequest<'_>) -> anyhow::Result<BuildPlan> {
+    let (set, vars) = load_for_request(req)?;
+    plan_build(&set, &req.input(&vars))
+}
+
+/// The builder-neutral part of a recipe's plan (steps, stamp, verify, seal), read from the
+/// repository like [`plan_from_repo`]: what a builder without EC2 settings runs.
+pub fn steps_from_repo(req: &PlanRequest<'_>) -> anyhow::Result<StepsPlan> {
+    let (set, vars) = load_for_request(req)?;
+    plan_steps(&set, &req.input(&vars))
+}
+
+impl PlanRequest<'_> {
+    fn input<'a>(&'a self, vars: &'a VarOverrides) -> PlanInput<'a> {
+        PlanInput {
+            recipe: self.recipe,
+            version: self.version,
+            git_sha: self.git_sha,
+            build_time: self.build_time,
+            vars,
+            ephemeral: self.ephemeral,
+        }
+    }
+}
+
+fn load_for_request(req: &PlanRequest<'_>) -> anyhow::Result<(RecipeSet, VarOverrides)> {
     let checked = crate::recipe::load_repo(req.repo_root)?;
     if !checked.is_ok() {
         let errors: Vec<String> = checked
@@ -91,23 +116,64 @@ pub fn plan_from_repo(req: &PlanRequest<'_>) -> anyhow::Result<BuildPlan> {
     for (name, value) in &req.vars {
         vars.push_cli(&[format!("{name}={value}")])?;
     }
-    plan_build(
-        &checked.set,
-        &PlanInput {
-            recipe: req.recipe,
-            version: req.version,
-            git_sha: req.git_sha,
-            build_time: req.build_time,
-            vars: &vars,
-            ephemeral: req.ephemeral,
-        },
-    )
+    Ok((checked.set, vars))
+}
+
+/// What every builder of a recipe runs, whatever it builds on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepsPlan {
+    pub recipe: String,
+    pub version: String,
+    pub git_sha: String,
+    /// RFC 3339, UTC.
+    pub build_time: String,
+    pub provision: Vec<ProvisionStep>,
+    pub stamp: StampPlan,
+    pub verify: Vec<VerifyCheck>,
+    pub seal: SealPlan,
+}
+
+/// Plans the builder-neutral part of one recipe's build. Pure, like [`plan_build`].
+pub fn plan_steps(set: &RecipeSet, input: &PlanInput<'_>) -> anyhow::Result<StepsPlan> {
+    let (p, build_time) = planner(set, input)?;
+    Ok(StepsPlan {
+        recipe: p.recipe.name.clone(),
+        version: input.version.to_string(),
+        git_sha: input.git_sha.to_string(),
+        build_time,
+        provision: p.provision()?,
+        stamp: p.stamp()?,
+        verify: p.verify()?,
+        seal: p.recipe.seal.clone(),
+    })
 }
 
 /// Plans one recipe's build. Pure: everything comes in through the arguments. The set
 /// must have passed validation; the errors left here are about the input (unknown recipe,
 /// bad version, variables) and the rendered values.
 pub fn plan_build(set: &RecipeSet, input: &PlanInput<'_>) -> anyhow::Result<BuildPlan> {
+    let (p, build_time) = planner(set, input)?;
+    let recipe = p.recipe;
+    let config = &set.config;
+    let plan = BuildPlan {
+        repo: None,
+        recipe: recipe.name.clone(),
+        version: input.version.to_string(),
+        git_sha: input.git_sha.to_string(),
+        build_time,
+        source: p.source()?,
+        builder: p.builder(config)?,
+        provision: p.provision()?,
+        stamp: p.stamp()?,
+        verify: p.verify()?,
+        seal: recipe.seal.clone(),
+        image: p.image(config, input.ephemeral)?,
+        distribute: p.distribute(config, input.ephemeral)?,
+    };
+    Ok(plan)
+}
+
+fn planner<'a>(set: &'a RecipeSet, input: &PlanInput<'_>) -> anyhow::Result<(Planner<'a>, String)> {
     let Some(recipe) = set.recipes.get(input.recipe) else {
         let names: Vec<&str> = set.names.iter().map(String::as_str).collect();
         let hint = match did_you_mean(input.recipe, names.iter().copied()) {
@@ -117,7 +183,6 @@ pub fn plan_build(set: &RecipeSet, input: &PlanInput<'_>) -> anyhow::Result<Buil
         bail!("no recipe named `{}`; {hint}", input.recipe);
     };
     check_version(input.version)?;
-    let config = &set.config;
     let values = variables::resolve(&recipe.name, &recipe.variables, input.vars)?;
     let build_time = input
         .build_time
@@ -137,24 +202,7 @@ pub fn plan_build(set: &RecipeSet, input: &PlanInput<'_>) -> anyhow::Result<Buil
         .iter()
         .map(|(k, v)| (k.clone(), v.to_string()))
         .collect();
-    let p = Planner { recipe, scope };
-
-    let plan = BuildPlan {
-        repo: None,
-        recipe: recipe.name.clone(),
-        version: input.version.to_string(),
-        git_sha: input.git_sha.to_string(),
-        build_time,
-        source: p.source()?,
-        builder: p.builder(config)?,
-        provision: p.provision()?,
-        stamp: p.stamp()?,
-        verify: p.verify()?,
-        seal: recipe.seal.clone(),
-        image: p.image(config, input.ephemeral)?,
-        distribute: p.distribute(config, input.ephemeral)?,
-    };
-    Ok(plan)
+    Ok((Planner { recipe, scope }, build_time))
 }
 
 /// A version becomes the release file's first line, a tag value and part of the image name.

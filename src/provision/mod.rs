@@ -11,7 +11,6 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::build::BuildLog;
-use crate::plan::model::{BuildFacts, BuildPlan};
 
 /// Where and how to reach a builder over SSH.
 #[derive(Clone)]
@@ -44,8 +43,8 @@ impl std::fmt::Debug for SshTarget {
 /// What the provisioner needs besides the target.
 #[derive(Clone, Debug)]
 pub struct ProvisionContext {
-    pub plan: Arc<BuildPlan>,
-    pub facts: BuildFacts,
+    /// Builder-neutral: the same for an EC2 instance and a local VM.
+    pub plan: Arc<ProvisionPlan>,
     /// The checked-out repository; every file a step uses lies inside it.
     pub repo_root: PathBuf,
     pub log: BuildLog,
@@ -79,12 +78,14 @@ pub trait Provisioner: Send + Sync {
 pub mod communicator;
 pub mod host_key;
 pub(crate) mod lines;
+pub mod plan;
 pub mod quote;
 pub(crate) mod repo_path;
 pub mod ssh;
 pub mod steps;
 pub(crate) mod upload;
 
+pub use plan::{Finish, ProvisionPlan, SealRule};
 pub use ssh::SshProvisioner;
 
 /// A provisioning step failed (the context of its error). Reports name the step from this

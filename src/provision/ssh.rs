@@ -114,7 +114,7 @@ impl Provisioner for SshProvisioner {
             .await
             .context("connecting to the builder over SSH")?;
         let host_key_fingerprint = comm.host_key_fingerprint().to_string();
-        let staging = format!("/var/tmp/bakery-{}", path_component(&ctx.facts.build_id));
+        let staging = format!("/var/tmp/bakery-{}", path_component(&plan.build_id));
         let mut s = Session::new(
             comm,
             ctx.log.clone(),
@@ -134,9 +134,7 @@ impl Provisioner for SshProvisioner {
             let result = match step {
                 ProvisionStep::Shell(st) => steps::shell::run(&mut s, st).await,
                 ProvisionStep::File(st) => steps::file::run(&mut s, st).await,
-                ProvisionStep::Ansible(st) => {
-                    steps::ansible::run(&mut s, st, plan, &ctx.facts).await
-                }
+                ProvisionStep::Ansible(st) => steps::ansible::run(&mut s, st, plan).await,
             };
             result.context(super::ProvisionStepFailed {
                 name: name.to_string(),
@@ -145,18 +143,21 @@ impl Provisioner for SshProvisioner {
             s.log.info(name, format!("step `{name}` done"));
         }
 
-        let release_file = steps::stamp::run(&mut s, plan, &ctx.facts)
+        let release_file = steps::stamp::run(&mut s, plan)
             .await
-            .with_context(|| format!("stamping {} failed", plan.stamp.path))?;
+            .with_context(|| format!("stamping {} failed", plan.stamp_path))?;
         steps::verify::run(&mut s, &plan.verify)
             .await
             .context("verify failed")?;
         let inventory = steps::inventory::run(&mut s)
             .await
             .context("collecting the package inventory failed")?;
-        steps::seal::run(&mut s, &plan.seal)
+        steps::seal::run(&mut s, &plan.seal, plan.seal_rule)
             .await
             .context("sealing the builder failed")?;
+        if plan.finish == super::Finish::PowerOff {
+            steps::power_off::run(&mut s).await?;
+        }
         s.comm.close().await;
 
         Ok(ProvisionReport {

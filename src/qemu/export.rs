@@ -42,6 +42,8 @@ pub enum ExportError {
     Io(#[from] std::io::Error),
     #[error("qemu-img info gave no virtual size for {0}")]
     NoSize(PathBuf),
+    #[error("qemu-img info gave no format for {0}")]
+    NoFormat(PathBuf),
 }
 
 async fn qemu_img(
@@ -72,6 +74,25 @@ pub async fn virtual_size(path: &Path) -> Result<u64, ExportError> {
     v.get("virtual-size")
         .and_then(|s| s.as_u64())
         .ok_or_else(|| ExportError::NoSize(path.to_path_buf()))
+}
+
+/// The format `qemu-img` detects for a disk (`qcow2`, `raw`, ...).
+pub async fn detected_format(path: &Path) -> Result<String, ExportError> {
+    let out = qemu_img("info", args::info(path)).await?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out).map_err(|_| ExportError::NoFormat(path.to_path_buf()))?;
+    v.get("format")
+        .and_then(|s| s.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| ExportError::NoFormat(path.to_path_buf()))
+}
+
+/// Runs `qemu-img` with an argument vector from `args.rs`; its stdout.
+pub async fn run_qemu_img(
+    what: &'static str,
+    argv: Vec<std::ffi::OsString>,
+) -> Result<Vec<u8>, ExportError> {
+    qemu_img(what, argv).await
 }
 
 fn partial(p: &Path) -> PathBuf {

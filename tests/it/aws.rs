@@ -213,7 +213,7 @@ fn plan(version: &str, copies: Vec<CopyPlan>) -> BuildPlan {
 }
 
 /// What the provisioner was handed: host, port, user, facts, the public key.
-type ProvisionCall = (String, u16, String, BuildFacts, String);
+type ProvisionCall = (String, u16, String, String, String);
 
 /// A provisioner that records what it was handed and can be told to fail.
 #[derive(Default)]
@@ -233,14 +233,14 @@ impl Provisioner for RecordingProvisioner {
             target.host.clone(),
             target.port,
             target.user.clone(),
-            ctx.facts.clone(),
+            ctx.plan.build_id.clone(),
             target.key.public_key().to_openssh().unwrap(),
         ));
         if let Some(msg) = &self.fail {
             anyhow::bail!("{msg}");
         }
         Ok(ProvisionReport {
-            release_file: ctx.plan.release_file(&ctx.facts),
+            release_file: ctx.plan.release_file.clone(),
             host_key_fingerprint: "SHA256:testhostkey".into(),
             inventory: None,
         })
@@ -742,14 +742,14 @@ async fn full_build_to_three_regions_and_two_accounts() {
     // the key that was imported.
     let calls = provisioner.calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 1);
-    let (host, port, user, facts, public_key) = &calls[0];
+    let (host, port, user, provisioned_build_id, public_key) = &calls[0];
     let instance_ip = r
         .response_field("ipAddress")
         .expect("public ip in RunInstances answer");
     assert_eq!(host, &instance_ip);
     assert_eq!(*port, 22);
     assert_eq!(user, "ec2-user");
-    assert_eq!(facts.build_id, build_id);
+    assert_eq!(provisioned_build_id, &build_id);
     assert_eq!(public_key.trim(), material.trim());
 
     // The journal recorded each resource before and after its creation.
@@ -2870,7 +2870,7 @@ impl Provisioner for GatedProvisioner {
         self.reached.notify_one();
         self.go.notified().await;
         Ok(ProvisionReport {
-            release_file: ctx.plan.release_file(&ctx.facts),
+            release_file: ctx.plan.release_file.clone(),
             host_key_fingerprint: "SHA256:testhostkey".into(),
             inventory: None,
         })

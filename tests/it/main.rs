@@ -20,6 +20,7 @@ mod metrics;
 mod package_stories;
 mod pr_stories;
 mod provenance;
+mod qemu;
 mod recipes;
 mod registry;
 mod replicas;

@@ -11,7 +11,8 @@ use bakery::build::BuildLog;
 use bakery::plan::model::*;
 use bakery::provision::communicator::ConnectOptions;
 use bakery::provision::{
-    ProvisionContext, ProvisionReport, Provisioner, ProvisionerOptions, SshProvisioner, SshTarget,
+    ProvisionContext, ProvisionPlan, ProvisionReport, Provisioner, ProvisionerOptions,
+    SshProvisioner, SshTarget,
 };
 use bakery::redact::Redactor;
 use tokio_util::sync::CancellationToken;
@@ -129,8 +130,7 @@ impl Rig {
 
     pub(crate) fn ctx(&self, plan: BuildPlan, facts: BuildFacts) -> ProvisionContext {
         ProvisionContext {
-            plan: Arc::new(plan),
-            facts,
+            plan: Arc::new(ProvisionPlan::for_ec2(&plan, &facts)),
             repo_root: self.repo().to_path_buf(),
             log: BuildLog::new(self.redactor.clone(), vec![self.sink.clone()]),
             cancel: CancellationToken::new(),

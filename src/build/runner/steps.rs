@@ -20,7 +20,7 @@ use crate::aws::{access, image, instance, EngineCtx, Target};
 use crate::build::journal::Journal;
 use crate::build::Manifest;
 use crate::plan::model::{BuildFacts, BuildPlan, ConnectVia};
-use crate::provision::{ProvisionContext, SshTarget};
+use crate::provision::{ProvisionContext, ProvisionPlan, SshTarget};
 use crate::registry::parameter_names;
 
 /// How the steps ended.
@@ -244,8 +244,7 @@ impl BuildRunner {
                     known_host_key: None,
                 };
                 let pctx = ProvisionContext {
-                    plan: Arc::new(plan.clone()),
-                    facts: facts.clone(),
+                    plan: Arc::new(ProvisionPlan::for_ec2(plan, &facts)),
                     repo_root: self.options.repo_root.clone(),
                     log: self.log.clone(),
                     cancel: self.options.cancel.child_token(),

@@ -22,24 +22,21 @@ use tokio_util::sync::CancellationToken;
 
 use super::shell::{wrap_command, CLIENT_GRACE, TIMEOUT_STATUS};
 use super::{ansible_core, Session};
-use crate::plan::model::{AnsibleStep, BuildFacts, BuildPlan};
+use crate::plan::model::AnsibleStep;
 use crate::provision::communicator::{tail_suffix, ExecError, RemoteCommand};
 use crate::provision::quote::{env_exports, sh_quote};
 use crate::provision::repo_path::resolve_in_repo;
 use crate::provision::upload::{run_script, upload, upload_entries, walk_tree, Source, TreeEntry};
+use crate::provision::ProvisionPlan;
 use crate::recipe::ansible_args::check_extra_args;
 
 /// The variables every playbook gets; bakery's own names win over the recipe's.
-pub fn extra_vars(
-    step: &AnsibleStep,
-    plan: &BuildPlan,
-    facts: &BuildFacts,
-) -> BTreeMap<String, String> {
+pub fn extra_vars(step: &AnsibleStep, plan: &ProvisionPlan) -> BTreeMap<String, String> {
     let mut vars = step.extra_vars.clone();
     vars.insert("bakery_version".into(), plan.version.clone());
     vars.insert("bakery_recipe".into(), plan.recipe.clone());
     vars.insert("bakery_git_sha".into(), plan.git_sha.clone());
-    vars.insert("bakery_build_id".into(), facts.build_id.clone());
+    vars.insert("bakery_build_id".into(), plan.build_id.clone());
     vars
 }
 
@@ -115,12 +112,7 @@ fn ansible_env(work: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
-pub async fn run(
-    s: &mut Session,
-    step: &AnsibleStep,
-    plan: &BuildPlan,
-    facts: &BuildFacts,
-) -> anyhow::Result<()> {
+pub async fn run(s: &mut Session, step: &AnsibleStep, plan: &ProvisionPlan) -> anyhow::Result<()> {
     let name = step.name.as_str();
     if let Err((_, why)) = check_extra_args(&step.extra_args) {
         anyhow::bail!("extra_args: {why}; {}", why.hint());
@@ -130,7 +122,7 @@ pub async fn run(
     ansible_core::ensure(s, name).await?;
 
     let work = s.stage_path("ansible");
-    let result = upload_and_play(s, step, plan, facts, &dir, &entries, &work, &playbook).await;
+    let result = upload_and_play(s, step, plan, &dir, &entries, &work, &playbook).await;
 
     // The uploaded folder goes, whatever happened; root may own files the playbook made.
     let sudo = step.become_root && !s.sudo().is_empty();
@@ -162,8 +154,7 @@ pub async fn run(
 async fn upload_and_play(
     s: &mut Session,
     step: &AnsibleStep,
-    plan: &BuildPlan,
-    facts: &BuildFacts,
+    plan: &ProvisionPlan,
     dir: &Path,
     entries: &[TreeEntry],
     work: &str,
@@ -191,7 +182,7 @@ async fn upload_and_play(
         name,
         format!("uploaded {n} files from {folder} to {work}/playbook (sha256 checked)"),
     );
-    let vars = serde_json::to_vec(&extra_vars(step, plan, facts))?;
+    let vars = serde_json::to_vec(&extra_vars(step, plan))?;
     upload(
         &s.comm,
         name,

@@ -1,11 +1,12 @@
 //! The steps that run on a builder, in the order the provisioner runs them: the recipe's
 //! provision steps (`shell`, `file`, `ansible`), then `stamp`, `verify`, `inventory` and
-//! `seal`.
+//! `seal`; `power_off` last, for a builder whose disk is exported once it is off.
 
 pub mod ansible;
 pub mod ansible_core;
 pub mod file;
 pub mod inventory;
+pub mod power_off;
 pub mod seal;
 pub mod shell;
 pub mod stamp;

@@ -1,22 +1,22 @@
-//! The stamp step: the release file (`BuildPlan::release_file`) written to the plan's
+//! The stamp step: the release file (`ProvisionPlan::release_file`) written to the plan's
 //! path, mode 0644, owned by root.
 
 use bytes::Bytes;
 
 use super::Session;
-use crate::plan::model::{BuildFacts, BuildPlan};
 use crate::provision::quote::sh_quote;
 use crate::provision::upload::{run_script, upload, Source};
+use crate::provision::ProvisionPlan;
 
 pub const STEP: &str = "stamp";
 
 /// Writes the release file and returns its content.
-pub async fn run(s: &mut Session, plan: &BuildPlan, facts: &BuildFacts) -> anyhow::Result<String> {
-    let path = plan.stamp.path.as_str();
+pub async fn run(s: &mut Session, plan: &ProvisionPlan) -> anyhow::Result<String> {
+    let path = plan.stamp_path.as_str();
     if !path.starts_with('/') {
         anyhow::bail!("stamp path {path:?} is not absolute; use e.g. /etc/release");
     }
-    let content = plan.release_file(facts);
+    let content = plan.release_file.clone();
     let stage = s.stage_path("release");
     upload(
         &s.comm,
