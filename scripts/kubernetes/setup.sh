@@ -15,11 +15,6 @@ sys.exit(not all(m.version(n) == v for n, v in (a.split("==") for a in sys.argv[
     echo "scripts/kubernetes/setup.sh: the validators are installed in $venv"
     exit 0
 fi
-if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq python3 python3-venv python3-pip
-fi
-python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet "${specs[@]}"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/venv.sh"
+make_venv "$venv" "${specs[@]}"
 echo "scripts/kubernetes/setup.sh: ${specs[*]} installed into $venv"

@@ -11,11 +11,6 @@ if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import in_toto_attestatio
     echo "in-toto-attestation is installed in $venv"
     exit 0
 fi
-if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq python3 python3-venv python3-pip
-fi
-python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet "$spec"
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/venv.sh"
+make_venv "$venv" "$spec"
 echo "$spec installed into $venv"
