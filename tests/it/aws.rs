@@ -3271,8 +3271,8 @@ async fn a_marketplace_source_is_refused_before_a_cross_account_copy() {
     }
 }
 
-mod parameters;
 mod network;
+mod parameters;
 mod runner_faults;
 
 /// The home `alias/ami` key's ARN in us-east-1, and an answer edit that makes every
