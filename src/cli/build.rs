@@ -17,7 +17,7 @@ use anyhow::Context;
 use clap::ValueEnum;
 
 use super::{ConfigArgs, RecipeArgs};
-use crate::aws::{AwsSession, AwsSettings, Budgets};
+use crate::aws::{AwsSession, Budgets};
 use crate::build::hooks::{NoProvisioner, PauseAt};
 use crate::build::progress::{PlainSink, TerminalSink};
 use crate::build::{BuildLog, BuildOptions, BuildOutcome, BuildRunner, LogSink};
@@ -59,9 +59,9 @@ pub struct BuildArgs {
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
     /// This installation's id, the `bakery:installation` tag on everything the build
-    /// creates (as `aws.installation` in the server's configuration).
-    #[arg(long, value_name = "ID", env = "BAKERY_AWS__INSTALLATION", default_value = crate::aws::tags::DEFAULT_INSTALLATION)]
-    pub installation: String,
+    /// creates (default: the configuration's `aws.installation`, else `default`).
+    #[arg(long, value_name = "ID")]
+    pub installation: Option<String>,
     /// How long the intermediate image may take to become available (default: the
     /// configuration's `aws.budgets.image_available`, else 90m).
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -135,20 +135,11 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
-    anyhow::ensure!(
-        crate::aws::tags::valid_installation(&args.installation),
-        "--installation {:?} must be 1 to 64 letters, digits or -_.:/",
-        args.installation
-    );
-    let settings = AwsSettings {
-        endpoint_url: args
-            .endpoint_url
-            .clone()
-            .or_else(|| config.aws.endpoint_url.clone()),
-        endpoints: config.aws.endpoints.clone(),
-        installation: args.installation.clone(),
-        ..AwsSettings::default()
-    };
+    let settings = super::aws_settings(
+        &config,
+        args.endpoint_url.as_deref(),
+        args.installation.as_deref(),
+    )?;
     let session = Arc::new(AwsSession::connect(settings, &plan.builder.region).await?);
 
     let cancel = tokio_util::sync::CancellationToken::new();

@@ -3,12 +3,17 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::OutputFormat;
+use super::{ConfigArgs, OutputFormat};
 use crate::aws::janitor::{self, JanitorOptions, Verdict};
-use crate::aws::{AwsSession, AwsSettings};
+use crate::aws::AwsSession;
+use crate::config::ServerConfig;
 
 #[derive(Debug, clap::Args)]
 pub struct JanitorArgs {
+    /// The operator's configuration: `aws.endpoint_url`, `aws.endpoints` and
+    /// `aws.installation` apply as in the server.
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Show what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -27,38 +32,32 @@ pub struct JanitorArgs {
         default_value = "sqlite://.bakery/bakery.db"
     )]
     pub state_db: String,
-    /// Send every AWS call to this endpoint.
-    #[arg(long, value_name = "URL", env = "BAKERY_AWS__ENDPOINT_URL")]
+    /// Send every AWS call without an endpoint of its own in the configuration's
+    /// `[aws.endpoints]` here (default: the configuration's `aws.endpoint_url`).
+    #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
-    /// This installation's id (`aws.installation`): only resources carrying it in
-    /// their `bakery:installation` tag are looked at.
-    #[arg(long, value_name = "ID", env = "BAKERY_AWS__INSTALLATION", default_value = crate::aws::tags::DEFAULT_INSTALLATION)]
-    pub installation: String,
+    /// This installation's id: only resources carrying it in their `bakery:installation`
+    /// tag are looked at (default: the configuration's `aws.installation`, else `default`).
+    #[arg(long, value_name = "ID")]
+    pub installation: Option<String>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
 
 pub async fn run(args: JanitorArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        crate::aws::tags::valid_installation(&args.installation),
-        "--installation {:?} must be 1 to 64 letters, digits or -_.:/",
-        args.installation
-    );
+    let config = ServerConfig::from_env(args.config.config.as_deref())?;
+    let settings = super::aws_settings(
+        &config,
+        args.endpoint_url.as_deref(),
+        args.installation.as_deref(),
+    )?;
     let store = crate::database::SqlStore::connect(&args.state_db).await?;
     let home_region = args
         .regions
         .first()
         .cloned()
         .unwrap_or_else(|| "us-east-1".to_string());
-    let session = AwsSession::connect(
-        AwsSettings {
-            endpoint_url: args.endpoint_url.clone(),
-            installation: args.installation.clone(),
-            ..AwsSettings::default()
-        },
-        &home_region,
-    )
-    .await?;
+    let session = AwsSession::connect(settings, &home_region).await?;
     let targets = janitor::scope_from_store(&session, &store, &args.regions).await?;
     anyhow::ensure!(
         !targets.is_empty(),

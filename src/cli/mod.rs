@@ -44,6 +44,30 @@ pub struct ConfigArgs {
     pub config: Option<PathBuf>,
 }
 
+/// The AWS settings a command runs with: the operator's configuration (`aws.endpoint_url`,
+/// `aws.endpoints`, `aws.installation`, a file or `BAKERY_*`), with the command line's
+/// `--endpoint-url` and `--installation` over it. The installation decides what cleanup
+/// and the janitor may touch, so a command never falls back to the default id while the
+/// configuration names another.
+pub(crate) fn aws_settings(
+    config: &crate::config::ServerConfig,
+    endpoint_url: Option<&str>,
+    installation: Option<&str>,
+) -> anyhow::Result<crate::aws::AwsSettings> {
+    let mut settings = config.aws.settings();
+    if let Some(url) = endpoint_url {
+        settings.endpoint_url = Some(url.to_string());
+    }
+    if let Some(id) = installation {
+        anyhow::ensure!(
+            crate::aws::tags::valid_installation(id),
+            "--installation {id:?} must be 1 to 64 letters, digits or -_.:/"
+        );
+        settings.installation = id.to_string();
+    }
+    Ok(settings)
+}
+
 /// Output format for commands that print results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum OutputFormat {
@@ -142,5 +166,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(args).await,
         Command::Images(args) => images::run(args).await,
         Command::Verify(args) => verify::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aws_settings;
+    use crate::config::ServerConfig;
+
+    fn config(vars: &[(&str, &str)]) -> ServerConfig {
+        ServerConfig::load(
+            None,
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .expect("a valid configuration")
+    }
+
+    #[test]
+    fn the_configurations_installation_holds_unless_the_command_line_names_one() {
+        let c = config(&[
+            ("BAKERY_AWS__INSTALLATION", "blue"),
+            ("BAKERY_AWS__ENDPOINT_URL", "http://127.0.0.1:9"),
+        ]);
+        let s = aws_settings(&c, None, None).unwrap();
+        assert_eq!(s.installation, "blue");
+        assert_eq!(s.endpoint_url.as_deref(), Some("http://127.0.0.1:9"));
+        let s = aws_settings(&c, Some("http://127.0.0.1:8"), Some("green")).unwrap();
+        assert_eq!(s.installation, "green");
+        assert_eq!(s.endpoint_url.as_deref(), Some("http://127.0.0.1:8"));
+        let s = aws_settings(&config(&[]), None, None).unwrap();
+        assert_eq!(s.installation, crate::aws::tags::DEFAULT_INSTALLATION);
+        assert!(aws_settings(&c, None, Some("not an id!")).is_err());
     }
 }
