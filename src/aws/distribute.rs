@@ -436,20 +436,13 @@ pub async fn mark_released(ctx: EngineCtx<'_>, outcomes: &[CopyOutcome]) -> anyh
     try_join_all(outcomes.iter().map(|o| {
         let now = now.clone();
         async move {
-            let ec2 = ctx.session.ec2(&o.target)?;
-            policy::call(&format!("mark {} released", o.image_id), || async {
-                ec2.create_tags()
-                    .resources(&o.image_id)
-                    .tags(
-                        aws_sdk_ec2::types::Tag::builder()
-                            .key(tags::RELEASED)
-                            .value(&now)
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .aws()
-            })
+            super::image::tag_image(
+                ctx.session,
+                &o.target,
+                &o.image_id,
+                (tags::RELEASED, &now),
+                &format!("mark {} released", o.image_id),
+            )
             .await
         }
     }))

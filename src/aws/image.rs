@@ -181,6 +181,33 @@ pub async fn record_snapshots(
     Ok(())
 }
 
+/// Sets one tag on an existing image (`what` names the call in errors and retries): the
+/// marks added once an image exists, such as `bakery:released` and `bakery:provenance`.
+pub async fn tag_image(
+    session: &super::AwsSession,
+    target: &Target,
+    image_id: &str,
+    (key, value): (&str, &str),
+    what: &str,
+) -> anyhow::Result<()> {
+    let ec2 = session.ec2(target)?;
+    policy::call(what, || async {
+        ec2.create_tags()
+            .resources(image_id)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build(),
+            )
+            .send()
+            .await
+            .aws()
+    })
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

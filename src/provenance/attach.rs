@@ -15,9 +15,8 @@ use super::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use super::key::ProvenanceKey;
 use super::statement::{statement, BuildFacts, FileDigest, ImageSubject};
 use super::verify::digest;
-use crate::aws::error::SdkResultExt;
 use crate::aws::session::Target;
-use crate::aws::{policy, tags, AwsSession};
+use crate::aws::{tags, AwsSession};
 use crate::build::Manifest;
 use crate::database::Store;
 use crate::plan::model::BuildPlan;
@@ -159,22 +158,12 @@ pub async fn tag_images(
             account: i.account.clone(),
             region: i.region.clone(),
         };
-        let ec2 = session.ec2(&target)?;
-        policy::call(
+        crate::aws::image::tag_image(
+            session,
+            &target,
+            &i.image_id,
+            (tags::PROVENANCE, &signed.digest),
             &format!("tag {} in {target} with its provenance", i.image_id),
-            || async {
-                ec2.create_tags()
-                    .resources(&i.image_id)
-                    .tags(
-                        aws_sdk_ec2::types::Tag::builder()
-                            .key(tags::PROVENANCE)
-                            .value(&signed.digest)
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .aws()
-            },
         )
         .await
     }))
