@@ -3,7 +3,7 @@
 //! Each external system gets named policies (its timing: attempts, backoff, attempt
 //! timeout) and a [`Calls`] (which errors are worth another attempt and what a failure
 //! says): AWS in `aws/policy.rs` (errors classified by a closure, [`retry_with`]), GitHub in
-//! `github/retry.rs` (status codes, `retry-after`, metrics). Touches nothing but time.
+//! `github/api/retry.rs` (status codes, `retry-after`, metrics). Touches nothing but time.
 
 use std::future::Future;
 use std::time::Duration;

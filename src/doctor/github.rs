@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::{Area, Check};
 use crate::config::GitHubConfig;
-use crate::github::auth::TokenPermissions;
+use crate::github::api::auth::TokenPermissions;
 use crate::github::{GitHubClient, RepoName};
 
 /// The webhook events bakery acts on (`deploy/github-app-manifest.json`).

@@ -1,23 +1,22 @@
-//! Everything that speaks GitHub: typed webhook events (intake); the API client and the
-//! reporting facade jobs use; checkout of the tagged commit; release notes; comment
-//! commands; and `bakery sync`.
+//! Everything that speaks GitHub, in four parts:
+//!
+//! - [`webhook`]: what GitHub sends (typed deliveries, comment commands) — intake;
+//! - [`api`]: what bakery asks GitHub (the client, authentication, the one retry loop, and
+//!   the reporting facade jobs use);
+//! - [`git`]: local git work on the repository (checkout of the commit a job builds,
+//!   release notes from history);
+//! - [`render`]: everything bakery writes on GitHub, as pure functions;
+//!
+//! plus [`publish`], which composes render and api into a finished job's reports, and
+//! [`sync`] (`bakery sync`).
 
-pub mod auth;
-pub mod checkout;
-pub(crate) mod client;
-pub mod commands;
+pub mod api;
+pub mod git;
 pub mod publish;
-pub(crate) mod release_notes;
 pub mod render;
-pub(crate) mod repo;
-pub mod reporter;
-pub(crate) mod retry;
 pub(crate) mod sync;
-pub(crate) mod sync_floor;
-#[cfg(test)]
-pub(crate) mod testutil;
 pub mod webhook;
 
-pub use client::{AuthKind, GitHubClient, Session};
-pub use repo::RepoName;
-pub use reporter::GitHubReporter;
+pub use api::client::{AuthKind, GitHubClient, Session};
+pub use api::repo::RepoName;
+pub use api::reporter::GitHubReporter;

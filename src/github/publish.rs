@@ -6,11 +6,11 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::client::is_own_comment;
-use super::commands::{parse_command, Command};
 use super::render::{self, BuildFailure, BuildSummary};
-use super::reporter::{GitHubReporter, ReleaseAsset, ReleaseRef};
 use crate::database::Store;
+use crate::github::api::client::is_own_comment;
+use crate::github::api::reporter::{GitHubReporter, ReleaseAsset, ReleaseRef};
+use crate::github::webhook::commands::{parse_command, Command};
 use crate::inventory::history::{package_report, release_sbom, RecipePackages};
 use crate::inventory::sbom;
 use crate::provenance::attach::{self, Signed};
@@ -21,7 +21,7 @@ use crate::redact::Redactor;
 pub struct PublishedRelease {
     pub comment_url: String,
     pub release: ReleaseRef,
-    pub notes: super::release_notes::ReleaseNotes,
+    pub notes: crate::github::git::release_notes::ReleaseNotes,
     /// Each built recipe's package changes, as the notes show them.
     pub packages: Vec<RecipePackages>,
     /// The SBOMs attached to the release, one per recipe with an inventory, then the
@@ -50,7 +50,7 @@ pub async fn publish_release(
         tokio::task::spawn_blocking(move || {
             let repo = git2::Repository::open(&workspace)
                 .with_context(|| format!("cannot open the checkout {}", workspace.display()))?;
-            super::release_notes::compute(&repo, &tag, &patterns)
+            crate::github::git::release_notes::compute(&repo, &tag, &patterns)
         })
         .await
         .context("release notes task died")??

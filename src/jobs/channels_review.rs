@@ -14,8 +14,8 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::aws::AwsSession;
+use crate::github::api::reporter::{Conclusion, GitHubReporter};
 use crate::github::render;
-use crate::github::reporter::{Conclusion, GitHubReporter};
 use crate::jobs::deps::JobDeps;
 use crate::registry::channel_plan;
 use crate::registry::channels::{self, Channels, CHANNELS_FILE};

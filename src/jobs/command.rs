@@ -11,9 +11,9 @@ use super::deps::JobDeps;
 use super::spec::{CommandSpec, JobSpec};
 use super::validation::{self, Builds, PullRequest};
 use crate::database::{JobFilter, JobState};
-use crate::github::commands::Command;
 use crate::github::publish::{decide_command, CommandDecision};
 use crate::github::render::{self, CancelledJob, CancelledWork};
+use crate::github::webhook::commands::Command;
 use crate::github::GitHubReporter;
 use crate::worker::JobContext;
 
@@ -178,7 +178,7 @@ async fn recent_commands(ctx: &JobContext, number: u64) -> anyhow::Result<usize>
         .filter_map(|j| CommandSpec::from_job(j).ok())
         .filter(|spec| {
             matches!(
-                crate::github::commands::parse_command(&spec.body),
+                crate::github::webhook::commands::parse_command(&spec.body),
                 Some(Command::Validate | Command::Help { .. })
             )
         })

@@ -8,7 +8,7 @@ use anyhow::Context;
 use crate::aws::AwsSettings;
 use crate::config::ServerConfig;
 use crate::database::DynStore;
-use crate::github::checkout::{Checkouts, Target, Workspace};
+use crate::github::git::checkout::{Checkouts, Target, Workspace};
 use crate::github::{GitHubClient, GitHubReporter, RepoName};
 use crate::provenance::ProvenanceKey;
 use crate::provision::Provisioner;

@@ -17,8 +17,8 @@ use crate::build::liveness::Liveness;
 use crate::build::{
     BuildLog, BuildOptions, BuildOutcome, BuildRunner, HandedOver, LogSink, StepFailed,
 };
+use crate::github::api::reporter::{Conclusion, Progress};
 use crate::github::render::{self, BuildFailure};
-use crate::github::reporter::{Conclusion, Progress};
 use crate::github::GitHubReporter;
 use crate::plan::model::{BuildPlan, ProvisionStep};
 use crate::policy::BuildTimeLimit;

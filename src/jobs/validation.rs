@@ -22,9 +22,9 @@ use super::tracked::TrackedBuild;
 use crate::aws::resource::{self, Deleted, ResourceKind, ResourceRef};
 use crate::aws::{AwsSession, Target as AwsTarget};
 use crate::build::{BuildLog, Manifest};
-use crate::github::checkout::Target;
+use crate::github::api::reporter::{Annotation, AnnotationLevel, Conclusion};
+use crate::github::git::checkout::Target;
 use crate::github::render::{self, NoBuild, PlanProblem, PLAN_MARKER};
-use crate::github::reporter::{Annotation, AnnotationLevel, Conclusion};
 use crate::github::GitHubReporter;
 use crate::plan::model::BuildPlan;
 use crate::plan::{plan_build, PlanInput};
@@ -385,7 +385,7 @@ fn render_short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
 
-fn remove_workspace(workspace: crate::github::checkout::Workspace) {
+fn remove_workspace(workspace: crate::github::git::checkout::Workspace) {
     if let Err(e) = workspace.remove() {
         tracing::warn!("cannot remove the job's workspace: {e:#}");
     }
@@ -699,7 +699,7 @@ async fn discard_images(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::github::testutil::GitRepo;
+    use crate::github::git::testutil::GitRepo;
 
     #[test]
     fn changed_files_are_counted_from_the_merge_base() {

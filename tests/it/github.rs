@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use bakery::config::Secret;
-use bakery::github::auth::Credentials;
-use bakery::github::checkout::{Checkouts, Target};
+use bakery::github::api::auth::Credentials;
+use bakery::github::api::reporter::{Annotation, AnnotationLevel, Conclusion};
+use bakery::github::git::checkout::{Checkouts, Target};
 use bakery::github::render;
-use bakery::github::reporter::{Annotation, AnnotationLevel, Conclusion};
 use bakery::github::{GitHubClient, GitHubReporter, RepoName};
 use bakery::retry::RetryPolicy;
 use serde_json::{json, Value};
@@ -896,8 +896,8 @@ async fn release_publishing_comments_and_updates_the_release_on_rerun() {
 
 #[tokio::test]
 async fn comment_commands_need_write_permission_to_build() {
-    use bakery::github::commands::Command;
     use bakery::github::publish::{decide_command, CommandDecision};
+    use bakery::github::webhook::commands::Command;
     let fake = fake_with_token().await;
     fake.set_permission(REPO, "writer", "write", "write");
     fake.set_permission(REPO, "reader", "read", "read");

@@ -348,7 +348,7 @@ async fn deliver(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retry_closes_every_check_run_its_dead_attempt_left_open() {
     use crate::support::story::{APP_ID, INSTALLATION};
-    use bakery::github::auth::Credentials;
+    use bakery::github::api::auth::Credentials;
     use bakery::github::{GitHubClient, GitHubReporter, RepoName};
 
     let story = Story::start().await;

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use super::{cell, code, short_sha};
-use crate::github::commands::CommandProblem;
+use crate::github::webhook::commands::CommandProblem;
 use crate::plan::model::{BuildPlan, ConnectVia, ProvisionStep, ShellRun, SourcePlan};
 
 /// Identifies the plan comment, the one bakery edits on every push to the PR.
@@ -441,7 +441,7 @@ mod tests {
 
     #[test]
     fn help_text_lists_every_command_the_parser_knows() {
-        use crate::github::commands::{parse_command, Command};
+        use crate::github::webhook::commands::{parse_command, Command};
         let help = help_text(None);
         for line in help.lines().filter(|l| l.starts_with("| `/bakery")) {
             let cmd = line.split('`').nth(1).unwrap().replace("<recipe>", "base");

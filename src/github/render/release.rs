@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::{code, image_table, ImageRow};
-use crate::github::release_notes::{Change, ReleaseNotes};
+use crate::github::git::release_notes::{Change, ReleaseNotes};
 use crate::inventory::history::RecipePackages;
 
 /// Section titles of conventional-commit types, in the order they are shown.

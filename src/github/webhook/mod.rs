@@ -4,6 +4,7 @@
 //! Only the fields bakery uses are read; their names and nesting follow GitHub's webhook
 //! payloads (see `@octokit/webhooks-examples`).
 
+pub mod commands;
 mod payload;
 
 use serde::Serialize;

@@ -5,7 +5,7 @@
 //! on that repository, or the configured token). Answers are remembered for
 //! `dashboard.permission_cache_secs`; a failed lookup is not remembered and grants nothing.
 //!
-//! Touches: GitHub's API (read only), through `github::reporter`; nothing else.
+//! Touches: GitHub's API (read only), through `github::api::reporter`; nothing else.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use super::session::Viewer;
 use crate::config::ServerConfig;
-use crate::github::client::GitHubClient;
-use crate::github::reporter::{GitHubReporter, UserPermission};
+use crate::github::api::client::GitHubClient;
+use crate::github::api::reporter::{GitHubReporter, UserPermission};
 use crate::github::RepoName;
 
 /// A viewer's access to one repository.

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::session::{self, COOKIE};
 use crate::config::{Secret, ServerConfig};
-use crate::github::retry;
+use crate::github::api::retry;
 use crate::server::AppState;
 
 /// The cookie holding the sign-in's `state` between the two legs.

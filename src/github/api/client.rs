@@ -9,12 +9,12 @@ use anyhow::Context;
 use octocrab::Octocrab;
 use serde::Deserialize;
 
-use super::auth::{
+use crate::config::{GitHubConfig, Secret};
+use crate::github::api::auth::{
     parse_expiry, AccessTokenRequest, AccessTokenResponse, Credentials, InstallationToken,
     TokenCache,
 };
-use super::retry;
-use crate::config::{GitHubConfig, Secret};
+use crate::github::api::retry;
 use crate::retry::RetryPolicy;
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -224,7 +224,7 @@ impl GitHubClient {
     pub async fn repo_session(
         &self,
         installation_id: Option<u64>,
-        repo: &super::RepoName,
+        repo: &crate::github::RepoName,
     ) -> anyhow::Result<Session> {
         self.scoped_session(installation_id, Some(repo)).await
     }
@@ -232,7 +232,7 @@ impl GitHubClient {
     async fn scoped_session(
         &self,
         installation_id: Option<u64>,
-        repo: Option<&super::RepoName>,
+        repo: Option<&crate::github::RepoName>,
     ) -> anyhow::Result<Session> {
         match &self.inner.credentials {
             Credentials::Token(token) => Ok(Session {
@@ -286,7 +286,7 @@ impl GitHubClient {
             repositories: repo.clone().map(|r| vec![r]),
             permissions: repo
                 .is_some()
-                .then_some(super::auth::TokenPermissions::REPOSITORY_JOB),
+                .then_some(crate::github::api::auth::TokenPermissions::REPOSITORY_JOB),
         };
         self.inner
             .tokens
@@ -314,7 +314,10 @@ impl GitHubClient {
     }
 
     /// The App's installation on `repo` (`None` with a token, which needs none).
-    pub async fn repo_installation(&self, repo: &super::RepoName) -> anyhow::Result<Option<u64>> {
+    pub async fn repo_installation(
+        &self,
+        repo: &crate::github::RepoName,
+    ) -> anyhow::Result<Option<u64>> {
         if !self.is_app() {
             return Ok(None);
         }
@@ -336,7 +339,7 @@ impl GitHubClient {
     /// (`None` with a token, which has no installation).
     pub async fn repo_installation_grants(
         &self,
-        repo: &super::RepoName,
+        repo: &crate::github::RepoName,
     ) -> anyhow::Result<Option<InstallationGrants>> {
         if !self.is_app() {
             return Ok(None);

@@ -43,7 +43,7 @@ pub enum CommandProblem {
 const PREFIX: &str = "/bakery";
 
 /// The first command in a comment body, if any. The caller drops bakery's own comments
-/// first (see [`super::client::is_own_comment`]).
+/// first (see [`crate::github::api::client::is_own_comment`]).
 pub fn parse_command(body: &str) -> Option<Command> {
     command_lines(body).into_iter().next().map(parse_line)
 }

@@ -14,7 +14,7 @@ use git2::{Oid, Repository, Sort};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::sync::tag_matches;
+use crate::github::sync::tag_matches;
 
 /// One entry of the notes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,7 +264,7 @@ pub fn recipe_of(path: &std::path::Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::github::testutil::GitRepo;
+    use crate::github::git::testutil::GitRepo;
 
     #[test]
     fn versions_compare_numerically() {

@@ -24,8 +24,8 @@ use anyhow::Context;
 use git2::{AutotagOption, FetchOptions, Oid, RemoteCallbacks, Repository};
 use tokio_util::sync::CancellationToken;
 
-use super::repo::RepoName;
 use crate::config::Secret;
+use crate::github::api::repo::RepoName;
 use crate::retry::{retry_with, RetryPolicy};
 
 /// Three attempts, 2 s to 20 s apart; a fetch of a large repository may take minutes.
@@ -542,7 +542,7 @@ fn redact_userinfo(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::github::testutil::{run_git, GitRepo};
+    use crate::github::git::testutil::{run_git, GitRepo};
 
     /// A working repository and a bare "origin" it pushes to, both via the git CLI.
     struct Origin {

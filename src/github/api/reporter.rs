@@ -14,9 +14,9 @@ use octocrab::params::checks::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::client::{AuthKind, GitHubClient, Session};
-use super::repo::{path_segment, RepoName};
-use super::retry;
+use crate::github::api::client::{AuthKind, GitHubClient, Session};
+use crate::github::api::repo::{path_segment, RepoName};
+use crate::github::api::retry;
 
 /// GitHub's limit of annotations per check-run request.
 pub const ANNOTATIONS_PER_REQUEST: usize = 50;
@@ -713,7 +713,7 @@ impl GitHubReporter {
     }
 
     /// The one comment of bakery's that holds `marker` (a hidden HTML comment, see
-    /// [`super::render::marker`]): edited if it exists, created otherwise. Comments by
+    /// [`crate::github::render::marker`]): edited if it exists, created otherwise. Comments by
     /// other users that quote the marker are left alone.
     pub async fn upsert_sticky_comment(
         &self,
@@ -730,7 +730,7 @@ impl GitHubReporter {
             c.body.contains(marker)
                 && c.author
                     .as_deref()
-                    .is_some_and(|a| super::client::is_own_comment(a, &bot))
+                    .is_some_and(|a| crate::github::api::client::is_own_comment(a, &bot))
         });
         match existing {
             Some(c) if c.body == body => Ok(c),

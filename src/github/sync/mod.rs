@@ -13,7 +13,7 @@
 //!
 //! A configured floor (`github.sync_floor`, a release tag) replaces the first sight:
 //! sync then builds every matching tag without a job at or above the floor, on the first
-//! sync too, and never one below it ([`super::sync_floor`]).
+//! sync too, and never one below it ([`crate::github::sync::floor`]).
 
 use std::collections::HashSet;
 
@@ -21,11 +21,12 @@ use anyhow::Context;
 use globset::Glob;
 use serde::Serialize;
 
-use super::repo::RepoName;
-use super::reporter::TagRef;
-pub use super::sync_floor::SyncFloor;
+use crate::github::api::repo::RepoName;
+use crate::github::api::reporter::TagRef;
+mod floor;
 use crate::database::{JobFilter, JobKind, Store};
 use crate::jobs::spec::{JobSource, ReleaseSpec, RepoSpec};
+pub use floor::SyncFloor;
 
 /// The dedup key and tag patterns are intake's: a delivery that arrives late must merge
 /// with the synced job.

@@ -1,6 +1,6 @@
 //! The configured sync floor (`github.sync_floor`): a release tag below which sync never
 //! builds. Without one, the floor is what the repository held when this installation
-//! first saw it (see [`super::sync`]). Tags are ordered naturally: runs of digits as
+//! first saw it (see [`crate::github::sync`]). Tags are ordered naturally: runs of digits as
 //! numbers, everything else character by character (`release-1.10.0` is above
 //! `release-1.9.0`). Pure: touches nothing.
 
