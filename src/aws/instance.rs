@@ -116,8 +116,9 @@ pub fn client_token(build_id: &str) -> String {
     format!("bakery-{build_id}").chars().take(64).collect()
 }
 
-/// Launches the builder from `source`, with the key pair and security group, into the
-/// first of `subnets` (pre-flight's, one per zone; empty lets EC2 choose) that takes it: a
+/// Launches the builder from `source`, with the key pair and security group, its root
+/// volume encrypted under `volume_key` when the recipe names one (`builder.kms_key`,
+/// resolved to an ARN by pre-flight), into the first of `subnets` (pre-flight's, one per zone; empty lets EC2 choose) that takes it: a
 /// zone without capacity for the instance type, or that does not offer it, passes the
 /// launch to the next subnet's zone, with a new idempotency token.
 pub async fn launch(
@@ -125,6 +126,7 @@ pub async fn launch(
     target: &Target,
     source: &SourceImage,
     subnets: &[String],
+    volume_key: Option<&str>,
     key_name: &str,
     security_group: &str,
 ) -> anyhow::Result<String> {
@@ -134,6 +136,7 @@ pub async fn launch(
         target,
         source,
         subnets,
+        volume_key,
         key_name,
         security_group,
     ))
@@ -145,22 +148,30 @@ async fn launch_in_a_zone(
     target: &Target,
     source: &SourceImage,
     subnets: &[String],
+    volume_key: Option<&str>,
     key_name: &str,
     security_group: &str,
 ) -> anyhow::Result<String> {
     let plan = &ctx.plan.builder;
     let ec2 = ctx.session.ec2(target)?;
     let tags = tags::builder_tags(ctx.plan, ctx.build_id, ctx.installation(), &ctx.now());
+    anyhow::ensure!(
+        volume_key.is_none() || source.root_device_name.is_some(),
+        "source image {} names no root device: the builder's volume cannot be encrypted under builder.kms_key",
+        source.id
+    );
     let root = source.root_device_name.as_ref().map(|device| {
+        let ebs = EbsBlockDevice::builder()
+            .volume_size(plan.volume_size_gb as i32)
+            .volume_type(VolumeType::from(plan.volume_type.as_str()))
+            .delete_on_termination(true);
+        let ebs = match volume_key {
+            Some(key) => ebs.encrypted(true).kms_key_id(key),
+            None => ebs,
+        };
         BlockDeviceMapping::builder()
             .device_name(device)
-            .ebs(
-                EbsBlockDevice::builder()
-                    .volume_size(plan.volume_size_gb as i32)
-                    .volume_type(VolumeType::from(plan.volume_type.as_str()))
-                    .delete_on_termination(true)
-                    .build(),
-            )
+            .ebs(ebs.build())
             .build()
     });
     let metadata = InstanceMetadataOptionsRequest::builder()

@@ -185,6 +185,7 @@ fn plan(version: &str, copies: Vec<CopyPlan>) -> BuildPlan {
             connect: ConnectVia::PublicIp,
             ssh_cidr: "203.0.113.0/24".into(),
             imdsv2_required: true,
+            kms_key: None,
         },
         provision: vec![],
         stamp: StampPlan {
