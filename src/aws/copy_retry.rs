@@ -123,7 +123,10 @@ mod tests {
             assert_eq!(c, CopyFailure::Final, "{state} {code:?}");
             assert!(!c.worth_reissuing(true));
         }
-        assert_eq!(CopyFailure::of(&anyhow::anyhow!("Client.InvalidKMSKey.InvalidState")), None);
+        assert_eq!(
+            CopyFailure::of(&anyhow::anyhow!("Client.InvalidKMSKey.InvalidState")),
+            None
+        );
     }
 
     #[test]

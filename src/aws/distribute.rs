@@ -298,8 +298,7 @@ async fn copy_one(
                         attempts: attempt,
                     }));
                 }
-                let pause =
-                    copy_retry::pause_before_reissue(attempt, ctx.session.settings().poll);
+                let pause = copy_retry::pause_before_reissue(attempt, ctx.session.settings().poll);
                 ctx.log.info(
                     "distribute",
                     format!(

@@ -241,9 +241,17 @@ async fn launch_in_a_zone(
                 }
                 refused.push(format!("{here} ({why})"));
                 if n + 1 == candidates.len() {
+                    // The recipe's subnet is in one zone: bakery tries other zones only
+                    // among the default VPC's subnets, which it picks itself.
+                    let fix = if plan.subnet_id.is_some() {
+                        "builder.subnet_id pins the builder to that subnet's zone: set it to a \
+                         subnet in another zone, or leave it out so that bakery tries each zone \
+                         of the default VPC, or pick another instance type"
+                    } else {
+                        "try another instance type, or later"
+                    };
                     return Err(e.context(format!(
-                        "cannot launch a {} builder in {target}: no zone took it (tried {}); try \
-                         another instance type, or later",
+                        "cannot launch a {} builder in {target}: no zone took it (tried {}); {fix}",
                         plan.instance_type,
                         refused.join(", ")
                     )));

@@ -3272,6 +3272,7 @@ async fn a_marketplace_source_is_refused_before_a_cross_account_copy() {
     }
 }
 
+mod kms_keys;
 mod network;
 mod parameters;
 mod runner_faults;

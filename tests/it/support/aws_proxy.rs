@@ -756,7 +756,9 @@ async fn before(
             if action == "RunInstances" {
                 let key = params
                     .iter()
-                    .find(|(k, _)| k.starts_with("BlockDeviceMapping.") && k.ends_with(".Ebs.KmsKeyId"))
+                    .find(|(k, _)| {
+                        k.starts_with("BlockDeviceMapping.") && k.ends_with(".Ebs.KmsKeyId")
+                    })
                     .map(|(_, v)| v.clone());
                 if let Some(key) = key {
                     let kms_auth = auth.replace("/ec2/aws4_request", "/kms/aws4_request");
