@@ -333,9 +333,21 @@ pub async fn wait_running(
                         .state_reason()
                         .and_then(|r| r.message())
                         .unwrap_or("no reason given");
+                    let code = inst.state_reason().and_then(|r| r.code());
+                    // EC2's code for a launch that failed on the volume's KMS key.
+                    let hint = if code == Some("Client.InternalError") {
+                        "; EC2 could not use the KMS key of the builder's volume (builder.kms_key, \
+                         the source image's key or the region's default EBS key): the home \
+                         identity needs kms:CreateGrant, kms:Decrypt, kms:DescribeKey, \
+                         kms:GenerateDataKeyWithoutPlaintext and kms:ReEncrypt* on it, which the \
+                         builder policy allows for keys aliased alias/ami*"
+                    } else {
+                        ""
+                    };
                     anyhow::bail!(
-                        "builder {id} is {} instead of running: {reason}",
-                        other.as_str()
+                        "builder {id} is {} instead of running: {}{reason}{hint}",
+                        other.as_str(),
+                        code.map(|c| format!("{c}: ")).unwrap_or_default()
                     )
                 }
             }

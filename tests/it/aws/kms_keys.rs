@@ -260,3 +260,48 @@ async fn a_copy_that_keeps_failing_on_its_key_fails_after_three_attempts_and_cle
     assert!(left.is_empty(), "{left:#?}");
     assert_eq!(bakery_grants(&w, &key).await, vec![], "no grant is left");
 }
+
+/// A builder whose volume EC2 cannot encrypt or decrypt (a KMS key the identity may not
+/// use) is terminated during launch with `Client.InternalError`, which says nothing of
+/// KMS. The proxy answers so; the build fails naming the code and the key to check, and
+/// cleans up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_builder_ec2_terminates_at_launch_for_its_key_names_the_kms_fix() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    w.proxy.rewrite(
+        "DescribeInstances",
+        usize::MAX,
+        |r| r.access_key == ACCESS_KEY && r.param("InstanceId.1").is_some(),
+        |body| {
+            *body = body.replace(
+                "<name>running</name></instanceState>",
+                "<name>terminated</name></instanceState><stateReason><code>Client.InternalError</code><message>Client.InternalError: Client error on launch</message></stateReason>",
+            );
+        },
+    );
+    let p = with_builder_key(
+        plan("release-key-launch", copies(&REGIONS[..1], &[None])),
+        "alias/ami",
+    );
+    let (outcome, log) = build(
+        &w,
+        &store,
+        p.clone(),
+        Arc::new(RecordingProvisioner::default()),
+    )
+    .await;
+    w.proxy.clear_rewrites();
+    let err = format!("{:#}", outcome.expect_err("the builder never runs"));
+    assert!(
+        err.contains("is terminated instead of running"),
+        "{err}\n{}",
+        log.text()
+    );
+    assert!(err.contains("Client.InternalError: "), "{err}");
+    assert!(err.contains("builder.kms_key"), "{err}");
+    assert!(err.contains("kms:CreateGrant"), "{err}");
+    let build_id = build_id_of(&store, "release-key-launch").await;
+    let left = leftovers(&w, &plan_targets(&p), &build_id, false).await;
+    assert!(left.is_empty(), "{left:#?}");
+}
