@@ -2506,7 +2506,8 @@ async fn a_release_survives_resources_unseen_right_after_creation() {
 
 /// A copy EC2 gives up on ends `failed` with a StateReason (a disabled KMS key in the
 /// target account, say), or `invalid`. Neither ever becomes `available`: the wait stops
-/// at the first answer, names EC2's code and message, and cleanup leaves nothing.
+/// at the first answer (a KMS code into another account after the bounded re-issues of
+/// `aws::copy_retry`), names EC2's code and message, and cleanup leaves nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_that_fails_or_turns_invalid_stops_the_wait_with_the_reason() {
     let w = world().await;
