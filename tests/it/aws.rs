@@ -2630,6 +2630,7 @@ async fn an_aws_managed_default_ebs_key_fails_preflight_for_other_accounts() {
     assert!(err.contains("aws/ebs"), "{err}");
     assert!(err.contains(OTHER), "{err}");
     assert!(err.contains("modify-ebs-default-kms-key-id"), "{err}");
+    assert!(err.contains("Set builder.kms_key in the recipe"), "{err}");
     assert!(w.proxy.calls("RunInstances").is_empty());
 
     let home_only = plan("release-ebs-home", copies(&REGIONS[..1], &[None]));
@@ -2698,6 +2699,7 @@ async fn an_encrypted_source_under_an_unusable_key_fails_preflight() {
             assert!(err.contains("pre-flight"), "{err}");
             assert!(err.contains(&key), "{err}");
             assert!(err.contains("copy-image --encrypted"), "{err}");
+            assert!(err.contains("set builder.kms_key"), "{err}");
             assert!(w.proxy.calls("RunInstances").is_empty());
         }
         w.proxy.clear_rewrites();
