@@ -4,7 +4,9 @@
 //! Copies into other accounts run *from* that account (its assumed role), after the
 //! intermediate image and its snapshots were shared with it, so that account owns an
 //! encrypted copy under its own key. Copies run in parallel, at most
-//! `per_region_concurrency` at a time into one region.
+//! `per_region_concurrency` at a time into one region. A copy EC2 fails for a reason
+//! another copy may not meet (a KMS grant not yet usable) is issued again, a bounded
+//! number of times ([`super::copy_retry`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -268,76 +270,50 @@ async fn copy_one(
     adopted: Option<&String>,
     facts: &BuildFacts,
 ) -> anyhow::Result<CopyOutcome> {
+    use super::copy_retry::{self, CopyFailure, CopyKeepsFailing};
     let target = &copy.target;
-    let ec2 = ctx.session.ec2(target)?;
-    let plan = ctx.plan;
-    let encrypted = plan.distribute.encrypted;
-    let image_tags = final_image_tags(&ctx, facts);
-    let image_id = match adopted {
-        Some(id) => id.clone(),
-        None => {
-            ctx.journal
-                .creating(
-                    ResourceKind::Image,
-                    target,
-                    json!({ "name": plan.image.name, "role": tags::role::FINAL }),
-                )
-                .await?;
-            let token = copy_client_token(ctx.build_id, target);
-            // The copy and its snapshots carry the build id from the moment they exist.
-            let image_spec = tags::spec(aws_sdk_ec2::types::ResourceType::Image, &image_tags);
-            let snapshot_spec = tags::spec(
-                aws_sdk_ec2::types::ResourceType::Snapshot,
-                &final_snapshot_tags(&ctx, facts),
-            );
-            let out =
-                policy::call_fresh(&format!("copy {} to {target}", inter.image_id), || async {
-                    ec2.copy_image()
-                        .source_image_id(&inter.image_id)
-                        .source_region(&inter.target.region)
-                        .name(&plan.image.name)
-                        .description(&plan.image.description)
-                        .encrypted(encrypted)
-                        .set_kms_key_id(if encrypted {
-                            copy.kms_key_arn.clone()
-                        } else {
-                            None
-                        })
-                        .copy_image_tags(false)
-                        .tag_specifications(image_spec.clone())
-                        .tag_specifications(snapshot_spec.clone())
-                        .client_token(&token)
-                        .send()
-                        .await
-                        .aws()
-                })
-                .await;
-            if let Err(e) = &out {
-                super::owned::settle_refused(ctx.journal, ResourceKind::Image, target, e).await?;
+    let encrypted = ctx.plan.distribute.encrypted;
+    let cross_account = target.account != inter.target.account;
+    let mut adopted = adopted.cloned();
+    let mut attempt = 0;
+    let (image_id, snapshot_ids) = loop {
+        let image_id = match adopted.take() {
+            Some(id) => id,
+            None => issue_copy(ctx, inter, copy, facts, attempt).await?,
+        };
+        attempt += 1;
+        match image::wait_available(ctx, target, &image_id, ctx.budgets.copy_available).await {
+            Ok(snapshots) => break (image_id, snapshots),
+            Err(e) => {
+                let class = CopyFailure::of(&e);
+                let again = class.is_some_and(|c| c.worth_reissuing(cross_account));
+                if !again {
+                    return Err(e);
+                }
+                if attempt >= copy_retry::COPY_ATTEMPTS {
+                    return Err(e.context(CopyKeepsFailing {
+                        target: target.clone(),
+                        account: target.account.clone(),
+                        image_id,
+                        attempts: attempt,
+                    }));
+                }
+                let pause = copy_retry::pause_before_reissue(attempt, ctx.session.settings().poll);
+                ctx.log.info(
+                    "distribute",
+                    format!(
+                        "copy {image_id} into {target} failed ({class:?}: {e:#}); deregistered, \
+                         issued again in {}s (attempt {} of {})",
+                        pause.as_secs(),
+                        attempt + 1,
+                        copy_retry::COPY_ATTEMPTS
+                    ),
+                );
+                discard_failed_copy(ctx, target, &image_id).await?;
+                tokio::time::sleep(pause).await;
             }
-            let out = out.with_context(|| {
-                format!(
-                    "cannot copy {} from {} to {target}: the role needs ec2:CopyImage, and kms:CreateGrant/kms:Encrypt on {}",
-                    inter.image_id,
-                    inter.target,
-                    copy.kms_key_requested.as_deref().unwrap_or("the default EBS key")
-                )
-            })?;
-            let id = out
-                .image_id()
-                .context("CopyImage returned no image id")?
-                .to_string();
-            ctx.journal
-                .created(
-                    &ResourceRef::new(ResourceKind::Image, &id, target),
-                    json!({ "role": tags::role::FINAL, "kms_key": copy.kms_key_arn }),
-                )
-                .await?;
-            id
         }
     };
-    let snapshot_ids =
-        image::wait_available(ctx, target, &image_id, ctx.budgets.copy_available).await?;
     image::record_snapshots(ctx, target, &image_id, &snapshot_ids).await?;
     Ok(CopyOutcome {
         target: target.clone(),
@@ -350,6 +326,105 @@ async fn copy_one(
         },
         snapshot_ids,
     })
+}
+
+/// Issues CopyImage for one target, journaled before and after. Attempt 0 uses the
+/// build's idempotency token for the target; each later attempt a token of its own, so
+/// that EC2 makes a new copy instead of answering with the failed one.
+async fn issue_copy(
+    ctx: EngineCtx<'_>,
+    inter: &Intermediate,
+    copy: &ResolvedCopy,
+    facts: &BuildFacts,
+    attempt: u32,
+) -> anyhow::Result<String> {
+    let target = &copy.target;
+    let ec2 = ctx.session.ec2(target)?;
+    let plan = ctx.plan;
+    let encrypted = plan.distribute.encrypted;
+    let image_tags = final_image_tags(&ctx, facts);
+    ctx.journal
+        .creating(
+            ResourceKind::Image,
+            target,
+            json!({ "name": plan.image.name, "role": tags::role::FINAL }),
+        )
+        .await?;
+    let token = if attempt == 0 {
+        copy_client_token(ctx.build_id, target)
+    } else {
+        copy_client_token(&format!("{}#{attempt}", ctx.build_id), target)
+    };
+    // The copy and its snapshots carry the build id from the moment they exist.
+    let image_spec = tags::spec(aws_sdk_ec2::types::ResourceType::Image, &image_tags);
+    let snapshot_spec = tags::spec(
+        aws_sdk_ec2::types::ResourceType::Snapshot,
+        &final_snapshot_tags(&ctx, facts),
+    );
+    let out = policy::call_fresh(&format!("copy {} to {target}", inter.image_id), || async {
+        ec2.copy_image()
+            .source_image_id(&inter.image_id)
+            .source_region(&inter.target.region)
+            .name(&plan.image.name)
+            .description(&plan.image.description)
+            .encrypted(encrypted)
+            .set_kms_key_id(if encrypted {
+                copy.kms_key_arn.clone()
+            } else {
+                None
+            })
+            .copy_image_tags(false)
+            .tag_specifications(image_spec.clone())
+            .tag_specifications(snapshot_spec.clone())
+            .client_token(&token)
+            .send()
+            .await
+            .aws()
+    })
+    .await;
+    if let Err(e) = &out {
+        super::owned::settle_refused(ctx.journal, ResourceKind::Image, target, e).await?;
+    }
+    let out = out.with_context(|| {
+        format!(
+            "cannot copy {} from {} to {target}: the role needs ec2:CopyImage, and kms:CreateGrant/kms:Encrypt on {}",
+            inter.image_id,
+            inter.target,
+            copy.kms_key_requested.as_deref().unwrap_or("the default EBS key")
+        )
+    })?;
+    let id = out
+        .image_id()
+        .context("CopyImage returned no image id")?
+        .to_string();
+    ctx.journal
+        .created(
+            &ResourceRef::new(ResourceKind::Image, &id, target),
+            json!({ "role": tags::role::FINAL, "kms_key": copy.kms_key_arn }),
+        )
+        .await?;
+    Ok(id)
+}
+
+/// Deregisters a copy EC2 failed, with whatever snapshots it has, before it is issued
+/// again (the name it holds would refuse the next copy).
+async fn discard_failed_copy(
+    ctx: EngineCtx<'_>,
+    target: &Target,
+    image_id: &str,
+) -> anyhow::Result<()> {
+    let res = ResourceRef::new(ResourceKind::Image, image_id, target);
+    let snapshots = match resource::delete(ctx.session, &res).await? {
+        Deleted::Now { snapshots } => snapshots,
+        _ => vec![],
+    };
+    ctx.journal.deleted(&res).await?;
+    for snap in snapshots {
+        ctx.journal
+            .deleted(&ResourceRef::new(ResourceKind::Snapshot, snap, target))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Publishes every copy: launch permissions and deprecation. Runs once every copy

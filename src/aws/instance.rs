@@ -116,8 +116,9 @@ pub fn client_token(build_id: &str) -> String {
     format!("bakery-{build_id}").chars().take(64).collect()
 }
 
-/// Launches the builder from `source`, with the key pair and security group, into the
-/// first of `subnets` (pre-flight's, one per zone; empty lets EC2 choose) that takes it: a
+/// Launches the builder from `source`, with the key pair and security group, its root
+/// volume encrypted under `volume_key` when the recipe names one (`builder.kms_key`,
+/// resolved to an ARN by pre-flight), into the first of `subnets` (pre-flight's, one per zone; empty lets EC2 choose) that takes it: a
 /// zone without capacity for the instance type, or that does not offer it, passes the
 /// launch to the next subnet's zone, with a new idempotency token.
 pub async fn launch(
@@ -125,6 +126,7 @@ pub async fn launch(
     target: &Target,
     source: &SourceImage,
     subnets: &[String],
+    volume_key: Option<&str>,
     key_name: &str,
     security_group: &str,
 ) -> anyhow::Result<String> {
@@ -134,6 +136,7 @@ pub async fn launch(
         target,
         source,
         subnets,
+        volume_key,
         key_name,
         security_group,
     ))
@@ -145,22 +148,30 @@ async fn launch_in_a_zone(
     target: &Target,
     source: &SourceImage,
     subnets: &[String],
+    volume_key: Option<&str>,
     key_name: &str,
     security_group: &str,
 ) -> anyhow::Result<String> {
     let plan = &ctx.plan.builder;
     let ec2 = ctx.session.ec2(target)?;
     let tags = tags::builder_tags(ctx.plan, ctx.build_id, ctx.installation(), &ctx.now());
+    anyhow::ensure!(
+        volume_key.is_none() || source.root_device_name.is_some(),
+        "source image {} names no root device: the builder's volume cannot be encrypted under builder.kms_key",
+        source.id
+    );
     let root = source.root_device_name.as_ref().map(|device| {
+        let ebs = EbsBlockDevice::builder()
+            .volume_size(plan.volume_size_gb as i32)
+            .volume_type(VolumeType::from(plan.volume_type.as_str()))
+            .delete_on_termination(true);
+        let ebs = match volume_key {
+            Some(key) => ebs.encrypted(true).kms_key_id(key),
+            None => ebs,
+        };
         BlockDeviceMapping::builder()
             .device_name(device)
-            .ebs(
-                EbsBlockDevice::builder()
-                    .volume_size(plan.volume_size_gb as i32)
-                    .volume_type(VolumeType::from(plan.volume_type.as_str()))
-                    .delete_on_termination(true)
-                    .build(),
-            )
+            .ebs(ebs.build())
             .build()
     });
     let metadata = InstanceMetadataOptionsRequest::builder()
@@ -230,9 +241,17 @@ async fn launch_in_a_zone(
                 }
                 refused.push(format!("{here} ({why})"));
                 if n + 1 == candidates.len() {
+                    // The recipe's subnet is in one zone: bakery tries other zones only
+                    // among the default VPC's subnets, which it picks itself.
+                    let fix = if plan.subnet_id.is_some() {
+                        "builder.subnet_id pins the builder to that subnet's zone: set it to a \
+                         subnet in another zone, or leave it out so that bakery tries each zone \
+                         of the default VPC, or pick another instance type"
+                    } else {
+                        "try another instance type, or later"
+                    };
                     return Err(e.context(format!(
-                        "cannot launch a {} builder in {target}: no zone took it (tried {}); try \
-                         another instance type, or later",
+                        "cannot launch a {} builder in {target}: no zone took it (tried {}); {fix}",
                         plan.instance_type,
                         refused.join(", ")
                     )));
@@ -314,9 +333,21 @@ pub async fn wait_running(
                         .state_reason()
                         .and_then(|r| r.message())
                         .unwrap_or("no reason given");
+                    let code = inst.state_reason().and_then(|r| r.code());
+                    // EC2's code for a launch that failed on the volume's KMS key.
+                    let hint = if code == Some("Client.InternalError") {
+                        "; EC2 could not use the KMS key of the builder's volume (builder.kms_key, \
+                         the source image's key or the region's default EBS key): the home \
+                         identity needs kms:CreateGrant, kms:Decrypt, kms:DescribeKey, \
+                         kms:GenerateDataKeyWithoutPlaintext and kms:ReEncrypt* on it, which the \
+                         builder policy allows for keys aliased alias/ami*"
+                    } else {
+                        ""
+                    };
                     anyhow::bail!(
-                        "builder {id} is {} instead of running: {reason}",
-                        other.as_str()
+                        "builder {id} is {} instead of running: {}{reason}{hint}",
+                        other.as_str(),
+                        code.map(|c| format!("{c}: ")).unwrap_or_default()
                     )
                 }
             }

@@ -10,6 +10,12 @@
 //!   (`InsufficientInstanceCapacity`) or for an instance type not offered in that zone
 //!   (`Unsupported`) is tried in the next zone ([`is_zone_refusal`]).
 //!
+//! Decision: a recipe's `builder.subnet_id` pins one subnet, so one zone. bakery never
+//! moves such a builder to another zone (another subnet may be another network, with
+//! other routes and rules the recipe did not choose): a capacity refusal there fails the
+//! launch, and the error says to pick a subnet in another zone, leave the key out (the
+//! default VPC's zones are then tried in turn), or pick another instance type.
+//!
 //! Reads only: DescribeSubnets.
 
 use aws_sdk_ec2::types::{Filter, Subnet};

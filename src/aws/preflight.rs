@@ -5,8 +5,11 @@
 //!   bakery connects over one; the subnets a launch may try (see [`super::network`]);
 //! - the source image resolves;
 //! - the image name is free in every target account and region;
-//! - every KMS key exists and is enabled, and each copy's key is a customer managed
-//!   symmetric encryption key (no AWS managed, asymmetric or HMAC key);
+//! - every KMS key exists and is enabled, and each copy's key and `builder.kms_key` is a
+//!   customer managed symmetric encryption key (no AWS managed, asymmetric or HMAC key);
+//! - without `builder.kms_key`, the intermediate (under the source's key, or the region's
+//!   default EBS key) can be shared with the other accounts the plan copies into; with it,
+//!   the builder's volume is re-encrypted under that key and neither matters;
 //! - a source derived from an AWS Marketplace image (it carries a product code) is not
 //!   copied to other accounts, which EC2 refuses.
 
@@ -55,6 +58,10 @@ pub struct Preflight {
     /// tried. Empty (a journal from before they were chosen): EC2 chooses.
     #[serde(default)]
     pub subnets: Vec<String>,
+    /// `builder.kms_key` resolved to its ARN: the builder's root volume, and so the
+    /// intermediate image, is encrypted under it.
+    #[serde(default)]
+    pub builder_kms_key_arn: Option<String>,
 }
 
 /// Every account the plan copies to, once.
@@ -137,9 +144,22 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let ebs = default_ebs_encryption(ctx.session, &builder, &other_accounts);
+    let builder_key = plan.builder.kms_key.as_deref();
+    let ebs = async {
+        match builder_key {
+            // The recipe's key overrides the region's default EBS key.
+            Some(_) => Ok(()),
+            None => default_ebs_encryption(ctx.session, &builder, &other_accounts).await,
+        }
+    };
+    let builder_key = async {
+        resolve_copy_key(ctx.session, &builder, builder_key)
+            .await
+            .context("builder.kms_key cannot encrypt the builder's volume")
+    };
     let subnets = Box::pin(super::network::launch_subnets(ctx.session, &builder, plan));
-    let (source, names, keys, ebs, subnets) = tokio::join!(source, names, keys, ebs, subnets);
+    let (source, names, keys, ebs, subnets, builder_key) =
+        tokio::join!(source, names, keys, ebs, subnets, builder_key);
 
     let mut errors: Vec<String> = vec![];
     if let Err(e) = &source {
@@ -149,6 +169,9 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
         errors.push(format!("{e:#}"));
     }
     if let Err(e) = &subnets {
+        errors.push(format!("{e:#}"));
+    }
+    if let Err(e) = &builder_key {
         errors.push(format!("{e:#}"));
     }
     errors.extend(
@@ -172,7 +195,7 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
                 other_accounts.join(", ")
             ));
         }
-        if !other_accounts.is_empty() {
+        if !other_accounts.is_empty() && plan.builder.kms_key.is_none() {
             for key in &source.encrypted_with {
                 if let Err(e) =
                     shareable_source_key(ctx.session, &builder, &source.id, key, &other_accounts)
@@ -201,6 +224,7 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
         source: source.expect("errors were handled above"),
         copies,
         subnets: subnets.expect("errors were handled above"),
+        builder_kms_key_arn: builder_key.expect("errors were handled above"),
     })
 }
 
@@ -244,8 +268,10 @@ async fn default_ebs_encryption(
             other_accounts.is_empty(),
             "EBS encryption by default is on in {builder} with the AWS managed key aws/ebs: the \
              intermediate image would be encrypted with it, and an image under aws/ebs cannot be \
-             shared with {}. Set the region's default EBS key to a customer managed key aliased \
-             alias/ami* (aws ec2 modify-ebs-default-kms-key-id), or turn encryption by default off",
+             shared with {}. Set builder.kms_key in the recipe to a customer managed key aliased \
+             alias/ami* (the builder's volume is then encrypted under it), or set the region's \
+             default EBS key to one (aws ec2 modify-ebs-default-kms-key-id), or turn encryption \
+             by default off",
             other_accounts.join(", ")
         );
         return Ok(());
@@ -253,7 +279,7 @@ async fn default_ebs_encryption(
     resolve_kms_key(session, builder, Some(&key))
         .await
         .with_context(|| {
-            format!("EBS encryption by default is on in {builder}: the intermediate image would be encrypted with {key}")
+            format!("EBS encryption by default is on in {builder}: the intermediate image would be encrypted with {key}; or set builder.kms_key in the recipe to a key bakery may use")
         })?;
     Ok(())
 }
@@ -267,7 +293,10 @@ async fn shareable_source_key(
     key: &str,
     other_accounts: &[String],
 ) -> anyhow::Result<()> {
-    let fix = "copy the source image under a customer managed key aliased alias/ami* (aws ec2 copy-image --encrypted --kms-key-id) and build from the copy";
+    let fix = "set builder.kms_key in the recipe to a customer managed key aliased alias/ami* \
+               (the builder's volume is then re-encrypted under it), or copy the source image \
+               under such a key (aws ec2 copy-image --encrypted --kms-key-id) and build from \
+               the copy";
     let aws_managed = format!(
         "source image {source} in {builder} is encrypted with the AWS managed key aws/ebs: the \
          intermediate image would be too, and cannot be shared with {}; {fix}",

@@ -270,7 +270,7 @@ pub async fn intermediate_key(
             "intermediate key",
             builder.to_string(),
             "the intermediate image would be under the AWS managed key aws/ebs",
-            "encrypt the source image, or the region's default EBS key, with a customer managed key aliased alias/ami*",
+            "set builder.kms_key in the recipe to a customer managed key aliased alias/ami*, or encrypt the source image, or the region's default EBS key, with one",
         )];
     }
     let (check, arn) = describe(session, builder, key, "intermediate key").await;

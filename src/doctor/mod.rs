@@ -349,13 +349,27 @@ async fn plan_checks(
         .collect();
     other_accounts.sort();
     other_accounts.dedup();
-    let (enc, default) = network::default_encryption(session, &builder, &other_accounts).await;
-    out.push(enc);
-    let intermediate = match default {
-        Some(network::DefaultEncryption::On(key)) => Some(key),
-        _ => source
-            .as_ref()
-            .and_then(|s| s.encrypted_with.first().cloned()),
+    // builder.kms_key encrypts the builder's volume: neither the region's default key nor
+    // the source's decides the intermediate's key then.
+    let intermediate = if let Some(key) = &plan.builder.kms_key {
+        out.push(Check::pass(
+            Area::Encryption,
+            "builder.kms_key",
+            builder.to_string(),
+            format!(
+                "the builder's volume, and so the intermediate image, is encrypted under {key}"
+            ),
+        ));
+        Some(key.clone())
+    } else {
+        let (enc, default) = network::default_encryption(session, &builder, &other_accounts).await;
+        out.push(enc);
+        match default {
+            Some(network::DefaultEncryption::On(key)) => Some(key),
+            _ => source
+                .as_ref()
+                .and_then(|s| s.encrypted_with.first().cloned()),
+        }
     };
     if source.is_some() || intermediate.is_some() {
         out.extend(

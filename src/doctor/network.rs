@@ -99,8 +99,10 @@ pub async fn default_encryption(
                  with {}",
                 other_accounts.join(", ")
             ),
-            "set the region's default EBS key to a customer managed key aliased alias/ami* \
-             (aws ec2 modify-ebs-default-kms-key-id), or turn encryption by default off",
+            "set builder.kms_key in the recipe to a customer managed key aliased alias/ami* \
+             (the builder's volume is then encrypted under it), or set the region's default \
+             EBS key to one (aws ec2 modify-ebs-default-kms-key-id), or turn encryption by \
+             default off",
         )
     } else {
         Check::pass(

@@ -348,6 +348,7 @@ impl Planner<'_> {
                 .or_else(|| config.defaults.ssh_cidr.clone())
                 .unwrap_or_else(|| defaults::SSH_CIDR.to_string()),
             imdsv2_required: b.imdsv2_required.unwrap_or(true),
+            kms_key: b.kms_key.as_ref().map(|k| k.value.clone()),
         })
     }
 

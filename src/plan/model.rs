@@ -83,6 +83,10 @@ pub struct BuilderPlan {
     /// CIDR allowed to reach the builder on port 22.
     pub ssh_cidr: String,
     pub imdsv2_required: bool,
+    /// The KMS key the builder's root volume (and so the intermediate image) is encrypted
+    /// under; `None` leaves it to the source image and the region's EBS defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
 }
 
 /// How bakery reaches the builder instance over SSH.

@@ -98,6 +98,26 @@ fn check_builder(cx: &Cx, r: &RecipeSpec, config: &RepoConfig) {
             report(cx, c, aws_names::cidr(&c.value));
         }
     }
+    if let Some(k) = &b.kms_key {
+        if literal(cx, k, "a KMS key") {
+            // A key ARN must be in the builder's region: the root volume is there.
+            let region = b
+                .region
+                .as_ref()
+                .map(|r| r.value.as_str())
+                .or(config.defaults.region.as_deref())
+                .filter(|r| aws_names::region(r).is_ok());
+            match (aws_names::kms_key(&k.value, None), region) {
+                (Err(e), _) => cx.error(k.span.clone(), e.message, e.hint),
+                (Ok(()), Some(r)) if aws_names::kms_key(&k.value, Some(r)).is_err() => cx.error(
+                    k.span.clone(),
+                    format!("KMS key `{}` is not in the builder's region {r}", k.value),
+                    format!("use a key in {r} (e.g. kms_key = \"alias/ami\"): the builder's root volume is created there"),
+                ),
+                (Ok(()), _) => {}
+            }
+        }
+    }
 }
 
 fn check_provision(cx: &Cx, r: &RecipeSpec) {

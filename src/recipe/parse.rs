@@ -249,6 +249,7 @@ impl Reader<'_> {
         let connect = t.value("connect").and_then(|v| self.connect(v));
         let ssh_cidr = t.string("ssh_cidr");
         let imdsv2_required = t.bool("imdsv2_required").map(|b| b.value);
+        let kms_key = t.string("kms_key");
         let span = t.span.clone();
         t.finish();
         BuilderSpec {
@@ -262,6 +263,7 @@ impl Reader<'_> {
             connect,
             ssh_cidr,
             imdsv2_required,
+            kms_key,
         }
     }
 

@@ -62,6 +62,9 @@ pub struct BuilderSpec {
     pub connect: Option<Loc<crate::plan::model::ConnectVia>>,
     pub ssh_cidr: Option<Loc<String>>,
     pub imdsv2_required: Option<bool>,
+    /// The KMS key the builder's root volume, and so the intermediate image, is
+    /// encrypted under.
+    pub kms_key: Option<Loc<String>>,
 }
 
 /// A path as written in a recipe: relative to the recipe's folder.

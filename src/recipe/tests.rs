@@ -306,3 +306,35 @@ fn ansible_extra_args_cannot_choose_the_host_or_the_connection() {
     );
     assert_eq!(check(None, &r), Vec::<String>::new());
 }
+
+#[test]
+fn the_builder_kms_key_is_a_key_in_the_builder_region() {
+    let b = "[source]\nami = \"ami-0123456789abcdef0\"\n[builder]\nregion = \"eu-west-1\"\nssh_user = \"ubuntu\"\n";
+    for ok in [
+        "alias/ami",
+        "arn:aws:kms:eu-west-1:111111111111:alias/ami",
+        "1234abcd-12ab-34cd-56ef-1234567890ab",
+    ] {
+        assert_eq!(
+            check(None, &format!("{b}kms_key = \"{ok}\"\n")),
+            Vec::<String>::new(),
+            "{ok}"
+        );
+    }
+    assert_eq!(
+        check(None, &format!("{b}kms_key = \"ami\"\n")),
+        vec!["6:11: error: `ami` is not a KMS key id, alias or ARN"]
+    );
+    assert_eq!(
+        check(
+            None,
+            &format!("{b}kms_key = \"arn:aws:kms:us-east-1:111111111111:alias/ami\"\n")
+        ),
+        vec!["6:11: error: KMS key `arn:aws:kms:us-east-1:111111111111:alias/ami` is not in the builder's region eu-west-1"]
+    );
+    assert_eq!(
+        check(None, &format!("{b}kms_key = \"{{{{ version }}}}\"\n")).len(),
+        1,
+        "a template is not a key"
+    );
+}

@@ -185,6 +185,7 @@ fn plan(version: &str, copies: Vec<CopyPlan>) -> BuildPlan {
             connect: ConnectVia::PublicIp,
             ssh_cidr: "203.0.113.0/24".into(),
             imdsv2_required: true,
+            kms_key: None,
         },
         provision: vec![],
         stamp: StampPlan {
@@ -2505,7 +2506,8 @@ async fn a_release_survives_resources_unseen_right_after_creation() {
 
 /// A copy EC2 gives up on ends `failed` with a StateReason (a disabled KMS key in the
 /// target account, say), or `invalid`. Neither ever becomes `available`: the wait stops
-/// at the first answer, names EC2's code and message, and cleanup leaves nothing.
+/// at the first answer (a KMS code into another account after the bounded re-issues of
+/// `aws::copy_retry`), names EC2's code and message, and cleanup leaves nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_that_fails_or_turns_invalid_stops_the_wait_with_the_reason() {
     let w = world().await;
@@ -2628,6 +2630,7 @@ async fn an_aws_managed_default_ebs_key_fails_preflight_for_other_accounts() {
     assert!(err.contains("aws/ebs"), "{err}");
     assert!(err.contains(OTHER), "{err}");
     assert!(err.contains("modify-ebs-default-kms-key-id"), "{err}");
+    assert!(err.contains("Set builder.kms_key in the recipe"), "{err}");
     assert!(w.proxy.calls("RunInstances").is_empty());
 
     let home_only = plan("release-ebs-home", copies(&REGIONS[..1], &[None]));
@@ -2696,6 +2699,7 @@ async fn an_encrypted_source_under_an_unusable_key_fails_preflight() {
             assert!(err.contains("pre-flight"), "{err}");
             assert!(err.contains(&key), "{err}");
             assert!(err.contains("copy-image --encrypted"), "{err}");
+            assert!(err.contains("set builder.kms_key"), "{err}");
             assert!(w.proxy.calls("RunInstances").is_empty());
         }
         w.proxy.clear_rewrites();
@@ -3271,6 +3275,7 @@ async fn a_marketplace_source_is_refused_before_a_cross_account_copy() {
     }
 }
 
+mod kms_keys;
 mod network;
 mod parameters;
 mod runner_faults;

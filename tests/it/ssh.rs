@@ -42,6 +42,7 @@ pub(crate) fn plan(provision: Vec<ProvisionStep>) -> BuildPlan {
             connect: ConnectVia::PublicIp,
             ssh_cidr: "127.0.0.1/32".into(),
             imdsv2_required: true,
+            kms_key: None,
         },
         provision,
         stamp: StampPlan {

@@ -189,6 +189,7 @@ impl BuildRunner {
                     &builder_target,
                     &pre.source,
                     &pre.subnets,
+                    pre.builder_kms_key_arn.as_deref(),
                     key_name,
                     st.security_group.as_ref().expect("access step ran"),
                 )

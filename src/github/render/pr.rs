@@ -315,6 +315,7 @@ mod tests {
                 connect: ConnectVia::PublicIp,
                 ssh_cidr: "203.0.113.7/32".into(),
                 imdsv2_required: true,
+                kms_key: None,
             },
             provision: vec![
                 ProvisionStep::Shell(ShellStep {

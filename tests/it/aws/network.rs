@@ -101,8 +101,9 @@ async fn no_default_vpc_and_no_subnet_fails_preflight() {
 
 /// The first zone has no capacity for the instance type: the launch goes to the next
 /// zone's default subnet, with a new idempotency token, and the build completes with one
-/// builder. With the recipe's own subnet, there is no other zone: the build fails naming
-/// what was tried, and leaves nothing behind.
+/// builder. With the recipe's own subnet, there is no other zone (a decision: the recipe
+/// chose the zone): the build fails naming what was tried and what to change, and leaves
+/// nothing behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zone_without_capacity_passes_the_launch_to_the_next_zone() {
     let w = world().await;
@@ -141,6 +142,10 @@ async fn a_zone_without_capacity_passes_the_launch_to_the_next_zone() {
     let (outcome, _log) = build(&w, &store, own, Arc::new(RecordingProvisioner::default())).await;
     let err = format!("{:#}", outcome.expect_err("no zone takes it"));
     assert!(err.contains("no zone took it"), "{err}");
+    assert!(
+        err.contains("builder.subnet_id pins the builder to that subnet's zone"),
+        "the fix for a pinned subnet is named: {err}"
+    );
     assert!(
         err.contains(&format!("{} (Unsupported)", subnets[0].1)),
         "{err}"

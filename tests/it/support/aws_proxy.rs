@@ -751,6 +751,20 @@ async fn before(
                     out.tags.entry(id).or_default();
                 }
             }
+            // RunInstances with a volume under a KMS key uses that key as the caller: the
+            // key and its aliases, for the KMS permissions the launch needs.
+            if action == "RunInstances" {
+                let key = params
+                    .iter()
+                    .find(|(k, _)| {
+                        k.starts_with("BlockDeviceMapping.") && k.ends_with(".Ebs.KmsKeyId")
+                    })
+                    .map(|(_, v)| v.clone());
+                if let Some(key) = key {
+                    let kms_auth = auth.replace("/ec2/aws4_request", "/kms/aws4_request");
+                    (out.kms_key_id, out.kms_aliases) = kms_key(state, &kms_auth, &key).await;
+                }
+            }
             if action == "DeleteKeyPair" {
                 if let Some(name) = params.get("KeyName") {
                     let q = format!(
@@ -825,45 +839,51 @@ async fn before(
             let Some(key) = params.get("KeyId") else {
                 return out;
             };
-            let aliases = moto_call(state, auth, Some("TrentService.ListAliases"), "{}")
-                .await
-                .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
-                .and_then(|v| v.get("Aliases").and_then(|a| a.as_array()).cloned())
-                .unwrap_or_default();
-            let field = |a: &serde_json::Value, f: &str| {
-                a.get(f)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let key_id = if let Some(alias) = key
-                .strip_prefix("alias/")
-                .map(|_| key.as_str())
-                .or_else(|| key.split_once(":alias/").map(|(_, a)| a))
-            {
-                let name = if alias.starts_with("alias/") {
-                    alias.to_string()
-                } else {
-                    format!("alias/{alias}")
-                };
-                aliases
-                    .iter()
-                    .find(|a| field(a, "AliasName") == name)
-                    .map(|a| field(a, "TargetKeyId"))
-                    .unwrap_or_default()
-            } else {
-                key.rsplit("key/").next().unwrap_or(key).to_string()
-            };
-            out.kms_aliases = aliases
-                .iter()
-                .filter(|a| !key_id.is_empty() && field(a, "TargetKeyId") == key_id)
-                .map(|a| field(a, "AliasName"))
-                .collect();
-            out.kms_key_id = Some(key_id);
+            (out.kms_key_id, out.kms_aliases) = kms_key(state, auth, key).await;
         }
         _ => {}
     }
     out
+}
+
+/// The id of KMS key `key` (an id, ARN, alias or alias ARN) and its aliases, as moto
+/// knows them; the key id is empty when no alias names it.
+async fn kms_key(state: &State, auth: &str, key: &str) -> (Option<String>, Vec<String>) {
+    let aliases = moto_call(state, auth, Some("TrentService.ListAliases"), "{}")
+        .await
+        .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+        .and_then(|v| v.get("Aliases").and_then(|a| a.as_array()).cloned())
+        .unwrap_or_default();
+    let field = |a: &serde_json::Value, f: &str| {
+        a.get(f)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let key_id = if let Some(alias) = key
+        .strip_prefix("alias/")
+        .map(|_| key)
+        .or_else(|| key.split_once(":alias/").map(|(_, a)| a))
+    {
+        let name = if alias.starts_with("alias/") {
+            alias.to_string()
+        } else {
+            format!("alias/{alias}")
+        };
+        aliases
+            .iter()
+            .find(|a| field(a, "AliasName") == name)
+            .map(|a| field(a, "TargetKeyId"))
+            .unwrap_or_default()
+    } else {
+        key.rsplit("key/").next().unwrap_or(key).to_string()
+    };
+    let key_aliases = aliases
+        .iter()
+        .filter(|a| !key_id.is_empty() && field(a, "TargetKeyId") == key_id)
+        .map(|a| field(a, "AliasName"))
+        .collect();
+    (Some(key_id), key_aliases)
 }
 
 fn form_encode(s: &str) -> String {

@@ -239,6 +239,14 @@ for (const c of input.calls) {
     const resources = ec2Resources(c)
     todo = resources.map((r) => ({ action: c.action, resource: r }))
     todo.push(...implied(c, resources))
+    // A volume under a KMS key: EC2 uses the key as the caller does. AWS's "Required
+    // key policy for use with encrypted volumes" lists these actions.
+    if (c.action === 'RunInstances' && c.before.kms_key_id) {
+      for (const action of ['CreateGrant', 'Decrypt', 'DescribeKey', 'GenerateDataKeyWithoutPlaintext', 'ReEncryptFrom', 'ReEncryptTo']) {
+        todo.push({ service: 'kms', action, resource: { type: 'key', id: c.before.kms_key_id },
+          extra: { 'kms:ResourceAliases': c.before.kms_aliases, 'kms:ViaService': `ec2.${c.region}.amazonaws.com` } })
+      }
+    }
   } else if (c.service === 'kms') {
     if (c.action === 'ListAliases') {
       todo = [{ action: c.action, resource: { type: '*', id: '*' } }]
@@ -264,7 +272,7 @@ for (const c of input.calls) {
     fail(c, 'the IAM oracle has no resource table for this service')
   }
   for (const t of todo) {
-    const service = c.service
+    const service = t.service ?? c.service
     const arn = t.resource.arn ?? (await arnOf(service, t.resource.type, t.resource.id, region, account))
     const ctx = await context(service, t.action, t.resource.type, t.resource, region, t.extra)
     if (t.extra && t.extra['kms:ResourceAliases']) ctx['kms:ResourceAliases'] = t.extra['kms:ResourceAliases']
