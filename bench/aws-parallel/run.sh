@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the same recipe against moto, through a proxy that adds latency to every EC2
 # call, to 1 region and to 16 regions, side by side in one run. Prints the ratio
-# time(16)/time(1) (goal: at most 1.3, the copies run in parallel) and the number of
-# EC2 calls per build.
+# time(16)/time(1) (goal: at most 1.3, the copies run in parallel) and the AWS calls per
+# build (EC2, STS, KMS, SSM), in total and by action.
 #
 #   bench/aws-parallel/run.sh [latency-ms] [rounds]     (defaults: 50 ms, 3 rounds)
 set -euo pipefail
@@ -12,4 +12,4 @@ scripts/moto/setup.sh >/dev/null
 export BAKERY_BENCH_LATENCY_MS="${1:-50}"
 export BAKERY_BENCH_ROUNDS="${2:-3}"
 cargo test --quiet --test it aws::bench_parallel_copies -- --ignored --nocapture 2>&1 \
-    | grep -E '^(latency|build to|time\()'
+    | grep -E '^(latency|build to|time\(|calls)'

@@ -531,7 +531,7 @@ pub async fn mark_released(ctx: EngineCtx<'_>, outcomes: &[CopyOutcome]) -> anyh
 pub async fn discard(ctx: EngineCtx<'_>, outcomes: &[CopyOutcome]) -> anyhow::Result<()> {
     for o in outcomes {
         let res = ResourceRef::new(ResourceKind::Image, &o.image_id, &o.target);
-        let snapshots = match resource::delete(ctx.session, &res).await? {
+        let snapshots = match delete_image(ctx, &res, &o.snapshot_ids).await? {
             Deleted::Now { snapshots } if !snapshots.is_empty() => snapshots,
             _ => o.snapshot_ids.clone(),
         };
@@ -557,7 +557,7 @@ pub async fn discard(ctx: EngineCtx<'_>, outcomes: &[CopyOutcome]) -> anyhow::Re
 /// Deregisters the intermediate and deletes its snapshots (which also ends its shares).
 pub async fn remove_intermediate(ctx: EngineCtx<'_>, inter: &Intermediate) -> anyhow::Result<()> {
     let res = ResourceRef::new(ResourceKind::Image, &inter.image_id, &inter.target);
-    let deleted = resource::delete(ctx.session, &res).await?;
+    let deleted = delete_image(ctx, &res, &inter.snapshot_ids).await?;
     ctx.journal.deleted(&res).await?;
     let snapshots = match deleted {
         Deleted::Now { snapshots } if !snapshots.is_empty() => snapshots,
@@ -580,4 +580,19 @@ pub async fn remove_intermediate(ctx: EngineCtx<'_>, inter: &Intermediate) -> an
         ),
     );
     Ok(())
+}
+
+/// Deletes an image of this build whose snapshots the wait for it already named, without
+/// asking EC2 for them again; an image the journal knows no snapshots of is described
+/// first (see [`resource::delete`]).
+async fn delete_image(
+    ctx: EngineCtx<'_>,
+    res: &ResourceRef,
+    snapshots: &[String],
+) -> anyhow::Result<Deleted> {
+    if snapshots.is_empty() {
+        resource::delete(ctx.session, res).await
+    } else {
+        resource::delete_image_with_snapshots(ctx.session, res, snapshots).await
+    }
 }

@@ -4,7 +4,8 @@
 //! - the builder's subnet exists (or the default VPC does), and maps public IPs when
 //!   bakery connects over one; the subnets a launch may try (see [`super::network`]);
 //! - the source image resolves;
-//! - the image name is free in every target account and region;
+//! - the image name is free in every target account and region (from the lookup that
+//!   also finds an earlier release, see [`super::release::lookup`]);
 //! - every KMS key exists and is enabled, and each copy's key and `builder.kms_key` is a
 //!   customer managed symmetric encryption key (no AWS managed, asymmetric or HMAC key);
 //! - without `builder.kms_key`, the intermediate (under the source's key, or the region's
@@ -18,6 +19,7 @@ use aws_sdk_ec2::types::{Filter, ImageState, ProductCodeValues};
 use futures::future::join_all;
 
 use super::error::{AwsError, SdkResultExt};
+use super::release::NameTaken;
 use super::session::{AwsSession, Target};
 use super::{policy, tags, EngineCtx};
 use crate::plan::model::{tag_keys, AccountTarget, BuildPlan, SourcePlan};
@@ -114,8 +116,9 @@ pub fn copy_targets(
         .collect()
 }
 
-/// Runs the checks. Every failure is reported, not just the first.
-pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
+/// Runs the checks. Every failure is reported, not just the first. `taken`: the targets
+/// where the release lookup found the image name held by another image.
+pub async fn run(ctx: EngineCtx<'_>, taken: &[NameTaken]) -> anyhow::Result<Preflight> {
     let plan = ctx.plan;
     anyhow::ensure!(
         !plan.distribute.copies.is_empty(),
@@ -125,11 +128,6 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
     let targets = copy_targets(ctx.session, plan);
 
     let source = resolve_source(ctx.session, &builder, &plan.source, plan.repo.as_deref());
-    let names = join_all(
-        targets
-            .iter()
-            .map(|(t, _)| name_is_free(ctx.session, t, &plan.image.name)),
-    );
     let keys = join_all(
         plan.distribute
             .copies
@@ -158,8 +156,8 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
             .context("builder.kms_key cannot encrypt the builder's volume")
     };
     let subnets = Box::pin(super::network::launch_subnets(ctx.session, &builder, plan));
-    let (source, names, keys, ebs, subnets, builder_key) =
-        tokio::join!(source, names, keys, ebs, subnets, builder_key);
+    let (source, keys, ebs, subnets, builder_key) =
+        tokio::join!(source, keys, ebs, subnets, builder_key);
 
     let mut errors: Vec<String> = vec![];
     if let Err(e) = &source {
@@ -174,11 +172,7 @@ pub async fn run(ctx: EngineCtx<'_>) -> anyhow::Result<Preflight> {
     if let Err(e) = &builder_key {
         errors.push(format!("{e:#}"));
     }
-    errors.extend(
-        names
-            .iter()
-            .filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}"))),
-    );
+    errors.extend(taken.iter().map(|t| t.to_string()));
     errors.extend(
         keys.iter()
             .filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}"))),
@@ -464,30 +458,6 @@ pub async fn resolve_source(
             Ok(to_source(image))
         }
     }
-}
-
-async fn name_is_free(session: &AwsSession, target: &Target, name: &str) -> anyhow::Result<()> {
-    let ec2 = session.ec2(target)?;
-    let out = policy::call(
-        &format!("look up image name {name:?} in {target}"),
-        || async {
-            ec2.describe_images()
-                .owners("self")
-                .filters(Filter::builder().name("name").values(name).build())
-                .send()
-                .await
-                .aws()
-        },
-    )
-    .await?;
-    if let Some(existing) = out.images().first() {
-        anyhow::bail!(
-            "image name {name:?} is taken in {target} by {}: image names are unique per region, \
-             so bump the version or deregister that image",
-            existing.image_id().unwrap_or("an image")
-        );
-    }
-    Ok(())
 }
 
 /// Why a key cannot encrypt EBS copies that other accounts use: an AWS managed key can

@@ -6,7 +6,15 @@
 //! commit the build is already done; from another commit, the tag was moved and the build
 //! is refused. Images tagged `bakery:ephemeral` (pull-request builds) are never releases,
 //! and a plan with a repository (`bakery:repo`) sees only that repository's images.
+//!
+//! One DescribeImages per copy target answers both this and pre-flight's name check: the
+//! images of this account named as the plan names its image. A release of this version
+//! carries that name (the recipe at the commit names it), so the images found are either
+//! this version's release or a name that is taken ([`NameTaken`], reported by pre-flight).
+//! A tag moved to a commit whose recipe also renamed the image is not seen here; the
+//! version parameter, created only if absent, refuses that build before release.
 
+use aws_sdk_ec2::types::Filter;
 use futures::future::join_all;
 
 use super::error::SdkResultExt;
@@ -47,17 +55,62 @@ pub enum ReleaseState {
     Released(Vec<ReleasedImage>),
 }
 
+/// An image that is not this version's release already has the plan's image name in a
+/// target: image names are unique per account and region, so the copy there would fail.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "image name {name:?} is taken in {target} by {image_id}: image names are unique per region, \
+     so bump the version or deregister that image"
+)]
+pub struct NameTaken {
+    pub name: String,
+    pub target: Target,
+    pub image_id: String,
+}
+
+/// What the images named as the plan's image say, in every target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lookup {
+    pub state: ReleaseState,
+    /// The targets where another image holds the name (pre-flight refuses them).
+    pub taken: Vec<NameTaken>,
+}
+
 /// Looks for released images of `plan`'s recipe and version in `targets`.
 pub async fn check(
     session: &AwsSession,
     plan: &BuildPlan,
     targets: &[Target],
 ) -> anyhow::Result<ReleaseState> {
-    let found = join_all(targets.iter().map(|t| released_in(session, plan, t))).await;
+    Ok(lookup(session, plan, targets).await?.state)
+}
+
+/// [`check`], and the targets where the plan's image name is taken by another image, from
+/// one DescribeImages per target.
+pub async fn lookup(
+    session: &AwsSession,
+    plan: &BuildPlan,
+    targets: &[Target],
+) -> anyhow::Result<Lookup> {
+    let found = join_all(targets.iter().map(|t| named_in(session, plan, t))).await;
     let mut images = vec![];
+    let mut taken = vec![];
     for r in found {
-        images.extend(r?);
+        let (released, other) = r?;
+        images.extend(released);
+        taken.extend(other);
     }
+    Ok(Lookup {
+        state: classify(plan, targets, images)?,
+        taken,
+    })
+}
+
+fn classify(
+    plan: &BuildPlan,
+    targets: &[Target],
+    images: Vec<ReleasedImage>,
+) -> anyhow::Result<ReleaseState> {
     if images.is_empty() {
         return Ok(ReleaseState::New);
     }
@@ -89,42 +142,54 @@ pub async fn check(
     Ok(ReleaseState::Released(images))
 }
 
-async fn released_in(
+/// Whether an image is a release of `plan`'s recipe and version: marked released, not a
+/// pull request's, and this repository's when the plan names one.
+fn is_release_of(plan: &BuildPlan, tags_of: &[aws_sdk_ec2::types::Tag]) -> bool {
+    let has = |key: &str, want: &str| tags::value(tags_of, key) == Some(want);
+    tags::value(tags_of, tags::RELEASED).is_some()
+        && tags::value(tags_of, tag_keys::EPHEMERAL).is_none()
+        && has(tag_keys::RECIPE, &plan.recipe)
+        && has(tag_keys::IMAGE_VERSION, &plan.version)
+        && plan
+            .repo
+            .as_deref()
+            .is_none_or(|repo| has(tag_keys::REPO, repo))
+}
+
+/// The images of `target`'s account named as the plan's image: this version's releases,
+/// and the others, which hold the name.
+async fn named_in(
     session: &AwsSession,
     plan: &BuildPlan,
     target: &Target,
-) -> anyhow::Result<Vec<ReleasedImage>> {
+) -> anyhow::Result<(Vec<ReleasedImage>, Vec<NameTaken>)> {
     let ec2 = session.ec2(target)?;
+    let name = &plan.image.name;
     let out = policy::call(
-        &format!(
-            "look for released {} {} in {target}",
-            plan.recipe, plan.version
-        ),
+        &format!("look up image name {name:?} in {target}"),
         || async {
-            let mut req = ec2.describe_images().owners("self");
-            // Only this repository's images: another repository's release of a recipe of
-            // the same name is neither "already released" nor "moved" here.
-            if let Some(repo) = &plan.repo {
-                req = req.filters(tags::tagged(tag_keys::REPO, repo));
-            }
-            req.filters(tags::tagged(tag_keys::RECIPE, &plan.recipe))
-                .filters(tags::tagged(tag_keys::IMAGE_VERSION, &plan.version))
-                .filters(tags::has_tag(tags::RELEASED))
+            ec2.describe_images()
+                .owners("self")
+                .filters(Filter::builder().name("name").values(name).build())
                 .send()
                 .await
                 .aws()
         },
     )
     .await?;
-    let mut images = vec![];
-    // A pull request's image is never a release, whatever else it is tagged with.
-    for i in out
-        .images()
-        .iter()
-        .filter(|i| tags::value(i.tags(), tag_keys::EPHEMERAL).is_none())
-    {
+    let mut released = vec![];
+    let mut taken = vec![];
+    for i in out.images() {
         let id = i.image_id().unwrap_or_default().to_string();
-        images.push(ReleasedImage {
+        if !is_release_of(plan, i.tags()) {
+            taken.push(NameTaken {
+                name: name.clone(),
+                target: target.clone(),
+                image_id: id,
+            });
+            continue;
+        }
+        released.push(ReleasedImage {
             target: target.clone(),
             git_sha: tags::value(i.tags(), tag_keys::GIT_SHA)
                 .unwrap_or_default()
@@ -141,5 +206,5 @@ async fn released_in(
             image_id: id,
         });
     }
-    Ok(images)
+    Ok((released, taken))
 }

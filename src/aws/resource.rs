@@ -160,37 +160,7 @@ pub async fn delete(session: &AwsSession, res: &ResourceRef) -> anyhow::Result<D
             }
             ResourceKind::Image => {
                 let snapshots = image_snapshots(&ec2, &res.id).await?;
-                // EC2 deletes the snapshots with the image and reports on each; deleting
-                // them on their own right after the deregistration meets
-                // InvalidSnapshot.InUse for a while.
-                let out = policy::call(&what, || async {
-                    ec2.deregister_image()
-                        .image_id(&res.id)
-                        .delete_associated_snapshots(true)
-                        .send()
-                        .await
-                        .aws()
-                })
-                .await?;
-                let deleted: Vec<&str> = out
-                    .delete_snapshot_results()
-                    .iter()
-                    .filter(|r| r.return_code() == Some(&SnapshotReturnCodes::Success))
-                    .filter_map(|r| r.snapshot_id())
-                    .collect();
-                for snap in snapshots.iter().filter(|s| !deleted.contains(&s.as_str())) {
-                    let r = policy::call_dependent(
-                        &format!("delete snapshot {snap} of image {} in {target}", res.id),
-                        || async { ec2.delete_snapshot().snapshot_id(snap).send().await.aws() },
-                    )
-                    .await;
-                    match r {
-                        Ok(_) => {}
-                        Err(e) if is_not_found(&e) => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(Deleted::Now { snapshots })
+                deregister_image(&ec2, res, snapshots).await
             }
         }
     }
@@ -202,6 +172,65 @@ pub async fn delete(session: &AwsSession, res: &ResourceRef) -> anyhow::Result<D
         ))),
         ok => ok,
     }
+}
+
+/// Deletes an image whose snapshots an earlier answer already named (the wait that saw
+/// it available): [`delete`] without describing the image again. The intermediate and a
+/// pull request's copies go this way; deleting what is already gone is not an error.
+pub async fn delete_image_with_snapshots(
+    session: &AwsSession,
+    res: &ResourceRef,
+    snapshots: &[String],
+) -> anyhow::Result<Deleted> {
+    debug_assert_eq!(res.kind, ResourceKind::Image);
+    let ec2 = session.ec2(&res.target())?;
+    match deregister_image(&ec2, res, snapshots.to_vec()).await {
+        Err(e) if is_not_found(&e) => Ok(Deleted::AlreadyGone),
+        Err(e) => Err(e.context(format!(
+            "cannot delete {res}: delete it by hand or run `bakery janitor` once the cause is fixed"
+        ))),
+        ok => ok,
+    }
+}
+
+/// Deregisters an image with its snapshots (`snapshots`: the ones behind it). EC2 deletes
+/// the snapshots with the image and reports on each; deleting them on their own right
+/// after the deregistration meets InvalidSnapshot.InUse for a while, so the ones EC2 did
+/// not report deleted are deleted here, under the dependency policy.
+async fn deregister_image(
+    ec2: &aws_sdk_ec2::Client,
+    res: &ResourceRef,
+    snapshots: Vec<String>,
+) -> anyhow::Result<Deleted> {
+    let target = res.target();
+    let out = policy::call(&format!("delete {res}"), || async {
+        ec2.deregister_image()
+            .image_id(&res.id)
+            .delete_associated_snapshots(true)
+            .send()
+            .await
+            .aws()
+    })
+    .await?;
+    let deleted: Vec<&str> = out
+        .delete_snapshot_results()
+        .iter()
+        .filter(|r| r.return_code() == Some(&SnapshotReturnCodes::Success))
+        .filter_map(|r| r.snapshot_id())
+        .collect();
+    for snap in snapshots.iter().filter(|s| !deleted.contains(&s.as_str())) {
+        let r = policy::call_dependent(
+            &format!("delete snapshot {snap} of image {} in {target}", res.id),
+            || async { ec2.delete_snapshot().snapshot_id(snap).send().await.aws() },
+        )
+        .await;
+        match r {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Deleted::Now { snapshots })
 }
 
 /// The snapshot ids behind an image's block devices.

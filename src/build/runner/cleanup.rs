@@ -14,6 +14,34 @@ use crate::build::journal::Journal;
 use crate::plan::model::BuildPlan;
 
 impl BuildRunner {
+    /// Terminates the builder as soon as the intermediate image holds what it built,
+    /// without waiting for it to go: the copies take minutes, by the end of which it is
+    /// gone and [`Self::delete_builder`] deletes its security group at once (the delete
+    /// still retries while the group is in use). Journals it deleted: TerminateInstances
+    /// is not undone, and a repeated one finds it gone.
+    pub(super) async fn terminate_builder(&self, journal: &Journal) -> anyhow::Result<()> {
+        use crate::aws::ResourceJournal;
+        let ledger = journal.ledger();
+        for l in ledger
+            .live
+            .iter()
+            .filter(|l| l.resource.kind == ResourceKind::Instance)
+        {
+            let target = l.resource.target();
+            let ec2 = self.session.ec2(&target)?;
+            aws::instance::terminate(&ec2, &target, &l.resource.id).await?;
+            journal.deleted(&l.resource).await?;
+            self.log.info(
+                Step::Image.as_str(),
+                format!(
+                    "builder {} terminated: the intermediate image holds what it built",
+                    l.resource.id
+                ),
+            );
+        }
+        Ok(())
+    }
+
     /// Deletes the builder instance, security group and key pair, newest first.
     pub(super) async fn delete_builder(&self, journal: &Journal) -> anyhow::Result<()> {
         use crate::aws::ResourceJournal;

@@ -117,9 +117,8 @@ impl BuildRunner {
                         .into_iter()
                         .map(|(t, _)| t)
                         .collect();
-                    if let ReleaseState::Released(images) =
-                        release::check(&self.session, plan, &targets).await?
-                    {
+                    let lookup = release::lookup(&self.session, plan, &targets).await?;
+                    if let ReleaseState::Released(images) = lookup.state {
                         self.log.info(
                             Step::Preflight.as_str(),
                             format!(
@@ -135,7 +134,7 @@ impl BuildRunner {
                         );
                         return Ok(Some(images));
                     }
-                    let pre = preflight::run(ctx).await?;
+                    let pre = preflight::run(ctx, &lookup.taken).await?;
                     self.log.info(
                         Step::Preflight.as_str(),
                         format!(
@@ -302,6 +301,7 @@ impl BuildRunner {
                     format!("intermediate image {id} available; snapshots tagged"),
                 );
                 st.intermediate = Some(inter);
+                self.terminate_builder(journal).await?;
                 Ok(())
             })
             .await?;
