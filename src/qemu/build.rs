@@ -201,6 +201,12 @@ pub async fn build(
     for pid in &swept.killed {
         log.info(STEP_SOURCE, format!("killed its QEMU (pid {pid})"));
     }
+    for p in &swept.partial_artifacts {
+        log.info(
+            STEP_SOURCE,
+            format!("removed its unfinished artifact: {}", p.display()),
+        );
+    }
     for p in export::remove_partials(plan, &o.artifact_root)? {
         log.info(
             STEP_SOURCE,
@@ -396,6 +402,9 @@ async fn provision_and_export(
             plan.artifact_dir(&o.artifact_root).display()
         ),
     );
+    work.record(&Entry::Artifacts {
+        dir: plan.artifact_dir(&o.artifact_root),
+    })?;
     let artifacts = tokio::select! {
         a = export::export_all(plan, overlay, "qcow2", &o.artifact_root, work.path(), mtime) => a?,
         _ = o.cancel.cancelled() => return Err(QemuBuildError::Cancelled.into()),
