@@ -25,6 +25,14 @@ pub struct ArtifactsConfig {
     /// path on the bot.
     #[serde(default)]
     pub base_url: Option<String>,
+    /// Use KVM when `/dev/kvm` works (the build logs which it uses); `false` always runs
+    /// software emulation (TCG), for hosts whose KVM answers but cannot run a guest.
+    #[serde(default = "default_kvm")]
+    pub kvm: bool,
+}
+
+fn default_kvm() -> bool {
+    true
 }
 
 fn default_max_upload_bytes() -> u64 {
@@ -37,6 +45,7 @@ impl Default for ArtifactsConfig {
             dir: None,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             base_url: None,
+            kvm: true,
         }
     }
 }

@@ -271,6 +271,7 @@ async fn run(
     )?;
     let mut options = QemuBuildOptions::new(input.root.to_path_buf(), root.clone(), log);
     options.cancel = ctx.cancel.child_token();
+    options.kvm = deps.config.artifacts.kvm;
     let limit = deps.config.policy.for_repo(&ctx.job.repo).max_build_secs;
     let timer = {
         let cancel = options.cancel.clone();
@@ -298,7 +299,7 @@ mod tests {
         let mut c = ArtifactsConfig {
             dir: Some(root.to_path_buf()),
             max_upload_bytes: 100,
-            base_url: None,
+            ..ArtifactsConfig::default()
         };
         assert_eq!(place(&c, root, &file, 100), ArtifactPlace::ReleaseAsset);
         assert_eq!(

@@ -63,6 +63,8 @@ pub struct QemuBuildOptions {
     pub shutdown_budget: Duration,
     /// The KVM device probed for hardware virtualisation.
     pub kvm_device: PathBuf,
+    /// `false`: software emulation whatever the KVM device says.
+    pub kvm: bool,
 }
 
 impl QemuBuildOptions {
@@ -75,6 +77,7 @@ impl QemuBuildOptions {
             boot_budget: Duration::from_secs(600),
             shutdown_budget: Duration::from_secs(180),
             kvm_device: PathBuf::from("/dev/kvm"),
+            kvm: true,
         }
     }
 }
@@ -286,7 +289,14 @@ async fn run(
     }
     let seed = seed::write(work.path(), &plan.ssh_user, &public, build_id).await?;
 
-    let (accel, why) = accel::choose(&o.kvm_device).await;
+    let (accel, why) = if o.kvm {
+        accel::choose(&o.kvm_device).await
+    } else {
+        (
+            Accel::Tcg,
+            Some("KVM is turned off in the configuration".to_string()),
+        )
+    };
     match &why {
         None => log.info(STEP_BOOT, "accelerator: KVM"),
         Some(why) => log.info(
