@@ -5,8 +5,10 @@
 //! `BAKERY_WORKERS__CONCURRENCY=4`. Secrets are read from the environment or from files
 //! (`*_file` keys) and are never printed: see [`Secret`].
 
+mod artifacts;
 mod secret;
 
+pub use artifacts::ArtifactsConfig;
 pub use secret::Secret;
 
 use std::net::SocketAddr;
@@ -58,6 +60,9 @@ pub struct ServerConfig {
     /// Where jobs check out repositories (a mirror cache and per-job workspaces).
     #[serde(default = "defaults::work_dir")]
     pub work_dir: PathBuf,
+    /// The qemu builders' artifact directory and release assets.
+    #[serde(default)]
+    pub artifacts: ArtifactsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

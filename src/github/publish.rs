@@ -25,7 +25,8 @@ pub struct PublishedRelease {
     /// Each built recipe's package changes, as the notes show them.
     pub packages: Vec<RecipePackages>,
     /// The SBOMs attached to the release, one per recipe with an inventory, then the
-    /// signed provenance of each recipe (when a signing key is configured).
+    /// signed provenance of each recipe (when a signing key is configured), then the disk
+    /// images small enough to upload.
     pub assets: Vec<ReleaseAsset>,
 }
 
@@ -43,6 +44,44 @@ pub async fn publish_release(
     patterns: &[String],
     summary: &BuildSummary,
     provenance: &[Signed],
+) -> anyhow::Result<PublishedRelease> {
+    publish_release_with_files(
+        reporter,
+        store,
+        workspace,
+        tag,
+        patterns,
+        summary,
+        provenance,
+        &[],
+    )
+    .await
+}
+
+/// A qemu builder's artifact to attach to the release: its file name there and where the
+/// file is on the bot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseFile {
+    pub name: String,
+    pub path: std::path::PathBuf,
+}
+
+/// The media type of an uploaded disk image.
+pub const DISK_IMAGE_MEDIA_TYPE: &str = "application/octet-stream";
+
+/// [`publish_release`], with the qemu builders' disk images in the comment and the notes
+/// (`summary.disk_builds`), and `files` (those small enough) uploaded as assets after the
+/// SBOMs and provenance.
+#[allow(clippy::too_many_arguments)]
+pub async fn publish_release_with_files(
+    reporter: &GitHubReporter,
+    store: &dyn Store,
+    workspace: &Path,
+    tag: &str,
+    patterns: &[String],
+    summary: &BuildSummary,
+    provenance: &[Signed],
+    files: &[ReleaseFile],
 ) -> anyhow::Result<PublishedRelease> {
     let notes = {
         let (workspace, tag, patterns) =
@@ -69,7 +108,12 @@ pub async fn publish_release(
             &render::release_comment(summary, &packages),
         )
         .await?;
-    let body = render::release_notes_with_packages(&notes, &summary.images, &packages);
+    let body = render::release_notes_with_disk_images(
+        &notes,
+        &summary.images,
+        &packages,
+        &summary.disk_builds,
+    );
     let release = reporter
         .upsert_release(tag, &summary.git_sha, tag, &body)
         .await?;
@@ -90,6 +134,15 @@ pub async fn publish_release(
                 attach::MEDIA_TYPE,
                 signed.envelope.clone().into(),
             )
+            .await?;
+        assets.push(asset);
+    }
+    for f in files {
+        let bytes = tokio::fs::read(&f.path)
+            .await
+            .with_context(|| format!("cannot read {} to upload it", f.path.display()))?;
+        let asset = reporter
+            .upload_release_asset(&release, &f.name, DISK_IMAGE_MEDIA_TYPE, bytes.into())
             .await?;
         assets.push(asset);
     }

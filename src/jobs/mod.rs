@@ -8,6 +8,7 @@ mod noted;
 mod periodic;
 mod progress;
 pub(crate) mod release;
+mod release_qemu;
 pub(crate) mod spec;
 mod tracked;
 pub(crate) mod validation;

@@ -1,6 +1,7 @@
 //! A release job: check out the tagged commit, build every recipe the tag asks for (each
-//! after the recipe it starts from), and report on the commit: a check run per recipe
-//! with a live step summary, a comment with every image, and the GitHub Release.
+//! after the recipe it starts from; its EC2 builder, then its `[qemu]` builder in
+//! `release_qemu.rs`), and report on the commit: a check run per builder with a live step
+//! summary, a comment with every image and disk image, and the GitHub Release.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use crate::build::{BuildOutcome, Manifest};
 use crate::database::ResolvedCommit;
 use crate::github::api::reporter::Conclusion;
 use crate::github::git::checkout::{CheckoutRefusal, Target, Workspace};
-use crate::github::publish::{publish_failure, publish_release};
+use crate::github::publish::{publish_failure, publish_release_with_files};
 use crate::github::render::{self, BuildSummary, ImageRow, RecipeOutcome};
 use crate::github::GitHubReporter;
 use crate::plan::model::{BuildFacts, BuildPlan};
@@ -158,8 +159,35 @@ async fn attempt(
     let mut manifests = vec![];
     let mut built_any = false;
     let mut signed = vec![];
+    let mut disk_builds = vec![];
+    let mut uploads = vec![];
     let build_time = chrono::Utc::now();
     for recipe in &recipes {
+        // A recipe's builders: EC2 (as before) unless it only has a `[qemu]` builder,
+        // then its qemu builder, on the bot.
+        let has_ec2 = checked
+            .set
+            .recipes
+            .get(recipe)
+            .is_none_or(|r| r.has_ec2_builder());
+        let qemu_input = super::release_qemu::ReleaseInput {
+            set: &checked.set,
+            recipe,
+            version: &tag,
+            git_sha: &sha,
+            build_time,
+            root: &root,
+        };
+        if !has_ec2 {
+            if let Some(built) =
+                super::release_qemu::build(deps, ctx, reporter, &qemu_input).await?
+            {
+                built_any = true;
+                disk_builds.push(built.disk);
+                uploads.extend(built.uploads);
+            }
+            continue;
+        }
         let mut plan = plan_build(
             &checked.set,
             &PlanInput {
@@ -195,6 +223,12 @@ async fn attempt(
                     duration,
                 });
                 manifests.push(manifest);
+                if let Some(built) =
+                    super::release_qemu::build(deps, ctx, reporter, &qemu_input).await?
+                {
+                    disk_builds.push(built.disk);
+                    uploads.extend(built.uploads);
+                }
             }
             Ok(RecipeResult::AlreadyReleased { manifest }) => {
                 let rows = image_rows(&plan, &manifest);
@@ -214,6 +248,7 @@ async fn attempt(
         images: images.clone(),
         duration: started.elapsed(),
         details_url: deps.details_url(job.id),
+        disk_builds,
     };
     if built_any {
         let patterns: Vec<String> = checked
@@ -223,7 +258,7 @@ async fn attempt(
             .iter()
             .map(|t| t.pattern.clone())
             .collect();
-        let published = publish_release(
+        let published = publish_release_with_files(
             reporter,
             &*deps.store,
             &root,
@@ -231,6 +266,7 @@ async fn attempt(
             &patterns,
             &summary,
             &signed,
+            &uploads,
         )
         .await?;
         ctx.log(
@@ -257,6 +293,7 @@ async fn attempt(
         "recipes": recipes,
         "images": images,
         "manifests": manifests,
+        "disk_images": summary.disk_builds,
         "built": built_any,
     })))
 }

@@ -198,8 +198,16 @@ pub async fn validate(
     let version = pr_version(number, &sha);
     let mut plans: Vec<BuildPlan> = vec![];
     let mut plan_errors: Vec<PlanProblem> = vec![];
+    // A recipe with only a `[qemu]` builder has no AMI plan: it is validated above, and
+    // built by release tags only.
+    let builds_ami = |r: &str| {
+        build_set
+            .recipes
+            .get(r)
+            .is_none_or(|spec| spec.has_ec2_builder())
+    };
     if checked.is_ok() {
-        for recipe in &touched {
+        for recipe in touched.iter().filter(|r| builds_ami(r)) {
             match plan_build(
                 &build_set,
                 &PlanInput {
@@ -289,6 +297,7 @@ pub async fn validate(
         }),
         other => other,
     };
+    let wanted = wanted.map(|w| w.into_iter().filter(|r| builds_ami(r)).collect::<Vec<_>>());
     let recipes = match wanted {
         Ok(r) if !r.is_empty() => r,
         Ok(_) | Err(_) => {

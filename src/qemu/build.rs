@@ -63,6 +63,8 @@ pub struct QemuBuildOptions {
     pub shutdown_budget: Duration,
     /// The KVM device probed for hardware virtualisation.
     pub kvm_device: PathBuf,
+    /// `false`: software emulation whatever the KVM device says.
+    pub kvm: bool,
 }
 
 impl QemuBuildOptions {
@@ -75,6 +77,7 @@ impl QemuBuildOptions {
             boot_budget: Duration::from_secs(600),
             shutdown_budget: Duration::from_secs(180),
             kvm_device: PathBuf::from("/dev/kvm"),
+            kvm: true,
         }
     }
 }
@@ -201,6 +204,12 @@ pub async fn build(
     for pid in &swept.killed {
         log.info(STEP_SOURCE, format!("killed its QEMU (pid {pid})"));
     }
+    for p in &swept.partial_artifacts {
+        log.info(
+            STEP_SOURCE,
+            format!("removed its unfinished artifact: {}", p.display()),
+        );
+    }
     for p in export::remove_partials(plan, &o.artifact_root)? {
         log.info(
             STEP_SOURCE,
@@ -280,7 +289,14 @@ async fn run(
     }
     let seed = seed::write(work.path(), &plan.ssh_user, &public, build_id).await?;
 
-    let (accel, why) = accel::choose(&o.kvm_device).await;
+    let (accel, why) = if o.kvm {
+        accel::choose(&o.kvm_device).await
+    } else {
+        (
+            Accel::Tcg,
+            Some("KVM is turned off in the configuration".to_string()),
+        )
+    };
     match &why {
         None => log.info(STEP_BOOT, "accelerator: KVM"),
         Some(why) => log.info(
@@ -396,6 +412,9 @@ async fn provision_and_export(
             plan.artifact_dir(&o.artifact_root).display()
         ),
     );
+    work.record(&Entry::Artifacts {
+        dir: plan.artifact_dir(&o.artifact_root),
+    })?;
     let artifacts = tokio::select! {
         a = export::export_all(plan, overlay, "qcow2", &o.artifact_root, work.path(), mtime) => a?,
         _ = o.cancel.cancelled() => return Err(QemuBuildError::Cancelled.into()),

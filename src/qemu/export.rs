@@ -110,9 +110,15 @@ fn sha_path(p: &Path) -> PathBuf {
 /// Removes every `.partial` file in `dir`, and every artifact of `plan` without its
 /// `.sha256`. Returns what it removed.
 pub fn remove_partials(plan: &QemuPlan, root: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let dir = plan.artifact_dir(root);
+    remove_incomplete(&plan.artifact_dir(root))
+}
+
+/// Removes what an export left unfinished in an artifact folder: every `.partial` file,
+/// and every artifact (a file named `<stem>.<format>`) whose `.sha256` never appeared.
+/// Other files are left alone.
+pub fn remove_incomplete(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
-    let entries = match std::fs::read_dir(&dir) {
+    let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
         Err(e) => return Err(e),
@@ -124,9 +130,14 @@ pub fn remove_partials(plan: &QemuPlan, root: &Path) -> std::io::Result<Vec<Path
             removed.push(p);
         }
     }
-    for f in Format::ALL_FORMATS {
-        let p = plan.artifact_path(root, f);
-        if p.exists() && !sha_path(&p).exists() {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        let is_artifact = p.extension().is_some_and(|x| {
+            Format::ALL_FORMATS
+                .iter()
+                .any(|f| x == std::ffi::OsStr::new(f.extension()))
+        });
+        if is_artifact && p.is_file() && !sha_path(&p).exists() {
             std::fs::remove_file(&p)?;
             removed.push(p);
         }

@@ -1,13 +1,15 @@
 //! A qemu build's work folder, `<work root>/<build id>/`, and its journal: everything the
 //! build creates besides its artifacts lives there (overlay, seed disk, UEFI variables,
 //! console, QEMU's pidfile), and `journal.jsonl` records, before the fact, the bakery
-//! process that owns the folder and every QEMU process and file it makes.
+//! process that owns the folder, every QEMU process and file it makes, and the artifact
+//! folder its export writes into.
 //!
 //! The folder is removed when the build ends, whatever the outcome. After a crash (a
 //! `kill -9` of bakery), [`sweep`] on the next build removes every folder whose owner is
 //! gone, first killing a QEMU its journal names if that process still runs with the folder
-//! on its command line. Touches only folders under the work root and processes its
-//! journals name.
+//! on its command line, and clearing the unfinished artifacts of the artifact folder it
+//! names. Touches only folders under the work root, processes its journals name, and the
+//! `.partial` files and checksum-less artifacts of the artifact folders they name.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,9 @@ pub enum Entry {
     File { path: PathBuf },
     /// A QEMU process, right after its start.
     Qemu { pid: u32 },
+    /// The artifact folder an export is about to write into: what it leaves unfinished
+    /// there (`.partial` files, an artifact without its `.sha256`) is removed by [`sweep`].
+    Artifacts { dir: PathBuf },
 }
 
 /// The build's work folder, removed when dropped.
@@ -101,6 +106,8 @@ fn runs_with(pid: u32, needle: &Path) -> bool {
 pub struct Swept {
     pub folders: Vec<PathBuf>,
     pub killed: Vec<u32>,
+    /// Unfinished artifacts the dead builds' exports left.
+    pub partial_artifacts: Vec<PathBuf>,
 }
 
 /// Removes the work folders under `root` whose owning process is gone, killing the QEMU
@@ -137,6 +144,12 @@ pub fn sweep(root: &Path) -> std::io::Result<Swept> {
                     }
                     out.killed.push(*pid);
                 }
+            }
+        }
+        for e in &journal {
+            if let Entry::Artifacts { dir } = e {
+                out.partial_artifacts
+                    .extend(super::export::remove_incomplete(dir)?);
             }
         }
         std::fs::remove_dir_all(&dir)?;
@@ -178,6 +191,20 @@ mod tests {
         w.record(&Entry::Owner { pid: gone_pid }).unwrap();
         w.record(&Entry::Qemu { pid: orphan.id() }).unwrap();
         w.record(&Entry::Qemu { pid: other.id() }).unwrap();
+        // Its export was writing: a finished artifact, one renamed without its checksum
+        // yet, and one still `.partial`.
+        let arts = root.path().join("artifacts/deb/deb-1.0");
+        std::fs::create_dir_all(&arts).unwrap();
+        w.record(&Entry::Artifacts { dir: arts.clone() }).unwrap();
+        for f in [
+            "deb-1.0.qcow2",
+            "deb-1.0.qcow2.sha256",
+            "deb-1.0.raw",
+            "deb-1.0.ova.partial",
+            "notes.txt",
+        ] {
+            std::fs::write(arts.join(f), b"x").unwrap();
+        }
         std::fs::write(w.file("overlay.qcow2").unwrap(), b"x").unwrap();
         std::mem::forget(w);
         // Not bakery's: no journal.
@@ -186,6 +213,18 @@ mod tests {
         let swept = sweep(root.path()).unwrap();
         assert_eq!(swept.folders, vec![dead_dir.clone()]);
         assert_eq!(swept.killed, vec![orphan.id()]);
+        let mut partial = swept.partial_artifacts.clone();
+        partial.sort();
+        assert_eq!(
+            partial,
+            vec![arts.join("deb-1.0.ova.partial"), arts.join("deb-1.0.raw")]
+        );
+        let mut left: Vec<String> = std::fs::read_dir(&arts)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["deb-1.0.qcow2", "deb-1.0.qcow2.sha256", "notes.txt"]);
         assert!(!dead_dir.exists());
         assert!(live.path().exists());
         assert!(root.path().join("foreign").exists());

@@ -249,6 +249,7 @@ async fn token_reporting_uses_statuses_comments_and_releases() {
         }],
         duration: Duration::from_secs(60),
         details_url: None,
+        disk_builds: vec![],
     };
     let url = reporter
         .comment_on_commit(SHA, &render::success_comment(&summary))
@@ -846,6 +847,7 @@ async fn release_publishing_comments_and_updates_the_release_on_rerun() {
         }],
         duration: Duration::from_secs(90),
         details_url: None,
+        disk_builds: vec![],
     };
     let patterns = vec!["release-*".to_string()];
     let store = bakery::database::SqlStore::open_sqlite_memory()

@@ -21,6 +21,7 @@ mod package_stories;
 mod pr_stories;
 mod provenance;
 mod qemu;
+mod qemu_release;
 mod recipes;
 mod registry;
 mod replicas;

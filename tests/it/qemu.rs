@@ -14,7 +14,7 @@ const VERSION: &str = "release-2.4.0";
 const GIT_SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// The cached test guest's folder (built once per machine by the setup script).
-fn guest() -> PathBuf {
+pub(crate) fn guest() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/qemu/build-guest.sh");
     let out = Command::new(&script).output().expect("build-guest.sh runs");
     assert!(
@@ -114,7 +114,7 @@ fn stdout(c: &mut Command) -> String {
 }
 
 /// A file of the image's root filesystem (ext4, no partition table), read with debugfs.
-fn read_in_image(raw: &Path, path: &str) -> String {
+pub(crate) fn read_in_image(raw: &Path, path: &str) -> String {
     stdout(
         Command::new("debugfs")
             .arg("-R")
@@ -134,12 +134,12 @@ fn ls_in_image(raw: &Path, dir: &str) -> String {
     )
 }
 
-fn sha256(path: &Path) -> String {
+pub(crate) fn sha256(path: &Path) -> String {
     let s = stdout(Command::new("sha256sum").arg(path));
     s.split_whitespace().next().unwrap().to_string()
 }
 
-fn qemu_processes_naming(dir: &Path) -> Vec<u32> {
+pub(crate) fn qemu_processes_naming(dir: &Path) -> Vec<u32> {
     let needle = dir.as_os_str().as_encoded_bytes().to_vec();
     std::fs::read_dir("/proc")
         .unwrap()

@@ -285,12 +285,16 @@ fn example_recipes_validate_cleanly() {
     );
     assert_eq!(
         checked.set.build_order(),
-        vec!["base-ubuntu", "docker-host"]
+        vec!["base-ubuntu", "debian-ova", "docker-host"]
     );
     assert_eq!(
         checked.set.recipes_for_tag("release-0.1.0"),
-        vec!["base-ubuntu", "docker-host"]
+        vec!["base-ubuntu", "debian-ova", "docker-host"]
     );
+    // The OVA example builds on the bot's own machine only.
+    let ova = &checked.set.recipes["debian-ova"];
+    assert!(ova.qemu.is_some());
+    assert!(!ova.has_ec2_builder());
     assert_eq!(
         checked.set.recipes_for_tag("docker-host/v1.0.0"),
         vec!["docker-host"]
@@ -303,7 +307,7 @@ fn example_recipes_validate_cleanly() {
     );
     assert_eq!(
         checked.set.recipes_touched_by(&["bakery.toml"]),
-        vec!["base-ubuntu", "docker-host"]
+        vec!["base-ubuntu", "debian-ova", "docker-host"]
     );
     assert!(checked.set.recipes_touched_by(&["src/main.rs"]).is_empty());
 }
@@ -317,7 +321,7 @@ fn validate_command_passes_on_the_examples() {
         stdout(&o),
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(stdout(&o), "2 recipes, bakery.toml: ok\n");
+    assert_eq!(stdout(&o), "3 recipes, bakery.toml: ok\n");
 
     let o = bakery(&["validate", "recipes/docker-host"], &repo_root());
     assert!(o.status.success());

@@ -27,15 +27,27 @@ pub fn release_comment(s: &BuildSummary, packages: &[RecipePackages]) -> String 
         code(&s.version),
         code(short_sha(&s.git_sha))
     );
-    let _ = writeln!(
-        out,
-        "{} image{} in {}.\n",
-        s.images.len(),
-        if s.images.len() == 1 { "" } else { "s" },
-        duration(s.duration)
-    );
-    out.push_str(&image_table(&s.images));
-    out.push('\n');
+    let disk_files: usize = s.disk_builds.iter().map(|b| b.artifacts.len()).sum();
+    if s.images.is_empty() && disk_files > 0 {
+        // Only qemu builders: no AMI to list.
+        let _ = writeln!(
+            out,
+            "{disk_files} disk image{} in {}.\n",
+            if disk_files == 1 { "" } else { "s" },
+            duration(s.duration)
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "{} image{} in {}.\n",
+            s.images.len(),
+            if s.images.len() == 1 { "" } else { "s" },
+            duration(s.duration)
+        );
+        out.push_str(&image_table(&s.images));
+        out.push('\n');
+    }
+    out.push_str(&super::artifacts::disk_images_comment(&s.disk_builds));
     out.push_str(&super::packages::packages_totals(packages));
     if !s.recipes.is_empty() {
         out.push_str("| Recipe | Source AMI | Build time |\n| --- | --- | --- |\n");
@@ -191,6 +203,7 @@ mod tests {
             ],
             duration: Duration::from_secs(431),
             details_url: Some("https://bakery.example.com/builds/b-01".into()),
+            disk_builds: vec![],
         }
     }
 
@@ -201,6 +214,23 @@ mod tests {
         assert!(s.contains("RECIPE=base"));
         assert!(s.contains("7m 11s"));
         insta::assert_snapshot!(s);
+    }
+
+    #[test]
+    fn success_comment_with_disk_images_snapshot() {
+        let mut summary = summary();
+        summary.disk_builds = super::super::artifacts::tests::builds();
+        let s = success_comment(&summary);
+        let images = s.find("ami-0base000000000us1").unwrap();
+        let disks = s.find("#### Disk images").unwrap();
+        assert!(images < disks, "the disk images follow the AMIs");
+        insta::assert_snapshot!(s);
+        // A release of qemu builders only lists no AMI table.
+        summary.images.clear();
+        summary.recipes.clear();
+        let s = success_comment(&summary);
+        assert!(s.contains("3 disk images in 7m 11s."), "{s}");
+        assert!(!s.contains("No images"), "{s}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! build comments, the live step summary, refusals, pull-request comments and release
 //! notes. Everything that can hold build output goes through a [`crate::redact::Redactor`].
 
+mod artifacts;
 mod build;
 mod channels;
 mod check_run;
@@ -11,6 +12,10 @@ mod pr;
 mod refusal;
 mod release;
 
+pub use artifacts::{
+    artifact_table, disk_images_comment, disk_images_section, qemu_building_title,
+    qemu_built_title, qemu_check_name, qemu_failed, ArtifactPlace, ArtifactRow, DiskBuild,
+};
 pub use build::{
     failure_comment, progress_summary, release_comment, success_comment, StepProgress, StepState,
 };
@@ -32,7 +37,7 @@ pub use refusal::{
     abandoned_check_run, already_built, invalid_recipes, moved_tag, release_not_started,
     tag_moved_before_build, RELEASE_CHECK,
 };
-pub use release::{release_notes, release_notes_with_packages};
+pub use release::{release_notes, release_notes_with_disk_images, release_notes_with_packages};
 
 use std::time::Duration;
 
@@ -70,6 +75,9 @@ pub struct BuildSummary {
     pub duration: Duration,
     /// The build's page on bakery's server.
     pub details_url: Option<String>,
+    /// The qemu builders' disk images.
+    #[serde(default)]
+    pub disk_builds: Vec<DiskBuild>,
 }
 
 /// A failed build, as the failure comment shows it.

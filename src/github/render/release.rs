@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{code, image_table, ImageRow};
+use super::{code, image_table, DiskBuild, ImageRow};
 use crate::github::git::release_notes::{Change, ReleaseNotes};
 use crate::inventory::history::RecipePackages;
 
@@ -33,6 +33,16 @@ pub fn release_notes_with_packages(
     notes: &ReleaseNotes,
     images: &[ImageRow],
     packages: &[RecipePackages],
+) -> String {
+    release_notes_with_disk_images(notes, images, packages, &[])
+}
+
+/// The release body with the qemu builders' disk images after the image table.
+pub fn release_notes_with_disk_images(
+    notes: &ReleaseNotes,
+    images: &[ImageRow],
+    packages: &[RecipePackages],
+    disks: &[DiskBuild],
 ) -> String {
     let mut out = String::new();
     match &notes.previous_tag {
@@ -99,7 +109,9 @@ pub fn release_notes_with_packages(
     if !images.is_empty() {
         out.push_str("## Images\n\n");
         out.push_str(&image_table(images));
+        out.push('\n');
     }
+    out.push_str(&super::artifacts::disk_images_section(disks));
     out.trim_end().to_string() + "\n"
 }
 

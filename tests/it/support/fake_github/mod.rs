@@ -173,20 +173,23 @@ impl FakeGitHub {
             next_id: 1000,
         }));
         let shared = state.clone();
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let shared = shared.clone();
-                async move {
-                    if uri.path().starts_with("/git/") {
-                        git_http::serve(&shared, method, uri, headers, body).await
-                    } else if uri.path().starts_with("/login/oauth/") {
-                        oauth::serve(&shared, method, uri, headers, body)
-                    } else {
-                        handle(&shared, method, uri, headers, body)
+        let app = axum::Router::new()
+            .fallback(
+                move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                    let shared = shared.clone();
+                    async move {
+                        if uri.path().starts_with("/git/") {
+                            git_http::serve(&shared, method, uri, headers, body).await
+                        } else if uri.path().starts_with("/login/oauth/") {
+                            oauth::serve(&shared, method, uri, headers, body)
+                        } else {
+                            handle(&shared, method, uri, headers, body)
+                        }
                     }
-                }
-            },
-        );
+                },
+            )
+            // GitHub takes release assets up to 2 GiB (axum's default stops at 2 MiB).
+            .layer(axum::extract::DefaultBodyLimit::max(2 << 30));
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .await
