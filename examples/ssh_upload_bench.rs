@@ -96,6 +96,7 @@ fn bench_plan() -> bakery::plan::model::BuildPlan {
             connect: ConnectVia::PublicIp,
             ssh_cidr: "127.0.0.1/32".into(),
             imdsv2_required: true,
+            kms_key: None,
         },
         provision: Vec::new(),
         stamp: StampPlan {
