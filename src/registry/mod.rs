@@ -7,6 +7,7 @@
 //!
 //! - [`channel_plan`]: what a change to the channels would move, and what it refuses;
 //! - [`channels`]: `channels.toml`, the channels and revocations as code;
+//! - [`lifecycle`]: what the lifecycle rules retire, and what they must spare;
 //! - [`model`]: the typed entries (`RegistryImage`, `ImageState`) and the query;
 //! - [`outdated`]: images built on a revoked or superseded parent (`--outdated`);
 //! - [`parameter_names`]: the Parameter Store names of a release's versions and channels;
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod channel_plan;
 pub mod channels;
+pub mod lifecycle;
 pub mod lookup;
 pub mod model;
 pub mod outdated;
