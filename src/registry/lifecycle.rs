@@ -189,13 +189,6 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn release(&self) -> Release {
-        Release {
-            recipe: self.recipe.clone(),
-            version: self.version.clone(),
-        }
-    }
-
     /// The action to take now, if not spared.
     pub fn retires(&self) -> Option<Action> {
         match &self.verdict {
@@ -209,13 +202,6 @@ impl Entry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LifecyclePlan {
     pub entries: Vec<Entry>,
-}
-
-impl LifecyclePlan {
-    /// The entries to act on.
-    pub fn actions(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.iter().filter(|e| e.retires().is_some())
-    }
 }
 
 /// One release as found: its copies still in the cloud.
