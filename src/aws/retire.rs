@@ -44,7 +44,9 @@ pub enum Untouched {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Retired {
     /// Deprecated from `at`.
-    Deprecated { at: String },
+    Deprecated {
+        at: String,
+    },
     /// Deregistered with these snapshots; `launch_permissions` removed first;
     /// `parameter` deleted when it was the build's.
     Deregistered {

@@ -44,7 +44,9 @@ pub fn outcome(result: &CopyResult) -> String {
         }) => {
             let mut s = format!("deregistered with {} snapshot(s)", snapshots.len());
             if *launch_permissions > 0 {
-                s.push_str(&format!(", {launch_permissions} launch permission(s) removed"));
+                s.push_str(&format!(
+                    ", {launch_permissions} launch permission(s) removed"
+                ));
             }
             if let Some(p) = parameter {
                 s.push_str(&format!(", parameter {p} deleted"));

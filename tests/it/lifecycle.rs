@@ -73,16 +73,28 @@ async fn images(story: &Story) -> Vec<(String, String, String, String, String)> 
         .iter()
         .map(|i| {
             let s = |k: &str| i[k].as_str().unwrap_or_default().to_string();
-            (s("version"), s("account"), s("region"), s("image_id"), s("state"))
+            (
+                s("version"),
+                s("account"),
+                s("region"),
+                s("image_id"),
+                s("state"),
+            )
         })
         .collect()
 }
 
 fn retire_calls(story: &Story) -> usize {
-    ["DeregisterImage", "DeleteSnapshot", "DeleteParameter", "EnableImageDeprecation", "ModifyImageAttribute"]
-        .iter()
-        .map(|a| story.proxy.calls(a).len())
-        .sum()
+    [
+        "DeregisterImage",
+        "DeleteSnapshot",
+        "DeleteParameter",
+        "EnableImageDeprecation",
+        "ModifyImageAttribute",
+    ]
+    .iter()
+    .map(|a| story.proxy.calls(a).len())
+    .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -101,7 +113,10 @@ async fn keep_one_deregisters_the_older_release_once_no_channel_points_at_it() {
                 "bakery.toml",
                 &format!("{config}\n[lifecycle]\nkeep = 1\ngrace_period = \"1s\"\n"),
             ),
-            ("channels.toml", "production = { sandbox-base = \"release-0.1.0\" }\n"),
+            (
+                "channels.toml",
+                "production = { sandbox-base = \"release-0.1.0\" }\n",
+            ),
         ],
         "chore: keep one release",
     );
@@ -113,7 +128,11 @@ async fn keep_one_deregisters_the_older_release_once_no_channel_points_at_it() {
     // The channel's image stays, dry run or not.
     let spared = lifecycle(&story, &["--dry-run"]).await;
     let applied = lifecycle(&story, &[]).await;
-    assert_eq!(retire_calls(&story), calls_before, "a channel's image was touched");
+    assert_eq!(
+        retire_calls(&story),
+        calls_before,
+        "a channel's image was touched"
+    );
     assert_eq!(images(&story).await, before);
     for t in story_targets() {
         assert!(
@@ -134,13 +153,20 @@ async fn keep_one_deregisters_the_older_release_once_no_channel_points_at_it() {
 
     // Production moves on: the older release goes. The dry run plans it and changes nothing.
     story.commit(
-        &[("channels.toml", "production = { sandbox-base = \"release-0.2.0\" }\n")],
+        &[(
+            "channels.toml",
+            "production = { sandbox-base = \"release-0.2.0\" }\n",
+        )],
         "chore: promote release-0.2.0",
     );
     let plan = lifecycle(&story, &["--dry-run"]).await;
     let plan_json: Value =
         serde_json::from_str(&lifecycle(&story, &["--dry-run", "--format", "json"]).await).unwrap();
-    assert_eq!(retire_calls(&story), calls_before, "the dry run changed something");
+    assert_eq!(
+        retire_calls(&story),
+        calls_before,
+        "the dry run changed something"
+    );
     assert_eq!(images(&story).await, before);
     insta::with_settings!({filters => filters()}, {
         insta::assert_snapshot!("lifecycle_dry_run_plan", plan);
@@ -151,7 +177,10 @@ async fn keep_one_deregisters_the_older_release_once_no_channel_points_at_it() {
     assert_eq!(entries[0]["verdict"], "retire");
     assert_eq!(entries[0]["action"], "deregister");
     assert_eq!(entries[0]["why"]["rule"], "keep");
-    assert_eq!(entries[0]["copies"].as_array().unwrap().len(), story_targets().len());
+    assert_eq!(
+        entries[0]["copies"].as_array().unwrap().len(),
+        story_targets().len()
+    );
 
     // The snapshots behind each older image, to see them go.
     let mut snapshots = vec![];
@@ -188,7 +217,11 @@ async fn keep_one_deregisters_the_older_release_once_no_channel_points_at_it() {
     );
     let after = images(&story).await;
     for (version, account, region, _, state) in &after {
-        let want = if version == "release-0.1.0" { "deregistered" } else { "available" };
+        let want = if version == "release-0.1.0" {
+            "deregistered"
+        } else {
+            "available"
+        };
         assert_eq!(state, want, "{version} in {account}/{region}: {after:#?}");
     }
     for (t, ids) in &snapshots {
@@ -203,7 +236,9 @@ async fn keep_one_deregisters_the_older_release_once_no_channel_points_at_it() {
             .unwrap();
         for id in ids {
             assert!(
-                left.snapshots().iter().all(|s| s.snapshot_id() != Some(id.as_str())),
+                left.snapshots()
+                    .iter()
+                    .all(|s| s.snapshot_id() != Some(id.as_str())),
                 "snapshot {id} in {t} outlived its image"
             );
         }
@@ -217,14 +252,21 @@ async fn keep_one_deregisters_the_older_release_once_no_channel_points_at_it() {
             "{old} in {t} outlived its image"
         );
         let kept = ssm.get_parameter().name(&new).send().await.unwrap();
-        assert!(kept.parameter().unwrap().value().unwrap().starts_with("ami-"));
+        assert!(kept
+            .parameter()
+            .unwrap()
+            .value()
+            .unwrap()
+            .starts_with("ami-"));
     }
     // DeregisterImage asked EC2 to take the snapshots along.
     let deregs = story.proxy.calls("DeregisterImage");
     assert!(
         deregs
             .iter()
-            .filter(|c| before.iter().any(|b| b.0 == "release-0.1.0" && Some(b.3.as_str()) == c.param("ImageId")))
+            .filter(|c| before
+                .iter()
+                .any(|b| b.0 == "release-0.1.0" && Some(b.3.as_str()) == c.param("ImageId")))
             .all(|c| c.param("DeleteAssociatedSnapshots") == Some("true")),
         "{deregs:#?}"
     );
@@ -245,5 +287,8 @@ async fn keep_one_deregisters_the_older_release_once_no_channel_points_at_it() {
 
     // Nothing left to do: a second run retires nothing.
     let again = lifecycle(&story, &[]).await;
-    assert!(again.contains("the lifecycle rules retire nothing"), "{again}");
+    assert!(
+        again.contains("the lifecycle rules retire nothing"),
+        "{again}"
+    );
 }

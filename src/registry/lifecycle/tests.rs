@@ -166,7 +166,11 @@ fn a_channel_image_stays_whether_the_file_or_its_tag_says_so() {
             "release-0.2.0: deregister"
         ]
     );
-    assert!(p.entries.iter().filter(|e| e.retires().is_some()).all(|e| e.version != "release-0.1.0"));
+    assert!(p
+        .entries
+        .iter()
+        .filter(|e| e.retires().is_some())
+        .all(|e| e.version != "release-0.1.0"));
 
     // The same channel in the file for another recipe does not protect base.
     let mut other = Channels::default();
@@ -176,7 +180,9 @@ fn a_channel_image_stays_whether_the_file_or_its_tag_says_so() {
     );
     assert_eq!(
         run(&three_releases(), &rules(keep(1)), &other, &[])
-            .entries.iter().filter(|e| e.retires().is_some())
+            .entries
+            .iter()
+            .filter(|e| e.retires().is_some())
             .count(),
         2
     );
@@ -235,7 +241,9 @@ fn a_parent_in_use_stays_whichever_repository_built_on_it() {
     images.push(child);
     assert_eq!(
         run(&images, &rules(keep(1)), &Channels::default(), &[])
-            .entries.iter().filter(|e| e.retires().is_some())
+            .entries
+            .iter()
+            .filter(|e| e.retires().is_some())
             .count(),
         2
     );
@@ -302,7 +310,9 @@ fn the_grace_period_spares_young_releases_one_day_by_default() {
     });
     assert_eq!(
         run(&images, &short, &Channels::default(), &[])
-            .entries.iter().filter(|e| e.retires().is_some())
+            .entries
+            .iter()
+            .filter(|e| e.retires().is_some())
             .count(),
         2
     );
@@ -337,7 +347,9 @@ fn durations_deprecate_then_deregister_and_keep_is_a_floor() {
     });
     assert_eq!(
         run(&three_releases(), &r, &Channels::default(), &[])
-            .entries.iter().filter(|e| e.retires().is_some())
+            .entries
+            .iter()
+            .filter(|e| e.retires().is_some())
             .count(),
         3
     );
