@@ -24,6 +24,7 @@ pub mod preflight;
 pub(crate) mod registered;
 pub mod release;
 pub mod resource;
+pub(crate) mod retire;
 pub(crate) mod session;
 pub mod tags;
 pub mod wait;

@@ -217,7 +217,7 @@ fn load_plan(args: &BuildArgs) -> anyhow::Result<BuildPlan> {
 }
 
 /// `owner/name`, as GitHub spells a repository.
-fn parse_repository(s: &str) -> Result<String, String> {
+pub(super) fn parse_repository(s: &str) -> Result<String, String> {
     let ok_part = |p: &str| {
         !p.is_empty()
             && p.chars()

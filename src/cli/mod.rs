@@ -8,6 +8,7 @@ mod doctor;
 mod images;
 mod janitor;
 mod jobs;
+mod lifecycle;
 mod plan;
 mod serve;
 mod sync;
@@ -120,6 +121,8 @@ pub enum Command {
     Images(images::ImagesArgs),
     /// Check an image against its release's signed provenance before launching it.
     Verify(verify::VerifyArgs),
+    /// Deprecate and deregister old releases as the recipes' lifecycle rules say.
+    Lifecycle(lifecycle::LifecycleArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(args).await,
         Command::Images(args) => images::run(args).await,
         Command::Verify(args) => verify::run(args).await,
+        Command::Lifecycle(args) => lifecycle::run(args).await,
     }
 }
 

@@ -3,6 +3,7 @@
 mod channels_review;
 pub mod command;
 mod deps;
+mod lifecycle;
 mod log_sink;
 mod noted;
 mod periodic;
@@ -14,6 +15,7 @@ mod tracked;
 pub(crate) mod validation;
 
 pub use deps::JobDeps;
+pub use lifecycle::run_lifecycle;
 pub use log_sink::JobLogSink;
 pub use noted::noted;
 pub use periodic::{run_janitor, spawn as spawn_periodic, sync_seen_repos};

@@ -1,5 +1,6 @@
 //! Work the server does on a timer: `sync` (release tags whose delivery was lost), the
-//! janitor (leftover cloud resources of finished, failed, unknown or stopped builds), and
+//! janitor (leftover cloud resources of finished, failed, unknown or stopped builds, then
+//! the lifecycle rules of every repository's releases: `jobs/lifecycle.rs`), and
 //! log retention (the logs of jobs finished longer ago than `logs.retention_days`). Every
 //! replica keeps the timers; each interval's run is claimed in the store, so one replica
 //! runs it, not every one.
@@ -70,6 +71,11 @@ pub fn spawn(deps: Arc<JobDeps>, job_queued: Arc<Notify>, shutdown: Cancellation
                 }
                 if let Err(e) = run_janitor(&deps).await {
                     tracing::warn!("periodic janitor failed: {e:#}");
+                }
+                match super::lifecycle::run_lifecycle(&deps).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("lifecycle rules retired {n} image(s)"),
+                    Err(e) => tracing::warn!("periodic lifecycle failed: {e:#}"),
                 }
             })
             .await

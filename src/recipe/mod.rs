@@ -14,6 +14,7 @@ pub mod aws_names;
 pub mod check;
 pub mod contain;
 pub mod diagnostic;
+pub mod lifecycle;
 pub mod load;
 pub mod parse;
 pub mod qemu;

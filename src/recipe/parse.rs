@@ -95,6 +95,10 @@ fn read_recipe(name: &str, file: &Arc<SourceFile>, root: &mut Table<'_, '_, '_>)
         .table("distribute", "[distribute]")
         .map(|t| r.distribute(t))
         .unwrap_or_default();
+    let lifecycle = root
+        .table("lifecycle", "[lifecycle]")
+        .map(|t| super::lifecycle::read_lifecycle(cx, t))
+        .unwrap_or_default();
 
     RecipeSpec {
         name: name.to_string(),
@@ -110,6 +114,7 @@ fn read_recipe(name: &str, file: &Arc<SourceFile>, root: &mut Table<'_, '_, '_>)
         seal,
         image,
         distribute,
+        lifecycle,
         qemu,
         qemu_section,
     }

@@ -15,6 +15,9 @@
 //! regions = ["eu-west-1", "eu-central-1"]
 //! kms_key = "alias/ami"
 //! account_role = "bakery-ami-copy"
+//!
+//! [lifecycle]                    # every recipe's, unless it sets its own
+//! keep = 3
 //! ```
 
 use std::collections::BTreeMap;
@@ -168,6 +171,8 @@ pub struct RepoConfig {
     pub pull_requests: PullRequestMode,
     pub tags: Vec<TagRule>,
     pub defaults: RepoDefaults,
+    /// `[lifecycle]`: the rules every recipe inherits key by key.
+    pub lifecycle: super::lifecycle::LifecycleRules,
 }
 
 impl Default for RepoConfig {
@@ -180,6 +185,7 @@ impl Default for RepoConfig {
                 TagRule::new("{recipe}/v*", None).expect("built-in pattern"),
             ],
             defaults: RepoDefaults::default(),
+            lifecycle: Default::default(),
         }
     }
 }
@@ -298,6 +304,10 @@ fn read(cx: &Cx, root: &mut Table<'_, '_, '_>, recipe_refs: &mut Vec<Loc<String>
             }
             let _ = span;
         }
+    }
+    if let Some(t) = root.table("lifecycle", "[lifecycle]") {
+        let spec = super::lifecycle::read_lifecycle(cx, t);
+        config.lifecycle = super::lifecycle::LifecycleRules::from_spec(&spec);
     }
     if let Some(mut d) = root.table("defaults", "[defaults]") {
         let region = d.string("region");

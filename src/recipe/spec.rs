@@ -29,6 +29,9 @@ pub struct RecipeSpec {
     pub seal: SealPlan,
     pub image: ImageSpec,
     pub distribute: DistributeSpec,
+    /// `[lifecycle]`: when its releases are retired (`bakery.toml`'s `[lifecycle]` fills
+    /// in what it leaves out).
+    pub lifecycle: super::lifecycle::LifecycleSpec,
     /// The local QEMU builder (`[qemu]`), if the recipe has one that could be read.
     pub qemu: Option<super::qemu::QemuSpec>,
     /// Whether the recipe has a `[qemu]` table at all (read or not).
@@ -212,6 +215,12 @@ impl RecipeSpec {
             .as_ref()
             .map(|r| r.value.clone())
             .or_else(|| config.defaults.region.clone())
+    }
+
+    /// The lifecycle rules of this recipe's releases: its own `[lifecycle]`, each key it
+    /// leaves out from `bakery.toml`'s.
+    pub fn lifecycle_rules(&self, config: &RepoConfig) -> super::lifecycle::LifecycleRules {
+        super::lifecycle::LifecycleRules::from_spec(&self.lifecycle).or(config.lifecycle)
     }
 
     /// The home account's target regions: the recipe's, else `bakery.toml`'s default,

@@ -1,7 +1,7 @@
 //! Small value checks, shared by recipes and `bakery.toml`: a region, a region list, a tag
-//! key, a value that must be literal (no `{{ ... }}`), and a file path that must stay in
-//! the repository. They depend on nothing but the reader and the AWS name rules, so
-//! `repo_config.rs` and `spec.rs` use them without depending on the whole-recipe checks
+//! key, a value that must be literal (no `{{ ... }}`), a file path that must stay in
+//! the repository, and the order of the `[lifecycle]` durations. They depend on nothing
+//! but the reader and the AWS name rules, so `repo_config.rs` and `spec.rs` use them without depending on the whole-recipe checks
 //! (`check.rs`). Pure: touches no file system and nothing outside the diagnostics.
 
 use std::collections::BTreeSet;
@@ -83,6 +83,29 @@ pub fn check_tag(cx: &Cx, key: &Loc<String>, literal_value: Option<&Loc<String>>
     }
     if let Some(v) = literal_value {
         literal(cx, v, "a default tag");
+    }
+}
+
+/// `[lifecycle]`: a release is deregistered after it is deprecated, never before.
+pub fn check_retire_order(
+    cx: &Cx,
+    deprecate_after: Option<&Loc<u64>>,
+    deregister_after: Option<&Loc<u64>>,
+) {
+    let (Some(deprecate), Some(deregister)) = (deprecate_after, deregister_after) else {
+        return;
+    };
+    if deregister.value <= deprecate.value {
+        let show = |s: u64| humantime::format_duration(std::time::Duration::from_secs(s));
+        cx.error(
+            deregister.span.clone(),
+            format!(
+                "`deregister_after` ({}) must be longer than `deprecate_after` ({})",
+                show(deregister.value),
+                show(deprecate.value)
+            ),
+            "a release is deprecated first, then deregistered: lengthen deregister_after or drop deprecate_after",
+        );
     }
 }
 

@@ -7,6 +7,9 @@
 //!
 //! - [`channel_plan`]: what a change to the channels would move, and what it refuses;
 //! - [`channels`]: `channels.toml`, the channels and revocations as code;
+//! - [`lifecycle`]: what the lifecycle rules retire, and what they must spare;
+//! - [`retire`]: a run of the lifecycle rules (read the default branch, plan, apply);
+//! - [`lifecycle_text`]: what `bakery lifecycle` prints and the job log says;
 //! - [`model`]: the typed entries (`RegistryImage`, `ImageState`) and the query;
 //! - [`outdated`]: images built on a revoked or superseded parent (`--outdated`);
 //! - [`parameter_names`]: the Parameter Store names of a release's versions and channels;
@@ -18,10 +21,13 @@
 pub mod api;
 pub mod channel_plan;
 pub mod channels;
+pub mod lifecycle;
+pub mod lifecycle_text;
 pub mod lookup;
 pub mod model;
 pub mod outdated;
 pub mod parameter_names;
+pub mod retire;
 pub mod scope;
 pub mod table;
 

@@ -16,6 +16,7 @@ mod hardening;
 mod intake;
 mod inventory;
 mod job_pages;
+mod lifecycle;
 mod metrics;
 mod package_stories;
 mod pr_stories;

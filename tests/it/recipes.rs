@@ -276,6 +276,29 @@ fn repo_config_errors_are_positioned() {
 }
 
 #[test]
+fn lifecycle_rules_are_checked_where_they_are_written() {
+    let diags = diagnostics_of(&fixture("lifecycle"));
+    let errors: Vec<String> = diags
+        .iter()
+        .map(|d| format!("{}:{}:{}: {}", d.file, d.line, d.column, d.message))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            "bakery.toml:2:8: `keep` in [lifecycle] is 0, outside 1..=10000",
+            "bakery.toml:4:20: `deregister_after` (7days) must be longer than `deprecate_after` (30days)",
+            "recipes/app/recipe.toml:9:8: `keep` in [lifecycle] must be an integer, found a string",
+            "recipes/app/recipe.toml:10:20: `deregister_after` in [lifecycle] is not a duration: expected number at 0",
+            "recipes/app/recipe.toml:11:1: unknown key `grace` in [lifecycle]",
+        ]
+    );
+    assert_eq!(
+        hint_of(&diags, "unknown key `grace`"),
+        "did you mean `grace_period`?"
+    );
+}
+
+#[test]
 fn example_recipes_validate_cleanly() {
     let checked = load_repo(&repo_root()).unwrap();
     assert!(

@@ -27,10 +27,10 @@ fn filters() -> Vec<(&'static str, &'static str)> {
 /// The builder's SSH host keys, as a fresh instance gets them at boot: the seal step of
 /// a build removes them from the sandbox that plays every builder, so they are put back
 /// before the next build.
-struct HostKeys(Vec<(std::path::PathBuf, Vec<u8>, std::fs::Metadata)>);
+pub(crate) struct HostKeys(Vec<(std::path::PathBuf, Vec<u8>, std::fs::Metadata)>);
 
 impl HostKeys {
-    fn save(story: &Story) -> HostKeys {
+    pub(crate) fn save(story: &Story) -> HostKeys {
         let dir = story.sandbox.path("/etc/ssh");
         let mut keys = vec![];
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -49,7 +49,7 @@ impl HostKeys {
         HostKeys(keys)
     }
 
-    fn restore(&self) {
+    pub(crate) fn restore(&self) {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         for (path, bytes, meta) in &self.0 {
             std::fs::write(path, bytes).unwrap();

@@ -67,6 +67,9 @@ pub enum Target {
     /// A pull request's head commit, fetched through `refs/pull/<number>/head` (which
     /// also holds the head of a fork's pull request).
     PullRequest { number: u64, sha: String },
+    /// The tip of a branch as just fetched (the default branch, whose lifecycle rules and
+    /// channels the janitor applies).
+    Branch { name: String },
 }
 
 /// Why a checkout was refused: the repository is reachable, but does not hold what the
@@ -254,6 +257,7 @@ fn describe(target: &Target) -> String {
         } => format!("tag {name} ({sha})"),
         Target::Tag { name, commit: None } => format!("tag {name}"),
         Target::PullRequest { number, sha } => format!("pull request #{number} ({sha})"),
+        Target::Branch { name } => format!("branch {name}"),
     }
 }
 
@@ -464,6 +468,13 @@ fn resolve(source: &Repository, target: &Target) -> anyhow::Result<(Oid, Option<
             let wanted = Oid::from_str(sha).map_err(|_| missing())?;
             source.find_commit(wanted).map_err(|_| missing())?;
             Ok((wanted, None))
+        }
+        Target::Branch { name } => {
+            let commit = source
+                .find_reference(&format!("refs/heads/{name}"))
+                .and_then(|r| r.peel_to_commit())
+                .with_context(|| format!("the repository has no branch {name}"))?;
+            Ok((commit.id(), None))
         }
     }
 }
