@@ -1907,9 +1907,10 @@ async fn the_janitor_never_touches_another_installations_resources() {
     assert_eq!(groups.security_groups().len(), 1, "green's group stays");
 }
 
-/// A replica died an hour ago with every copy made, and no job took its build over. The
-/// janitor deletes what the build had left but its final copies: the builder, its key
-/// pair and security group, and the unencrypted intermediate image.
+/// A replica died an hour ago with every copy made, and no job took its build over. Its
+/// builder went when the intermediate was available; the janitor deletes what the build
+/// had left but its final copies: the builder's key pair and security group, and the
+/// unencrypted intermediate image.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn janitor_cleans_up_after_a_build_whose_heartbeat_stopped() {
     use bakery::aws::janitor::{self, JanitorOptions, Verdict};
@@ -1937,8 +1938,14 @@ async fn janitor_cleans_up_after_a_build_whose_heartbeat_stopped() {
     assert!(
         before
             .iter()
+            .any(|r| r.resource.kind == ResourceKind::SecurityGroup),
+        "the crash left its builder's security group: {before:#?}"
+    );
+    assert!(
+        !before
+            .iter()
             .any(|r| r.resource.kind == ResourceKind::Instance),
-        "the crash left its builder: {before:#?}"
+        "the builder outlived the intermediate: {before:#?}"
     );
 
     let report = janitor::run(
@@ -1960,7 +1967,7 @@ async fn janitor_cleans_up_after_a_build_whose_heartbeat_stopped() {
                 ResourceKind::Instance | ResourceKind::KeyPair | ResourceKind::SecurityGroup
             )
     });
-    assert_eq!(builder_parts.clone().count(), 3, "{:#?}", report.findings);
+    assert_eq!(builder_parts.clone().count(), 2, "{:#?}", report.findings);
     for f in builder_parts {
         assert!(matches!(f.verdict, Verdict::Delete(_)), "{f:?}");
     }

@@ -9,8 +9,9 @@ use bakery::aws::resource::{self, Deleted, ResourceRef};
 use bakery::build::runner::CopiesKept;
 
 /// A pull request's build deregisters its image (with its snapshots) as soon as the
-/// copy is verified, before its builder is terminated and waited for (up to 15 minutes
-/// on EC2): the image never outlives the build's own work, whatever happens after.
+/// copy is verified, before the cleanup step deletes its builder's security group (which
+/// waits while the terminating builder holds it, up to minutes on EC2): the image never
+/// outlives the build's own work, whatever happens after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_request_image_is_discarded_before_its_builder_is_cleaned_up() {
     let w = world().await;
@@ -43,16 +44,16 @@ async fn a_pull_request_image_is_discarded_before_its_builder_is_cleaned_up() {
             )
         });
     assert_eq!(discard.param("DeleteAssociatedSnapshots"), Some("true"));
-    let terminate = calls
+    let cleanup = calls
         .iter()
-        .find(|c| c.action == "TerminateInstances")
-        .expect("the builder was terminated");
+        .find(|c| c.action == "DeleteSecurityGroup")
+        .expect("the builder's security group was deleted");
     assert!(
-        discard.seq < terminate.seq,
+        discard.seq < cleanup.seq,
         "the pull request's image {ami} was deregistered (call {}) only after its builder's \
-         termination (call {})",
+         cleanup (call {})",
         discard.seq,
-        terminate.seq
+        cleanup.seq
     );
     assert!(images_named(&w, &t, &pr.image.name).await.is_empty());
     let left = leftovers(&w, &plan_targets(&pr), &build_id, false).await;
