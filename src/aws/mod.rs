@@ -7,6 +7,7 @@
 
 pub(crate) mod access;
 pub mod budgets;
+pub mod channels;
 pub(crate) mod distribute;
 pub mod endpoints;
 pub(crate) mod error;

@@ -42,12 +42,14 @@ pub enum Action {
         reason: String,
         version_parameter: String,
     },
-    /// Point the channel's parameter at the image (create or overwrite).
+    /// Point the channel's parameter at the image: create it, or overwrite the one found.
     PutParameter {
         target: Where,
         channel: String,
+        recipe: String,
         name: String,
         image_id: String,
+        overwrite: bool,
     },
     /// Tag the image `bakery:channel:<channel>`.
     Tag {
@@ -320,12 +322,15 @@ pub fn reconcile(
                     image_id: image.image_id.clone(),
                 });
             }
-            if parameters.get(&(target.clone(), name.clone())) != Some(&image.image_id) {
+            let found = parameters.get(&(target.clone(), name.clone()));
+            if found != Some(&image.image_id) {
                 actions.insert(Action::PutParameter {
                     target: target.clone(),
                     channel: channel.clone(),
+                    recipe: recipe.clone(),
                     name: name.clone(),
                     image_id: image.image_id.clone(),
+                    overwrite: found.is_some(),
                 });
             }
         }
@@ -450,9 +455,15 @@ mod tests {
         assert_eq!(r.plan.moves.len(), 1);
         assert_eq!(r.plan.moves[0].to.as_deref(), Some("release-0.2.0"));
         assert!(r.actions.iter().all(|a| match a {
-            Action::PutParameter { name, image_id, .. } =>
+            Action::PutParameter {
+                name,
+                image_id,
+                overwrite,
+                ..
+            } =>
                 name == "/bakery/acme/images/base/channels/production"
-                    && image_id.starts_with("ami-release-0.2.0"),
+                    && image_id.starts_with("ami-release-0.2.0")
+                    && !overwrite,
             Action::Tag { image_id, .. } => image_id.starts_with("ami-release-0.2.0"),
             _ => false,
         }));
