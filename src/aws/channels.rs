@@ -140,19 +140,22 @@ pub async fn apply(session: &AwsSession, action: &Action, repo: &str) -> anyhow:
                     .context("a parameter tag without key or value")?,
                 )
             };
-            policy::call(&format!("point parameter {name} in {t} at {image_id}"), || async {
-                ssm.put_parameter()
-                    .name(name)
-                    .value(image_id)
-                    .r#type(ParameterType::String)
-                    .data_type(IMAGE_DATA_TYPE)
-                    .description(format!("bakery: the {recipe} image of channel {channel}"))
-                    .overwrite(*overwrite)
-                    .set_tags(tags.clone())
-                    .send()
-                    .await
-                    .aws()
-            })
+            policy::call(
+                &format!("point parameter {name} in {t} at {image_id}"),
+                || async {
+                    ssm.put_parameter()
+                        .name(name)
+                        .value(image_id)
+                        .r#type(ParameterType::String)
+                        .data_type(IMAGE_DATA_TYPE)
+                        .description(format!("bakery: the {recipe} image of channel {channel}"))
+                        .overwrite(*overwrite)
+                        .set_tags(tags.clone())
+                        .send()
+                        .await
+                        .aws()
+                },
+            )
             .await?;
             Ok(())
         }

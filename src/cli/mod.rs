@@ -9,6 +9,7 @@ mod images;
 mod janitor;
 mod jobs;
 mod plan;
+mod promote;
 mod serve;
 mod sync;
 mod validate;
@@ -120,6 +121,8 @@ pub enum Command {
     Images(images::ImagesArgs),
     /// Check an image against its release's signed provenance before launching it.
     Verify(verify::VerifyArgs),
+    /// Break-glass: point a channel at a release now, in every account and region.
+    Promote(promote::PromoteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(args).await,
         Command::Images(args) => images::run(args).await,
         Command::Verify(args) => verify::run(args).await,
+        Command::Promote(args) => promote::run(args).await,
     }
 }
 

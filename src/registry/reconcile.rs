@@ -115,7 +115,12 @@ impl Reconcile {
     /// The channels a deployment is reported for: those that move or were refused.
     pub fn channels(&self) -> BTreeSet<String> {
         let mut out: BTreeSet<String> = self.plan.moves.iter().map(|m| m.channel.clone()).collect();
-        out.extend(self.plan.refusals.iter().map(|r| refused_channel(r).to_string()));
+        out.extend(
+            self.plan
+                .refusals
+                .iter()
+                .map(|r| refused_channel(r).to_string()),
+        );
         out
     }
 }
@@ -367,6 +372,44 @@ pub fn reconcile(
     })
 }
 
+/// Break-glass: the actions that point `channel` at `recipe@version` in every target
+/// where the release has an image, and nothing else (no other channel or recipe moves,
+/// nothing is revoked). Refused like a channels change when the release is revoked,
+/// never released, or missing where the channel has an image of the recipe now.
+#[allow(clippy::too_many_arguments)]
+pub fn promote(
+    images: &[RegistryImage],
+    parameters: &Parameters,
+    prefix: &ParameterPrefix,
+    repo: &str,
+    recipe: &str,
+    version: &str,
+    channel: &str,
+) -> Result<Reconcile, ParameterNameError> {
+    let name = channel_parameter(prefix, Some(repo), recipe, channel)?;
+    // Only this recipe, and only this channel's membership, is looked at.
+    let images: Vec<RegistryImage> = images
+        .iter()
+        .filter(|i| i.recipe == recipe)
+        .cloned()
+        .map(|mut i| {
+            i.channels.retain(|c| c == channel);
+            i
+        })
+        .collect();
+    let parameters: Parameters = parameters
+        .iter()
+        .filter(|((_, n), _)| n == &name)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut file = Channels::default();
+    file.channels
+        .entry(channel.to_string())
+        .or_default()
+        .insert(recipe.to_string(), version.to_string());
+    reconcile(&file, &images, &parameters, prefix, repo)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,7 +449,12 @@ mod tests {
         for version in ["release-0.1.0", "release-0.2.0"] {
             for (a, r) in TARGETS {
                 let tagged = channel_on == Some(version);
-                v.push(image(version, a, r, if tagged { &["production"] } else { &[] }));
+                v.push(image(
+                    version,
+                    a,
+                    r,
+                    if tagged { &["production"] } else { &[] },
+                ));
             }
         }
         v
@@ -467,10 +515,7 @@ mod tests {
             Action::Tag { image_id, .. } => image_id.starts_with("ami-release-0.2.0"),
             _ => false,
         }));
-        assert_eq!(
-            r.channels(),
-            BTreeSet::from(["production".to_string()])
-        );
+        assert_eq!(r.channels(), BTreeSet::from(["production".to_string()]));
     }
 
     #[test]
@@ -490,7 +535,10 @@ mod tests {
             &two_releases(Some("release-0.1.0")),
             &param("release-0.1.0"),
         );
-        assert_eq!(kinds(&r), vec!["put", "put", "tag", "tag", "untag", "untag"]);
+        assert_eq!(
+            kinds(&r),
+            vec!["put", "put", "tag", "tag", "untag", "untag"]
+        );
         assert_eq!(r.plan.moves[0].from.as_deref(), Some("release-0.1.0"));
     }
 
@@ -510,14 +558,20 @@ mod tests {
             "production = { base = \"release-0.1.0\" }\n\
              [revoked]\n\"base@release-0.1.0\" = \"CVE-2026-1: openssl\"\n",
         );
-        let r = run(&f, &two_releases(Some("release-0.1.0")), &param("release-0.1.0"));
+        let r = run(
+            &f,
+            &two_releases(Some("release-0.1.0")),
+            &param("release-0.1.0"),
+        );
         assert_eq!(
             kinds(&r),
             vec!["revoke", "revoke", "untag", "untag", "delete", "delete"]
         );
-        assert!(matches!(&r.actions[0], Action::Revoke { version_parameter, reason, .. }
+        assert!(
+            matches!(&r.actions[0], Action::Revoke { version_parameter, reason, .. }
             if version_parameter == "/bakery/acme/images/base/versions/release-0.1.0"
-                && reason == "CVE-2026-1: openssl"));
+                && reason == "CVE-2026-1: openssl")
+        );
         assert_eq!(r.revocations.len(), 1);
         assert!(r.plan.moves[0].revoked);
         // The channel is left empty: reported, the revocation still happens.
@@ -551,6 +605,41 @@ mod tests {
             [Refusal::NeverReleased { .. }]
         ));
         assert_eq!(r.channels(), BTreeSet::from(["production".to_string()]));
+    }
+
+    #[test]
+    fn promote_moves_one_channel_and_leaves_the_others() {
+        let mut images = two_releases(Some("release-0.1.0"));
+        for i in images.iter_mut() {
+            i.channels.push("staging".into());
+        }
+        let r = promote(
+            &images,
+            &param("release-0.1.0"),
+            &ParameterPrefix::default(),
+            REPO,
+            "base",
+            "release-0.2.0",
+            "production",
+        )
+        .unwrap();
+        assert_eq!(
+            kinds(&r),
+            vec!["put", "put", "tag", "tag", "untag", "untag"]
+        );
+        assert!(r.actions.iter().all(|a| a.channel() == Some("production")));
+        let refused = promote(
+            &images,
+            &param("release-0.1.0"),
+            &ParameterPrefix::default(),
+            REPO,
+            "base",
+            "release-9.9.9",
+            "production",
+        )
+        .unwrap();
+        assert!(refused.actions.is_empty());
+        assert!(!refused.plan.is_clean());
     }
 
     #[test]

@@ -98,7 +98,11 @@ impl GitHubReporter {
                     self.repo()
                 )
             })?;
-        let route = format!("{}/deployments/{}/statuses", self.repo().route(), created.id);
+        let route = format!(
+            "{}/deployments/{}/statuses",
+            self.repo().route(),
+            created.id
+        );
         let _: serde_json::Value = self
             .post(
                 &format!("report deployment {} to {environment}", created.id),

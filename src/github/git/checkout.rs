@@ -67,6 +67,8 @@ pub enum Target {
     /// A pull request's head commit, fetched through `refs/pull/<number>/head` (which
     /// also holds the head of a fork's pull request).
     PullRequest { number: u64, sha: String },
+    /// A branch's head, as the repository serves it now.
+    Branch { name: String },
 }
 
 /// Why a checkout was refused: the repository is reachable, but does not hold what the
@@ -254,6 +256,7 @@ fn describe(target: &Target) -> String {
         } => format!("tag {name} ({sha})"),
         Target::Tag { name, commit: None } => format!("tag {name}"),
         Target::PullRequest { number, sha } => format!("pull request #{number} ({sha})"),
+        Target::Branch { name } => format!("branch {name}"),
     }
 }
 
@@ -464,6 +467,13 @@ fn resolve(source: &Repository, target: &Target) -> anyhow::Result<(Oid, Option<
             let wanted = Oid::from_str(sha).map_err(|_| missing())?;
             source.find_commit(wanted).map_err(|_| missing())?;
             Ok((wanted, None))
+        }
+        Target::Branch { name } => {
+            let head = source
+                .find_reference(&format!("refs/heads/{name}"))
+                .and_then(|r| r.peel_to_commit())
+                .with_context(|| format!("the branch {name} is not in the repository"))?;
+            Ok((head.id(), None))
         }
     }
 }

@@ -33,7 +33,10 @@ pub fn reconcile_check_title(r: &Reconcile, failures: &[ActionFailure]) -> Strin
         );
     }
     if !r.plan.refusals.is_empty() {
-        return format!("refused: {}", plural(r.plan.refusals.len(), "reason", "reasons"));
+        return format!(
+            "refused: {}",
+            plural(r.plan.refusals.len(), "reason", "reasons")
+        );
     }
     if r.actions.is_empty() {
         return "channels in place: nothing to change".into();
@@ -87,7 +90,9 @@ pub fn reconcile_summary(sha: &str, r: &Reconcile, failures: &[ActionFailure]) -
         out.push('\n');
     }
     if !r.revocations.is_empty() {
-        out.push_str("Revoked (deprecated now, tagged `bakery:revoked`, out of every channel):\n\n");
+        out.push_str(
+            "Revoked (deprecated now, tagged `bakery:revoked`, out of every channel):\n\n",
+        );
         for v in &r.revocations {
             let _ = writeln!(
                 out,
@@ -127,7 +132,12 @@ pub fn reconcile_summary(sha: &str, r: &Reconcile, failures: &[ActionFailure]) -
 
 /// The description of a channel's deployment: what moved in it.
 pub fn deployment_description(channel: &str, r: &Reconcile) -> String {
-    let moves: Vec<&Move> = r.plan.moves.iter().filter(|m| m.channel == channel).collect();
+    let moves: Vec<&Move> = r
+        .plan
+        .moves
+        .iter()
+        .filter(|m| m.channel == channel)
+        .collect();
     if moves.is_empty() {
         return format!("{channel}: nothing moved");
     }
@@ -196,7 +206,10 @@ mod tests {
                         recipe: "base-ubuntu".into(),
                         from: Some("release-0.1.0".into()),
                         to: Some("release-0.2.0".into()),
-                        targets: vec![w("111111111111", "eu-west-1"), w("222222222222", "us-east-1")],
+                        targets: vec![
+                            w("111111111111", "eu-west-1"),
+                            w("222222222222", "us-east-1"),
+                        ],
                         revoked: false,
                     },
                     Move {
@@ -246,7 +259,10 @@ mod tests {
             action: r.actions[1].clone(),
             error: "AccessDenied: not allowed | really".into(),
         }];
-        assert_eq!(reconcile_check_title(&r, &failures), "1 cloud change failed");
+        assert_eq!(
+            reconcile_check_title(&r, &failures),
+            "1 cloud change failed"
+        );
         assert_eq!(reconcile_check_title(&r, &[]), "refused: 1 reason");
         let s = reconcile_summary("3f2a9c1d5e6b7a8c9d0e1f2a3b4c5d6e7f8a9b0c", &r, &failures);
         assert!(!s.contains("@acme"), "a reason cannot mention anyone: {s}");
