@@ -312,7 +312,7 @@ pub fn reconcile(
         // The image the channel points at in each target: the newest of the release there.
         let mut desired: BTreeMap<Where, &RegistryImage> = BTreeMap::new();
         if let Some(version) = wanted {
-            for i in live(images).filter(|i| &i.recipe == &recipe && &i.version == version) {
+            for i in live(images).filter(|i| i.recipe == recipe && &i.version == version) {
                 let slot = desired.entry(target_of(i)).or_insert(i);
                 if i.created_at > slot.created_at {
                     *slot = i;
