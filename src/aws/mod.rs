@@ -8,6 +8,7 @@
 pub(crate) mod access;
 pub mod budgets;
 pub mod copy_retry;
+pub mod channels;
 pub(crate) mod distribute;
 pub mod endpoints;
 pub(crate) mod error;

@@ -40,6 +40,34 @@ pub struct SourceImage {
     pub marketplace_codes: Vec<String>,
 }
 
+/// The source image was revoked (`bakery:revoked`): a build refuses to start on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "source image {image_id}{} is revoked: {reason}. Nothing is built on a revoked parent: \
+     point the recipe's source at another release",
+    release.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+)]
+pub struct RevokedParent {
+    pub image_id: String,
+    /// `recipe@version`, from the image's tags.
+    pub release: Option<String>,
+    pub reason: String,
+}
+
+/// Refuses a source image tagged `bakery:revoked`, naming the reason.
+pub fn refuse_revoked(image: &aws_sdk_ec2::types::Image) -> Result<(), RevokedParent> {
+    let Some(reason) = tags::value(image.tags(), crate::registry::model::REVOKED_TAG) else {
+        return Ok(());
+    };
+    let recipe = tags::value(image.tags(), tag_keys::RECIPE);
+    let version = tags::value(image.tags(), tag_keys::IMAGE_VERSION);
+    Err(RevokedParent {
+        image_id: image.image_id().unwrap_or_default().to_string(),
+        release: recipe.zip(version).map(|(r, v)| format!("{r}@{v}")),
+        reason: reason.to_string(),
+    })
+}
+
 /// A copy target with its KMS key resolved to an ARN.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ResolvedCopy {
@@ -158,6 +186,14 @@ pub async fn run(ctx: EngineCtx<'_>, taken: &[NameTaken]) -> anyhow::Result<Pref
     let subnets = Box::pin(super::network::launch_subnets(ctx.session, &builder, plan));
     let (source, keys, ebs, subnets, builder_key) =
         tokio::join!(source, keys, ebs, subnets, builder_key);
+    // A revoked parent is a refusal of its own, not one problem among others.
+    if source
+        .as_ref()
+        .err()
+        .is_some_and(|e| e.downcast_ref::<RevokedParent>().is_some())
+    {
+        return Err(source.expect_err("checked"));
+    }
 
     let mut errors: Vec<String> = vec![];
     if let Err(e) = &source {
@@ -382,6 +418,7 @@ pub async fn resolve_source(
                     .map(|s| s.as_str())
                     .unwrap_or("in an unknown state")
             );
+            refuse_revoked(&image)?;
             Ok(to_source(&image))
         }
         SourcePlan::Filter {
@@ -417,15 +454,20 @@ pub async fn resolve_source(
                 );
             }
             images.sort_by(|a, b| a.creation_date().cmp(&b.creation_date()));
-            Ok(to_source(images.last().expect("not empty")))
+            let image = images.last().expect("not empty");
+            refuse_revoked(image)?;
+            Ok(to_source(image))
         }
         SourcePlan::Recipe { recipe, version } => {
             let out = policy::call(
                 &format!("find released image of recipe {recipe}"),
                 || async {
+                    // Deprecated (and so revoked) releases too, as EC2 shows them to
+                    // their owner: a revoked parent is refused by name, not missed.
                     let mut req = ec2
                         .describe_images()
                         .owners("self")
+                        .include_deprecated(true)
                         .filters(tags::tagged(tag_keys::RECIPE, recipe))
                         .filters(tags::has_tag(tags::RELEASED))
                         .filters(Filter::builder().name("state").values("available").build());
@@ -455,6 +497,7 @@ pub async fn resolve_source(
                     builder.region
                 )
             })?;
+            refuse_revoked(image)?;
             Ok(to_source(image))
         }
     }
@@ -564,4 +607,44 @@ async fn describe_enabled(
         state.unwrap_or_else(|| "disabled".into())
     );
     Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::types::{Image, Tag};
+
+    fn image(tags: &[(&str, &str)]) -> Image {
+        let mut b = Image::builder().image_id("ami-parent");
+        for (k, v) in tags {
+            b = b.tags(Tag::builder().key(*k).value(*v).build());
+        }
+        b.build()
+    }
+
+    #[test]
+    fn a_revoked_parent_is_refused_with_its_reason() {
+        assert_eq!(
+            refuse_revoked(&image(&[(tag_keys::RECIPE, "base")])),
+            Ok(())
+        );
+        let err = refuse_revoked(&image(&[
+            (tag_keys::RECIPE, "base"),
+            (tag_keys::IMAGE_VERSION, "release-0.1.0"),
+            (
+                crate::registry::model::REVOKED_TAG,
+                "CVE-2026-12345: openssl",
+            ),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err,
+            RevokedParent {
+                image_id: "ami-parent".into(),
+                release: Some("base@release-0.1.0".into()),
+                reason: "CVE-2026-12345: openssl".into(),
+            }
+        );
+        assert!(err.to_string().contains("CVE-2026-12345: openssl"), "{err}");
+    }
 }

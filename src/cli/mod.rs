@@ -10,6 +10,7 @@ mod janitor;
 mod jobs;
 mod lifecycle;
 mod plan;
+mod promote;
 mod serve;
 mod sync;
 mod validate;
@@ -123,6 +124,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Deprecate and deregister old releases as the recipes' lifecycle rules say.
     Lifecycle(lifecycle::LifecycleArgs),
+    /// Break-glass: point a channel at a release now, in every account and region.
+    Promote(promote::PromoteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Images(args) => images::run(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Lifecycle(args) => lifecycle::run(args).await,
+        Command::Promote(args) => promote::run(args).await,
     }
 }
 

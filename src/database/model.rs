@@ -13,6 +13,8 @@ pub enum JobKind {
     Validation,
     /// A comment on a pull request, parsed into a command by the worker.
     Command,
+    /// A push to the default branch that changed `channels.toml`: reconcile the channels.
+    Reconcile,
 }
 
 impl JobKind {
@@ -21,6 +23,7 @@ impl JobKind {
             JobKind::Release => "release",
             JobKind::Validation => "validation",
             JobKind::Command => "command",
+            JobKind::Reconcile => "reconcile",
         }
     }
     pub fn parse(s: &str) -> anyhow::Result<Self> {
@@ -28,6 +31,7 @@ impl JobKind {
             "release" => JobKind::Release,
             "validation" => JobKind::Validation,
             "command" => JobKind::Command,
+            "reconcile" => JobKind::Reconcile,
             other => anyhow::bail!("unknown job kind {other:?} in store"),
         })
     }

@@ -257,9 +257,11 @@ async fn cancel_pr_jobs(
                             .map(str::to_string)
                     }),
                 },
-                crate::database::JobKind::Release => CancelledWork::Release {
-                    git_ref: j.git_ref.clone(),
-                },
+                crate::database::JobKind::Release | crate::database::JobKind::Reconcile => {
+                    CancelledWork::Release {
+                        git_ref: j.git_ref.clone(),
+                    }
+                }
             },
         })
         .collect();

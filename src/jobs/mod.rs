@@ -8,6 +8,7 @@ mod log_sink;
 mod noted;
 mod periodic;
 mod progress;
+mod reconcile;
 pub(crate) mod release;
 mod release_qemu;
 pub(crate) mod spec;
@@ -46,6 +47,7 @@ impl JobHandler for Dispatcher {
             JobKind::Release => release::run(&self.deps, ctx).await,
             JobKind::Validation => validation::run(&self.deps, ctx).await,
             JobKind::Command => command::run(&self.deps, ctx).await,
+            JobKind::Reconcile => reconcile::run(&self.deps, ctx).await,
         }
     }
 }

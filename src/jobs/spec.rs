@@ -132,6 +132,26 @@ impl JobSpec for CommandSpec {
     const KIND: JobKind = JobKind::Command;
 }
 
+/// A push to the default branch that changed `channels.toml`. The job's `sha` column is
+/// the pushed commit; the worker reconciles the branch's head as GitHub serves it, so
+/// only the default branch's file is ever reconciled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileSpec {
+    #[serde(flatten)]
+    pub repo: RepoSpec,
+    /// The branch pushed, the default branch when the delivery arrived.
+    pub branch: String,
+}
+
+impl JobSpec for ReconcileSpec {
+    const KIND: JobKind = JobKind::Reconcile;
+}
+
+/// The dedup key of a reconcile job: one job per (repo, pushed commit).
+pub fn reconcile_dedup_key(repo: &str, sha: &str) -> String {
+    format!("reconcile:{repo}:{sha}")
+}
+
 /// The dedup key of a release job: one job per (repo, tag, commit).
 pub fn release_dedup_key(repo: &str, tag: &str, commit: &str) -> String {
     format!("release:{repo}:{tag}:{commit}")
@@ -281,6 +301,18 @@ mod tests {
         assert_eq!(
             CommandSpec::from_job(&job(JobKind::Command, command.to_payload())).unwrap(),
             command
+        );
+        let reconcile = ReconcileSpec {
+            repo: RepoSpec {
+                clone_url: "u".into(),
+                default_branch: Some("main".into()),
+                installation_id: None,
+            },
+            branch: "main".into(),
+        };
+        assert_eq!(
+            ReconcileSpec::from_job(&job(JobKind::Reconcile, reconcile.to_payload())).unwrap(),
+            reconcile
         );
     }
 }

@@ -13,6 +13,7 @@
 //! - [`model`]: the typed entries (`RegistryImage`, `ImageState`) and the query;
 //! - [`outdated`]: images built on a revoked or superseded parent (`--outdated`);
 //! - [`parameter_names`]: the Parameter Store names of a release's versions and channels;
+//! - [`reconcile`]: what makes the cloud match the default branch's channels file;
 //! - [`scope`]: which accounts and regions to look in;
 //! - [`lookup`]: reading the cloud (DescribeImages, read-only) and the store;
 //! - [`table`]: the text table `bakery images` prints;
@@ -28,6 +29,7 @@ pub mod model;
 pub mod outdated;
 pub mod parameter_names;
 pub mod retire;
+pub mod reconcile;
 pub mod scope;
 pub mod table;
 

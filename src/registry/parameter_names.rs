@@ -98,6 +98,17 @@ pub fn version_parameter(
     name(prefix, repo, recipe, "versions", ("version", version))
 }
 
+/// `<prefix>/<repo>/<recipe>/channels/<channel>`: the image channel `<channel>` points
+/// at for the recipe in one account and region.
+pub fn channel_parameter(
+    prefix: &ParameterPrefix,
+    repo: Option<&str>,
+    recipe: &str,
+    channel: &str,
+) -> Result<String, ParameterNameError> {
+    name(prefix, repo, recipe, "channels", ("channel", channel))
+}
+
 fn name(
     prefix: &ParameterPrefix,
     repo: Option<&str>,
@@ -186,6 +197,10 @@ mod tests {
         assert_eq!(
             version_parameter(&prefix("/org/amis/"), Some("a/b"), "r", "v1").unwrap(),
             "/org/amis/a/b/r/versions/v1"
+        );
+        assert_eq!(
+            channel_parameter(&p, Some("acme/images"), "base-ubuntu", "production").unwrap(),
+            "/bakery/acme/images/base-ubuntu/channels/production"
         );
     }
 

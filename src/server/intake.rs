@@ -5,7 +5,11 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::database::{JobKind, NewJob};
 use crate::github::webhook::{RepositoryRef, WebhookEvent};
-use crate::jobs::spec::{CommandSpec, JobSource, JobSpec, ReleaseSpec, RepoSpec, ValidationSpec};
+use crate::jobs::spec::{
+    reconcile_dedup_key, CommandSpec, JobSource, JobSpec, ReconcileSpec, ReleaseSpec, RepoSpec,
+    ValidationSpec,
+};
+use crate::registry::channels::CHANNELS_FILE;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum IntakeDecision {
@@ -138,9 +142,34 @@ pub fn decide(event: &WebhookEvent, tags: &TagPatterns, delivery_id: &str) -> In
         WebhookEvent::TagDeleted { tag, .. } => Ignore(format!(
             "tag {tag} was deleted; images already built are kept"
         )),
-        WebhookEvent::BranchPushed { branch, .. } => Ignore(format!(
-            "push to branch {branch}: only release tags are built"
-        )),
+        WebhookEvent::BranchPushed {
+            repo,
+            branch,
+            after,
+            deleted,
+            changed,
+            installation_id,
+        } => {
+            let default = repo.default_branch.as_deref() == Some(branch.as_str());
+            if !default || *deleted || !changed.iter().any(|f| f == CHANNELS_FILE) {
+                return Ignore(format!(
+                    "push to branch {branch}: only release tags are built"
+                ));
+            }
+            let spec = ReconcileSpec {
+                repo: repo_spec(repo, *installation_id),
+                branch: branch.clone(),
+            };
+            Enqueue(NewJob {
+                kind: JobKind::Reconcile,
+                repo: repo.full_name.clone(),
+                git_ref: format!("refs/heads/{branch}"),
+                sha: after.clone(),
+                pr_number: None,
+                dedup_key: reconcile_dedup_key(&repo.full_name, after),
+                payload: spec.to_payload(),
+            })
+        }
         WebhookEvent::PullRequest(pr) => {
             if !pr.wants_validation() {
                 return Ignore(format!(

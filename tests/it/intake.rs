@@ -494,3 +494,58 @@ async fn readiness_and_health() {
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
     }
 }
+
+/// A push to the default branch whose commits change `channels.toml` (built from real git
+/// as GitHub builds it) becomes one reconcile job for the pushed commit; a push that does
+/// not touch the file, or to another branch, is ignored with a reason.
+#[tokio::test]
+async fn a_default_branch_push_that_changes_channels_is_reconciled() {
+    use crate::support::git::{bare_with, git};
+    use crate::support::push_event::branch_push_payload;
+    let (work, bare, first) = bare_with(&[("README.md", "images\n")]);
+    let web = "https://github.com/octo-org/images";
+    let commit = |path: &str, text: &str| {
+        std::fs::write(work.path().join(path), text).unwrap();
+        git(work.path(), &["add", "-A"]);
+        git(work.path(), &["commit", "-q", "-m", "change"]);
+        git(work.path(), &["push", "-q", "origin", "main"]);
+        git(work.path(), &["rev-parse", "HEAD"])
+    };
+    let channels = commit("channels.toml", "production = { base = \"release-1\" }\n");
+    let readme = commit("README.md", "images, again\n");
+    let on = |before: &str, after: &str, default_branch: &str| {
+        let mut p = branch_push_payload(bare.path(), web, "main", before, after);
+        p["repository"]["default_branch"] = json!(default_branch);
+        p
+    };
+
+    let intake = Intake::new(&["release-*"]).await;
+    let (status, body) = intake
+        .deliver("push", "c-1", &on(&first, &channels, "main"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let jobs = intake.jobs().await;
+    assert_eq!(jobs.len(), 1, "{body}");
+    assert_eq!(jobs[0].kind, JobKind::Reconcile);
+    assert_eq!(jobs[0].sha, channels);
+    assert_eq!(jobs[0].git_ref, "refs/heads/main");
+    assert_eq!(jobs[0].payload["branch"], "main");
+
+    // Both commits at once: the file is still among the changes.
+    let intake = Intake::new(&["release-*"]).await;
+    intake
+        .deliver("push", "c-2", &on(&first, &readme, "main"))
+        .await;
+    assert_eq!(intake.jobs().await.len(), 1);
+
+    for (delivery, payload) in [
+        ("r-1", on(&channels, &readme, "main")),
+        ("o-1", on(&first, &channels, "develop")),
+    ] {
+        let intake = Intake::new(&["release-*"]).await;
+        let (status, body) = intake.deliver("push", delivery, &payload).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert!(body.starts_with("ignored: push to branch main"), "{body}");
+        assert!(intake.jobs().await.is_empty(), "{delivery}");
+    }
+}

@@ -5,6 +5,7 @@
 
 mod ansible;
 mod aws;
+mod channels;
 mod dashboard;
 mod dashboard_browser;
 mod dashboard_people;

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::support::bakery_process::{bakery_bin, http};
 use crate::support::story::*;
 
-const OPERATOR: &str = "registry-operator-token-0123456789";
+pub const OPERATOR: &str = "registry-operator-token-0123456789";
 
 fn filters() -> Vec<(&'static str, &'static str)> {
     vec![
@@ -27,10 +27,10 @@ fn filters() -> Vec<(&'static str, &'static str)> {
 /// The builder's SSH host keys, as a fresh instance gets them at boot: the seal step of
 /// a build removes them from the sandbox that plays every builder, so they are put back
 /// before the next build.
-pub(crate) struct HostKeys(Vec<(std::path::PathBuf, Vec<u8>, std::fs::Metadata)>);
+pub struct HostKeys(Vec<(std::path::PathBuf, Vec<u8>, std::fs::Metadata)>);
 
 impl HostKeys {
-    pub(crate) fn save(story: &Story) -> HostKeys {
+    pub fn save(story: &Story) -> HostKeys {
         let dir = story.sandbox.path("/etc/ssh");
         let mut keys = vec![];
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -49,7 +49,7 @@ impl HostKeys {
         HostKeys(keys)
     }
 
-    pub(crate) fn restore(&self) {
+    pub fn restore(&self) {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         for (path, bytes, meta) in &self.0 {
             std::fs::write(path, bytes).unwrap();
@@ -87,7 +87,7 @@ pub async fn release(story: &Story, tag: &str) {
 
 /// The environment `bakery images` needs: the operator's configuration (store, AWS
 /// endpoint, the other account's role), as `bakery serve` has it.
-fn images_env(story: &Story) -> Vec<(String, String)> {
+pub fn images_env(story: &Story) -> Vec<(String, String)> {
     let mut env = story.aws_env();
     env.push((
         "BAKERY_DATABASE_URL".into(),
@@ -104,7 +104,7 @@ fn images_env(story: &Story) -> Vec<(String, String)> {
     env
 }
 
-async fn bakery_images(story: &Story, args: &[&str]) -> Output {
+pub async fn bakery_images(story: &Story, args: &[&str]) -> Output {
     let out = tokio::process::Command::new(bakery_bin())
         .arg("images")
         .args(args)

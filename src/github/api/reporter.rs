@@ -336,7 +336,7 @@ impl GitHubReporter {
         self.kind == AuthKind::Installation
     }
 
-    async fn post<B: Serialize, R: serde::de::DeserializeOwned>(
+    pub(super) async fn post<B: Serialize, R: serde::de::DeserializeOwned>(
         &self,
         what: &str,
         route: &str,

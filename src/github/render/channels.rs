@@ -32,11 +32,11 @@ pub fn channels_check_title(plan: &ChannelPlan, problems: usize) -> String {
     }
 }
 
-fn version(v: &Option<String>) -> String {
+pub(super) fn version(v: &Option<String>) -> String {
     v.as_deref().map(code).unwrap_or_else(|| "—".into())
 }
 
-fn targets(t: &[Where]) -> String {
+pub(super) fn targets(t: &[Where]) -> String {
     let mut by_account: Vec<(String, Vec<&str>)> = vec![];
     for (account, region) in t {
         match by_account.iter_mut().find(|(a, _)| a == account) {
@@ -51,7 +51,7 @@ fn targets(t: &[Where]) -> String {
         .join("; ")
 }
 
-fn move_row(out: &mut String, m: &Move) {
+pub(super) fn move_row(out: &mut String, m: &Move) {
     let _ = writeln!(
         out,
         "| {} | {} | {} | {} | {} |",
@@ -67,7 +67,7 @@ fn move_row(out: &mut String, m: &Move) {
     );
 }
 
-fn refusal_line(r: &Refusal) -> String {
+pub(super) fn refusal_line(r: &Refusal) -> String {
     match r {
         Refusal::NeverReleased { channel, release } => format!(
             "{}: {} was never released (or every image of it is gone)",

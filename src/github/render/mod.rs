@@ -9,6 +9,7 @@ mod check_run;
 mod command;
 mod packages;
 mod pr;
+mod reconcile;
 mod refusal;
 mod release;
 
@@ -32,6 +33,10 @@ pub use packages::{packages_section, packages_totals};
 pub use pr::{
     approval_outdated, fork_needs_approval, help_text, plan_comment, validation_summary,
     PlanProblem, PLAN_MARKER,
+};
+pub use reconcile::{
+    deployment_description, deployment_status_description, reconcile_check_title,
+    reconcile_summary, ActionFailure, RECONCILE_CHECK,
 };
 pub use refusal::{
     abandoned_check_run, already_built, invalid_recipes, moved_tag, release_not_started,

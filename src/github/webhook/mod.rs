@@ -44,6 +44,14 @@ pub enum WebhookEvent {
     BranchPushed {
         repo: RepositoryRef,
         branch: String,
+        /// The branch's new head (`after`).
+        after: String,
+        /// The push deleted the branch.
+        deleted: bool,
+        /// Every file the pushed commits added, modified or removed, as the delivery
+        /// lists them (`commits[].added`, `modified`, `removed`).
+        changed: Vec<String>,
+        installation_id: Option<i64>,
     },
     PullRequest(PullRequestEvent),
     IssueComment(IssueCommentEvent),

@@ -33,6 +33,9 @@ struct Push {
     /// The commit `after` resolves to (for an annotated tag, the tagged commit). `null`
     /// when the push deleted the ref.
     head_commit: Option<HeadCommit>,
+    /// The pushed commits (none for a tag push).
+    #[serde(default)]
+    commits: Vec<HeadCommit>,
     repository: RepositoryRef,
     installation: Option<Installation>,
 }
@@ -40,6 +43,18 @@ struct Push {
 #[derive(Deserialize)]
 struct HeadCommit {
     id: String,
+    #[serde(default)]
+    added: Vec<String>,
+    #[serde(default)]
+    removed: Vec<String>,
+    #[serde(default)]
+    modified: Vec<String>,
+}
+
+impl HeadCommit {
+    fn files(&self) -> impl Iterator<Item = &String> {
+        self.added.iter().chain(&self.removed).chain(&self.modified)
+    }
 }
 
 #[derive(Deserialize)]
@@ -173,14 +188,29 @@ pub(super) fn parse(event: &str, body: &[u8]) -> Result<WebhookEvent, EventError
                         installation_id: install(p.installation),
                     }
                 }
-                None => WebhookEvent::BranchPushed {
-                    branch: p
-                        .git_ref
-                        .strip_prefix("refs/heads/")
-                        .unwrap_or(&p.git_ref)
-                        .to_string(),
-                    repo: p.repository,
-                },
+                None => {
+                    let mut changed: Vec<String> = p
+                        .commits
+                        .iter()
+                        .chain(p.head_commit.iter())
+                        .flat_map(HeadCommit::files)
+                        .cloned()
+                        .collect();
+                    changed.sort();
+                    changed.dedup();
+                    WebhookEvent::BranchPushed {
+                        branch: p
+                            .git_ref
+                            .strip_prefix("refs/heads/")
+                            .unwrap_or(&p.git_ref)
+                            .to_string(),
+                        after: p.after,
+                        deleted: p.deleted,
+                        changed,
+                        installation_id: install(p.installation),
+                        repo: p.repository,
+                    }
+                }
             }
         }
         "create" => {

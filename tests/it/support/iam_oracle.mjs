@@ -119,6 +119,14 @@ function ec2Resources(c) {
         for (let n = 1; p[`Tag.${n}.Key`] !== undefined; n++) tags[p[`Tag.${n}.Key`]] = p[`Tag.${n}.Value`] ?? ''
         return { type, id, existing: tagsOf(id), requestTags: tags }
       })
+    case 'DeleteTags':
+      return list(p, 'ResourceId').map((id) => {
+        const type = typeOfId(id)
+        if (!type) fail(c, `no resource type known for ${id}`)
+        const tags = {}
+        for (let n = 1; p[`Tag.${n}.Key`] !== undefined; n++) tags[p[`Tag.${n}.Key`]] = p[`Tag.${n}.Value`] ?? ''
+        return { type, id, existing: tagsOf(id), requestTags: tags }
+      })
     case 'AuthorizeSecurityGroupIngress':
     case 'DeleteSecurityGroup':
       return [existing('security-group', p.GroupId)]
@@ -164,6 +172,12 @@ function ssmTodo(c) {
     case 'ListTagsForResource':
       if (p.ResourceType !== 'Parameter') fail(c, `no resource table for ${p.ResourceType}`)
       return [{ action: c.action, resource: existing(p.ResourceId) }]
+    case 'AddTagsToResource': {
+      if (p.ResourceType !== 'Parameter') fail(c, `no resource table for ${p.ResourceType}`)
+      const tags = {}
+      for (let n = 1; p[`Tags.${n}.Key`] !== undefined; n++) tags[p[`Tags.${n}.Key`]] = p[`Tags.${n}.Value`] ?? ''
+      return [{ action: c.action, resource: { ...existing(p.ResourceId), requestTags: tags } }]
+    }
     default:
       fail(c, 'the IAM oracle has no resource table for this action: add it to iam_oracle.mjs')
   }

@@ -133,6 +133,43 @@ pub fn push_payload(bare: &Path, web: &str, pushed: &PushedTag) -> Value {
     p
 }
 
+/// GitHub's `push` payload for a branch moving from `before` to `after` in `bare` (a
+/// fast-forward, as a merge makes it): `commits` lists every commit in between, oldest
+/// first, each with the files it added, removed and modified; `head_commit` is `after`.
+pub fn branch_push_payload(
+    bare: &Path,
+    web: &str,
+    branch: &str,
+    before: &str,
+    after: &str,
+) -> Value {
+    let mut p = example("push", |e| {
+        e["ref"] == "refs/heads/master" && e["deleted"] == false
+    });
+    p["ref"] = json!(format!("refs/heads/{branch}"));
+    p["before"] = json!(before);
+    p["after"] = json!(after);
+    p["created"] = json!(false);
+    p["deleted"] = json!(false);
+    p["forced"] = json!(!is_ancestor(bare, before, after));
+    p["base_ref"] = Value::Null;
+    p["compare"] = json!(format!(
+        "{web}/compare/{}...{}",
+        &before[..12],
+        &after[..12]
+    ));
+    let commits: Vec<Value> = git(
+        bare,
+        &["rev-list", "--reverse", &format!("{before}..{after}")],
+    )
+    .lines()
+    .map(|c| commit_object(bare, web, c.trim()))
+    .collect();
+    p["commits"] = json!(commits);
+    p["head_commit"] = commit_object(bare, web, after);
+    p
+}
+
 /// GitHub's `create` payload for the tag `name` (it carries no SHA).
 pub fn create_payload(default_branch: &str, name: &str) -> Value {
     let mut p = example("create", |e| e["ref_type"] == "tag");

@@ -430,6 +430,20 @@ impl Story {
         p
     }
 
+    /// The `push` delivery GitHub sends when `main` moves from `before` to its head.
+    pub fn branch_push_payload(&self, before: &str) -> Value {
+        let after = self.head();
+        let mut p = push_event::branch_push_payload(
+            &self.bare,
+            &format!("https://github.com/{REPO}"),
+            "main",
+            before,
+            &after,
+        );
+        self.point_at_repo(&mut p);
+        p
+    }
+
     /// The `create` delivery GitHub sends for a new tag.
     pub fn create_payload(&self, tag: &str) -> Value {
         let mut p = push_event::create_payload("main", tag);

@@ -535,6 +535,141 @@ pub fn dispatch(state: &mut State, req: &Request) -> Result<(u16, Value), Failur
             repo.statuses.push(v.clone());
             Ok((201, v))
         }
+        "repos/create-deployment" => {
+            let id = state.next_id();
+            let full = req.repo_name();
+            let login = req.identity.login().to_string();
+            let repo = repo_for(state, req)?;
+            let b = &req.body;
+            let git_ref = b["ref"].as_str().unwrap_or_default().to_string();
+            // bakery deploys a commit; GitHub resolves a branch or tag name the same way.
+            commit_exists(repo, &git_ref)?;
+            let environment = b.get("environment").cloned().unwrap_or(json!("production"));
+            let mut v = req.example(201);
+            set(&mut v, "id", json!(id));
+            set(&mut v, "node_id", json!(format!("DE_{id}")));
+            set(
+                &mut v,
+                "url",
+                json!(format!("{api}/repos/{full}/deployments/{id}")),
+            );
+            set(
+                &mut v,
+                "statuses_url",
+                json!(format!("{api}/repos/{full}/deployments/{id}/statuses")),
+            );
+            set(
+                &mut v,
+                "repository_url",
+                json!(format!("{api}/repos/{full}")),
+            );
+            set(&mut v, "sha", json!(git_ref));
+            set(&mut v, "ref", json!(git_ref));
+            set(
+                &mut v,
+                "task",
+                b.get("task").cloned().unwrap_or(json!("deploy")),
+            );
+            set(
+                &mut v,
+                "payload",
+                b.get("payload").cloned().unwrap_or(json!({})),
+            );
+            set(&mut v, "environment", environment.clone());
+            set(&mut v, "original_environment", environment.clone());
+            set(
+                &mut v,
+                "description",
+                b.get("description").cloned().unwrap_or(Value::Null),
+            );
+            set(
+                &mut v,
+                "production_environment",
+                b.get("production_environment")
+                    .cloned()
+                    .unwrap_or(json!(environment == json!("production"))),
+            );
+            set(
+                &mut v,
+                "transient_environment",
+                b.get("transient_environment")
+                    .cloned()
+                    .unwrap_or(json!(false)),
+            );
+            set(&mut v, "created_at", json!(now()));
+            set(&mut v, "updated_at", json!(now()));
+            set_login(&mut v["creator"], &login);
+            repo.deployments.insert(id, (v.clone(), vec![]));
+            Ok((201, v))
+        }
+        "repos/create-deployment-status" => {
+            let deployment: u64 = req
+                .param("deployment_id")
+                .parse()
+                .map_err(|_| not_found())?;
+            let id = state.next_id();
+            let full = req.repo_name();
+            let login = req.identity.login().to_string();
+            let repo = repo_for(state, req)?;
+            let (d, statuses) = repo
+                .deployments
+                .get_mut(&deployment)
+                .ok_or_else(not_found)?;
+            let b = &req.body;
+            let mut v = req.example(201);
+            set(&mut v, "id", json!(id));
+            set(&mut v, "node_id", json!(format!("DES_{id}")));
+            set(
+                &mut v,
+                "url",
+                json!(format!(
+                    "{api}/repos/{full}/deployments/{deployment}/statuses/{id}"
+                )),
+            );
+            set(&mut v, "state", b["state"].clone());
+            set(
+                &mut v,
+                "description",
+                b.get("description").cloned().unwrap_or(json!("")),
+            );
+            set(
+                &mut v,
+                "environment",
+                b.get("environment")
+                    .cloned()
+                    .unwrap_or_else(|| d["environment"].clone()),
+            );
+            set(
+                &mut v,
+                "target_url",
+                b.get("target_url").cloned().unwrap_or(json!("")),
+            );
+            set(
+                &mut v,
+                "log_url",
+                b.get("log_url").cloned().unwrap_or(json!("")),
+            );
+            set(
+                &mut v,
+                "environment_url",
+                b.get("environment_url").cloned().unwrap_or(json!("")),
+            );
+            set(
+                &mut v,
+                "deployment_url",
+                json!(format!("{api}/repos/{full}/deployments/{deployment}")),
+            );
+            set(
+                &mut v,
+                "repository_url",
+                json!(format!("{api}/repos/{full}")),
+            );
+            set(&mut v, "created_at", json!(now()));
+            set(&mut v, "updated_at", json!(now()));
+            set_login(&mut v["creator"], &login);
+            statuses.push(v.clone());
+            Ok((201, v))
+        }
         "repos/create-commit-comment" => {
             let id = state.next_id();
             let full = req.repo_name();

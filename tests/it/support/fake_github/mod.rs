@@ -83,6 +83,8 @@ pub struct RepoState {
     pub release_assets: BTreeMap<u64, (u64, Value, Vec<u8>)>,
     /// Pull requests by number.
     pub pulls: BTreeMap<u64, PullState>,
+    /// Deployments by id: the deployment as answered, and its statuses in order.
+    pub deployments: BTreeMap<u64, (Value, Vec<Value>)>,
 }
 
 /// A pull request as the fake shows it through `pulls/get`.
