@@ -7,8 +7,8 @@
 
 pub(crate) mod access;
 pub mod budgets;
-pub mod copy_retry;
 pub mod channels;
+pub mod copy_retry;
 pub(crate) mod distribute;
 pub mod endpoints;
 pub(crate) mod error;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::accel;
 use super::args::{self, Accel, VmArgs, VmBoot};
 use super::export::{self, Artifact};
+use super::kvm_watch;
 use super::plan::{BootPlan, QemuPlan, SourceDisk};
 use super::seed;
 use super::vm::{self, Vm};
@@ -330,6 +331,46 @@ async fn run(
             plan.memory_mb
         ),
     );
+    let (mut accel, mut port) = (accel, port);
+    if accel == Accel::Kvm {
+        let seen = tokio::select! {
+            p = kvm_watch::watch(port, &vm_args.console, kvm_watch::STALL) => Some(p),
+            _ = vm.exited() => None,
+            _ = o.cancel.cancelled() => {
+                vm.kill().await;
+                return Err(QemuBuildError::Cancelled.into());
+            }
+        };
+        if let Some(kvm_watch::Progress::Stalled { console_bytes }) = seen {
+            // Nothing of the first boot is kept: a fresh overlay of the source.
+            vm.kill().await;
+            export::run_qemu_img(
+                "create",
+                args::create_overlay(&source, &source_format, &overlay, plan.disk_size_gb),
+            )
+            .await?;
+            accel = Accel::Tcg;
+            port = vm::free_local_port()?;
+            let tcg = VmArgs {
+                accel,
+                ssh_port: port,
+                ..vm_args.clone()
+            };
+            vm = Vm::start(&tcg, work.path())?;
+            if let Some(pid) = vm.pid() {
+                work.record(&Entry::Qemu { pid })?;
+            }
+            log.info(
+                STEP_BOOT,
+                format!(
+                    "the guest made no progress under KVM for {}s (console stopped at {console_bytes} bytes, no SSH): \
+                     restarted under TCG (software emulation; `artifacts.kvm = false` skips KVM on this host). \
+                     SSH forwarded from 127.0.0.1:{port}",
+                    kvm_watch::STALL.as_secs()
+                ),
+            );
+        }
+    }
 
     let result = provision_and_export(
         plan, steps, o, work, build_id, &actual, port, key, &mut vm, &overlay,

@@ -16,6 +16,7 @@ pub mod args;
 pub mod build;
 pub mod download;
 pub mod export;
+pub mod kvm_watch;
 pub mod ova;
 pub mod ovf;
 pub mod plan;

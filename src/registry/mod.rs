@@ -28,8 +28,8 @@ pub mod lookup;
 pub mod model;
 pub mod outdated;
 pub mod parameter_names;
-pub mod retire;
 pub mod reconcile;
+pub mod retire;
 pub mod scope;
 pub mod table;
 
