@@ -134,11 +134,18 @@ pub enum ConfigCommand {
     Check(config_check::ConfigCheckArgs),
 }
 
+/// The stack of each runtime thread. A job's future (checkout, the build's steps, the
+/// provisioner, reporting) nests deeply, and polling it needs more than tokio's default of
+/// 2 MiB: a debug build of `bakery serve` overflowed it in a pull request's build. The
+/// stack is reserved, not committed: a thread uses only what it touches.
+const WORKER_STACK: usize = 16 * 1024 * 1024;
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(WORKER_STACK)
         .build()
     {
         Ok(rt) => rt,
