@@ -2,9 +2,10 @@
 //! and `bakery:channel:<name>` tag at the release in every account and region where it
 //! has an image, now, without a change to the repository.
 //!
-//! The repository's `channels.toml` on the default branch stays the source of truth: the
-//! next reconcile (a push that changes the file) restores what the file says unless the
-//! file changes too. The command says so every time.
+//! The repository's channels on the default branch (`channels.toml`, or `[channels]` in
+//! `bakery.toml`) stay the source of truth: the next reconcile (a push that changes them,
+//! or the server's scheduled reconcile after its janitor) restores what they say unless
+//! the file changes too. The command says so every time.
 //!
 //! Touches: the cloud (the registry's scope of the operator's policy; the channel's
 //! parameters and tags of the recipe's images only) and the store (read-only).
@@ -32,9 +33,10 @@ pub struct PromoteArgs {
 }
 
 /// What `bakery promote` always prints last.
-pub const SOURCE_OF_TRUTH: &str = "channels.toml on the default branch is the source of \
-truth: the next reconcile (a push that changes it) restores what it says unless the file \
-changes too.";
+pub const SOURCE_OF_TRUTH: &str = "the channels on the default branch (channels.toml, or \
+[channels] in bakery.toml) are the source of truth: the next reconcile (a push that changes \
+them, or the server's scheduled reconcile, every aws.janitor_interval_secs) restores what \
+they say unless the file changes too.";
 
 pub async fn run(args: PromoteArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(

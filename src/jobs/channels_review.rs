@@ -1,5 +1,6 @@
-//! A pull request that changes `channels.toml` gets the channels plan comment: the base
-//! branch's file against the pull request's, planned against the images the registry
+//! A pull request that changes the channels (`channels.toml`, or `[channels]` in
+//! `bakery.toml`: [`channels_source`]) gets the channels plan comment: the base branch's
+//! channels against the pull request's, planned against the images the registry
 //! reads from the cloud (this repository's only), with what it refuses.
 //!
 //! Nothing here acts on the pull request's file: it is only compared. The accounts and
@@ -13,22 +14,15 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::aws::AwsSession;
 use crate::github::api::reporter::{Conclusion, GitHubReporter};
 use crate::github::render;
 use crate::jobs::deps::JobDeps;
 use crate::registry::channel_plan;
-use crate::registry::channels::{self, Channels, CHANNELS_FILE};
-use crate::registry::ImageQuery;
+use crate::registry::channels_source::{self, ChannelsSource, ReadChannels};
 use crate::worker::JobContext;
 
-/// Whether the pull request's changed files include the channels file.
-pub fn touches_channels(changed: &[String]) -> bool {
-    changed.iter().any(|f| f == CHANNELS_FILE)
-}
-
-/// The channels file on `base_ref` (`origin/<base_ref>` in the checkout); empty without one.
-pub fn base_channels(workspace: &Path, base_ref: &str) -> anyhow::Result<Channels> {
+/// The channels on `base_ref` (`origin/<base_ref>` in the checkout).
+pub fn base_channels(workspace: &Path, base_ref: &str) -> anyhow::Result<ReadChannels> {
     let repo = git2::Repository::open(workspace)
         .with_context(|| format!("cannot open the checkout {}", workspace.display()))?;
     let base = repo
@@ -36,15 +30,11 @@ pub fn base_channels(workspace: &Path, base_ref: &str) -> anyhow::Result<Channel
         .and_then(|r| r.peel_to_commit())
         .with_context(|| format!("the base branch {base_ref} is not in the repository"))?;
     let tree = base.tree()?;
-    let Ok(entry) = tree.get_path(Path::new(CHANNELS_FILE)) else {
-        return Ok(Channels::default());
-    };
-    let blob = entry.to_object(&repo)?.peel_to_blob()?;
-    let text = String::from_utf8_lossy(blob.content()).to_string();
-    Ok(channels::parse(CHANNELS_FILE, &text).0)
+    channels_source::read_tree(&repo, &tree)
 }
 
-/// Plans the pull request's channels file and writes the sticky comment.
+/// Plans the pull request's channels and writes the sticky comment. `None` when neither
+/// the base nor the pull request has channels (a change to `bakery.toml` elsewhere).
 pub async fn comment_plan(
     deps: &JobDeps,
     ctx: &JobContext,
@@ -53,44 +43,30 @@ pub async fn comment_plan(
     head_sha: &str,
     base_ref: &str,
     root: &Path,
-) -> anyhow::Result<channel_plan::ChannelPlan> {
-    let (before, after, problems) = {
+) -> anyhow::Result<Option<channel_plan::ChannelPlan>> {
+    let (before, after) = {
         let (root, base) = (root.to_path_buf(), base_ref.to_string());
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let before = base_channels(&root, &base)?;
-            let text = std::fs::read_to_string(root.join(CHANNELS_FILE)).unwrap_or_default();
-            let (after, diags) = channels::parse(CHANNELS_FILE, &text);
-            let problems: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
-            Ok((before, after, problems))
+            Ok((
+                base_channels(&root, &base)?,
+                channels_source::read_dir(&root)?,
+            ))
         })
         .await
-        .context("reading the channels file died")??
+        .context("reading the channels died")??
     };
-    let region = deps
-        .config
-        .policy
-        .default
-        .regions
-        .first()
-        .map(String::as_str)
-        .unwrap_or("us-east-1");
-    let session = AwsSession::connect(deps.aws.clone(), region).await?;
-    let targets =
-        crate::registry::scope::targets(&session, deps.store.as_ref(), &deps.config.policy).await?;
-    let report = crate::registry::lookup(
-        &session,
-        deps.store.as_ref(),
-        &targets,
-        &ImageQuery::default(),
-        chrono::Utc::now(),
-    )
-    .await?;
-    let repo = &ctx.job.repo;
-    let images: Vec<_> = report
-        .images
-        .into_iter()
-        .filter(|i| i.repo.as_deref() == Some(repo.as_str()))
-        .collect();
+    if before.source == ChannelsSource::Nowhere
+        && after.source == ChannelsSource::Nowhere
+        && after.diagnostics.is_empty()
+    {
+        return Ok(None);
+    }
+    let problems: Vec<String> = after.diagnostics.iter().map(|d| d.to_string()).collect();
+    let (before, after) = (before.channels, after.channels);
+    let scope = super::registry_view::scope(deps).await?;
+    let images = super::registry_view::repo_images(deps, &scope, &ctx.job.repo)
+        .await?
+        .images;
     let plan = channel_plan::plan(&before, &after, &images);
     let mut body = render::channels_plan_comment(head_sha, &plan);
     if !problems.is_empty() {
@@ -127,5 +103,5 @@ pub async fn comment_plan(
         ),
     )
     .await;
-    Ok(plan)
+    Ok(Some(plan))
 }

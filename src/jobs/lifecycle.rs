@@ -1,5 +1,6 @@
 //! The server applies the lifecycle rules with the periodic janitor: for every
-//! repository the store has jobs of, the rules, channels and source pins of its default
+//! repository the store has jobs of (through the installation its newest delivery named),
+//! the rules, channels and source pins of its default
 //! branch (as GitHub names it, fetched into the repository's mirror with the
 //! installation's token) are planned against the registry and applied
 //! ([`crate::registry::retire`]). Each action goes into the log of the release job that
@@ -11,7 +12,7 @@
 //! Touches: GitHub (the repository's metadata and a fetch), a workspace under the work
 //! directory (removed after), the cloud and the store through `registry::retire`.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use anyhow::Context;
 
@@ -26,30 +27,25 @@ pub async fn run_lifecycle(deps: &JobDeps) -> anyhow::Result<usize> {
     if deps.github.is_none() {
         return Ok(0);
     }
-    let repos: BTreeSet<String> = deps
-        .store
-        .list_jobs(&JobFilter::default())
-        .await?
-        .into_iter()
-        .map(|j| j.repo)
-        .collect();
+    // Each repository with the installation its newest delivery named: the App acts on a
+    // repository only through its installation.
+    let mut repos: BTreeMap<String, Option<(i64, i64)>> = BTreeMap::new();
+    for job in deps.store.list_jobs(&JobFilter::default()).await? {
+        let slot = repos.entry(job.repo.clone()).or_default();
+        if let Some(installation) = job.payload["installation_id"].as_i64() {
+            if slot.is_none_or(|(id, _)| job.id > id) {
+                *slot = Some((job.id, installation));
+            }
+        }
+    }
     if repos.is_empty() {
         return Ok(0);
     }
-    let region = deps
-        .config
-        .policy
-        .default
-        .regions
-        .first()
-        .map(String::as_str)
-        .unwrap_or("us-east-1");
-    let session = AwsSession::connect(deps.aws.clone(), region).await?;
-    let targets =
-        crate::registry::scope::targets(&session, deps.store.as_ref(), &deps.config.policy).await?;
+    let scope = super::registry_view::scope(deps).await?;
     let mut retired = 0;
-    for repo in repos {
-        match one_repo(deps, &session, &targets, &repo).await {
+    for (repo, newest) in repos {
+        let installation = newest.map(|(_, installation)| installation);
+        match one_repo(deps, &scope.session, &scope.targets, &repo, installation).await {
             Ok(n) => retired += n,
             Err(e) => tracing::warn!("lifecycle of {repo} skipped: {e:#}"),
         }
@@ -62,8 +58,9 @@ async fn one_repo(
     session: &AwsSession,
     targets: &[crate::aws::Target],
     repo: &str,
+    installation: Option<i64>,
 ) -> anyhow::Result<usize> {
-    let reporter = deps.reporter(repo, None).await?;
+    let reporter = deps.reporter(repo, installation).await?;
     let info = reporter.repository().await?;
     let token = reporter.session().await?;
     let workspace = deps

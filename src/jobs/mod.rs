@@ -9,6 +9,7 @@ mod noted;
 mod periodic;
 mod progress;
 mod reconcile;
+mod registry_view;
 pub(crate) mod release;
 mod release_qemu;
 pub(crate) mod spec;

@@ -1,6 +1,7 @@
 //! Work the server does on a timer: `sync` (release tags whose delivery was lost), the
 //! janitor (leftover cloud resources of finished, failed, unknown or stopped builds, then
-//! the lifecycle rules of every repository's releases: `jobs/lifecycle.rs`), and
+//! the lifecycle rules of every repository's releases: `jobs/lifecycle.rs`, then a
+//! scheduled reconcile of every repository that has channels: `jobs/reconcile.rs`), and
 //! log retention (the logs of jobs finished longer ago than `logs.retention_days`). Every
 //! replica keeps the timers; each interval's run is claimed in the store, so one replica
 //! runs it, not every one.
@@ -63,6 +64,7 @@ pub fn spawn(deps: Arc<JobDeps>, job_queued: Arc<Notify>, shutdown: Cancellation
     }
     let janitor_every = deps.config.aws.janitor_interval_secs;
     if janitor_every > 0 {
+        let job_queued = job_queued.clone();
         tokio::spawn(async move {
             let period = Duration::from_secs(janitor_every);
             every(period, &shutdown, || async {
@@ -76,6 +78,14 @@ pub fn spawn(deps: Arc<JobDeps>, job_queued: Arc<Notify>, shutdown: Cancellation
                     Ok(0) => {}
                     Ok(n) => tracing::info!("lifecycle rules retired {n} image(s)"),
                     Err(e) => tracing::warn!("periodic lifecycle failed: {e:#}"),
+                }
+                match enqueue_scheduled_reconciles(&deps, period, chrono::Utc::now()).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::debug!("enqueued {n} scheduled reconcile(s)");
+                        job_queued.notify_waiters();
+                    }
+                    Err(e) => tracing::warn!("scheduled reconcile failed: {e:#}"),
                 }
             })
             .await
@@ -149,6 +159,66 @@ pub async fn sync_seen_repos(deps: &JobDeps) -> anyhow::Result<usize> {
         )
         .await?;
         enqueued += report.enqueued.len();
+    }
+    Ok(enqueued)
+}
+
+/// Enqueues one scheduled reconcile per repository whose default branch has reconciled
+/// channels before (a repository without channels never gets one), for the interval of
+/// `period` that `now` falls in. The job reconciles the branch's head as GitHub serves it
+/// (see `jobs/reconcile.rs`); the spec repeats what the last push's job recorded.
+/// Returns how many jobs were new.
+pub async fn enqueue_scheduled_reconciles(
+    deps: &JobDeps,
+    period: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<usize> {
+    use crate::database::{JobKind, NewJob};
+    use crate::jobs::spec::{
+        scheduled_reconcile_dedup_key, JobSpec, ReconcileSpec, ReconcileTrigger,
+    };
+
+    let interval = now.timestamp().max(0) as u64 / period.as_secs().max(1);
+    let mut latest = std::collections::BTreeMap::new();
+    let jobs = deps
+        .store
+        .list_jobs(&JobFilter {
+            kind: Some(JobKind::Reconcile),
+            ..JobFilter::default()
+        })
+        .await?;
+    for job in jobs {
+        let Ok(spec) = ReconcileSpec::from_job(&job) else {
+            continue;
+        };
+        if spec.trigger != ReconcileTrigger::Push {
+            continue;
+        }
+        match latest.get(&job.repo) {
+            Some((id, _, _)) if *id >= job.id => {}
+            _ => {
+                latest.insert(job.repo.clone(), (job.id, job.sha.clone(), spec));
+            }
+        }
+    }
+    let mut enqueued = 0;
+    for (repo, (_, sha, spec)) in latest {
+        let spec = ReconcileSpec {
+            trigger: ReconcileTrigger::Schedule,
+            ..spec
+        };
+        let new = NewJob {
+            kind: JobKind::Reconcile,
+            repo: repo.clone(),
+            git_ref: format!("refs/heads/{}", spec.branch),
+            sha,
+            pr_number: None,
+            dedup_key: scheduled_reconcile_dedup_key(&repo, interval),
+            payload: spec.to_payload(),
+        };
+        if deps.store.enqueue_job(&new).await?.is_some() {
+            enqueued += 1;
+        }
     }
     Ok(enqueued)
 }

@@ -1,8 +1,12 @@
-//! A push to the default branch that changed `channels.toml` reconciles the channels:
-//! the file at the branch's head (as GitHub serves it now, never a pull request's)
-//! against the cloud, in every account and region the operator's policy names.
+//! A push to the default branch that changed the channels (`channels.toml`, or
+//! `[channels]` in `bakery.toml`) reconciles them: the channels at the branch's head (as
+//! GitHub serves it now, never a pull request's) against the cloud, in every account and
+//! region the operator's policy names. The server's timer reconciles again
+//! ([`ReconcileTrigger::Schedule`], see `jobs/periodic.rs`), which puts back what a
+//! break-glass `bakery promote` moved; a scheduled reconcile that finds everything in
+//! place says nothing on GitHub.
 //!
-//! Hops: checkout of the default branch → parse `channels.toml` → registry lookup (this
+//! Hops: checkout of the default branch → read the channels → registry lookup (this
 //! repository's images) → read the channel parameters → plan
 //! ([`crate::registry::reconcile`]) → apply each action ([`crate::aws::channels`]) → the
 //! `bakery/reconcile` check run on the commit → one deployment and status per channel
@@ -17,17 +21,15 @@
 use anyhow::Context;
 use serde_json::json;
 
-use crate::aws::AwsSession;
 use crate::github::api::deployments::DeploymentState;
 use crate::github::api::reporter::Conclusion;
 use crate::github::git::checkout::Target;
 use crate::github::render::{self, ActionFailure};
 use crate::jobs::deps::JobDeps;
 use crate::jobs::noted;
-use crate::jobs::spec::{JobSpec, ReconcileSpec};
-use crate::registry::channels::{self, CHANNELS_FILE};
+use crate::jobs::spec::{JobSpec, ReconcileSpec, ReconcileTrigger};
+use crate::registry::channels_source::{self, ChannelsSource, ReadChannels};
 use crate::registry::reconcile;
-use crate::registry::ImageQuery;
 use crate::worker::JobContext;
 
 pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serde_json::Value>> {
@@ -58,76 +60,108 @@ pub async fn run(deps: &JobDeps, ctx: &JobContext) -> anyhow::Result<Option<serd
         .await
         .with_context(|| format!("cannot check out {default_branch}"))?;
     let sha = workspace.sha.clone();
-    let text = std::fs::read_to_string(workspace.path.join(CHANNELS_FILE)).unwrap_or_default();
+    let root = workspace.path.clone();
+    let read = tokio::task::spawn_blocking(move || channels_source::read_dir(&root))
+        .await
+        .context("reading the channels died")?;
     if let Err(e) = workspace.remove() {
         tracing::warn!("cannot remove the job's workspace: {e:#}");
     }
-    let (file, diags) = channels::parse(CHANNELS_FILE, &text);
+    let ReadChannels {
+        channels: file,
+        diagnostics: diags,
+        source,
+    } = read?;
+    let scheduled = spec.trigger == ReconcileTrigger::Schedule;
+    if scheduled && source == ChannelsSource::Nowhere {
+        ctx.log(
+            "channels",
+            &format!("{default_branch} at {sha} has no channels"),
+        )
+        .await;
+        return Ok(Some(json!({ "sha": sha, "skipped": "no channels" })));
+    }
     ctx.log(
         "channels",
-        &format!("reconciling {CHANNELS_FILE} of {default_branch} at {sha}"),
+        &format!("reconciling {source} of {default_branch} at {sha}"),
     )
     .await;
     let details = deps.details_url(job.id);
-    let progress = reporter
-        .start_progress(render::RECONCILE_CHECK, &sha, details.as_deref(), None)
-        .await?;
     if diags.error_count() > 0 {
         let problems: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        if scheduled {
+            // The push that brought them was reported on its commit already.
+            ctx.log(
+                "channels",
+                &format!(
+                    "nothing reconciled, {source} has problems:\n{}",
+                    problems.join("\n")
+                ),
+            )
+            .await;
+            return Ok(Some(json!({ "sha": sha, "skipped": "problems" })));
+        }
+        let progress = reporter
+            .start_progress(render::RECONCILE_CHECK, &sha, details.as_deref(), None)
+            .await?;
         let summary = format!(
-            "### {CHANNELS_FILE} has problems: nothing was reconciled\n\n{}",
+            "### {source} has problems: nothing was reconciled\n\n{}",
             render::code_block("", &problems.join("\n"))
         );
         reporter
             .complete_progress(
                 &progress,
                 Conclusion::Failure,
-                &format!("{} problem(s) in {CHANNELS_FILE}", problems.len()),
+                &format!("{} problem(s) in {source}", problems.len()),
                 &summary,
                 &[],
             )
             .await?;
-        anyhow::bail!("{CHANNELS_FILE} has problems:\n{}", problems.join("\n"));
+        anyhow::bail!("{source} has problems:\n{}", problems.join("\n"));
     }
+    let progress = if scheduled {
+        None
+    } else {
+        Some(
+            reporter
+                .start_progress(render::RECONCILE_CHECK, &sha, details.as_deref(), None)
+                .await?,
+        )
+    };
 
-    let region = deps
-        .config
-        .policy
-        .default
-        .regions
-        .first()
-        .map(String::as_str)
-        .unwrap_or("us-east-1");
-    let session = AwsSession::connect(deps.aws.clone(), region).await?;
-    let targets =
-        crate::registry::scope::targets(&session, deps.store.as_ref(), &deps.config.policy).await?;
-    let report = crate::registry::lookup(
-        &session,
-        deps.store.as_ref(),
-        &targets,
-        &ImageQuery::default(),
-        chrono::Utc::now(),
-    )
-    .await?;
-    for skipped in &report.skipped {
+    let scope = super::registry_view::scope(deps).await?;
+    let found = super::registry_view::repo_images(deps, &scope, &job.repo).await?;
+    for skipped in &found.skipped {
         ctx.log("channels", &format!("not searched: {skipped}"))
             .await;
     }
+    let (session, images) = (&scope.session, found.images);
     let repo = job.repo.as_str();
-    let images: Vec<_> = report
-        .images
-        .into_iter()
-        .filter(|i| i.repo.as_deref() == Some(repo))
-        .collect();
     let prefix = &deps.config.aws.ssm_prefix;
     let reads = reconcile::parameters_to_read(&file, &images, prefix, repo)?;
-    let parameters = crate::aws::channels::read_parameters(&session, &reads).await?;
+    let parameters = crate::aws::channels::read_parameters(session, &reads).await?;
     let plan = reconcile::reconcile(&file, &images, &parameters, prefix, repo)?;
+    if scheduled && plan.actions.is_empty() {
+        ctx.log(
+            "channels",
+            "every channel is where the default branch says: nothing to do",
+        )
+        .await;
+        return Ok(Some(json!({ "sha": sha, "changes": 0 })));
+    }
+    let progress = match progress {
+        Some(p) => p,
+        None => {
+            reporter
+                .start_progress(render::RECONCILE_CHECK, &sha, details.as_deref(), None)
+                .await?
+        }
+    };
 
     let mut failures = vec![];
     for action in &plan.actions {
         let line = serde_json::to_string(action).unwrap_or_default();
-        match crate::aws::channels::apply(&session, action, repo).await {
+        match crate::aws::channels::apply(session, action, repo).await {
             Ok(()) => ctx.log("channels", &format!("done: {line}")).await,
             Err(e) => {
                 let error = deps.redactor.redact(&format!("{e:#}"));

@@ -141,6 +141,22 @@ pub struct ReconcileSpec {
     pub repo: RepoSpec,
     /// The branch pushed, the default branch when the delivery arrived.
     pub branch: String,
+    /// Why the channels are reconciled now.
+    #[serde(default)]
+    pub trigger: ReconcileTrigger,
+}
+
+/// What started a reconcile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconcileTrigger {
+    /// A push to the default branch changed the channels: reported on the commit whatever
+    /// the outcome.
+    #[default]
+    Push,
+    /// The server's timer: puts back what a break-glass `bakery promote` (or a hand in the
+    /// console) moved. Says something on GitHub only when it changed something.
+    Schedule,
 }
 
 impl JobSpec for ReconcileSpec {
@@ -150,6 +166,11 @@ impl JobSpec for ReconcileSpec {
 /// The dedup key of a reconcile job: one job per (repo, pushed commit).
 pub fn reconcile_dedup_key(repo: &str, sha: &str) -> String {
     format!("reconcile:{repo}:{sha}")
+}
+
+/// The dedup key of a scheduled reconcile: one job per (repo, timer interval).
+pub fn scheduled_reconcile_dedup_key(repo: &str, interval: u64) -> String {
+    format!("reconcile:{repo}:scheduled:{interval}")
 }
 
 /// The dedup key of a release job: one job per (repo, tag, commit).
@@ -309,6 +330,7 @@ mod tests {
                 installation_id: None,
             },
             branch: "main".into(),
+            trigger: ReconcileTrigger::Schedule,
         };
         assert_eq!(
             ReconcileSpec::from_job(&job(JobKind::Reconcile, reconcile.to_payload())).unwrap(),

@@ -137,7 +137,7 @@ pub async fn validate(
         } => Some(r.clone()),
         _ => None,
     };
-    if super::channels_review::touches_channels(&changed) {
+    if crate::registry::channels_source::touches_channels(&changed) {
         let planned = super::channels_review::comment_plan(
             deps,
             ctx,

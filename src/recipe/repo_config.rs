@@ -265,6 +265,8 @@ pub fn parse_repo_config(file: Arc<SourceFile>) -> ParsedRepoConfig {
 
 fn read(cx: &Cx, root: &mut Table<'_, '_, '_>, recipe_refs: &mut Vec<Loc<String>>) -> RepoConfig {
     let mut config = RepoConfig::default();
+    // `[channels]` is read by `registry::channels_source`, with its own positioned checks.
+    root.know(&["channels"]);
     if let Some(mode) = root.string("pull_requests") {
         match PullRequestMode::NAMES.iter().position(|n| *n == mode.value) {
             Some(0) => config.pull_requests = PullRequestMode::Never,

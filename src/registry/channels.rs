@@ -60,14 +60,18 @@ pub fn is_channel_name(s: &str) -> bool {
 
 type RawTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
+type RawChannels = BTreeMap<Spanned<String>, Spanned<RawTable>>;
+
 /// Reads `text` (the file at `path`). Problems are diagnostics; what could be read is
 /// returned with them.
 pub fn parse(path: &str, text: &str) -> (Channels, Diagnostics) {
     let file = SourceFile::new(path, text);
     let mut diags = Diagnostics::new();
-    let mut out = Channels::default();
-    let raw: BTreeMap<Spanned<String>, Spanned<RawTable>> = match toml::from_str(text) {
-        Ok(raw) => raw,
+    match toml::from_str::<RawChannels>(text) {
+        Ok(raw) => {
+            let out = read_raw(&file, raw, &mut diags);
+            (out, diags)
+        }
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             diags.push(
@@ -77,9 +81,70 @@ pub fn parse(path: &str, text: &str) -> (Channels, Diagnostics) {
                          \"release-0.1.0\" }`; revoked releases go in `[revoked]`",
                     ),
             );
-            return (out, diags);
+            (Channels::default(), diags)
         }
-    };
+    }
+}
+
+/// What `bakery.toml` says about channels.
+#[derive(Debug)]
+pub enum RepoConfigTable {
+    /// No `[channels]` table.
+    Absent,
+    /// The table, read like `channels.toml`; positions point into `bakery.toml`.
+    Present(Channels, Diagnostics),
+    /// The file does not parse, so nobody can tell whether it has channels.
+    Unreadable(Diagnostics),
+}
+
+/// The `[channels]` table of `bakery.toml` (the file at `path`), which holds what
+/// `channels.toml` would: `[channels] production = { … }` and `[channels.revoked]`.
+pub fn parse_repo_config_table(path: &str, text: &str) -> RepoConfigTable {
+    #[derive(serde::Deserialize)]
+    struct Present {
+        channels: Option<serde::de::IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        channels: Spanned<RawChannels>,
+    }
+    let file = SourceFile::new(path, text);
+    let mut diags = Diagnostics::new();
+    match toml::from_str::<Present>(text) {
+        Ok(Present { channels: None }) => return RepoConfigTable::Absent,
+        Ok(_) => {}
+        Err(e) => {
+            diags.push(Diagnostic::error(
+                &file,
+                e.span().unwrap_or(0..0),
+                format!(
+                    "{path} does not parse, so its channels cannot be read: {}",
+                    e.message()
+                ),
+            ));
+            return RepoConfigTable::Unreadable(diags);
+        }
+    }
+    match toml::from_str::<Typed>(text) {
+        Ok(doc) => {
+            let out = read_raw(&file, doc.channels.into_inner(), &mut diags);
+            RepoConfigTable::Present(out, diags)
+        }
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            diags.push(
+                Diagnostic::error(&file, span, format!("[channels]: {}", e.message())).with_hint(
+                    "each key of [channels] is a channel: `production = { base-ubuntu = \
+                     \"release-0.1.0\" }`; revoked releases go in `[channels.revoked]`",
+                ),
+            );
+            RepoConfigTable::Present(Channels::default(), diags)
+        }
+    }
+}
+
+fn read_raw(file: &SourceFile, raw: RawChannels, diags: &mut Diagnostics) -> Channels {
+    let mut out = Channels::default();
     for (name, table) in raw {
         if name.get_ref() == REVOKED {
             for (key, reason) in table.into_inner() {
@@ -164,7 +229,7 @@ pub fn parse(path: &str, text: &str) -> (Channels, Diagnostics) {
         }
         out.channels.insert(name.get_ref().clone(), members);
     }
-    (out, diags)
+    out
 }
 
 #[cfg(test)]

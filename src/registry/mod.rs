@@ -7,6 +7,8 @@
 //!
 //! - [`channel_plan`]: what a change to the channels would move, and what it refuses;
 //! - [`channels`]: `channels.toml`, the channels and revocations as code;
+//! - [`channels_source`]: where a repository keeps them (`channels.toml` or `[channels]` in
+//!   `bakery.toml`), read from a checkout or a git tree;
 //! - [`lifecycle`]: what the lifecycle rules retire, and what they must spare;
 //! - [`retire`]: a run of the lifecycle rules (read the default branch, plan, apply);
 //! - [`lifecycle_text`]: what `bakery lifecycle` prints and the job log says;
@@ -22,6 +24,7 @@
 pub mod api;
 pub mod channel_plan;
 pub mod channels;
+pub mod channels_source;
 pub mod lifecycle;
 pub mod lifecycle_text;
 pub mod lookup;

@@ -15,7 +15,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::channels::{self, Channels, CHANNELS_FILE};
+use super::channels::Channels;
 use super::lifecycle::{self, Action, Entry, LifecyclePlan, PlanInput, Rules, SourcePin};
 use super::parameter_names::{version_parameter, ParameterPrefix};
 use super::ImageQuery;
@@ -37,8 +37,8 @@ pub struct RepoLifecycle {
 pub enum Unreadable {
     #[error("the recipes on the default branch do not validate:\n{0}")]
     Recipes(String),
-    #[error("{CHANNELS_FILE} on the default branch does not validate:\n{0}")]
-    Channels(String),
+    #[error("{0} on the default branch does not validate:\n{1}")]
+    Channels(super::channels_source::ChannelsSource, String),
 }
 
 /// Reads the rules, channels and source pins of the checkout at `root`. A checkout whose
@@ -50,18 +50,12 @@ pub fn read_checkout(root: &Path) -> anyhow::Result<RepoLifecycle> {
         let lines: Vec<String> = checked.diagnostics.iter().map(|d| d.to_string()).collect();
         return Err(Unreadable::Recipes(lines.join("\n")).into());
     }
-    let channels = match std::fs::read_to_string(root.join(CHANNELS_FILE)) {
-        Ok(text) => {
-            let (c, diags) = channels::parse(CHANNELS_FILE, &text);
-            if diags.has_errors() {
-                let lines: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
-                return Err(Unreadable::Channels(lines.join("\n")).into());
-            }
-            c
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Channels::default(),
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot read {CHANNELS_FILE}"))),
-    };
+    let read = super::channels_source::read_dir(root)?;
+    if read.diagnostics.has_errors() {
+        let lines: Vec<String> = read.diagnostics.iter().map(|d| d.to_string()).collect();
+        return Err(Unreadable::Channels(read.source, lines.join("\n")).into());
+    }
+    let channels = read.channels;
     let set = &checked.set;
     let mut rules = Rules {
         default: set.config.lifecycle,

@@ -6,10 +6,10 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use crate::database::{JobKind, NewJob};
 use crate::github::webhook::{RepositoryRef, WebhookEvent};
 use crate::jobs::spec::{
-    reconcile_dedup_key, CommandSpec, JobSource, JobSpec, ReconcileSpec, ReleaseSpec, RepoSpec,
-    ValidationSpec,
+    reconcile_dedup_key, CommandSpec, JobSource, JobSpec, ReconcileSpec, ReconcileTrigger,
+    ReleaseSpec, RepoSpec, ValidationSpec,
 };
-use crate::registry::channels::CHANNELS_FILE;
+use crate::registry::channels_source;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum IntakeDecision {
@@ -151,7 +151,7 @@ pub fn decide(event: &WebhookEvent, tags: &TagPatterns, delivery_id: &str) -> In
             installation_id,
         } => {
             let default = repo.default_branch.as_deref() == Some(branch.as_str());
-            if !default || *deleted || !changed.iter().any(|f| f == CHANNELS_FILE) {
+            if !default || *deleted || !channels_source::touches_channels(changed) {
                 return Ignore(format!(
                     "push to branch {branch}: only release tags are built"
                 ));
@@ -159,6 +159,7 @@ pub fn decide(event: &WebhookEvent, tags: &TagPatterns, delivery_id: &str) -> In
             let spec = ReconcileSpec {
                 repo: repo_spec(repo, *installation_id),
                 branch: branch.clone(),
+                trigger: ReconcileTrigger::Push,
             };
             Enqueue(NewJob {
                 kind: JobKind::Reconcile,

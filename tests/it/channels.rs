@@ -4,6 +4,11 @@
 //! that finds everything in place changes nothing; a revocation deprecates the release,
 //! takes it out of its channel, marks its version parameter, and a build on it refuses
 //! to start; `bakery promote` moves a channel by hand and says the file is the truth.
+//!
+//! On the server's own timer, with the channels and the lifecycle rules in `bakery.toml`:
+//! the scheduled reconcile puts back what a break-glass promote moved (and says nothing
+//! on GitHub when everything is in place), and the lifecycle rules retire the older
+//! release once the file moves its channel on.
 
 use serde_json::Value;
 
@@ -21,8 +26,18 @@ async fn merge_channels(
     text: &str,
     delivery: &str,
 ) -> (bakery::database::Job, String) {
+    merge(story, &[("channels.toml", text)], delivery).await
+}
+
+/// Commits `files` on `main`, delivers the push GitHub sends for it, and waits for the
+/// reconcile job. Returns the job and the commit.
+async fn merge(
+    story: &Story,
+    files: &[(&str, &str)],
+    delivery: &str,
+) -> (bakery::database::Job, String) {
     let before = story.head();
-    let sha = story.commit(&[("channels.toml", text)], "chore: move the channels");
+    let sha = story.commit(files, "chore: move the channels");
     let (status, body) = story
         .deliver("push", delivery, &story.branch_push_payload(&before))
         .await;
@@ -342,6 +357,233 @@ async fn a_merged_channels_change_moves_revokes_and_promote_overrides() {
         .unwrap();
     assert!(!refused.status.success());
 
+    assert!(
+        story.github.violations().is_empty(),
+        "{:#?}",
+        story.github.violations()
+    );
+}
+
+fn scheduled_reconciles(jobs: &[bakery::database::Job]) -> Vec<&bakery::database::Job> {
+    jobs.iter()
+        .filter(|j| {
+            j.kind == bakery::database::JobKind::Reconcile && j.payload["trigger"] == "schedule"
+        })
+        .collect()
+}
+
+async fn production_everywhere(story: &Story, version: &str) -> bool {
+    let all = images(story).await;
+    for t in story_targets() {
+        let want = image_in(&all, &t, version)["image_id"].clone();
+        match channel_parameter(story, &t, "production").await {
+            Some((value, _)) if want == value.as_str() => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_timer_restores_a_promoted_channel_and_retires_the_release_the_file_let_go() {
+    let story = Story::start_with_env(
+        |_, _| {},
+        &[
+            ("BAKERY_JOB_PAGES__OPERATOR_TOKEN", OPERATOR),
+            ("BAKERY_AWS__JANITOR_INTERVAL_SECS", "2"),
+        ],
+    )
+    .await;
+    let host_keys = HostKeys::save(&story);
+    release(&story, "release-0.1.0").await;
+    host_keys.restore();
+    release(&story, "release-0.2.0").await;
+
+    // The channels and the rules live in bakery.toml: production on the older release,
+    // keep one release.
+    let config = std::fs::read_to_string(story.work.join("bakery.toml")).unwrap();
+    let with = |version: &str| {
+        format!(
+            "{config}\n[lifecycle]\nkeep = 1\ngrace_period = \"1s\"\n\n\
+             [channels]\nproduction = {{ sandbox-base = \"{version}\" }}\n"
+        )
+    };
+    let (job, sha) = merge(
+        &story,
+        &[("bakery.toml", &with("release-0.1.0"))],
+        "merge-1",
+    )
+    .await;
+    let log = story.job_log(job.id).await;
+    story.assert_succeeded(&job, &log);
+    assert!(
+        log.contains("reconciling [channels] in bakery.toml"),
+        "{log}"
+    );
+    assert!(
+        production_everywhere(&story, "release-0.1.0").await,
+        "production does not point at release-0.1.0 everywhere\n{log}"
+    );
+    assert_eq!(reconcile_runs(&story, &sha).len(), 1);
+
+    // Break-glass: production moves to the newer release by hand...
+    let puts_before = story.proxy.calls("PutParameter").len();
+    let promote = tokio::process::Command::new(bakery_bin())
+        .args(["promote", "sandbox-base", "release-0.2.0", "production"])
+        .envs(images_env(&story))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&promote.stdout);
+    assert!(
+        promote.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&promote.stderr)
+    );
+    assert!(stdout.contains("scheduled reconcile"), "{stdout}");
+    assert!(
+        story.proxy.calls("PutParameter").len() >= puts_before + story_targets().len(),
+        "promote moved nothing"
+    );
+
+    // ...and the server's timer puts it back where bakery.toml says, reported on the
+    // default branch's head like a push's reconcile.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let jobs = story.jobs().await;
+        let restored = scheduled_reconciles(&jobs).into_iter().any(|j| {
+            j.result
+                .as_ref()
+                .is_some_and(|r| r["changes"].as_u64() > Some(0))
+        });
+        if restored && production_everywhere(&story, "release-0.1.0").await {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled reconcile put production back: {:#?}",
+            scheduled_reconciles(&jobs)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    // (A tick can land while promote is half done: then two ticks share the restore.)
+    let runs = reconcile_runs(&story, &sha);
+    assert!(runs.len() >= 2, "{runs:#?}");
+    assert!(
+        runs.iter().all(|r| r["conclusion"] == "success"),
+        "{runs:#?}"
+    );
+
+    // Everything in place (a tick that landed while promote was half done leaves the
+    // rest to the next one): once a tick finds nothing to do, later ticks change nothing
+    // and say nothing.
+    let changes = |j: &bakery::database::Job| j.result.as_ref().and_then(|r| r["changes"].as_u64());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let settled = loop {
+        let jobs = story.jobs().await;
+        let ticks = scheduled_reconciles(&jobs);
+        let last_change = ticks
+            .iter()
+            .filter(|j| changes(j) > Some(0))
+            .map(|j| j.id)
+            .max()
+            .unwrap();
+        if let Some(quiet) = ticks
+            .iter()
+            .find(|j| j.id > last_change && changes(j) == Some(0))
+        {
+            break quiet.id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the channels never settled: {ticks:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let (puts, quiet_runs) = (
+        story.proxy.calls("PutParameter").len(),
+        reconcile_runs(&story, &sha).len(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while scheduled_reconciles(&story.jobs().await)
+        .iter()
+        .filter(|j| j.id > settled && j.state == bakery::database::JobState::Succeeded)
+        .count()
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline, "the timer stopped");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(story.proxy.calls("PutParameter").len(), puts);
+    if reconcile_runs(&story, &sha).len() != quiet_runs {
+        let mut logs = String::new();
+        for j in scheduled_reconciles(&story.jobs().await) {
+            if j.result
+                .as_ref()
+                .is_some_and(|r| r["changes"].as_u64() > Some(0))
+            {
+                logs.push_str(&story.job_log(j.id).await);
+            }
+        }
+        panic!("a quiet tick reported on GitHub:\n{logs}");
+    }
+
+    // The file moves production on: the timer's lifecycle rules retire the older release
+    // everywhere, and say so in its release job's log.
+    let (job, _) = merge(
+        &story,
+        &[("bakery.toml", &with("release-0.2.0"))],
+        "merge-2",
+    )
+    .await;
+    story.assert_succeeded(&job, &story.job_log(job.id).await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let all = images(&story).await;
+        let states: Vec<(String, String)> = all
+            .iter()
+            .filter(|i| i["version"] == "release-0.1.0")
+            .map(|i| {
+                (
+                    format!("{}/{}", i["account"], i["region"]),
+                    i["state"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        if states.len() == story_targets().len() && states.iter().all(|s| s.1 == "deregistered") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the timer did not retire release-0.1.0: {states:#?}\n{}",
+            story.bakery.log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    for t in story_targets() {
+        let (value, _) = channel_parameter(&story, &t, "production").await.unwrap();
+        assert_eq!(
+            value,
+            image_in(&images(&story).await, &t, "release-0.2.0")["image_id"]
+                .as_str()
+                .unwrap(),
+            "production in {t}"
+        );
+    }
+    let old = story
+        .jobs()
+        .await
+        .into_iter()
+        .find(|j| j.git_ref.ends_with("release-0.1.0"))
+        .unwrap();
+    let log = story.job_log(old.id).await;
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("sandbox-base@release-0.1.0") && l.contains("deregistered with"))
+            .count(),
+        story_targets().len(),
+        "{log}"
+    );
     assert!(
         story.github.violations().is_empty(),
         "{:#?}",
