@@ -156,6 +156,16 @@ pub struct PrProfile {
 }
 
 impl PolicyConfig {
+    /// Where the registry's session starts (`bakery images`, `promote`, `lifecycle`, the
+    /// channels jobs, `GET /api/images`): the default policy's first region.
+    pub fn registry_region(&self) -> &str {
+        self.default
+            .regions
+            .first()
+            .map(String::as_str)
+            .unwrap_or("us-east-1")
+    }
+
     /// The policy of `repo` (`owner/name`).
     pub fn for_repo(&self, repo: &str) -> &RepoPolicy {
         self.repos.get(repo).unwrap_or(&self.default)

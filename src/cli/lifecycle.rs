@@ -37,14 +37,8 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<ExitCode> {
     let (root, _) = crate::recipe::find_repo_root(&args.repo)?;
     let lifecycle = retire::read_checkout(&root)?;
     let store = crate::database::SqlStore::connect(config.database_url.expose()).await?;
-    let home_region = config
-        .policy
-        .default
-        .regions
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "us-east-1".into());
-    let session = AwsSession::connect(config.aws.settings(), &home_region).await?;
+    let session =
+        AwsSession::connect(config.aws.settings(), config.policy.registry_region()).await?;
     let targets = registry::scope::targets(&session, &store, &config.policy).await?;
     let report = retire::run(
         &session,

@@ -46,14 +46,8 @@ pub async fn run(args: PromoteArgs) -> anyhow::Result<ExitCode> {
     );
     let config = ServerConfig::from_env(args.config.config.as_deref())?;
     let store = crate::database::SqlStore::connect(config.database_url.expose()).await?;
-    let home_region = config
-        .policy
-        .default
-        .regions
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "us-east-1".into());
-    let session = AwsSession::connect(config.aws.settings(), &home_region).await?;
+    let session =
+        AwsSession::connect(config.aws.settings(), config.policy.registry_region()).await?;
     let targets = registry::scope::targets(&session, &store, &config.policy).await?;
     let query = ImageQuery {
         recipe: Some(args.recipe.clone()),

@@ -28,15 +28,8 @@ pub struct RepoImages {
 
 /// Connects in the policy's first default region and resolves the targets.
 pub async fn scope(deps: &JobDeps) -> anyhow::Result<RegistryScope> {
-    let region = deps
-        .config
-        .policy
-        .default
-        .regions
-        .first()
-        .map(String::as_str)
-        .unwrap_or("us-east-1");
-    let session = AwsSession::connect(deps.aws.clone(), region).await?;
+    let session =
+        AwsSession::connect(deps.aws.clone(), deps.config.policy.registry_region()).await?;
     let targets =
         crate::registry::scope::targets(&session, deps.store.as_ref(), &deps.config.policy).await?;
     Ok(RegistryScope { session, targets })

@@ -37,14 +37,7 @@ impl ImagesApi {
     async fn session(&self) -> anyhow::Result<&AwsSession> {
         self.session
             .get_or_try_init(|| async {
-                let region = self
-                    .policy
-                    .default
-                    .regions
-                    .first()
-                    .map(String::as_str)
-                    .unwrap_or("us-east-1");
-                AwsSession::connect(self.settings.clone(), region).await
+                AwsSession::connect(self.settings.clone(), self.policy.registry_region()).await
             })
             .await
     }

@@ -52,6 +52,23 @@ async fn merge(
     (job, sha)
 }
 
+/// `bakery promote sandbox-base VERSION CHANNEL`, which must succeed; returns its stdout.
+async fn promote(story: &Story, version: &str, channel: &str) -> String {
+    let out = tokio::process::Command::new(bakery_bin())
+        .args(["promote", "sandbox-base", version, channel])
+        .envs(images_env(story))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Every image of the story's recipe, by (account, region, version).
 async fn images(story: &Story) -> Vec<Value> {
     let out = bakery_images(story, &["--format", "json"]).await;
@@ -325,18 +342,7 @@ async fn a_merged_channels_change_moves_revokes_and_promote_overrides() {
     );
 
     // Break-glass: promote moves canary now, and says the file is the truth.
-    let promote = tokio::process::Command::new(bakery_bin())
-        .args(["promote", "sandbox-base", "release-0.2.0", "canary"])
-        .envs(images_env(&story))
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&promote.stdout);
-    assert!(
-        promote.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&promote.stderr)
-    );
+    let stdout = promote(&story, "release-0.2.0", "canary").await;
     assert!(stdout.contains("source of truth"), "{stdout}");
     let all = images(&story).await;
     for t in story_targets() {
@@ -428,18 +434,7 @@ async fn the_timer_restores_a_promoted_channel_and_retires_the_release_the_file_
 
     // Break-glass: production moves to the newer release by hand...
     let puts_before = story.proxy.calls("PutParameter").len();
-    let promote = tokio::process::Command::new(bakery_bin())
-        .args(["promote", "sandbox-base", "release-0.2.0", "production"])
-        .envs(images_env(&story))
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&promote.stdout);
-    assert!(
-        promote.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&promote.stderr)
-    );
+    let stdout = promote(&story, "release-0.2.0", "production").await;
     assert!(stdout.contains("scheduled reconcile"), "{stdout}");
     assert!(
         story.proxy.calls("PutParameter").len() >= puts_before + story_targets().len(),
