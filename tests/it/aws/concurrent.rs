@@ -76,9 +76,10 @@ async fn deliver(story: &Story, tag: &str, payload: &serde_json::Value) {
     assert_eq!(status, 202, "{body}");
 }
 
-/// Waits until the jobs of `tags` (by git ref) exist and have finished.
+/// Waits until the jobs of `tags` (a release job's git ref is its tag) exist and have
+/// finished.
 async fn finished(story: &Story, tags: &[String], timeout: Duration) -> Vec<Job> {
-    let refs: BTreeSet<String> = tags.iter().map(|t| format!("refs/tags/{t}")).collect();
+    let refs: BTreeSet<String> = tags.iter().cloned().collect();
     let started = Instant::now();
     loop {
         let jobs: Vec<Job> = story
