@@ -1,6 +1,7 @@
-//! The intermediate image: taken from the stopped builder in the builder region, tagged
-//! at creation (image and snapshots, so both carry the build id from the moment they
-//! exist), and waited on under a time budget.
+//! The intermediate image: taken from the builder in the builder region (CreateImage
+//! shuts it down cleanly first, so the snapshots are consistent), tagged at creation
+//! (image and snapshots, so both carry the build id from the moment they exist), and
+//! waited on under a time budget.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -38,7 +39,17 @@ pub fn intermediate_tags(ctx: &EngineCtx<'_>, facts: &BuildFacts) -> BTreeMap<St
     t
 }
 
-/// Creates the intermediate image from the stopped builder.
+/// How long the intermediate may take from CreateImage until it is available: the
+/// builder's shutdown, which CreateImage does first (`instance_stopped`), and the image
+/// itself (`image_available`).
+pub fn intermediate_budget(budgets: &super::Budgets) -> Duration {
+    budgets.instance_stopped + budgets.image_available
+}
+
+/// Creates the intermediate image from the builder. EC2 shuts the builder down cleanly
+/// before it takes the snapshots (`NoReboot` false, said explicitly), as StopInstances
+/// would, and boots it again after: one call where stopping first took StopInstances
+/// and a wait for `stopped`. The builder is terminated once the image is available.
 pub async fn create_intermediate(
     ctx: EngineCtx<'_>,
     target: &Target,
@@ -56,6 +67,7 @@ pub async fn create_intermediate(
             .instance_id(instance_id)
             .name(&name)
             .description(&ctx.plan.image.description)
+            .no_reboot(false)
             .tag_specifications(tags::spec(ResourceType::Image, &tags))
             .tag_specifications(tags::spec(ResourceType::Snapshot, &tags))
             .send()

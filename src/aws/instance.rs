@@ -1,6 +1,6 @@
 //! The builder instance: launched with tags, IMDSv2 and an idempotency token; waited on
-//! until it runs and has an address; stopped before the image is taken; terminated, with
-//! EC2's eventual consistency in mind.
+//! until it runs and has an address; terminated, with EC2's eventual consistency in mind.
+//! (CreateImage shuts it down before the image is taken, see [`super::image`].)
 
 use anyhow::Context;
 use aws_sdk_ec2::types::{
@@ -350,41 +350,6 @@ pub async fn wait_running(
                         code.map(|c| format!("{c}: ")).unwrap_or_default()
                     )
                 }
-            }
-        },
-    )
-    .await
-}
-
-/// Stops the builder and waits until it is stopped, so the image is consistent.
-pub async fn stop(ctx: EngineCtx<'_>, target: &Target, id: &str) -> anyhow::Result<()> {
-    let ec2 = ctx.session.ec2(target)?;
-    policy::call(&format!("stop builder {id}"), || async {
-        ec2.stop_instances().instance_ids(id).send().await.aws()
-    })
-    .await?;
-    wait::until(
-        &format!("builder {id} to stop"),
-        ctx.budgets.instance_stopped,
-        ctx.session.settings().poll,
-        || async {
-            let out = policy::call(&format!("describe builder {id}"), || async {
-                ec2.describe_instances().instance_ids(id).send().await.aws()
-            })
-            .await?;
-            let state = out
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .find_map(|i| i.state().and_then(|s| s.name()).cloned());
-            match state {
-                Some(InstanceStateName::Stopped) => Ok(Poll::Ready(())),
-                Some(InstanceStateName::Terminated) | Some(InstanceStateName::ShuttingDown) => {
-                    anyhow::bail!("builder {id} was terminated while it was being stopped")
-                }
-                other => Ok(Poll::Pending(
-                    other.map(|s| s.as_str().to_string()).unwrap_or_default(),
-                )),
             }
         },
     )

@@ -69,7 +69,9 @@ pub struct Budgets {
     /// From RunInstances until the builder runs and has an address.
     #[serde(with = "budgets::human")]
     pub instance_running: Duration,
-    /// From StopInstances until the builder is stopped.
+    /// How long the builder may take to shut down. CreateImage shuts it down before it
+    /// takes the snapshots, so the intermediate's wait gets this on top of
+    /// `image_available`.
     #[serde(with = "budgets::human")]
     pub instance_stopped: Duration,
     /// From CreateImage until the intermediate image is available.

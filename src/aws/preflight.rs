@@ -8,6 +8,7 @@
 //!   also finds an earlier release, see [`super::release::lookup`]);
 //! - every KMS key exists and is enabled, and each copy's key and `builder.kms_key` is a
 //!   customer managed symmetric encryption key (no AWS managed, asymmetric or HMAC key);
+//!   a key named twice in one account and region is described once ([`KeyAnswers`]);
 //! - without `builder.kms_key`, the intermediate (under the source's key, or the region's
 //!   default EBS key) can be shared with the other accounts the plan copies into; with it,
 //!   the builder's volume is re-encrypted under that key and neither matters;
@@ -154,6 +155,8 @@ pub async fn run(ctx: EngineCtx<'_>, taken: &[NameTaken]) -> anyhow::Result<Pref
     );
     let builder = ctx.builder_target();
     let targets = copy_targets(ctx.session, plan);
+    let answers = KeyAnswers::default();
+    let answers = &answers;
 
     let source = resolve_source(ctx.session, &builder, &plan.source, plan.repo.as_deref());
     let keys = join_all(
@@ -161,7 +164,7 @@ pub async fn run(ctx: EngineCtx<'_>, taken: &[NameTaken]) -> anyhow::Result<Pref
             .copies
             .iter()
             .zip(&targets)
-            .map(|(c, (t, _))| resolve_copy_key(ctx.session, t, c.kms_key_id.as_deref())),
+            .map(|(c, (t, _))| resolve_copy_key(ctx.session, answers, t, c.kms_key_id.as_deref())),
     );
     let other_accounts: Vec<String> = targets
         .iter()
@@ -175,11 +178,11 @@ pub async fn run(ctx: EngineCtx<'_>, taken: &[NameTaken]) -> anyhow::Result<Pref
         match builder_key {
             // The recipe's key overrides the region's default EBS key.
             Some(_) => Ok(()),
-            None => default_ebs_encryption(ctx.session, &builder, &other_accounts).await,
+            None => default_ebs_encryption(ctx.session, answers, &builder, &other_accounts).await,
         }
     };
     let builder_key = async {
-        resolve_copy_key(ctx.session, &builder, builder_key)
+        resolve_copy_key(ctx.session, answers, &builder, builder_key)
             .await
             .context("builder.kms_key cannot encrypt the builder's volume")
     };
@@ -265,6 +268,7 @@ pub async fn run(ctx: EngineCtx<'_>, taken: &[NameTaken]) -> anyhow::Result<Pref
 /// customer managed default key must be one bakery may use (see [`resolve_kms_key`]).
 async fn default_ebs_encryption(
     session: &AwsSession,
+    answers: &KeyAnswers,
     builder: &Target,
     other_accounts: &[String],
 ) -> anyhow::Result<()> {
@@ -306,7 +310,7 @@ async fn default_ebs_encryption(
         );
         return Ok(());
     }
-    resolve_kms_key(session, builder, Some(&key))
+    resolve_kms_key(session, answers, builder, Some(&key))
         .await
         .with_context(|| {
             format!("EBS encryption by default is on in {builder}: the intermediate image would be encrypted with {key}; or set builder.kms_key in the recipe to a key bakery may use")
@@ -534,13 +538,14 @@ pub fn encryption_key_fit(meta: &aws_sdk_kms::types::KeyMetadata) -> Result<(), 
 /// EBS key) needs no check.
 pub async fn resolve_kms_key(
     session: &AwsSession,
+    answers: &KeyAnswers,
     target: &Target,
     key: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
     let Some(key) = key else {
         return Ok(None);
     };
-    let meta = describe_enabled(session, target, key).await?;
+    let meta = answers.describe_enabled(session, target, key).await?;
     Ok(Some(
         meta.arn()
             .with_context(|| format!("KMS key {key} in {target} has no ARN"))?
@@ -552,13 +557,14 @@ pub async fn resolve_kms_key(
 /// customer managed symmetric encryption key ([`encryption_key_fit`]).
 pub async fn resolve_copy_key(
     session: &AwsSession,
+    answers: &KeyAnswers,
     target: &Target,
     key: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
     let Some(key) = key else {
         return Ok(None);
     };
-    let meta = describe_enabled(session, target, key).await?;
+    let meta = answers.describe_enabled(session, target, key).await?;
     let arn = meta
         .arn()
         .with_context(|| format!("KMS key {key} in {target} has no ARN"))?;
@@ -570,6 +576,47 @@ pub async fn resolve_copy_key(
         );
     }
     Ok(Some(arn.to_string()))
+}
+
+/// The DescribeKey answers of one pre-flight, by account, region and key as the plan
+/// names it: a key named twice in one place (a copy's key that is also `builder.kms_key`,
+/// or the region's default EBS key) is described once, and each use checks that answer.
+#[derive(Default)]
+pub struct KeyAnswers {
+    #[allow(clippy::type_complexity)]
+    answers: std::sync::Mutex<
+        std::collections::BTreeMap<
+            (Target, String),
+            std::sync::Arc<tokio::sync::OnceCell<Result<aws_sdk_kms::types::KeyMetadata, String>>>,
+        >,
+    >,
+}
+
+impl KeyAnswers {
+    /// [`describe_enabled`], once per account, region and key; a failure is told to every
+    /// use of the key, as its message.
+    async fn describe_enabled(
+        &self,
+        session: &AwsSession,
+        target: &Target,
+        key: &str,
+    ) -> anyhow::Result<aws_sdk_kms::types::KeyMetadata> {
+        let cell = self
+            .answers
+            .lock()
+            .expect("the key answers' lock is never poisoned")
+            .entry((target.clone(), key.to_string()))
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            describe_enabled(session, target, key)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        })
+        .await
+        .clone()
+        .map_err(anyhow::Error::msg)
+    }
 }
 
 /// DescribeKey, and the key must be enabled.

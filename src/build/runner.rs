@@ -18,7 +18,7 @@
 //! | `access`      | key pair and security group                                  | cleaned up, built anew                               |
 //! | `instance`    | launches the builder, waits until it runs                    | cleaned up, built anew                               |
 //! | `provision`   | hands the builder to the provisioner                         | cleaned up, built anew (provisioning is not resumable) |
-//! | `image`       | stops the builder, creates the intermediate image            | **resumed** once CreateImage was recorded (or the image is found by its name); otherwise cleaned up, built anew |
+//! | `image`       | creates the intermediate image (EC2 shuts the builder down first) | **resumed** once CreateImage was recorded (or the image is found by its name); otherwise cleaned up, built anew |
 //! | `distribute`  | shares, copies, tags, publishes, removes the intermediate    | **resumed**: copies already made are adopted, the rest are made |
 //! | `cleanup`     | deletes the builder, security group and key pair             | **resumed**                                          |
 //! | `manifest`    | writes the result, marks the build succeeded                 | **resumed**                                          |

@@ -2133,22 +2133,23 @@ async fn bench_parallel_copies() {
 /// Upper bound on AWS calls (EC2, STS, KMS and SSM, pre-flight included) for one recipe
 /// built and copied, encrypted, to three regions of the home account. A regression guard: a
 /// change that asks AWS again what an earlier answer already said fails here. With moto
-/// every wait answers at its first poll; a real build polls more, the same waits. 42 today:
+/// every wait answers at its first poll; a real build polls more, the same waits. 40 today:
 ///
 /// - pre-flight, 10: GetCallerIdentity; one DescribeImages by name per target (3), which
 ///   answers both "already released?" and "is the name free?"; DescribeImages for the
 ///   source; GetEbsEncryptionByDefault; DescribeSubnets; DescribeKey per target (3);
-/// - the builder, 9: ImportKeyPair, CreateSecurityGroup, AuthorizeSecurityGroupIngress,
+/// - the builder, 7: ImportKeyPair, CreateSecurityGroup, AuthorizeSecurityGroupIngress,
 ///   RunInstances, DescribeInstances (running), GetConsoleOutput (host key fingerprints),
-///   StopInstances, DescribeInstances (stopped), TerminateInstances (as soon as the
-///   intermediate is available, not waited on);
-/// - the intermediate, 2: CreateImage (image and snapshots tagged), DescribeImages (available);
+///   TerminateInstances (as soon as the intermediate is available, not waited on);
+/// - the intermediate, 2: CreateImage (which shuts the builder down itself before the
+///   snapshots: no StopInstances, no wait for `stopped`; image and snapshots tagged),
+///   DescribeImages (available);
 /// - the copies, 7: CopyImage (tagged at creation) and DescribeImages (available) per
 ///   target (6), DeregisterImage of the intermediate with the snapshots its wait named;
 /// - publish and release, 12: ModifyImageAttribute, EnableImageDeprecation, PutParameter
 ///   (the version parameter) and CreateTags (`bakery:released`) per target;
 /// - cleanup, 2: DeleteSecurityGroup, DeleteKeyPair.
-const CALLS_FOR_THREE_REGIONS: usize = 42;
+const CALLS_FOR_THREE_REGIONS: usize = 40;
 
 /// The AWS calls of one build to three regions, counted by action at the recording proxy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2183,6 +2184,16 @@ async fn a_build_to_three_regions_stays_within_its_aws_call_budget() {
         requests.len() <= CALLS_FOR_THREE_REGIONS,
         "{} AWS calls, budget {CALLS_FOR_THREE_REGIONS}:\n{listing}",
         requests.len()
+    );
+    // Without StopInstances, the image is consistent only because CreateImage shuts the
+    // builder down first: `NoReboot` is sent, false.
+    let create = w.proxy.calls("CreateImage");
+    assert_eq!(create.len(), 1, "{listing}");
+    assert_eq!(
+        create[0].param("NoReboot"),
+        Some("false"),
+        "CreateImage must shut the builder down before its snapshots: {:?}",
+        create[0].params
     );
 }
 
@@ -3443,6 +3454,7 @@ async fn a_marketplace_source_is_refused_before_a_cross_account_copy() {
     }
 }
 
+mod concurrent;
 mod kms_keys;
 mod network;
 mod parameters;

@@ -271,12 +271,9 @@ impl BuildRunner {
                 let id = match st.intermediate_id.clone() {
                     Some(id) => id,
                     None => {
+                        // CreateImage shuts the builder down cleanly before it takes the
+                        // snapshots, as StopInstances would: one call, and no wait of its own.
                         let instance_id = st.instance.clone().expect("instance step ran");
-                        instance::stop(ctx, &builder_target, &instance_id).await?;
-                        self.log.info(
-                            Step::Image.as_str(),
-                            format!("builder {instance_id} stopped"),
-                        );
                         let id =
                             image::create_intermediate(ctx, &builder_target, &instance_id, &facts)
                                 .await?;
@@ -284,9 +281,13 @@ impl BuildRunner {
                         id
                     }
                 };
-                let snapshots =
-                    image::wait_available(ctx, &builder_target, &id, budgets.image_available)
-                        .await?;
+                let snapshots = image::wait_available(
+                    ctx,
+                    &builder_target,
+                    &id,
+                    image::intermediate_budget(&budgets),
+                )
+                .await?;
                 image::record_snapshots(ctx, &builder_target, &id, &snapshots).await?;
                 let inter = Intermediate {
                     target: builder_target.clone(),
