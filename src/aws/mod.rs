@@ -10,7 +10,7 @@ pub(crate) mod budgets;
 pub(crate) mod channels;
 pub(crate) mod copy_retry;
 pub(crate) mod distribute;
-pub(crate) mod endpoints;
+pub mod endpoints;
 pub(crate) mod error;
 pub(crate) mod grants;
 pub mod image;
