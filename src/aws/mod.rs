@@ -6,18 +6,18 @@
 //! that fails, is cancelled or crashes can always find what to delete.
 
 pub(crate) mod access;
-pub mod budgets;
-pub mod channels;
-pub mod copy_retry;
+pub(crate) mod budgets;
+pub(crate) mod channels;
+pub(crate) mod copy_retry;
 pub(crate) mod distribute;
 pub mod endpoints;
 pub(crate) mod error;
-pub mod grants;
+pub(crate) mod grants;
 pub mod image;
 pub mod instance;
 pub mod janitor;
-pub mod janitor_grants;
-pub mod network;
+pub(crate) mod janitor_grants;
+pub(crate) mod network;
 pub(crate) mod owned;
 pub mod parameter;
 pub(crate) mod policy;

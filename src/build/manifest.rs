@@ -54,6 +54,12 @@ impl Manifest {
                 snapshot_ids: c.snapshot_ids.clone(),
             })
             .collect();
+        Self::from_copies(plan, facts, copies)
+    }
+
+    /// For a build whose copies are known: the manifest an engine returns (the AWS engine
+    /// from its copy outcomes, an engine that touches no cloud from what it made).
+    pub fn from_copies(plan: &BuildPlan, facts: &BuildFacts, copies: Vec<ManifestCopy>) -> Self {
         Self::assemble(plan, &facts.build_id, Some(&facts.source_ami), copies)
     }
 

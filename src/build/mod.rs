@@ -1,7 +1,9 @@
 //! A build: the orchestration of one recipe's plan into images, shared by `bakery build`
-//! and release jobs. The log handle (`BuildLog`) lives here so that every layer (AWS
-//! engine, SSH provisioner, GitHub reporting) writes to one place.
+//! and release jobs (which reach it through the `ImageEngine` seam, `engine.rs`). The log
+//! handle (`BuildLog`) lives here so that every layer (AWS engine, SSH provisioner, GitHub
+//! reporting) writes to one place.
 
+mod engine;
 pub mod hooks;
 pub mod journal;
 pub mod liveness;
@@ -10,6 +12,7 @@ pub mod manifest;
 pub(crate) mod progress;
 pub mod runner;
 
+pub use engine::{AwsEngine, BuildRequest, EngineRun, ImageEngine};
 pub use log::{BuildLog, LogSink, OutputStream};
 pub use manifest::Manifest;
 pub use runner::{BuildOptions, BuildOutcome, BuildRunner, Cancelled, HandedOver, Recovery, Step};

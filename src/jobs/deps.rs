@@ -1,11 +1,12 @@
-//! What job handlers share: configuration, the store, GitHub, checkouts, AWS and the
-//! provisioner. Built once by `bakery serve`.
+//! What job handlers share: configuration, the store, GitHub, checkouts, AWS, the image
+//! engine and the provisioner. Built once by `bakery serve`.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::aws::AwsSettings;
+use crate::build::{AwsEngine, ImageEngine};
 use crate::config::ServerConfig;
 use crate::database::DynStore;
 use crate::github::git::checkout::{Checkouts, Target, Workspace};
@@ -24,6 +25,8 @@ pub struct JobDeps {
     pub checkouts: Checkouts,
     pub aws: AwsSettings,
     pub provisioner: Arc<dyn Provisioner>,
+    /// Builds a recipe's EC2 images: the AWS engine, on `aws` with `provisioner`.
+    pub engine: Arc<dyn ImageEngine>,
     /// Every secret bakery holds, masked in logs and comments: the process's redactor.
     pub redactor: Redactor,
     /// The key releases' provenance is signed with; `None`: releases carry none.
@@ -53,8 +56,14 @@ impl JobDeps {
             )),
             None => None,
         };
+        let engine = Arc::new(AwsEngine::new(
+            aws.clone(),
+            store.clone(),
+            provisioner.clone(),
+        ));
         Ok(JobDeps {
             provenance,
+            engine,
             checkouts: Checkouts::new(config.work_dir.clone()),
             config,
             store,

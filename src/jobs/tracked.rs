@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::deps::JobDeps;
@@ -15,7 +14,7 @@ use super::JobLogSink;
 use crate::aws::AwsSession;
 use crate::build::liveness::Liveness;
 use crate::build::{
-    BuildLog, BuildOptions, BuildOutcome, BuildRunner, HandedOver, LogSink, StepFailed,
+    BuildLog, BuildOptions, BuildOutcome, BuildRequest, HandedOver, LogSink, StepFailed,
 };
 use crate::github::api::reporter::{Conclusion, Progress};
 use crate::github::render::{self, BuildFailure};
@@ -132,37 +131,31 @@ impl TrackedBuild {
                     cancel.cancel();
                 })
             };
-            let s = Arc::new(
-                AwsSession::connect(deps.aws.clone(), &plan.builder.region)
-                    .await
-                    .context("cannot reach AWS")?,
-            );
-            session = Some(s.clone());
-            let runner = BuildRunner::new(
-                s,
-                deps.store.clone(),
-                deps.provisioner.clone(),
-                self.log.clone(),
-                BuildOptions {
-                    repo_root: root.to_path_buf(),
-                    job_id: Some(ctx.job.id),
-                    cancel: cancel.clone(),
-                    hand_over: ctx.hand_over.clone(),
-                    liveness: Liveness::stale_after(Duration::from_secs(
-                        deps.config.workers.build_stale_secs,
-                    )),
-                    ssm_prefix: deps.config.aws.ssm_prefix.clone(),
-                    budgets: deps.config.aws.budgets,
-                    ..BuildOptions::default()
-                },
-            );
-            let result = runner
-                .run(cap_step_timeouts(
-                    plan,
-                    deps.config.workers.max_step_timeout_secs,
-                    &self.log,
-                ))
+            let built = deps
+                .engine
+                .build(BuildRequest {
+                    plan: cap_step_timeouts(
+                        plan,
+                        deps.config.workers.max_step_timeout_secs,
+                        &self.log,
+                    ),
+                    log: self.log.clone(),
+                    options: BuildOptions {
+                        repo_root: root.to_path_buf(),
+                        job_id: Some(ctx.job.id),
+                        cancel: cancel.clone(),
+                        hand_over: ctx.hand_over.clone(),
+                        liveness: Liveness::stale_after(Duration::from_secs(
+                            deps.config.workers.build_stale_secs,
+                        )),
+                        ssm_prefix: deps.config.aws.ssm_prefix.clone(),
+                        budgets: deps.config.aws.budgets,
+                        ..BuildOptions::default()
+                    },
+                })
                 .await;
+            session = built.session;
+            let result = built.result;
             timer.abort();
             if cancel.is_cancelled() && !ctx.cancel.is_cancelled() && result.is_err() {
                 // The time limit stopped it (cleanup has run): a failure, not a cancel.

@@ -5,9 +5,9 @@
 //! (`attach.rs`), and the checks `bakery verify` makes (`verify.rs`). Everything but
 //! `attach.rs` is pure.
 
-pub mod attach;
+pub(crate) mod attach;
 pub mod dsse;
-pub mod key;
+pub(crate) mod key;
 pub mod statement;
 pub mod verify;
 

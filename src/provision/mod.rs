@@ -78,7 +78,7 @@ pub trait Provisioner: Send + Sync {
 pub mod communicator;
 pub mod host_key;
 pub(crate) mod lines;
-pub mod plan;
+pub(crate) mod plan;
 pub mod quote;
 pub(crate) mod repo_path;
 pub mod ssh;

@@ -1,11 +1,17 @@
 //! The fast tier: bakery's GitHub conversation in process (see
 //! `support/conversation.rs`): the real router and workers, SQLite in memory, the fake
-//! GitHub. Each conversation runs in seconds; run them all with
-//! `cargo test --test it fast::`.
+//! GitHub, and the fake image engine. Each conversation runs in seconds; run them all
+//! with `cargo test --test it fast::`.
 
+use std::collections::BTreeSet;
+
+use bakery::build::Step;
 use bakery::database::{JobKind, JobState};
 
 use crate::support::conversation::*;
+use crate::support::fake_engine::{EngineFailure, FakeImage, HOME_ACCOUNT};
+use crate::support::fake_github::CheckRun;
+use crate::support::push_event::TagKind;
 
 const PLAN_MARKER: &str = "<!-- bakery:plan -->";
 
@@ -208,4 +214,164 @@ async fn a_forged_delivery_is_refused_and_records_nothing() {
     assert_eq!(status, 401);
     assert!(c.jobs().await.is_empty());
     assert!(c.bot_comments(10).is_empty());
+}
+
+/// The only check run named `name` on `sha`.
+fn only_check_run(c: &Conversation, name: &str, sha: &str) -> CheckRun {
+    let runs: Vec<CheckRun> = c
+        .github
+        .repo(REPO)
+        .check_runs
+        .values()
+        .filter(|r| r.current["name"] == name && r.current["head_sha"] == sha)
+        .cloned()
+        .collect();
+    assert_eq!(runs.len(), 1, "one check run {name} on {sha}: {runs:#?}");
+    runs.into_iter().next().unwrap()
+}
+
+/// The image table's row for `image` in `body`, as `[recipe, account, region, ami]`.
+fn image_row(body: &str, image: &FakeImage) -> Vec<String> {
+    let rows: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with('|') && l.contains(&image.ami))
+        .collect();
+    assert_eq!(rows.len(), 1, "one row for {}: {body}", image.ami);
+    rows[0]
+        .split('|')
+        .map(|c| c.trim().trim_matches('`').to_string())
+        .filter(|c| !c.is_empty())
+        .take(4)
+        .collect()
+}
+
+/// A maintainer pushes an annotated release tag: bakery builds the recipe `bakery.toml`
+/// names for it at the tagged commit for every account and region it distributes to, concludes
+/// its check run with the image table, comments every image on the commit by account and
+/// region as the engine made them, and publishes the GitHub Release with notes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_annotated_release_tag_builds_reports_every_image_and_publishes_the_release() {
+    let c = Conversation::start().await;
+    let tag = "release-1.0.0";
+    let pushed = c.push_tag(tag, TagKind::Annotated);
+    assert!(pushed.is_annotated());
+    let sha = pushed.commit.clone();
+
+    let job = c
+        .deliver_and_wait("push", "push-release-1.0.0", &c.push_payload(&pushed))
+        .await;
+    assert_eq!(job.kind, JobKind::Release);
+    assert_eq!(
+        job.state,
+        JobState::Succeeded,
+        "{:?}\n{}",
+        job.error,
+        c.job_log(job.id).await
+    );
+
+    // The engine was asked once: the tagged recipe, at the tagged commit, for the home
+    // account's region and the account the recipe distributes to.
+    let asked = c.engine.asked();
+    assert_eq!(asked.len(), 1, "{asked:#?}");
+    assert_eq!(asked[0].recipe, "base-ubuntu");
+    assert_eq!(asked[0].version, tag);
+    assert_eq!(asked[0].git_sha, sha);
+    assert!(!asked[0].ephemeral, "a release keeps its images");
+    assert_eq!(asked[0].job_id, Some(job.id));
+    let targets: BTreeSet<(String, String)> = asked[0].targets.iter().cloned().collect();
+    let expected: BTreeSet<(String, String)> = [
+        (HOME_ACCOUNT.to_string(), "us-east-1".to_string()),
+        ("111111111111".to_string(), "eu-west-1".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(targets, expected);
+    let images = c.engine.images();
+    assert_eq!(images.len(), 2, "{images:#?}");
+
+    // The recipe's check run succeeded and shows every image.
+    let run = only_check_run(&c, "bakery/base-ubuntu", &sha);
+    assert_eq!(run.current["status"], "completed");
+    assert_eq!(run.current["conclusion"], "success");
+    let summary = run.current["output"]["summary"]
+        .as_str()
+        .unwrap_or_default();
+    for image in &images {
+        assert_eq!(
+            image_row(summary, image),
+            ["base-ubuntu", &image.account, &image.region, &image.ami]
+        );
+    }
+
+    // One comment on the tagged commit lists every image by account and region.
+    let repo = c.github.repo(REPO);
+    assert_eq!(repo.commit_comments.len(), 1, "{:#?}", repo.commit_comments);
+    assert_eq!(repo.commit_comments[0]["commit_id"], sha.as_str());
+    let comment = repo.commit_comments[0]["body"].as_str().unwrap();
+    for image in &images {
+        assert_eq!(
+            image_row(comment, image),
+            ["base-ubuntu", &image.account, &image.region, &image.ami]
+        );
+    }
+
+    // The GitHub Release exists for the tag, with notes: the first release, the change it
+    // ships, and the same images.
+    assert_eq!(repo.releases.len(), 1, "{:#?}", repo.releases);
+    let release = repo.releases.values().next().unwrap();
+    assert_eq!(release["tag_name"], tag);
+    let notes = release["body"].as_str().unwrap_or_default();
+    assert!(notes.contains("First release."), "{notes}");
+    assert!(notes.contains("Add the image recipes"), "{notes}");
+    for image in &images {
+        assert_eq!(
+            image_row(notes, image),
+            ["base-ubuntu", &image.account, &image.region, &image.ami]
+        );
+    }
+    c.assert_no_github_violations();
+}
+
+/// The engine fails while distributing (AWS refuses a copy): the recipe's check run
+/// fails naming the step, the commit gets the failure with AWS's answer, and no Release
+/// is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_failure_fails_the_check_run_and_publishes_no_release() {
+    let c = Conversation::start().await;
+    c.engine.fail_in(
+        Step::Distribute,
+        EngineFailure {
+            code: "InvalidParameterValue".into(),
+            message: "the KMS key alias/ami cannot be used in eu-west-1".into(),
+        },
+    );
+    let tag = "release-1.0.1";
+    let pushed = c.push_tag(tag, TagKind::Annotated);
+    let sha = pushed.commit.clone();
+
+    let job = c
+        .deliver_and_wait("push", "push-release-1.0.1", &c.push_payload(&pushed))
+        .await;
+    assert_eq!(job.kind, JobKind::Release);
+    assert_eq!(job.state, JobState::Failed, "{}", c.job_log(job.id).await);
+    let error = job.error.clone().unwrap_or_default();
+    assert!(error.contains("InvalidParameterValue"), "{error}");
+    assert_eq!(c.engine.asked().len(), 1);
+    assert!(c.engine.images().is_empty());
+
+    let run = only_check_run(&c, "bakery/base-ubuntu", &sha);
+    assert_eq!(run.current["status"], "completed");
+    assert_eq!(run.current["conclusion"], "failure");
+    assert_eq!(run.current["output"]["title"], "Failed during distribute");
+    let repo = c.github.repo(REPO);
+    assert_eq!(repo.commit_comments.len(), 1, "{:#?}", repo.commit_comments);
+    assert_eq!(repo.commit_comments[0]["commit_id"], sha.as_str());
+    let comment = repo.commit_comments[0]["body"].as_str().unwrap();
+    assert!(comment.contains("distribute"), "{comment}");
+    assert!(
+        comment.contains("the KMS key alias/ami cannot be used in eu-west-1"),
+        "{comment}"
+    );
+    assert!(repo.releases.is_empty(), "{:#?}", repo.releases);
+    c.assert_no_github_violations();
 }

@@ -4,7 +4,7 @@
 
 pub mod auth;
 pub(crate) mod client;
-pub mod deployments;
+pub(crate) mod deployments;
 pub(crate) mod repo;
 pub mod reporter;
 pub(crate) mod retry;

@@ -2,15 +2,15 @@
 //! provision steps (`shell`, `file`, `ansible`), then `stamp`, `verify`, `inventory` and
 //! `seal`; `power_off` last, for a builder whose disk is exported once it is off.
 
-pub mod ansible;
-pub mod ansible_core;
+pub(crate) mod ansible;
+pub(crate) mod ansible_core;
 pub mod file;
-pub mod inventory;
-pub mod power_off;
-pub mod seal;
-pub mod shell;
-pub mod stamp;
-pub mod verify;
+pub(crate) mod inventory;
+pub(crate) mod power_off;
+pub(crate) mod seal;
+pub(crate) mod shell;
+pub(crate) mod stamp;
+pub(crate) mod verify;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -3,10 +3,11 @@
 //! It starts the real router (`server::router`: signatures, intake, the store before the
 //! 2xx), the real worker pool and job handlers, the store on SQLite in memory, and the
 //! fake GitHub serving a real bare git repository. No moto, no sandbox, no `bakery`
-//! binary: the provisioner is the `NoProvisioner` test hook and the AWS endpoint is a
-//! closed port, so a conversation that would launch anything fails loudly instead of
-//! reaching a cloud. What only real components can show (builds, cleanup, crashes) stays
-//! in the stories (`story.rs`).
+//! binary: a recipe's images come from the fake engine (`fake_engine.rs`), the
+//! provisioner is the `NoProvisioner` test hook and the AWS endpoint is a closed port, so
+//! anything else that would reach a cloud fails loudly instead. What only real components
+//! can show (the AWS calls of a build, cleanup, crashes) stays in the stories
+//! (`story.rs`).
 //!
 //! Touches only its own temporary directories, a loopback port and the in-memory store.
 
@@ -24,15 +25,35 @@ use tokio_util::sync::CancellationToken;
 
 use super::bakery_process::http;
 use super::examples::{example, sign};
+use super::fake_engine::FakeEngine;
 use super::fake_github::{FakeGitHub, PullState};
 use super::git::git;
-use super::story::{app_private_key, walk, write_files, STORY_BAKERY_TOML};
+use super::push_event::{self, PushedTag, TagKind};
+use super::story::{app_private_key, walk, write_files};
 
 pub const REPO: &str = "acme/images";
 pub const INSTALLATION: u64 = 4242;
 pub const APP_ID: u64 = 77;
 pub const BOT: &str = "bakery[bot]";
 const WEBHOOK_SECRET: &str = "conversation-webhook-secret";
+/// The repository's `bakery.toml`: the stories' (pull requests built on command), with
+/// release tags building the example Ubuntu base, which distributes to a second account.
+pub const CONVERSATION_BAKERY_TOML: &str = r#"pull_requests = "on-command"
+
+[[tags]]
+pattern = "release-*"
+recipes = ["base-ubuntu"]
+
+[[tags]]
+pattern = "{recipe}/v*"
+
+[defaults]
+region = "us-east-1"
+regions = ["us-east-1"]
+kms_key = "alias/ami"
+account_role = "bakery-ami-copy"
+tags = { ManagedBy = "bakery" }
+"#;
 /// How long a conversation waits for one job: it touches no cloud, so seconds.
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -45,10 +66,14 @@ fn app_key() -> &'static str {
 pub struct Conversation {
     pub github: FakeGitHub,
     pub store: DynStore,
+    /// Builds every recipe's EC2 images, and records what it was asked.
+    pub engine: Arc<FakeEngine>,
     /// The router's address.
     pub addr: SocketAddr,
     /// The developer's clone of the repository.
     pub work: PathBuf,
+    /// The repository GitHub holds.
+    bare: PathBuf,
     clone_url: String,
     shutdown: CancellationToken,
     _dirs: Vec<tempfile::TempDir>,
@@ -62,7 +87,7 @@ impl Drop for Conversation {
 
 impl Conversation {
     /// Starts the router, the workers and the fake GitHub, with a repository holding the
-    /// example recipes and the stories' `bakery.toml` (`pull_requests = "on-command"`).
+    /// example recipes and [`CONVERSATION_BAKERY_TOML`].
     pub async fn start() -> Conversation {
         let bare_dir = tempfile::tempdir().unwrap();
         let work_dir = tempfile::tempdir().unwrap();
@@ -82,7 +107,7 @@ impl Conversation {
             let rel = entry.strip_prefix(&root).unwrap().to_string_lossy();
             files.insert(rel.to_string(), std::fs::read_to_string(&entry).unwrap());
         }
-        files.insert("bakery.toml".into(), STORY_BAKERY_TOML.into());
+        files.insert("bakery.toml".into(), CONVERSATION_BAKERY_TOML.into());
         write_files(&work, &files);
         git(&work, &["add", "-A"]);
         git(&work, &["commit", "-q", "-m", "Add the image recipes"]);
@@ -116,6 +141,12 @@ impl Conversation {
                 key_file.display().to_string(),
             ),
             ("BAKERY_AWS__ENDPOINT_URL", no_aws),
+            // The operator's policy: the Ubuntu base copies to its second account with the
+            // role `bakery.toml` names.
+            (
+                "BAKERY_POLICY__DEFAULT__ACCOUNTS__111111111111__ROLE_ARN",
+                "arn:aws:iam::111111111111:role/bakery-ami-copy".to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -132,9 +163,12 @@ impl Conversation {
             bakery::server::AppState::new(&config, store.clone(), job_queued.clone()).unwrap();
         let provisioner: Arc<dyn bakery::provision::Provisioner> =
             Arc::new(bakery::build::hooks::NoProvisioner);
-        let deps = Arc::new(
-            bakery::jobs::JobDeps::from_config(config.clone(), store.clone(), provisioner).unwrap(),
-        );
+        let engine = Arc::new(FakeEngine::default());
+        let deps = Arc::new(bakery::jobs::JobDeps {
+            engine: engine.clone(),
+            ..bakery::jobs::JobDeps::from_config(config.clone(), store.clone(), provisioner)
+                .unwrap()
+        });
         let handler = Arc::new(bakery::jobs::Dispatcher::new(deps));
         let shutdown = CancellationToken::new();
         let _workers = bakery::worker::WorkerPool::new(
@@ -160,8 +194,10 @@ impl Conversation {
         Conversation {
             github,
             store,
+            engine,
             addr,
             work,
+            bare,
             clone_url,
             shutdown,
             _dirs: vec![bare_dir, work_dir, dir],
@@ -179,6 +215,19 @@ impl Conversation {
         r["clone_url"] = json!(self.clone_url);
         r["default_branch"] = json!("main");
         p["installation"] = json!({ "id": INSTALLATION, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNDI0Mg==" });
+    }
+
+    /// `git tag [-a] TAG && git push origin TAG` at the head of `main`.
+    pub fn push_tag(&self, tag: &str, kind: TagKind) -> PushedTag {
+        push_event::tag_and_push(&self.work, &self.bare, tag, kind, false)
+    }
+
+    /// The `push` delivery GitHub sends for `pushed`, built from the real repository.
+    pub fn push_payload(&self, pushed: &PushedTag) -> Value {
+        let mut p =
+            push_event::push_payload(&self.bare, &format!("https://github.com/{REPO}"), pushed);
+        self.point_at_repo(&mut p);
+        p
     }
 
     /// Posts a delivery signed with `secret` to the router.

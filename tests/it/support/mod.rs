@@ -8,6 +8,7 @@ pub mod aws_proxy;
 pub mod bakery_process;
 pub mod conversation;
 pub mod examples;
+pub mod fake_engine;
 pub mod fake_github;
 pub mod flaky_store;
 pub mod git;
