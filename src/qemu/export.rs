@@ -50,12 +50,11 @@ async fn qemu_img(
     what: &'static str,
     argv: Vec<std::ffi::OsString>,
 ) -> Result<Vec<u8>, ExportError> {
-    let out = Command::new("qemu-img")
-        .args(argv)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(ExportError::Spawn)?;
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(argv).kill_on_drop(true);
+    // A `kill -9` of bakery mid-export leaves no qemu-img writing on.
+    super::vm::dies_with_bakery(&mut cmd);
+    let out = cmd.output().await.map_err(ExportError::Spawn)?;
     if !out.status.success() {
         return Err(ExportError::QemuImg {
             what,
@@ -143,6 +142,15 @@ pub fn remove_incomplete(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         }
     }
     Ok(removed)
+}
+
+/// Whether every artifact the plan lists is complete under `root`: the file under its
+/// final name and its `.sha256` beside it (the last thing an export writes).
+pub fn all_complete(plan: &QemuPlan, root: &Path) -> bool {
+    plan.outputs.iter().all(|&f| {
+        let p = plan.artifact_path(root, f);
+        p.is_file() && sha_path(&p).is_file()
+    })
 }
 
 /// Moves a finished file to its final name and writes its `.sha256` beside it.
@@ -321,6 +329,11 @@ mod tests {
             arts[0].path,
             root.join("web/web-release-1.0/web-release-1.0.qcow2")
         );
+        // Complete until one checksum is missing.
+        assert!(all_complete(&p, &root));
+        std::fs::remove_file(sha_path(&arts[3].path)).unwrap();
+        assert!(!all_complete(&p, &root));
+        assert!(all_complete(&plan(vec![Format::Qcow2]), &root));
         // A second reader of the VMDK: libvmdk's vmdkinfo.
         let info = std::process::Command::new("vmdkinfo")
             .arg(&arts[1].path)
