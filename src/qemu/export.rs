@@ -175,6 +175,15 @@ fn publish(format: Format, tmp: &Path, dest: &Path) -> std::io::Result<Artifact>
     })
 }
 
+/// [`publish`] on the blocking pool: hashing a disk of gigabytes takes seconds, which
+/// must not hold up the runtime's other tasks (a job's lease renewal among them).
+async fn publish_blocking(format: Format, tmp: &Path, dest: &Path) -> std::io::Result<Artifact> {
+    let (tmp, dest) = (tmp.to_path_buf(), dest.to_path_buf());
+    tokio::task::spawn_blocking(move || publish(format, &tmp, &dest))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
 /// Exports `disk` (a `disk_format` image, the VM shut down) into every format of the
 /// plan. `work` holds intermediate files (the OVA's disk when no VMDK is asked for).
 /// `mtime` is the OVA members' time (the build time), so equal inputs give equal bytes.
@@ -199,11 +208,11 @@ pub async fn export_all(
         match format {
             Format::Qcow2 | Format::Raw => {
                 qemu_img("convert", args::convert(disk, disk_format, format, &tmp)).await?;
-                out.push(publish(format, &tmp, &dest)?);
+                out.push(publish_blocking(format, &tmp, &dest).await?);
             }
             Format::Vmdk => {
                 qemu_img("convert", args::convert(disk, disk_format, format, &tmp)).await?;
-                let a = publish(format, &tmp, &dest)?;
+                let a = publish_blocking(format, &tmp, &dest).await?;
                 vmdk = Some(a.path.clone());
                 out.push(a);
             }
@@ -250,7 +259,7 @@ pub async fn export_all(
                 })
                 .await
                 .map_err(std::io::Error::other)??;
-                out.push(publish(format, &tmp, &dest)?);
+                out.push(publish_blocking(format, &tmp, &dest).await?);
             }
         }
     }

@@ -143,7 +143,12 @@ fn ls_in_image(raw: &Path, dir: &str) -> String {
 pub(crate) fn boot_and_print(guest: &Path, disk: &Path, format: &str, file: &str) -> String {
     let console = tempfile::NamedTempFile::new_in("/var/tmp").unwrap();
     let mut qemu = Command::new("qemu-system-x86_64")
-        .args(["-nodefaults", "-no-user-config", "-machine", "q35,accel=tcg"])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-machine",
+            "q35,accel=tcg",
+        ])
         .args(["-cpu", "max", "-smp", "1", "-m", "512"])
         .args(["-display", "none", "-monitor", "none", "-no-reboot"])
         .arg("-serial")
@@ -208,9 +213,7 @@ pub(crate) fn processes_naming(program: &[u8], needle: &Path) -> Vec<u32> {
                 .unwrap_or(true);
             !zombie
                 && std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|c| {
-                        c.starts_with(program) && c.windows(needle.len()).any(|w| w == needle)
-                    })
+                    .map(|c| c.starts_with(program) && c.windows(needle.len()).any(|w| w == needle))
                     .unwrap_or(false)
         })
         .collect()

@@ -275,8 +275,8 @@ async fn a_release_killed_while_exporting_its_disk_images_leaves_no_process_and_
         ..
     } = release_with_a_qemu_builder(&[
         // The killed process's lease and build heartbeat expire in seconds.
-        ("BAKERY_WORKERS__LEASE_SECS", "5"),
-        ("BAKERY_WORKERS__BUILD_STALE_SECS", "5"),
+        ("BAKERY_WORKERS__LEASE_SECS", "10"),
+        ("BAKERY_WORKERS__BUILD_STALE_SECS", "10"),
     ])
     .await;
     let folder = artifacts
@@ -287,13 +287,11 @@ async fn a_release_killed_while_exporting_its_disk_images_leaves_no_process_and_
     let raw = folder.join(format!("sandbox-base-{TAG}.raw"));
     let raw_partial = folder.join(format!("sandbox-base-{TAG}.raw.partial"));
 
-    // Kill bakery while qemu-img writes the raw disk.
+    // Kill bakery while it exports the raw disk (written as `.partial` by qemu-img, then
+    // hashed, then renamed).
     let started = std::time::Instant::now();
     let mut polls = 0u32;
-    loop {
-        if !processes_naming(b"qemu-img", &raw_partial).is_empty() {
-            break;
-        }
+    while !raw_partial.exists() {
         polls += 1;
         if polls % 100 == 0 {
             let jobs = story.jobs().await;
@@ -310,8 +308,9 @@ async fn a_release_killed_while_exporting_its_disk_images_leaves_no_process_and_
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    let writing = !processes_naming(b"qemu-img", &raw_partial).is_empty();
     story.bakery.kill_9();
-    println!("killed bakery serve during the raw export");
+    println!("killed bakery serve during the raw export (qemu-img writing: {writing})");
 
     // QEMU's processes die with bakery (the kernel signals them as it dies); qemu-img
     // would need a second or more to finish the raw disk.
@@ -328,7 +327,14 @@ async fn a_release_killed_while_exporting_its_disk_images_leaves_no_process_and_
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(ova.is_file(), "the OVA was exported before the kill");
-    assert!(raw_partial.exists(), "the raw disk was half-written");
+    assert!(
+        raw_partial.exists(),
+        "the raw disk was half-written: {:?}",
+        std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>()
+    );
     assert!(!raw.exists());
     let dead_work: Vec<_> = std::fs::read_dir(artifacts.path().join(".work"))
         .unwrap()
@@ -341,7 +347,12 @@ async fn a_release_killed_while_exporting_its_disk_images_leaves_no_process_and_
     let job = finished_job(&story).await;
     let log = story.job_log(job.id).await;
     story.assert_succeeded(&job, &log);
-    assert_eq!(job.attempts, 2, "{job:?}");
+    assert_eq!(
+        job.attempts,
+        2,
+        "{job:?}\n{log}\n{}",
+        story.bakery.log_text()
+    );
     assert!(
         log.contains(&format!(
             "removed the work folder of a build that died: {}",
