@@ -236,6 +236,15 @@ async fn attempt(
                 reporter.comment_on_commit(&sha, &body).await?;
                 images.extend(rows);
                 manifests.push(manifest);
+                // A qemu builder that failed or died with an earlier attempt is built now.
+                if let Some(built) =
+                    super::release_qemu::build_unless_complete(deps, ctx, reporter, &qemu_input)
+                        .await?
+                {
+                    built_any = true;
+                    disk_builds.push(built.disk);
+                    uploads.extend(built.uploads);
+                }
             }
             Err(e) => return Err(e),
         }

@@ -7,7 +7,9 @@
 //!
 //! Touches what the qemu build touches (its work folder, its QEMU process, the recipe's
 //! artifact folder), the job log and the check run. A failed or cancelled build leaves no
-//! QEMU and no partial artifact (`crate::qemu::build`, `crate::qemu::work`).
+//! QEMU and no partial artifact (`crate::qemu::build`, `crate::qemu::work`); after a crash,
+//! the retried job builds the disk images again unless they are complete
+//! ([`build_unless_complete`]), and that build first clears what the dead one left.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -240,6 +242,43 @@ pub async fn build(
             Err(e)
         }
     }
+}
+
+/// A recipe's qemu builder on a rerun of a tag whose EC2 builder was released before (a
+/// retried job, after a crash or a failed qemu build): built again unless every disk image
+/// it lists is complete in the artifact directory. `Ok(None)` when there is nothing to
+/// build.
+pub async fn build_unless_complete(
+    deps: &JobDeps,
+    ctx: &JobContext,
+    reporter: &GitHubReporter,
+    input: &ReleaseInput<'_>,
+) -> anyhow::Result<Option<DiskBuilt>> {
+    let Some(spec) = input
+        .set
+        .recipes
+        .get(input.recipe)
+        .and_then(|r| r.qemu.as_ref())
+    else {
+        return Ok(None);
+    };
+    if let Some(root) = &deps.config.artifacts.dir {
+        let plan = QemuPlan::from_spec(spec, input.recipe, input.version);
+        if crate::qemu::export::all_complete(&plan, root) {
+            ctx.log(
+                "qemu",
+                &format!(
+                    "the disk images of {} {} are complete in {}: not built again",
+                    input.recipe,
+                    input.version,
+                    plan.artifact_dir(root).display()
+                ),
+            )
+            .await;
+            return Ok(None);
+        }
+    }
+    build(deps, ctx, reporter, input).await
 }
 
 /// The build itself, stopped by a cancel, a hand-over or the operator's time limit.

@@ -50,12 +50,11 @@ async fn qemu_img(
     what: &'static str,
     argv: Vec<std::ffi::OsString>,
 ) -> Result<Vec<u8>, ExportError> {
-    let out = Command::new("qemu-img")
-        .args(argv)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(ExportError::Spawn)?;
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(argv).kill_on_drop(true);
+    // A `kill -9` of bakery mid-export leaves no qemu-img writing on.
+    super::vm::dies_with_bakery(&mut cmd);
+    let out = cmd.output().await.map_err(ExportError::Spawn)?;
     if !out.status.success() {
         return Err(ExportError::QemuImg {
             what,
@@ -145,6 +144,15 @@ pub fn remove_incomplete(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(removed)
 }
 
+/// Whether every artifact the plan lists is complete under `root`: the file under its
+/// final name and its `.sha256` beside it (the last thing an export writes).
+pub fn all_complete(plan: &QemuPlan, root: &Path) -> bool {
+    plan.outputs.iter().all(|&f| {
+        let p = plan.artifact_path(root, f);
+        p.is_file() && sha_path(&p).is_file()
+    })
+}
+
 /// Moves a finished file to its final name and writes its `.sha256` beside it.
 fn publish(format: Format, tmp: &Path, dest: &Path) -> std::io::Result<Artifact> {
     let sha256 = ova::sha256_file(tmp)?;
@@ -165,6 +173,15 @@ fn publish(format: Format, tmp: &Path, dest: &Path) -> std::io::Result<Artifact>
         size,
         sha256,
     })
+}
+
+/// [`publish`] on the blocking pool: hashing a disk of gigabytes takes seconds, which
+/// must not hold up the runtime's other tasks (a job's lease renewal among them).
+async fn publish_blocking(format: Format, tmp: &Path, dest: &Path) -> std::io::Result<Artifact> {
+    let (tmp, dest) = (tmp.to_path_buf(), dest.to_path_buf());
+    tokio::task::spawn_blocking(move || publish(format, &tmp, &dest))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Exports `disk` (a `disk_format` image, the VM shut down) into every format of the
@@ -191,11 +208,11 @@ pub async fn export_all(
         match format {
             Format::Qcow2 | Format::Raw => {
                 qemu_img("convert", args::convert(disk, disk_format, format, &tmp)).await?;
-                out.push(publish(format, &tmp, &dest)?);
+                out.push(publish_blocking(format, &tmp, &dest).await?);
             }
             Format::Vmdk => {
                 qemu_img("convert", args::convert(disk, disk_format, format, &tmp)).await?;
-                let a = publish(format, &tmp, &dest)?;
+                let a = publish_blocking(format, &tmp, &dest).await?;
                 vmdk = Some(a.path.clone());
                 out.push(a);
             }
@@ -242,7 +259,7 @@ pub async fn export_all(
                 })
                 .await
                 .map_err(std::io::Error::other)??;
-                out.push(publish(format, &tmp, &dest)?);
+                out.push(publish_blocking(format, &tmp, &dest).await?);
             }
         }
     }
@@ -321,6 +338,11 @@ mod tests {
             arts[0].path,
             root.join("web/web-release-1.0/web-release-1.0.qcow2")
         );
+        // Complete until one checksum is missing.
+        assert!(all_complete(&p, &root));
+        std::fs::remove_file(sha_path(&arts[3].path)).unwrap();
+        assert!(!all_complete(&p, &root));
+        assert!(all_complete(&plan(vec![Format::Qcow2]), &root));
         // A second reader of the VMDK: libvmdk's vmdkinfo.
         let info = std::process::Command::new("vmdkinfo")
             .arg(&arts[1].path)

@@ -1,6 +1,7 @@
 //! The build VM's QEMU process: started with the argument vector from `args.rs`, killed
 //! when dropped and when bakery itself dies (`PR_SET_PDEATHSIG`, so a `kill -9` of bakery
-//! leaves no QEMU behind), waited for after the guest powers off. Touches: the
+//! leaves no QEMU behind; [`dies_with_bakery`] does the same for `qemu-img`), waited for
+//! after the guest powers off. Touches: the
 //! `qemu-system-x86_64` process it starts and its files in the build's work folder.
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,20 @@ pub fn free_local_port() -> std::io::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// The process `cmd` starts is killed (`SIGKILL`) when bakery dies, `kill -9` included:
+/// `PR_SET_PDEATHSIG`, set between fork and exec. QEMU and `qemu-img` are started so.
+pub fn dies_with_bakery(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 impl Vm {
     /// Starts QEMU. Its stderr goes to `qemu.stderr` in the work folder.
     pub fn start(v: &VmArgs, work: &Path) -> anyhow::Result<Vm> {
@@ -38,15 +53,7 @@ impl Vm {
             .stdout(Stdio::null())
             .stderr(err_file)
             .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        dies_with_bakery(&mut cmd);
         let child = cmd.spawn().with_context(|| {
             format!("cannot start {QEMU_SYSTEM}; install QEMU (scripts/qemu/setup.sh)")
         })?;

@@ -1,8 +1,10 @@
 //! The qemu builder's stories: `bakery build` of a recipe with a `[qemu]` section boots a
 //! real VM (the cached Debian guest `scripts/qemu/build-guest.sh` makes), provisions,
 //! stamps and seals it over SSH, and exports every format. The exports are then read by
-//! other tools than bakery: `qemu-img`, `vmdkinfo`, `debugfs`, `tar` and `sha256sum`.
-//! Exactly one VM boots here: the kill story stops the build before its VM starts SSH.
+//! other tools than bakery: `qemu-img`, `vmdkinfo`, `debugfs`, `tar` and `sha256sum`, and
+//! the disk inside the exported OVA is booted (a direct kernel boot under TCG whose init
+//! prints `/etc/release` on the serial console). One build VM boots here: the kill story
+//! stops its build before its VM starts SSH.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -134,22 +136,85 @@ fn ls_in_image(raw: &Path, dir: &str) -> String {
     )
 }
 
+/// Boots `disk` (read-only: QEMU's `snapshot=on` keeps every write in a temporary file)
+/// with the test guest's kernel and initrd, the disk as root, and `cat <file>` as init,
+/// under TCG; returns the serial console once the guest has stopped (init exits, the
+/// kernel panics, `panic=-1` reboots and `-no-reboot` ends QEMU).
+pub(crate) fn boot_and_print(guest: &Path, disk: &Path, format: &str, file: &str) -> String {
+    let console = tempfile::NamedTempFile::new_in("/var/tmp").unwrap();
+    let mut qemu = Command::new("qemu-system-x86_64")
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-machine",
+            "q35,accel=tcg",
+        ])
+        .args(["-cpu", "max", "-smp", "1", "-m", "512"])
+        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.path().display()))
+        .arg("-drive")
+        .arg(format!(
+            "file={},format={format},if=virtio,snapshot=on",
+            disk.display()
+        ))
+        .arg("-kernel")
+        .arg(guest.join("vmlinuz"))
+        .arg("-initrd")
+        .arg(guest.join("initrd.img"))
+        .arg("-append")
+        .arg(format!(
+            "root=/dev/vda ro console=ttyS0 panic=-1 quiet init=/bin/cat -- {file}"
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("qemu-system-x86_64 starts");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(s) = qemu.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = qemu.kill();
+            let _ = qemu.wait();
+            panic!(
+                "the guest did not stop within 5 minutes; console:\n{}",
+                std::fs::read_to_string(console.path()).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let text = String::from_utf8_lossy(&std::fs::read(console.path()).unwrap()).into_owned();
+    assert!(status.success(), "QEMU failed ({status}); console:\n{text}");
+    text
+}
+
 pub(crate) fn sha256(path: &Path) -> String {
     let s = stdout(Command::new("sha256sum").arg(path));
     s.split_whitespace().next().unwrap().to_string()
 }
 
 pub(crate) fn qemu_processes_naming(dir: &Path) -> Vec<u32> {
-    let needle = dir.as_os_str().as_encoded_bytes().to_vec();
+    processes_naming(b"qemu-system", dir)
+}
+
+/// The live processes (zombies aside) whose program starts with `program` and whose
+/// command line names `needle`.
+pub(crate) fn processes_naming(program: &[u8], needle: &Path) -> Vec<u32> {
+    let needle = needle.as_os_str().as_encoded_bytes().to_vec();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    c.starts_with(b"qemu-system") && c.windows(needle.len()).any(|w| w == needle)
-                })
-                .unwrap_or(false)
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true);
+            !zombie
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| c.starts_with(program) && c.windows(needle.len()).any(|w| w == needle))
+                    .unwrap_or(false)
         })
         .collect()
 }
@@ -265,6 +330,19 @@ fn a_qemu_recipe_is_built_into_every_format_and_each_export_is_the_sealed_disk()
     for part in ["DiskSection", "NetworkSection", "VirtualSystem"] {
         assert!(ovf.contains(part), "{part} missing from the OVF");
     }
+    // The disk the OVA's descriptor names boots, and its /etc/release names the version.
+    let member = ovf
+        .split("ovf:href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the OVF names its disk file");
+    assert_eq!(member, format!("deb-{VERSION}.vmdk"));
+    let booted = boot_and_print(&guest, &ova_dir.join(member), "vmdk", "/etc/release");
+    let shown: Vec<&str> = booted.lines().map(str::trim_end).collect();
+    assert!(
+        shown.contains(&VERSION) && shown.contains(&format!("GIT_SHA={GIT_SHA}").as_str()),
+        "the booted OVA disk did not show its /etc/release with the version:\n{booted}"
+    );
 
     // Inside the image: stamped, provisioned, sealed.
     let raw = path("raw");
