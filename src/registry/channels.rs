@@ -151,7 +151,7 @@ fn read_raw(file: &SourceFile, raw: RawChannels, diags: &mut Diagnostics) -> Cha
                 let Some((recipe, version)) = key.get_ref().split_once('@') else {
                     diags.push(
                         Diagnostic::error(
-                            &file,
+                            file,
                             key.span(),
                             format!("{:?} is not `recipe@version`", key.get_ref()),
                         )
@@ -161,7 +161,7 @@ fn read_raw(file: &SourceFile, raw: RawChannels, diags: &mut Diagnostics) -> Cha
                 };
                 if !is_recipe_name(recipe) || version.is_empty() {
                     diags.push(Diagnostic::error(
-                        &file,
+                        file,
                         key.span(),
                         format!("{:?} is not `recipe@version`", key.get_ref()),
                     ));
@@ -170,7 +170,7 @@ fn read_raw(file: &SourceFile, raw: RawChannels, diags: &mut Diagnostics) -> Cha
                 let Some(why) = reason.get_ref().as_str().filter(|r| !r.trim().is_empty()) else {
                     diags.push(
                         Diagnostic::error(
-                            &file,
+                            file,
                             reason.span(),
                             "a revocation needs its reason as a non-empty string",
                         )
@@ -191,7 +191,7 @@ fn read_raw(file: &SourceFile, raw: RawChannels, diags: &mut Diagnostics) -> Cha
         if !is_channel_name(name.get_ref()) {
             diags.push(
                 Diagnostic::error(
-                    &file,
+                    file,
                     name.span(),
                     format!("{:?} is not a channel name", name.get_ref()),
                 )
@@ -203,7 +203,7 @@ fn read_raw(file: &SourceFile, raw: RawChannels, diags: &mut Diagnostics) -> Cha
         for (recipe, version) in table.into_inner() {
             if !is_recipe_name(recipe.get_ref()) {
                 diags.push(Diagnostic::error(
-                    &file,
+                    file,
                     recipe.span(),
                     format!("{:?} is not a recipe name", recipe.get_ref()),
                 ));
@@ -215,7 +215,7 @@ fn read_raw(file: &SourceFile, raw: RawChannels, diags: &mut Diagnostics) -> Cha
                 }
                 _ => diags.push(
                     Diagnostic::error(
-                        &file,
+                        file,
                         version.span(),
                         format!(
                             "channel {}: the version of {} must be a string",
