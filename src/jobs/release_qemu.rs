@@ -140,6 +140,16 @@ pub struct ReleaseInput<'a> {
     pub root: &'a Path,
 }
 
+impl ReleaseInput<'_> {
+    /// The recipe's `[qemu]` builder, if it has one.
+    fn qemu_spec(&self) -> Option<&crate::recipe::qemu::QemuSpec> {
+        self.set
+            .recipes
+            .get(self.recipe)
+            .and_then(|r| r.qemu.as_ref())
+    }
+}
+
 /// Builds `input.recipe`'s qemu builder under its check run and reports a failure on the
 /// commit. `Ok(None)` when the recipe has no qemu builder.
 pub async fn build(
@@ -148,12 +158,7 @@ pub async fn build(
     reporter: &GitHubReporter,
     input: &ReleaseInput<'_>,
 ) -> anyhow::Result<Option<DiskBuilt>> {
-    let Some(spec) = input
-        .set
-        .recipes
-        .get(input.recipe)
-        .and_then(|r| r.qemu.as_ref())
-    else {
+    let Some(spec) = input.qemu_spec() else {
         return Ok(None);
     };
     let plan = QemuPlan::from_spec(spec, input.recipe, input.version);
@@ -254,12 +259,7 @@ pub async fn build_unless_complete(
     reporter: &GitHubReporter,
     input: &ReleaseInput<'_>,
 ) -> anyhow::Result<Option<DiskBuilt>> {
-    let Some(spec) = input
-        .set
-        .recipes
-        .get(input.recipe)
-        .and_then(|r| r.qemu.as_ref())
-    else {
+    let Some(spec) = input.qemu_spec() else {
         return Ok(None);
     };
     if let Some(root) = &deps.config.artifacts.dir {

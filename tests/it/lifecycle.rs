@@ -8,7 +8,7 @@ use std::process::Output;
 
 use serde_json::Value;
 
-use crate::registry::{release, HostKeys};
+use crate::registry::{images_env, release, HostKeys};
 use crate::support::bakery_process::bakery_bin;
 use crate::support::story::*;
 
@@ -19,29 +19,11 @@ fn filters() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-/// The operator's configuration, as `bakery serve` has it.
-fn operator_env(story: &Story) -> Vec<(String, String)> {
-    let mut env = story.aws_env();
-    env.push((
-        "BAKERY_DATABASE_URL".into(),
-        story.bakery_database_url().into(),
-    ));
-    env.push((
-        format!("BAKERY_POLICY__DEFAULT__ACCOUNTS__{OTHER}__ROLE_ARN"),
-        other_account().role_arn,
-    ));
-    env.push((
-        format!("BAKERY_POLICY__DEFAULT__ACCOUNTS__{OTHER}__EXTERNAL_ID"),
-        crate::support::iam_oracle::TARGET_EXTERNAL_ID.into(),
-    ));
-    env
-}
-
 async fn bakery(story: &Story, command: &str, args: &[&str]) -> Output {
     let out = tokio::process::Command::new(bakery_bin())
         .arg(command)
         .args(args)
-        .envs(operator_env(story))
+        .envs(images_env(story))
         .env_remove("BAKERY_CONFIG")
         .output()
         .await
