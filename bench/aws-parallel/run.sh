@@ -5,11 +5,15 @@
 # build (EC2, STS, KMS, SSM), in total and by action.
 #
 #   bench/aws-parallel/run.sh [latency-ms] [rounds]     (defaults: 50 ms, 3 rounds)
+#
+# Release build by default; BENCH_PROFILE=debug measures the debug build.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 scripts/moto/setup.sh >/dev/null
 export BAKERY_BENCH_LATENCY_MS="${1:-50}"
 export BAKERY_BENCH_ROUNDS="${2:-3}"
-cargo test --quiet --test it aws::bench_parallel_copies -- --ignored --nocapture 2>&1 \
+profile=()
+[ "${BENCH_PROFILE:-release}" = release ] && profile=(--release)
+cargo test "${profile[@]}" --quiet --test it aws::bench_parallel_copies -- --ignored --nocapture 2>&1 \
     | grep -E '^(latency|build to|time\(|calls)'

@@ -6,6 +6,9 @@
 # < 120 MB), the p50/p99 time to completion of the N builds, the ratio slowest
 # concurrent build / lone build (goal <= 1.5), and the AWS calls per second.
 #
+# It also prints where the cores went while the N builds ran: the machine's busy time,
+# bakery serve's CPU time per build, moto's per call, and the rest.
+#
 #   bench/concurrent/run.sh [builds] [latency-ms]     (defaults: 50 builds, 50 ms)
 #
 # N builds need N + 2 sandboxes (two for the lone builds: a warm-up and the measured one).
@@ -22,4 +25,4 @@ profile=()
 [ "${BENCH_PROFILE:-release}" = release ] && profile=(--release)
 cargo test "${profile[@]}" --quiet --test it aws::concurrent::bench_concurrent_builds \
     -- --ignored --nocapture 2>&1 \
-    | grep -E '^(sandboxes|builds at once|lone build|[0-9]+ builds|slowest|peak RSS|AWS calls)|panicked|FAILED'
+    | grep -E '^(sandboxes|builds at once|lone build|[0-9]+ builds|slowest|peak RSS|AWS calls|CPU while)|panicked|FAILED'

@@ -102,6 +102,52 @@ async fn finished(story: &Story, tags: &[String], timeout: Duration) -> Vec<Job>
     }
 }
 
+/// CPU seconds (user + system) process `pid` has used (`/proc/<pid>/stat`).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name may hold spaces: the fields are counted after its closing ')'.
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 11 and 12 after the name.
+    let ticks = fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0);
+    ticks / clock_ticks()
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`).
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU seconds the whole machine has spent busy (everything but idle and I/O wait), from
+/// `/proc/stat`.
+fn machine_busy_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy: f64 = ticks.iter().take(8).sum::<f64>()
+        - ticks.get(3).unwrap_or(&0.0)
+        - ticks.get(4).unwrap_or(&0.0);
+    busy / clock_ticks()
+}
+
 /// Seconds from the delivery (job created) to the job's end (its last update).
 fn completion_secs(job: &Job) -> f64 {
     (job.updated_at - job.created_at).num_milliseconds() as f64 / 1000.0
@@ -201,15 +247,18 @@ async fn bench_concurrent_builds() {
     // Lone builds: a warm-up, then the one measured.
     let mut lone = 0.0;
     let mut lone_calls = 0;
+    let mut lone_cpu = 0.0;
     for name in &names[..2] {
         let tag = format!("release-{name}-1.0.0");
         let payload = push(&story, &tag);
         story.proxy.clear();
+        let cpu = cpu_secs(story.bakery.pid());
         deliver(&story, &tag, &payload).await;
         let jobs = finished(&story, std::slice::from_ref(&tag), timeout).await;
         check_succeeded(&story, &jobs).await;
         lone = completion_secs(&jobs[0]);
         lone_calls = story.proxy.requests().len();
+        lone_cpu = cpu_secs(story.bakery.pid()) - cpu;
     }
 
     // N builds at once: every tag is pushed first, then the N deliveries arrive together.
@@ -219,6 +268,11 @@ async fn bench_concurrent_builds() {
         .collect();
     let payloads: Vec<serde_json::Value> = tags.iter().map(|t| push(&story, t)).collect();
     story.proxy.clear();
+    let cpu_before = (
+        machine_busy_secs(),
+        cpu_secs(story.bakery.pid()),
+        cpu_secs(story.moto.pid()),
+    );
     let wall = Instant::now();
     futures::future::join_all(
         tags.iter()
@@ -228,6 +282,9 @@ async fn bench_concurrent_builds() {
     .await;
     let jobs = finished(&story, &tags, timeout).await;
     let wall = wall.elapsed().as_secs_f64();
+    let machine_cpu = machine_busy_secs() - cpu_before.0;
+    let bakery_cpu = cpu_secs(story.bakery.pid()) - cpu_before.1;
+    let moto_cpu = cpu_secs(story.moto.pid()) - cpu_before.2;
     check_succeeded(&story, &jobs).await;
     let calls = story.proxy.requests().len();
     let peak_rss = story.bakery.peak_rss();
@@ -238,7 +295,9 @@ async fn bench_concurrent_builds() {
     let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
     let slowest = *times.last().unwrap();
     println!("builds at once: {n}, latency per EC2 call: {latency_ms} ms");
-    println!("lone build: {lone:.1} s, {lone_calls} AWS calls");
+    println!(
+        "lone build: {lone:.1} s, {lone_calls} AWS calls, {lone_cpu:.2} CPU-s in bakery serve"
+    );
     println!(
         "{n} builds: p50 {:.1} s, p99 {:.1} s, slowest {slowest:.1} s, all done in {wall:.1} s",
         pct(0.5),
@@ -256,5 +315,18 @@ async fn bench_concurrent_builds() {
         "AWS calls while the {n} builds ran: {calls} ({:.1} per build), {:.1} calls/s",
         calls as f64 / n as f64,
         calls as f64 / wall
+    );
+    // Where the cores went while the N builds ran: the machine saturating says as much
+    // about the figures above as bakery does.
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get()) as f64;
+    println!(
+        "CPU while the {n} builds ran: machine {machine_cpu:.1} CPU-s of {:.1} ({:.0}% of \
+         {cores} cores); bakery serve {bakery_cpu:.1} ({:.2} per build); moto {moto_cpu:.1} \
+         ({:.1} ms per call); the rest (sandboxed sshd builders, proxy, harness) {:.1}",
+        cores * wall,
+        100.0 * machine_cpu / (cores * wall),
+        bakery_cpu / n as f64,
+        1000.0 * moto_cpu / calls.max(1) as f64,
+        machine_cpu - bakery_cpu - moto_cpu
     );
 }

@@ -149,6 +149,11 @@ impl BakeryServer {
         status_kib(self.child.id(), "VmHWM:") * 1024
     }
 
+    /// The process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The process's resident set size now (`VmRSS`), in bytes.
     pub fn rss(&self) -> u64 {
         status_kib(self.child.id(), "VmRSS:") * 1024

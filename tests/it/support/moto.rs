@@ -62,6 +62,11 @@ impl Moto {
         moto
     }
 
+    /// The server's process id (`scripts/moto/run.sh` execs Python).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
     }
