@@ -9,9 +9,10 @@
 //! - every KMS key exists and is enabled, and each copy's key and `builder.kms_key` is a
 //!   customer managed symmetric encryption key (no AWS managed, asymmetric or HMAC key);
 //!   a key named twice in one account and region is described once ([`KeyAnswers`]);
-//! - without `builder.kms_key`, the intermediate (under the source's key, or the region's
-//!   default EBS key) can be shared with the other accounts the plan copies into; with it,
-//!   the builder's volume is re-encrypted under that key and neither matters;
+//! - the key the builder's volume is encrypted under ([`BuilderKey`]): `builder.kms_key`,
+//!   or, when every copy stays in the builder's account, the builder region's copy key;
+//!   with neither, the intermediate (under the source's key, or the region's default EBS
+//!   key) can be shared with the other accounts the plan copies into;
 //! - a source derived from an AWS Marketplace image (it carries a product code) is not
 //!   copied to other accounts, which EC2 refuses.
 
@@ -89,7 +90,7 @@ pub struct Preflight {
     /// tried. Empty (a journal from before they were chosen): EC2 chooses.
     #[serde(default)]
     pub subnets: Vec<String>,
-    /// `builder.kms_key` resolved to its ARN: the builder's root volume, and so the
+    /// The [`BuilderKey`] resolved to its ARN: the builder's root volume, and so the
     /// intermediate image, is encrypted under it.
     #[serde(default)]
     pub builder_kms_key_arn: Option<String>,
@@ -173,18 +174,30 @@ pub async fn run(ctx: EngineCtx<'_>, taken: &[NameTaken]) -> anyhow::Result<Pref
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let builder_key = plan.builder.kms_key.as_deref();
+    let builder_key = builder_volume_key(plan, &builder, &targets, &other_accounts);
     let ebs = async {
         match builder_key {
-            // The recipe's key overrides the region's default EBS key.
+            // An explicit key overrides the region's default EBS key.
             Some(_) => Ok(()),
             None => default_ebs_encryption(ctx.session, answers, &builder, &other_accounts).await,
         }
     };
     let builder_key = async {
-        resolve_copy_key(ctx.session, answers, &builder, builder_key)
-            .await
-            .context("builder.kms_key cannot encrypt the builder's volume")
+        let resolved = resolve_copy_key(
+            ctx.session,
+            answers,
+            &builder,
+            builder_key.map(BuilderKey::name),
+        )
+        .await;
+        match builder_key {
+            Some(BuilderKey::Recipe(_)) => {
+                resolved.context("builder.kms_key cannot encrypt the builder's volume")
+            }
+            // The same key's check as a copy key reports what is wrong with it, once.
+            Some(BuilderKey::HomeCopy(_)) => Ok(resolved.unwrap_or(None)),
+            None => resolved,
+        }
     };
     let subnets = Box::pin(super::network::launch_subnets(ctx.session, &builder, plan));
     let (source, keys, ebs, subnets, builder_key) =
@@ -259,6 +272,49 @@ pub async fn run(ctx: EngineCtx<'_>, taken: &[NameTaken]) -> anyhow::Result<Pref
         subnets: subnets.expect("errors were handled above"),
         builder_kms_key_arn: builder_key.expect("errors were handled above"),
     })
+}
+
+/// The key the builder's root volume, and so the intermediate image, is encrypted under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuilderKey<'a> {
+    /// The recipe's `builder.kms_key`.
+    Recipe(&'a str),
+    /// The key of the encrypted copy in the builder's own account and region, when every
+    /// copy stays in the builder's account: the intermediate is then never unencrypted,
+    /// the region's default EBS encryption does not matter (so it is not read), and no
+    /// other account needs a grant on the key.
+    HomeCopy(&'a str),
+}
+
+impl<'a> BuilderKey<'a> {
+    pub fn name(self) -> &'a str {
+        match self {
+            BuilderKey::Recipe(k) | BuilderKey::HomeCopy(k) => k,
+        }
+    }
+}
+
+/// Which key encrypts the builder's volume, if any (see [`BuilderKey`]). Without one the
+/// volume is encrypted as the source and the region's defaults say.
+pub fn builder_volume_key<'a>(
+    plan: &'a BuildPlan,
+    builder: &Target,
+    targets: &[(Target, Option<AccountTarget>)],
+    other_accounts: &[String],
+) -> Option<BuilderKey<'a>> {
+    if let Some(k) = plan.builder.kms_key.as_deref() {
+        return Some(BuilderKey::Recipe(k));
+    }
+    if !plan.distribute.encrypted || !other_accounts.is_empty() {
+        return None;
+    }
+    plan.distribute
+        .copies
+        .iter()
+        .zip(targets)
+        .find(|(_, (t, _))| t == builder)
+        .and_then(|(c, _)| c.kms_key_id.as_deref())
+        .map(BuilderKey::HomeCopy)
 }
 
 /// With EBS encryption by default on in the builder region, the builder's root volume,

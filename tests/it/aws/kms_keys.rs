@@ -98,6 +98,70 @@ async fn a_builder_kms_key_encrypts_the_builders_volume_under_the_recipes_key() 
     assert!(left.is_empty(), "{left:#?}");
 }
 
+/// A plan whose copies all stay in the home account encrypts the builder's volume under
+/// the key of its copy in the builder's region, without `builder.kms_key`: RunInstances
+/// carries `Encrypted=true` and that key's ARN, so the intermediate is never unencrypted,
+/// and the region's EBS encryption by default is not read (it cannot matter under an
+/// explicit key). With a copy into another account the volume stays as the source and the
+/// region say: the intermediate is shared, and pre-flight reads the region's default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_that_stays_home_encrypts_the_builders_volume_under_its_copy_key() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let key = w.keys[&target(HOME, "us-east-1")].clone();
+    let home = plan("release-home-key", copies(&REGIONS[..2], &[None]));
+    w.proxy.clear();
+    let (outcome, log) = build(
+        &w,
+        &store,
+        home.clone(),
+        Arc::new(RecordingProvisioner::default()),
+    )
+    .await;
+    outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+    let runs = w.proxy.calls("RunInstances");
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(
+        runs[0].param("BlockDeviceMapping.1.Ebs.Encrypted"),
+        Some("true")
+    );
+    assert_eq!(
+        runs[0].param("BlockDeviceMapping.1.Ebs.KmsKeyId"),
+        Some(key.as_str()),
+        "the us-east-1 copy's key, as pre-flight resolved it"
+    );
+    assert_eq!(
+        runs[0].before.kms_aliases,
+        vec!["alias/ami".to_string()],
+        "the proxy resolved the key, so the IAM oracle judged EC2's use of it"
+    );
+    assert!(
+        w.proxy.calls("GetEbsEncryptionByDefault").is_empty(),
+        "under an explicit key the region's default does not matter"
+    );
+    let build_id = build_id_of(&store, "release-home-key").await;
+    let left = leftovers(&w, &plan_targets(&home), &build_id, true).await;
+    assert!(left.is_empty(), "{left:#?}");
+
+    let shared = plan(
+        "release-shared-key",
+        copies(&REGIONS[..1], &[None, Some(other_account())]),
+    );
+    w.proxy.clear();
+    let (outcome, log) = build(
+        &w,
+        &store,
+        shared,
+        Arc::new(RecordingProvisioner::default()),
+    )
+    .await;
+    outcome.unwrap_or_else(|e| panic!("build failed: {e:#}\n{}", log.text()));
+    let runs = w.proxy.calls("RunInstances");
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0].param("BlockDeviceMapping.1.Ebs.KmsKeyId"), None);
+    assert_eq!(w.proxy.calls("GetEbsEncryptionByDefault").len(), 1);
+}
+
 /// A `builder.kms_key` that does not exist, or that cannot encrypt EBS volumes (an
 /// asymmetric key), fails pre-flight naming `builder.kms_key`, before any launch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
