@@ -27,6 +27,7 @@ pub mod release;
 pub mod resource;
 pub(crate) mod retire;
 pub(crate) mod session;
+pub(crate) mod source_filter;
 pub mod tags;
 pub mod wait;
 

@@ -21,8 +21,9 @@ use aws_sdk_ec2::types::{Filter, ImageState, ProductCodeValues};
 use futures::future::join_all;
 
 use super::error::{AwsError, SdkResultExt};
-use super::release::NameTaken;
+use super::release::Lookup;
 use super::session::{AwsSession, Target};
+use super::source_filter;
 use super::{policy, tags, EngineCtx};
 use crate::plan::model::{tag_keys, AccountTarget, BuildPlan, SourcePlan};
 
@@ -146,9 +147,11 @@ pub fn copy_targets(
         .collect()
 }
 
-/// Runs the checks. Every failure is reported, not just the first. `taken`: the targets
-/// where the release lookup found the image name held by another image.
-pub async fn run(ctx: EngineCtx<'_>, taken: &[NameTaken]) -> anyhow::Result<Preflight> {
+/// Runs the checks. Every failure is reported, not just the first. `lookup`: the release
+/// lookup, with the targets where the image name is held by another image, and the filter
+/// source's images when it asked for them in the builder region.
+pub async fn run(ctx: EngineCtx<'_>, lookup: &Lookup) -> anyhow::Result<Preflight> {
+    let taken = &lookup.taken;
     let plan = ctx.plan;
     anyhow::ensure!(
         !plan.distribute.copies.is_empty(),
@@ -159,7 +162,12 @@ pub async fn run(ctx: EngineCtx<'_>, taken: &[NameTaken]) -> anyhow::Result<Pref
     let answers = KeyAnswers::default();
     let answers = &answers;
 
-    let source = resolve_source(ctx.session, &builder, &plan.source, plan.repo.as_deref());
+    let source = async {
+        match source_from_lookup(lookup, &builder, &plan.source) {
+            Some(found) => found,
+            None => resolve_source(ctx.session, &builder, &plan.source, plan.repo.as_deref()).await,
+        }
+    };
     let keys = join_all(
         plan.distribute
             .copies
@@ -428,17 +436,9 @@ fn collect_errors<T>(what: &str, results: Vec<anyhow::Result<T>>) -> anyhow::Res
     }
 }
 
-/// Finds the builder's source image in the builder region of the home account. A recipe
-/// source is looked up among `repo`'s released images only (all repositories' when
-/// `None`: a command-line build without `--repository`).
-pub async fn resolve_source(
-    session: &AwsSession,
-    builder: &Target,
-    source: &SourcePlan,
-    repo: Option<&str>,
-) -> anyhow::Result<SourceImage> {
-    let ec2 = session.ec2(builder)?;
-    let to_source = |i: &aws_sdk_ec2::types::Image| SourceImage {
+/// What pre-flight keeps of the source image EC2 described.
+pub(crate) fn source_of(i: &aws_sdk_ec2::types::Image) -> SourceImage {
+    SourceImage {
         id: i.image_id().unwrap_or_default().to_string(),
         name: i.name().map(str::to_string),
         root_device_name: i.root_device_name().map(str::to_string),
@@ -455,7 +455,44 @@ pub async fn resolve_source(
             .filter(|p| p.product_code_type() == Some(&ProductCodeValues::Marketplace))
             .filter_map(|p| p.product_code_id().map(str::to_string))
             .collect(),
+    }
+}
+
+/// The source from the builder region's release lookup, which asked for a filter source in
+/// the same DescribeImages ([`super::source_filter`]); `None` when it did not.
+fn source_from_lookup(
+    lookup: &Lookup,
+    builder: &Target,
+    source: &SourcePlan,
+) -> Option<anyhow::Result<SourceImage>> {
+    let images = lookup.source_images.as_ref()?;
+    let SourcePlan::Filter {
+        owners,
+        name,
+        most_recent,
+        ..
+    } = source
+    else {
+        return None;
     };
+    Some((|| {
+        let image = source_filter::choose(images.clone(), builder, owners, name, *most_recent)?;
+        refuse_revoked(&image)?;
+        Ok(source_of(&image))
+    })())
+}
+
+/// Finds the builder's source image in the builder region of the home account. A recipe
+/// source is looked up among `repo`'s released images only (all repositories' when
+/// `None`: a command-line build without `--repository`).
+pub async fn resolve_source(
+    session: &AwsSession,
+    builder: &Target,
+    source: &SourcePlan,
+    repo: Option<&str>,
+) -> anyhow::Result<SourceImage> {
+    let ec2 = session.ec2(builder)?;
+    let to_source = source_of;
     match source {
         SourcePlan::AmiId { id } => {
             let out = policy::call(&format!("describe source image {id}"), || async {
@@ -499,24 +536,10 @@ pub async fn resolve_source(
                 req.send().await.aws()
             })
             .await?;
-            let mut images = out.images().to_vec();
-            anyhow::ensure!(
-                !images.is_empty(),
-                "no source image named {name:?} owned by {} in {builder}: check the filter in the recipe's source",
-                owners.join(", ")
-            );
-            if !most_recent && images.len() > 1 {
-                let ids: Vec<_> = images.iter().filter_map(|i| i.image_id()).collect();
-                anyhow::bail!(
-                    "{} source images match {name:?} in {builder} ({}): narrow the filter or set most_recent = true",
-                    images.len(),
-                    ids.join(", ")
-                );
-            }
-            images.sort_by(|a, b| a.creation_date().cmp(&b.creation_date()));
-            let image = images.last().expect("not empty");
-            refuse_revoked(image)?;
-            Ok(to_source(image))
+            let image =
+                source_filter::choose(out.images().to_vec(), builder, owners, name, *most_recent)?;
+            refuse_revoked(&image)?;
+            Ok(to_source(&image))
         }
         SourcePlan::Recipe { recipe, version } => {
             let out = policy::call(

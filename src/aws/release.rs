@@ -13,14 +13,19 @@
 //! this version's release or a name that is taken ([`NameTaken`], reported by pre-flight).
 //! A tag moved to a commit whose recipe also renamed the image is not seen here; the
 //! version parameter, created only if absent, refuses that build before release.
+//!
+//! In the builder region, a source given as a filter is asked in the same DescribeImages
+//! (its owners and `self`, its pattern and the image's name): pre-flight chooses the
+//! source from that answer ([`super::source_filter`]) instead of asking again.
 
-use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::types::{Filter, Image};
 use futures::future::join_all;
 
 use super::error::SdkResultExt;
 use super::session::{AwsSession, Target};
+use super::source_filter;
 use super::{policy, tags};
-use crate::plan::model::{tag_keys, BuildPlan};
+use crate::plan::model::{tag_keys, BuildPlan, SourcePlan};
 
 /// A final image of an earlier, complete build of this version.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -74,6 +79,10 @@ pub struct Lookup {
     pub state: ReleaseState,
     /// The targets where another image holds the name (pre-flight refuses them).
     pub taken: Vec<NameTaken>,
+    /// A filter source's images in the builder region, asked with that region's name
+    /// lookup and kept as the source's own request would have returned them; `None` when
+    /// the builder region is not a target or the source is not a filter.
+    pub source_images: Option<Vec<Image>>,
 }
 
 /// Looks for released images of `plan`'s recipe and version in `targets`.
@@ -92,17 +101,30 @@ pub async fn lookup(
     plan: &BuildPlan,
     targets: &[Target],
 ) -> anyhow::Result<Lookup> {
-    let found = join_all(targets.iter().map(|t| named_in(session, plan, t))).await;
+    let builder = Target {
+        account: session.home_account().to_string(),
+        region: plan.builder.region.clone(),
+    };
+    let found = join_all(targets.iter().map(|t| {
+        let with_source = (t == &builder)
+            .then_some(&plan.source)
+            .filter(|s| matches!(s, SourcePlan::Filter { .. }));
+        named_in(session, plan, t, with_source)
+    }))
+    .await;
     let mut images = vec![];
     let mut taken = vec![];
+    let mut source_images = None;
     for r in found {
-        let (released, other) = r?;
+        let (released, other, source) = r?;
         images.extend(released);
         taken.extend(other);
+        source_images = source_images.or(source);
     }
     Ok(Lookup {
         state: classify(plan, targets, images)?,
         taken,
+        source_images,
     })
 }
 
@@ -157,29 +179,71 @@ fn is_release_of(plan: &BuildPlan, tags_of: &[aws_sdk_ec2::types::Tag]) -> bool 
 }
 
 /// The images of `target`'s account named as the plan's image: this version's releases,
-/// and the others, which hold the name.
+/// and the others, which hold the name. With `source` (a filter source, in the builder
+/// region), the same call asks for the source's images too, and returns them as the
+/// source's own request would have.
 async fn named_in(
     session: &AwsSession,
     plan: &BuildPlan,
     target: &Target,
-) -> anyhow::Result<(Vec<ReleasedImage>, Vec<NameTaken>)> {
+    source: Option<&SourcePlan>,
+) -> anyhow::Result<(Vec<ReleasedImage>, Vec<NameTaken>, Option<Vec<Image>>)> {
     let ec2 = session.ec2(target)?;
     let name = &plan.image.name;
+    let filter_source = match source {
+        Some(SourcePlan::Filter {
+            owners,
+            name: pattern,
+            architecture,
+            ..
+        }) => Some((owners, pattern, architecture.as_deref())),
+        _ => None,
+    };
     let out = policy::call(
         &format!("look up image name {name:?} in {target}"),
         || async {
+            let mut owners: Vec<String> = vec![];
+            let mut names = vec![name.clone()];
+            if let Some((source_owners, pattern, _)) = filter_source {
+                owners.extend(source_owners.iter().cloned());
+                names.push(pattern.clone());
+            }
+            if !owners.iter().any(|o| o == "self") {
+                owners.push("self".into());
+            }
             ec2.describe_images()
-                .owners("self")
-                .filters(Filter::builder().name("name").values(name).build())
+                .set_owners(Some(owners))
+                .filters(
+                    Filter::builder()
+                        .name("name")
+                        .set_values(Some(names))
+                        .build(),
+                )
                 .send()
                 .await
                 .aws()
         },
     )
     .await?;
+    let source_images = filter_source.map(|(owners, pattern, architecture)| {
+        out.images()
+            .iter()
+            .filter(|i| {
+                source_filter::is_candidate(i, owners, pattern, architecture, &target.account)
+            })
+            .cloned()
+            .collect()
+    });
     let mut released = vec![];
     let mut taken = vec![];
-    for i in out.images() {
+    // This account's images with the plan's image name exactly (with a filter source, the
+    // answer also holds the source's images).
+    let named = out
+        .images()
+        .iter()
+        .filter(|i| i.name() == Some(name.as_str()))
+        .filter(|i| filter_source.is_none() || i.owner_id() == Some(target.account.as_str()));
+    for i in named {
         let id = i.image_id().unwrap_or_default().to_string();
         if !is_release_of(plan, i.tags()) {
             taken.push(NameTaken {
@@ -206,5 +270,5 @@ async fn named_in(
             image_id: id,
         });
     }
-    Ok((released, taken))
+    Ok((released, taken, source_images))
 }

@@ -883,6 +883,89 @@ async fn preflight_failures_cost_nothing_and_name_the_fix() {
     assert_eq!(builds[0].state, BuildState::Failed);
 }
 
+/// In the builder region one DescribeImages answers the release lookup, the name check and
+/// the source filter. That answer also holds this account's images: one named as the
+/// release's image is found holding the name, and one whose name matches the source's
+/// pattern (newer than every Amazon image) is never taken for the source, whose owners
+/// name only Amazon. The builder boots the newest Amazon image, as a request of its own
+/// would have found, and no second DescribeImages was asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builder_regions_lookup_finds_the_source_and_never_takes_this_accounts_image_for_it() {
+    let w = world().await;
+    let (store, _store_dir) = temp_store().await;
+    let t = target(HOME, "us-east-1");
+    let ec2 = w.check.ec2(&t).unwrap();
+    let holder = run_instance(&w, &t, &[]).await;
+    let own_lookalike = ec2
+        .create_image()
+        .instance_id(&holder)
+        .name("amzn2-ami-hvm-9.9.99999999-x86_64-gp2")
+        .send()
+        .await
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .to_string();
+    let taken = plan(
+        "release-3.0.0",
+        copies(&["us-east-1", "eu-west-1"], &[None]),
+    );
+    let squatter = ec2
+        .create_image()
+        .instance_id(&holder)
+        .name(&taken.image.name)
+        .send()
+        .await
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .to_string();
+    let (result, _) = build(&w, &store, taken, Arc::new(RecordingProvisioner::default())).await;
+    let msg = format!("{:#}", result.unwrap_err());
+    assert!(
+        msg.contains(&format!("is taken in {t} by {squatter}")),
+        "{msg}"
+    );
+
+    let mut amazon = ec2
+        .describe_images()
+        .owners("amazon")
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("name")
+                .values("amzn2-ami-hvm-*-x86_64-gp2")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .images()
+        .to_vec();
+    amazon.sort_by(|a, b| a.creation_date().cmp(&b.creation_date()));
+    let newest_amazon = amazon.last().unwrap().image_id().unwrap().to_string();
+    let p = plan(
+        "release-3.0.1",
+        copies(&["us-east-1", "eu-west-1"], &[None]),
+    );
+    w.proxy.clear();
+    let (result, log) = build(&w, &store, p, Arc::new(RecordingProvisioner::default())).await;
+    result.unwrap_or_else(|e| panic!("{e:#}\n{}", log.text()));
+    let runs = w.proxy.calls("RunInstances");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].param("ImageId"), Some(newest_amazon.as_str()));
+    assert_ne!(runs[0].param("ImageId"), Some(own_lookalike.as_str()));
+    let by_name_in_builder_region = w
+        .proxy
+        .calls("DescribeImages")
+        .iter()
+        .filter(|r| r.region == "us-east-1" && r.param("Filter.1.Name") == Some("name"))
+        .count();
+    assert_eq!(
+        by_name_in_builder_region, 1,
+        "one DescribeImages for the lookup and the source"
+    );
+}
+
 /// Someone registered an image, by hand or with another tool, under the name this
 /// release's copies will take, in one of its regions. Pre-flight refuses the build, naming
 /// the region and the image, before anything is launched. The lookup that finds it is the
@@ -2133,11 +2216,12 @@ async fn bench_parallel_copies() {
 /// Upper bound on AWS calls (EC2, STS, KMS and SSM, pre-flight included) for one recipe
 /// built and copied, encrypted, to three regions of the home account. A regression guard: a
 /// change that asks AWS again what an earlier answer already said fails here. With moto
-/// every wait answers at its first poll; a real build polls more, the same waits. 39 today:
+/// every wait answers at its first poll; a real build polls more, the same waits. 38 today:
 ///
-/// - pre-flight, 9: GetCallerIdentity; one DescribeImages by name per target (3), which
-///   answers both "already released?" and "is the name free?"; DescribeImages for the
-///   source; DescribeSubnets; DescribeKey per target (3). The copies stay in the home
+/// - pre-flight, 8: GetCallerIdentity; one DescribeImages by name per target (3), which
+///   answers both "already released?" and "is the name free?", and in the builder region
+///   also finds the source (its filter asked in the same call); DescribeSubnets;
+///   DescribeKey per target (3). The copies stay in the home
 ///   account, so the builder's volume is encrypted under the us-east-1 copy's key and the
 ///   region's EBS encryption by default is not read;
 /// - the builder, 7: ImportKeyPair, CreateSecurityGroup, AuthorizeSecurityGroupIngress,
@@ -2151,7 +2235,7 @@ async fn bench_parallel_copies() {
 /// - publish and release, 12: ModifyImageAttribute, EnableImageDeprecation, PutParameter
 ///   (the version parameter) and CreateTags (`bakery:released`) per target;
 /// - cleanup, 2: DeleteSecurityGroup, DeleteKeyPair.
-const CALLS_FOR_THREE_REGIONS: usize = 39;
+const CALLS_FOR_THREE_REGIONS: usize = 38;
 
 /// The AWS calls of one build to three regions, counted by action at the recording proxy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -134,7 +134,7 @@ impl BuildRunner {
                         );
                         return Ok(Some(images));
                     }
-                    let pre = preflight::run(ctx, &lookup.taken).await?;
+                    let pre = preflight::run(ctx, &lookup).await?;
                     self.log.info(
                         Step::Preflight.as_str(),
                         format!(
