@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Upload time: bakery's file step against OpenSSH's `scp -O`, both sending the same
 # 100 MB file to the same sandboxed sshd (scripts/sandbox/start.sh), alternating in one
-# run so both see the same machine load, on a builder with openssl and then on one
-# without it (bakery then hashes with `sha256sum`). Prints the time of each and the ratio
-# bakery/scp for each builder (goal: at most 0.9).
+# run so both see the same machine load, on a builder with openssl, then on one without
+# it (bakery then hashes with Python's hashlib), then on one with neither (`sha256sum`).
+# Prints the time of each and the ratio bakery/scp for each builder (goal: at most 0.9).
 #
 #   bench/ssh-upload/run.sh [ROUNDS]        # default 5 rounds of each
 #
@@ -91,4 +91,8 @@ pass "with openssl"
 # the binary touches no other sandbox.
 mv "$inside/usr/bin/openssl" "$inside/usr/bin/openssl.hidden"
 "${ssh_cmd[@]}" 'command -v openssl' >/dev/null && { echo "openssl still found" >&2; exit 1; }
-pass "without openssl"
+pass "without openssl (Python's hashlib)"
+# Nor Python: coreutils' sha256sum is left.
+mv "$inside/usr/bin/python3" "$inside/usr/bin/python3.hidden"
+"${ssh_cmd[@]}" 'command -v python3' >/dev/null && { echo "python3 still found" >&2; exit 1; }
+pass "with only sha256sum"

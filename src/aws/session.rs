@@ -308,6 +308,12 @@ impl AwsSession {
     }
 }
 
+/// The HTTP client (connection pools, TLS configuration) every session of the process
+/// shares. Each build has its own session; with a client each, 50 builds at once held 50
+/// pools and TLS setups that one can serve (`bench/concurrent`).
+static HTTP_CLIENT: std::sync::OnceLock<aws_smithy_runtime_api::client::http::SharedHttpClient> =
+    std::sync::OnceLock::new();
+
 async fn base_config(settings: &AwsSettings, region: &str) -> SdkConfig {
     let retry = RetryConfig::adaptive()
         .with_max_attempts(settings.max_attempts)
@@ -327,7 +333,14 @@ async fn base_config(settings: &AwsSettings, region: &str) -> SdkConfig {
     if let Some(creds) = &settings.credentials {
         loader = loader.credentials_provider(creds.clone());
     }
-    super::registered::register_credentials(loader.load().await)
+    if let Some(client) = HTTP_CLIENT.get() {
+        loader = loader.http_client(client.clone());
+    }
+    let config = loader.load().await;
+    if let Some(client) = config.http_client() {
+        let _ = HTTP_CLIENT.set(client);
+    }
+    super::registered::register_credentials(config)
 }
 
 /// `config` sent to `url` instead of its own endpoint, when there is one.

