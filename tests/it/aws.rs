@@ -896,30 +896,12 @@ async fn the_builder_regions_lookup_finds_the_source_and_never_takes_this_accoun
     let t = target(HOME, "us-east-1");
     let ec2 = w.check.ec2(&t).unwrap();
     let holder = run_instance(&w, &t, &[]).await;
-    let own_lookalike = ec2
-        .create_image()
-        .instance_id(&holder)
-        .name("amzn2-ami-hvm-9.9.99999999-x86_64-gp2")
-        .send()
-        .await
-        .unwrap()
-        .image_id()
-        .unwrap()
-        .to_string();
+    let own_lookalike = image_of(&w, &t, &holder, "amzn2-ami-hvm-9.9.99999999-x86_64-gp2").await;
     let taken = plan(
         "release-3.0.0",
         copies(&["us-east-1", "eu-west-1"], &[None]),
     );
-    let squatter = ec2
-        .create_image()
-        .instance_id(&holder)
-        .name(&taken.image.name)
-        .send()
-        .await
-        .unwrap()
-        .image_id()
-        .unwrap()
-        .to_string();
+    let squatter = image_of(&w, &t, &holder, &taken.image.name).await;
     let (result, _) = build(&w, &store, taken, Arc::new(RecordingProvisioner::default())).await;
     let msg = format!("{:#}", result.unwrap_err());
     assert!(
@@ -980,19 +962,7 @@ async fn an_image_name_taken_in_one_target_fails_preflight() {
     );
     let t = target(HOME, "eu-west-1");
     let holder = run_instance(&w, &t, &[]).await;
-    let squatter = w
-        .check
-        .ec2(&t)
-        .unwrap()
-        .create_image()
-        .instance_id(&holder)
-        .name(&p.image.name)
-        .send()
-        .await
-        .unwrap()
-        .image_id()
-        .unwrap()
-        .to_string();
+    let squatter = image_of(&w, &t, &holder, &p.image.name).await;
     w.proxy.clear();
     let (result, _) = build(
         &w,
@@ -1322,6 +1292,22 @@ async fn a_second_release_builds_nothing_and_a_moved_tag_is_refused() {
     );
     assert!(msg.contains("tag a new version"), "{msg}");
     assert!(w.proxy.calls("RunInstances").is_empty());
+}
+
+/// An image taken from `instance` in `t` under `name`, as someone would by hand.
+async fn image_of(w: &World, t: &Target, instance: &str, name: &str) -> String {
+    w.check
+        .ec2(t)
+        .unwrap()
+        .create_image()
+        .instance_id(instance)
+        .name(name)
+        .send()
+        .await
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .to_string()
 }
 
 async fn run_instance(w: &World, t: &Target, tags: &[(&str, &str)]) -> String {
