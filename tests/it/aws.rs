@@ -894,7 +894,6 @@ async fn the_builder_regions_lookup_finds_the_source_and_never_takes_this_accoun
     let w = world().await;
     let (store, _store_dir) = temp_store().await;
     let t = target(HOME, "us-east-1");
-    let ec2 = w.check.ec2(&t).unwrap();
     let holder = run_instance(&w, &t, &[]).await;
     let own_lookalike = image_of(&w, &t, &holder, "amzn2-ami-hvm-9.9.99999999-x86_64-gp2").await;
     let taken = plan(
@@ -909,22 +908,14 @@ async fn the_builder_regions_lookup_finds_the_source_and_never_takes_this_accoun
         "{msg}"
     );
 
-    let mut amazon = ec2
-        .describe_images()
-        .owners("amazon")
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("name")
-                .values("amzn2-ami-hvm-*-x86_64-gp2")
-                .build(),
-        )
-        .send()
+    let newest_amazon = amazon_sources(&w, &t)
         .await
+        .into_iter()
+        .max_by(|a, b| a.creation_date().cmp(&b.creation_date()))
         .unwrap()
-        .images()
-        .to_vec();
-    amazon.sort_by(|a, b| a.creation_date().cmp(&b.creation_date()));
-    let newest_amazon = amazon.last().unwrap().image_id().unwrap().to_string();
+        .image_id()
+        .unwrap()
+        .to_string();
     let p = plan(
         "release-3.0.1",
         copies(&["us-east-1", "eu-west-1"], &[None]),
@@ -1310,9 +1301,11 @@ async fn image_of(w: &World, t: &Target, instance: &str, name: &str) -> String {
         .to_string()
 }
 
-async fn run_instance(w: &World, t: &Target, tags: &[(&str, &str)]) -> String {
-    let ec2 = w.check.ec2(t).unwrap();
-    let image = ec2
+/// The Amazon images the test plans' source filter names in `t`, as EC2 lists them.
+async fn amazon_sources(w: &World, t: &Target) -> Vec<aws_sdk_ec2::types::Image> {
+    w.check
+        .ec2(t)
+        .unwrap()
         .describe_images()
         .owners("amazon")
         .filters(
@@ -1324,7 +1317,13 @@ async fn run_instance(w: &World, t: &Target, tags: &[(&str, &str)]) -> String {
         .send()
         .await
         .unwrap()
-        .images()[0]
+        .images()
+        .to_vec()
+}
+
+async fn run_instance(w: &World, t: &Target, tags: &[(&str, &str)]) -> String {
+    let ec2 = w.check.ec2(t).unwrap();
+    let image = amazon_sources(w, t).await[0]
         .image_id()
         .unwrap()
         .to_string();

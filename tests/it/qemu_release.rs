@@ -170,20 +170,7 @@ async fn a_release_tag_builds_the_amis_and_the_disk_images_and_lists_them_with_t
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(work.is_empty(), "work folders left: {work:?}");
-    let mut left: Vec<String> = std::fs::read_dir(&folder)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
-    assert_eq!(
-        left,
-        [
-            format!("sandbox-base-{TAG}.ova"),
-            format!("sandbox-base-{TAG}.ova.sha256"),
-            format!("sandbox-base-{TAG}.raw"),
-            format!("sandbox-base-{TAG}.raw.sha256"),
-        ]
-    );
+    assert_only_the_disk_images_in(&folder);
 
     let repo = story.github.repo(REPO);
     // Both builders have their check run, both succeeded.
@@ -369,20 +356,7 @@ async fn a_release_killed_while_exporting_its_disk_images_leaves_no_process_and_
     );
 
     // Every disk image complete, with its digest; nothing half-written, nothing running.
-    let mut left: Vec<String> = std::fs::read_dir(&folder)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
-    assert_eq!(
-        left,
-        [
-            format!("sandbox-base-{TAG}.ova"),
-            format!("sandbox-base-{TAG}.ova.sha256"),
-            format!("sandbox-base-{TAG}.raw"),
-            format!("sandbox-base-{TAG}.raw.sha256"),
-        ]
-    );
+    assert_only_the_disk_images_in(&folder);
     for f in [&ova, &raw] {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         let beside = std::fs::read_to_string(format!("{}.sha256", f.display())).unwrap();
@@ -427,4 +401,22 @@ async fn a_release_killed_while_exporting_its_disk_images_leaves_no_process_and_
         );
     }
     story.assert_no_github_violations();
+}
+
+/// The release's folder holds its two disk images and their digests, nothing else.
+fn assert_only_the_disk_images_in(folder: &std::path::Path) {
+    let mut left: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            format!("sandbox-base-{TAG}.ova"),
+            format!("sandbox-base-{TAG}.ova.sha256"),
+            format!("sandbox-base-{TAG}.raw"),
+            format!("sandbox-base-{TAG}.raw.sha256"),
+        ]
+    );
 }

@@ -9,7 +9,6 @@
 //! Ignored: run through the script (`-- --ignored`); it prints, it does not time-assert.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bakery::database::{Job, JobState};
@@ -28,38 +27,6 @@ fn bench_recipe(name: &str, port: u16) -> String {
             "description = \"A base image built by the end-to-end story\"",
             &format!("description = \"{name}, built by the concurrency benchmark\""),
         )
-}
-
-/// Like cloud-init on EC2: every key pair bakery imports into moto is authorized for the
-/// build user of every sandbox of the pool.
-async fn authorize_keys(ec2: aws_sdk_ec2::Client, files: Vec<PathBuf>) {
-    let mut seen = BTreeSet::new();
-    loop {
-        if let Ok(out) = ec2
-            .describe_key_pairs()
-            .include_public_key(true)
-            .send()
-            .await
-        {
-            for k in out.key_pairs() {
-                if let Some(public) = k.public_key() {
-                    if seen.insert(public.to_string()) {
-                        for f in &files {
-                            use std::io::Write;
-                            if let Ok(mut f) = std::fs::OpenOptions::new()
-                                .append(true)
-                                .create(true)
-                                .open(f)
-                            {
-                                let _ = writeln!(f, "{}", public.trim());
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Pushes `tag` with git and returns the push event GitHub would deliver for it.
@@ -233,7 +200,7 @@ async fn bench_concurrent_builds() {
     )
     .await;
     let ec2 = story.check.ec2(&target(HOME, "us-east-1")).unwrap();
-    let keys = tokio::spawn(authorize_keys(
+    let keys = tokio::spawn(authorize_key_pairs(
         ec2,
         pool.iter()
             .map(|s| s.path("/home/builder/.ssh/authorized_keys"))

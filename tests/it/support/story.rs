@@ -650,6 +650,12 @@ async fn authorize_imported_keys(settings: AwsSettings, authorized_keys: PathBuf
     let Ok(ec2) = session.ec2(&target(HOME, "us-east-1")) else {
         return;
     };
+    authorize_key_pairs(ec2, vec![authorized_keys]).await
+}
+
+/// Like cloud-init on EC2: every key pair imported into `ec2`'s region is appended, once,
+/// to each of the `authorized_keys` files. Runs until aborted.
+pub(crate) async fn authorize_key_pairs(ec2: aws_sdk_ec2::Client, authorized_keys: Vec<PathBuf>) {
     let mut seen = BTreeSet::new();
     loop {
         if let Ok(out) = ec2
@@ -661,13 +667,15 @@ async fn authorize_imported_keys(settings: AwsSettings, authorized_keys: PathBuf
             for k in out.key_pairs() {
                 if let Some(public) = k.public_key() {
                     if seen.insert(public.to_string()) {
-                        use std::io::Write;
-                        if let Ok(mut f) = std::fs::OpenOptions::new()
-                            .append(true)
-                            .create(true)
-                            .open(&authorized_keys)
-                        {
-                            let _ = writeln!(f, "{}", public.trim());
+                        for file in &authorized_keys {
+                            use std::io::Write;
+                            if let Ok(mut f) = std::fs::OpenOptions::new()
+                                .append(true)
+                                .create(true)
+                                .open(file)
+                            {
+                                let _ = writeln!(f, "{}", public.trim());
+                            }
                         }
                     }
                 }
