@@ -6,6 +6,7 @@
 
 #[cfg(test)]
 mod crash_tests;
+mod deliveries;
 mod model;
 mod sql;
 

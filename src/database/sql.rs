@@ -18,6 +18,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 
+use super::deliveries::{record_in, DeliveryWriter};
 use super::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,10 +26,6 @@ enum Engine {
     Sqlite,
     Postgres,
 }
-
-/// Release jobs for a tag whose `create` event arrived without a SHA are merged with the
-/// tag's `push` if both arrive within this window.
-const CREATE_PUSH_MERGE_WINDOW_MS: i64 = 10 * 60 * 1000;
 
 #[derive(Clone)]
 pub struct SqlStore {
@@ -62,8 +59,12 @@ impl SqlStore {
         } else {
             url
         };
+        let mut sqlite_file = None;
         let (engine, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let (path, _) = path.split_once('?').unwrap_or((path, ""));
+            if path != ":memory:" && !path.is_empty() {
+                sqlite_file = Some(std::path::PathBuf::from(path));
+            }
             if path != ":memory:" && !path.is_empty() {
                 if let Some(dir) = Path::new(path).parent() {
                     if !dir.as_os_str().is_empty() {
@@ -112,7 +113,7 @@ impl SqlStore {
                         // WAL lets readers run beside the writer. NORMAL: a commit is in the
                         // WAL (the OS's page cache) when it returns, which survives the death
                         // of this process but not a power loss; the build journal guards
-                        // against the first. Deliveries commit with FULL (`write_batch`):
+                        // against the first. Deliveries commit with FULL (`deliveries.rs`):
                         // GitHub does not send an answered delivery again.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
@@ -125,14 +126,21 @@ impl SqlStore {
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open the store at {}", redact_url(&url)))?;
-        let writer = (engine == Engine::Sqlite).then(|| DeliveryWriter::start(pool.clone()));
-        let store = SqlStore {
+        let mut store = SqlStore {
             pool,
             engine,
-            writer,
+            writer: None,
             skew_ms: 0,
         };
         store.migrate().await?;
+        // A file's deliveries go through the writer's own connection; an in-memory
+        // database exists only on the pool's one connection.
+        if let (Engine::Sqlite, Some(file), false) = (engine, &sqlite_file, memory) {
+            store.writer = Some(
+                DeliveryWriter::start(file)
+                    .with_context(|| format!("cannot open the store at {}", redact_url(&url)))?,
+            );
+        }
         Ok(store)
     }
 
@@ -275,7 +283,7 @@ fn redact_url(url: &str) -> String {
     url.to_string()
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
@@ -361,234 +369,6 @@ impl SqlStore {
             .map_err(anyhow::Error::from)
             .context("cannot commit the delivery and its job")?;
         Ok(outcome)
-    }
-}
-
-/// Records a delivery and its job inside `tx` (see [`Store::record_delivery`]).
-async fn record_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    delivery: &NewDelivery,
-    job: Option<&NewJob>,
-    now: i64,
-) -> anyhow::Result<DeliveryOutcome> {
-    // The delivery row goes first: a redelivery stops here, and on SQLite the
-    // transaction takes the write lock at once.
-    let inserted = sqlx::query(
-        "INSERT INTO deliveries (delivery_id, event, summary, job_id, received_at) \
-             VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (delivery_id) DO NOTHING",
-    )
-    .bind(&delivery.delivery_id)
-    .bind(&delivery.event)
-    .bind(&delivery.summary)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .context("cannot record the delivery")?;
-    if inserted.rows_affected() == 0 {
-        return Ok(DeliveryOutcome::Duplicate);
-    }
-    let Some(job) = job else {
-        return Ok(DeliveryOutcome::Recorded);
-    };
-
-    let existing: Option<i64> = if job.kind == JobKind::Release && job.sha.is_empty() {
-        // A tag's `create` carries no SHA: it belongs with the tag's `push`.
-        sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE kind = 'release' AND repo = $1 AND git_ref = $2 \
-                 AND created_at >= $3 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(&job.repo)
-        .bind(&job.git_ref)
-        .bind(now - CREATE_PUSH_MERGE_WINDOW_MS)
-        .fetch_optional(&mut **tx)
-        .await?
-    } else {
-        let by_key: Option<i64> = sqlx::query_scalar("SELECT id FROM jobs WHERE dedup_key = $1")
-            .bind(&job.dedup_key)
-            .fetch_optional(&mut **tx)
-            .await?;
-        match by_key {
-            Some(id) => Some(id),
-            None if job.kind == JobKind::Release => {
-                // A `create` came first: give its job the SHA from this push, whether it
-                // is still queued or a worker is peeling the tag right now (the worker
-                // then records the same commit under the same key).
-                let pending: Option<i64> = sqlx::query_scalar(
-                    "SELECT id FROM jobs WHERE kind = 'release' AND repo = $1 AND git_ref = $2 \
-                         AND sha = '' AND state IN ('queued', 'running') ORDER BY id DESC LIMIT 1",
-                )
-                .bind(&job.repo)
-                .bind(&job.git_ref)
-                .fetch_optional(&mut **tx)
-                .await?;
-                if let Some(id) = pending {
-                    sqlx::query(
-                            "UPDATE jobs SET sha = $1, dedup_key = $2, payload = $3, updated_at = $4 WHERE id = $5",
-                        )
-                        .bind(&job.sha)
-                        .bind(&job.dedup_key)
-                        .bind(job.payload.to_string())
-                        .bind(now)
-                        .bind(id)
-                        .execute(&mut **tx)
-                        .await?;
-                }
-                pending
-            }
-            None => None,
-        }
-    };
-
-    let outcome = match existing {
-        Some(id) => DeliveryOutcome::Merged(id),
-        None => {
-            let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO jobs (kind, repo, git_ref, sha, pr_number, dedup_key, payload, state, \
-                     attempts, cancel_requested, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, 0, $8, $8) RETURNING id",
-                )
-                .bind(job.kind.as_str())
-                .bind(&job.repo)
-                .bind(&job.git_ref)
-                .bind(&job.sha)
-                .bind(job.pr_number)
-                .bind(&job.dedup_key)
-                .bind(job.payload.to_string())
-                .bind(now)
-                .fetch_one(&mut **tx)
-                .await
-                .context("cannot enqueue the job")?;
-            DeliveryOutcome::Created(id)
-        }
-    };
-    let job_id = match outcome {
-        DeliveryOutcome::Created(id) | DeliveryOutcome::Merged(id) => id,
-        _ => unreachable!("a job outcome"),
-    };
-    sqlx::query("UPDATE deliveries SET job_id = $1 WHERE delivery_id = $2")
-        .bind(job_id)
-        .bind(&delivery.delivery_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(outcome)
-}
-
-/// SQLite allows one writer at a time. Deliveries arriving together are written by one
-/// task in one transaction, with one fsync, and each is answered only once that
-/// transaction is committed ("group commit"). Without it, concurrent deliveries wait on
-/// SQLite's busy handler, which sleeps and retries.
-#[derive(Clone)]
-struct DeliveryWriter {
-    tx: tokio::sync::mpsc::Sender<WriteRequest>,
-}
-
-type WriteRequest = (
-    NewDelivery,
-    Option<NewJob>,
-    tokio::sync::oneshot::Sender<anyhow::Result<DeliveryOutcome>>,
-);
-
-/// Deliveries committed together at most.
-const GROUP_COMMIT_MAX: usize = 128;
-
-impl DeliveryWriter {
-    fn start(pool: AnyPool) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteRequest>(4096);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < GROUP_COMMIT_MAX {
-                    match rx.try_recv() {
-                        Ok(r) => batch.push(r),
-                        Err(_) => break,
-                    }
-                }
-                write_batch(&pool, batch).await;
-            }
-        });
-        DeliveryWriter { tx }
-    }
-
-    async fn record(
-        &self,
-        delivery: NewDelivery,
-        job: Option<NewJob>,
-    ) -> anyhow::Result<DeliveryOutcome> {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        self.tx
-            .send((delivery, job, done))
-            .await
-            .map_err(|_| anyhow::anyhow!("the store's writer has stopped"))?;
-        wait.await
-            .map_err(|_| anyhow::anyhow!("the store's writer stopped before committing"))?
-    }
-}
-
-async fn write_batch(pool: &AnyPool, batch: Vec<WriteRequest>) {
-    let now = now_ms();
-    let together = async {
-        let mut conn = DurableConn::acquire(pool).await?;
-        let committed = async {
-            let mut tx = sqlx::Connection::begin(&mut *conn.0).await?;
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for (delivery, job, _) in &batch {
-                outcomes.push(record_in(&mut tx, delivery, job.as_ref(), now).await?);
-            }
-            tx.commit().await?;
-            anyhow::Ok(outcomes)
-        }
-        .await;
-        conn.release().await;
-        committed
-    }
-    .await;
-    match together {
-        Ok(outcomes) => {
-            for ((_, _, done), outcome) in batch.into_iter().zip(outcomes) {
-                let _ = done.send(Ok(outcome));
-            }
-        }
-        Err(_) => {
-            // One delivery spoiled the batch: write each on its own, so only it fails.
-            for (delivery, job, done) in batch {
-                let one = async {
-                    let mut conn = DurableConn::acquire(pool).await?;
-                    let committed = async {
-                        let mut tx = sqlx::Connection::begin(&mut *conn.0)
-                            .await
-                            .context("cannot start a transaction")?;
-                        let outcome = record_in(&mut tx, &delivery, job.as_ref(), now_ms()).await?;
-                        tx.commit()
-                            .await
-                            .context("cannot commit the delivery and its job")?;
-                        anyhow::Ok(outcome)
-                    }
-                    .await;
-                    conn.release().await;
-                    committed
-                }
-                .await;
-                let _ = done.send(one);
-            }
-        }
-    }
-}
-
-/// A pooled connection whose commits are fsynced (`synchronous = FULL`) until released,
-/// NORMAL again after. Deliveries need it: GitHub does not send an answered delivery again,
-/// so it must survive a power loss. The other writes commit with the pool's NORMAL.
-struct DurableConn(sqlx::pool::PoolConnection<sqlx::Any>);
-
-impl DurableConn {
-    async fn acquire(pool: &AnyPool) -> anyhow::Result<Self> {
-        let mut conn = pool.acquire().await?;
-        (&mut *conn).execute("PRAGMA synchronous = FULL").await?;
-        Ok(DurableConn(conn))
-    }
-
-    async fn release(mut self) {
-        // Failing to reset only leaves this pooled connection slower.
-        let _ = (&mut *self.0).execute("PRAGMA synchronous = NORMAL").await;
     }
 }
 

@@ -84,8 +84,13 @@ pub async fn upload(
                         let mut file = tokio::fs::File::open(&path)
                             .await
                             .with_context(|| format!("cannot open {}", path.display()))?;
+                        let mut left = size;
                         loop {
-                            let mut buf = BytesMut::zeroed(CHUNK);
+                            // A small file gets a buffer of its size, not a whole chunk:
+                            // many builds upload at once in one server.
+                            let want =
+                                usize::try_from(left).map_or(CHUNK, |l| l.clamp(4096, CHUNK));
+                            let mut buf = BytesMut::zeroed(want);
                             let n = read_full(&mut file, &mut buf)
                                 .await
                                 .with_context(|| format!("cannot read {}", path.display()))?;
@@ -93,6 +98,7 @@ pub async fn upload(
                                 break;
                             }
                             buf.truncate(n);
+                            left = left.saturating_sub(n as u64);
                             let chunk = buf.freeze();
                             hasher.update(&chunk);
                             w.data_bytes(chunk).await?;

@@ -133,10 +133,21 @@ struct IssueComment {
     installation: Option<Installation>,
 }
 
+/// Every event must at least be JSON, also the ones bakery does not act on.
+fn json(body: &[u8]) -> Result<(), EventError> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map(drop)
+        .map_err(|e| EventError::NotJson(e.to_string()))
+}
+
+/// `body` as `T`. The one parse also checks the whole body is JSON; only a body that is
+/// not `T` is parsed again, to tell JSON of another shape from no JSON at all.
 fn typed<'a, T: Deserialize<'a>>(event: &str, body: &'a [u8]) -> Result<T, EventError> {
     serde_json::from_slice(body).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             EventError::NotJson(e.to_string())
+        } else if let Err(not_json) = json(body) {
+            not_json
         } else {
             EventError::WrongShape {
                 event: event.to_string(),
@@ -147,9 +158,6 @@ fn typed<'a, T: Deserialize<'a>>(event: &str, body: &'a [u8]) -> Result<T, Event
 }
 
 pub(super) fn parse(event: &str, body: &[u8]) -> Result<WebhookEvent, EventError> {
-    // Every event must at least be JSON, also the ones bakery does not act on.
-    let _: serde::de::IgnoredAny =
-        serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
     let install = |i: Option<Installation>| i.map(|i| i.id);
     Ok(match event {
         "ping" => {
@@ -271,13 +279,45 @@ pub(super) fn parse(event: &str, body: &[u8]) -> Result<WebhookEvent, EventError
                 installation_id: install(c.installation),
             })
         }
-        other => WebhookEvent::Unhandled {
-            event: other.into(),
-            reason: format!("bakery does not act on `{other}` events"),
-        },
+        other => {
+            json(body)?;
+            WebhookEvent::Unhandled {
+                event: other.into(),
+                reason: format!("bakery does not act on `{other}` events"),
+            }
+        }
     })
 }
 
 fn is_sha(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_that_is_not_json_is_not_json_whatever_shape_its_start_has() {
+        // `ref` has the wrong type before the syntax breaks: still not JSON.
+        let broken = br#"{"ref": 5, "after": "#;
+        assert!(matches!(parse("push", broken), Err(EventError::NotJson(_))));
+        let broken = br#"{"zen": 1} trailing"#;
+        assert!(matches!(parse("ping", broken), Err(EventError::NotJson(_))));
+        // An event bakery does not act on must be JSON too.
+        assert!(matches!(parse("star", b"{"), Err(EventError::NotJson(_))));
+    }
+
+    #[test]
+    fn json_of_another_shape_is_a_wrong_shape_naming_the_event() {
+        let err = parse("push", br#"{"ref": 5}"#).unwrap_err();
+        assert!(
+            matches!(&err, EventError::WrongShape { event, .. } if event == "push"),
+            "{err:?}"
+        );
+        assert!(matches!(
+            parse("star", br#"{"action": "created"}"#),
+            Ok(WebhookEvent::Unhandled { .. })
+        ));
+    }
 }
