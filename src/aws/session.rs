@@ -18,6 +18,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_types::sdk_config::SharedCredentialsProvider;
 use serde::{Deserialize, Serialize};
 
@@ -308,11 +309,33 @@ impl AwsSession {
     }
 }
 
-/// The HTTP client (connection pools, TLS configuration) every session of the process
-/// shares. Each build has its own session; with a client each, 50 builds at once held 50
-/// pools and TLS setups that one can serve (`bench/concurrent`).
-static HTTP_CLIENT: std::sync::OnceLock<aws_smithy_runtime_api::client::http::SharedHttpClient> =
-    std::sync::OnceLock::new();
+/// The HTTP client (connection pools, TLS configuration with its root certificates) every
+/// session of the process shares. Each build has its own session; a client config without
+/// one of its own gets a new default client, whose first call builds a TLS configuration
+/// and copies every trusted root certificate: about 1.5 MB a build at once
+/// (`bench/concurrent`). This is the SDK's default client, built once: rustls on aws-lc,
+/// the proxy from the environment, each connector with its own timeouts and sleep.
+fn shared_http_client() -> SharedHttpClient {
+    static HTTP_CLIENT: std::sync::OnceLock<SharedHttpClient> = std::sync::OnceLock::new();
+    HTTP_CLIENT
+        .get_or_init(|| {
+            use aws_smithy_http_client::{proxy::ProxyConfig, tls, ConnectorBuilder};
+            aws_smithy_http_client::Builder::new().build_with_connector_fn(
+                |settings, components| {
+                    let mut connector = ConnectorBuilder::default().tls_provider(
+                        tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc),
+                    );
+                    connector.set_connector_settings(settings.cloned());
+                    if let Some(components) = components {
+                        connector.set_sleep_impl(components.sleep_impl());
+                    }
+                    connector.set_proxy_config(Some(ProxyConfig::from_env()));
+                    connector.build()
+                },
+            )
+        })
+        .clone()
+}
 
 async fn base_config(settings: &AwsSettings, region: &str) -> SdkConfig {
     let retry = RetryConfig::adaptive()
@@ -333,13 +356,7 @@ async fn base_config(settings: &AwsSettings, region: &str) -> SdkConfig {
     if let Some(creds) = &settings.credentials {
         loader = loader.credentials_provider(creds.clone());
     }
-    if let Some(client) = HTTP_CLIENT.get() {
-        loader = loader.http_client(client.clone());
-    }
-    let config = loader.load().await;
-    if let Some(client) = config.http_client() {
-        let _ = HTTP_CLIENT.set(client);
-    }
+    let config = loader.http_client(shared_http_client()).load().await;
     super::registered::register_credentials(config)
 }
 
