@@ -31,7 +31,7 @@ enum Engine {
 pub struct SqlStore {
     pool: AnyPool,
     engine: Engine,
-    /// SQLite only: the group-commit writer for deliveries.
+    /// A SQLite file only: the group-commit writer for deliveries ([`super::deliveries`]).
     writer: Option<DeliveryWriter>,
     /// How far this process's clock is off, in milliseconds (see [`SqlStore::with_clock_skew`]).
     skew_ms: i64,
@@ -64,8 +64,6 @@ impl SqlStore {
             let (path, _) = path.split_once('?').unwrap_or((path, ""));
             if path != ":memory:" && !path.is_empty() {
                 sqlite_file = Some(std::path::PathBuf::from(path));
-            }
-            if path != ":memory:" && !path.is_empty() {
                 if let Some(dir) = Path::new(path).parent() {
                     if !dir.as_os_str().is_empty() {
                         std::fs::create_dir_all(dir).with_context(|| {
