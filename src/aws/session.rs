@@ -387,6 +387,20 @@ fn session_name_safe(name: &str) -> String {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn every_session_is_given_the_one_shared_http_client() {
+        let settings = AwsSettings {
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            ..Default::default()
+        };
+        // A config without a client of its own leaves each SDK client to build a default
+        // one, with its own TLS set-up and copy of the trusted roots.
+        for region in ["us-east-1", "eu-west-1"] {
+            let config = base_config(&settings, region).await;
+            assert!(config.http_client().is_some(), "{region}: no shared client");
+        }
+    }
+
     #[test]
     fn session_names_fit_sts_rules() {
         let n =
