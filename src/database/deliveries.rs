@@ -1,7 +1,7 @@
 //! Intake's writes: a delivery's row and, in the same transaction, the job it asks for.
 //! Touches the `deliveries` and `jobs` tables only.
 //!
-//! [`record_in`] decides, once for every engine, over the two kinds of statement intake
+//! [`record_in`] decides, once for every engine, over the statements intake
 //! needs ([`IntakeTx`]). On PostgreSQL (and an in-memory SQLite) they run through sqlx.
 //! A SQLite file's deliveries go to the [`DeliveryWriter`]: one thread that owns a
 //! connection of its own through SQLite's C API (rusqlite), with `synchronous = FULL` set
@@ -30,7 +30,7 @@ pub(super) enum Param<'a> {
     Text(&'a str),
 }
 
-/// The two kinds of statement intake runs, inside a transaction the caller holds.
+/// The statements intake runs, inside a transaction the caller holds.
 pub(super) trait IntakeTx {
     /// A statement whose answer is at most one row of one integer column.
     async fn optional_int(
@@ -38,8 +38,10 @@ pub(super) trait IntakeTx {
         sql: &'static str,
         params: &[Param<'_>],
     ) -> anyhow::Result<Option<i64>>;
-    /// A statement without an answer.
-    async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> anyhow::Result<()>;
+    /// A statement without an answer: the same call, which runs it and finds no row.
+    async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> anyhow::Result<()> {
+        self.optional_int(sql, params).await.map(drop)
+    }
 }
 
 const INSERT_DELIVERY: &str =
@@ -173,19 +175,6 @@ impl IntakeTx for sqlx::Transaction<'_, sqlx::Any> {
         }
         Ok(query.fetch_optional(&mut **self).await?)
     }
-
-    async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> anyhow::Result<()> {
-        let mut query = sqlx::query(sql);
-        for p in params {
-            query = match *p {
-                Param::Int(v) => query.bind(v),
-                Param::OptInt(v) => query.bind(v),
-                Param::Text(v) => query.bind(v),
-            };
-        }
-        query.execute(&mut **self).await?;
-        Ok(())
-    }
 }
 
 impl rusqlite::ToSql for Param<'_> {
@@ -210,12 +199,6 @@ impl IntakeTx for rusqlite::Transaction<'_> {
         Ok(statement
             .query_row(rusqlite::params_from_iter(params), |row| row.get(0))
             .optional()?)
-    }
-
-    async fn execute(&mut self, sql: &'static str, params: &[Param<'_>]) -> anyhow::Result<()> {
-        let mut statement = self.prepare_cached(sql)?;
-        statement.execute(rusqlite::params_from_iter(params))?;
-        Ok(())
     }
 }
 
