@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Upload time: bakery's file step against OpenSSH's `scp -O`, both sending the same
 # 100 MB file to the same sandboxed sshd (scripts/sandbox/start.sh), alternating in one
-# run so both see the same machine load, on a builder with openssl, then on one without
-# it (bakery then hashes with Python's hashlib), then on one with neither (`sha256sum`).
+# run so both see the same machine load, on four builders: with Python and openssl, without
+# openssl, without Python (openssl hashes), and with neither (`sha256sum` hashes).
 # Prints the time of each and the ratio bakery/scp for each builder (goal: at most 0.9).
 #
 #   bench/ssh-upload/run.sh [ROUNDS]        # default 5 rounds of each
@@ -86,13 +86,18 @@ for f in check-bakery.bin check-scp.bin; do
     [ "$got" = "$want" ] || { echo "corrupt upload: $f" >&2; exit 1; }
 done
 
-pass "with openssl"
-# The same builder without openssl: the sandbox's root is an overlay of its own, so hiding
-# the binary touches no other sandbox.
-mv "$inside/usr/bin/openssl" "$inside/usr/bin/openssl.hidden"
-"${ssh_cmd[@]}" 'command -v openssl' >/dev/null && { echo "openssl still found" >&2; exit 1; }
-pass "without openssl (Python's hashlib)"
-# Nor Python: coreutils' sha256sum is left.
-mv "$inside/usr/bin/python3" "$inside/usr/bin/python3.hidden"
-"${ssh_cmd[@]}" 'command -v python3' >/dev/null && { echo "python3 still found" >&2; exit 1; }
-pass "with only sha256sum"
+pass "with Python and openssl (one Python process receives)"
+# The same builder without openssl: Python still receives. The sandbox's root is an
+# overlay of its own, so hiding a binary touches no other sandbox.
+hide() { mv "$inside/usr/bin/$1" "$inside/usr/bin/$1.hidden"
+    "${ssh_cmd[@]}" "command -v $1" >/dev/null && { echo "$1 still found" >&2; exit 1; }; true; }
+unhide() { mv "$inside/usr/bin/$1.hidden" "$inside/usr/bin/$1"; }
+hide openssl
+pass "without openssl (one Python process receives)"
+# Without Python, with openssl: tee writes the file and feeds openssl.
+unhide openssl
+hide python3
+pass "without Python (tee and openssl)"
+# Neither: tee and coreutils' sha256sum.
+hide openssl
+pass "with only sha256sum (tee and sha256sum)"
