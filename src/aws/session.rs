@@ -9,7 +9,7 @@
 //! three-hour copy outlives a one-hour role session.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -47,6 +47,23 @@ pub struct AwsSettings {
     /// This installation's id, the `bakery:installation` tag on everything it creates
     /// and the only resources its cleanup and janitor touch ([`super::tags::INSTALLATION`]).
     pub installation: String,
+    /// The home account's clients, shared by every session made from these settings or
+    /// their clones (a server's builds). Set the fields above before the first session.
+    pub home_clients: Arc<Clients>,
+}
+
+/// SDK clients by account and region: one per (account, region), as AWS throttles per
+/// account and region, and each carries that pair's adaptive retry rate limiter.
+///
+/// The home account's are shared by every build of the process ([`AwsSettings`]): its
+/// credentials are the same for all of them, and each client set is about 100 KB, which
+/// many builds at once would otherwise each hold (`bench/concurrent`). An assumed role's
+/// stay with the session that assumed it, whose role session name carries its build id.
+#[derive(Default)]
+pub struct Clients {
+    ec2: Mutex<HashMap<Target, aws_sdk_ec2::Client>>,
+    kms: Mutex<HashMap<Target, aws_sdk_kms::Client>>,
+    ssm: Mutex<HashMap<Target, aws_sdk_ssm::Client>>,
 }
 
 impl Default for AwsSettings {
@@ -58,6 +75,7 @@ impl Default for AwsSettings {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             poll: PollSettings::default(),
             installation: super::tags::DEFAULT_INSTALLATION.to_string(),
+            home_clients: Arc::default(),
         }
     }
 }
@@ -99,9 +117,8 @@ pub struct AwsSession {
     home_region: String,
     /// Account id → config carrying that account's credentials.
     accounts: Mutex<HashMap<String, SdkConfig>>,
-    ec2: Mutex<HashMap<Target, aws_sdk_ec2::Client>>,
-    kms: Mutex<HashMap<Target, aws_sdk_kms::Client>>,
-    ssm: Mutex<HashMap<Target, aws_sdk_ssm::Client>>,
+    /// Clients of the accounts this session assumed a role in.
+    assumed: Clients,
 }
 
 impl std::fmt::Debug for AwsSession {
@@ -144,9 +161,7 @@ impl AwsSession {
             home_account,
             home_region: home_region.to_string(),
             accounts: Mutex::new(accounts),
-            ec2: Mutex::new(HashMap::new()),
-            kms: Mutex::new(HashMap::new()),
-            ssm: Mutex::new(HashMap::new()),
+            assumed: Clients::default(),
         })
     }
 
@@ -248,8 +263,18 @@ impl AwsSession {
             })
     }
 
+    /// Where `target`'s clients are kept: the home account's are shared ([`Clients`]).
+    fn clients_for(&self, target: &Target) -> &Clients {
+        if target.account == self.home_account {
+            &self.settings.home_clients
+        } else {
+            &self.assumed
+        }
+    }
+
     pub fn ec2(&self, target: &Target) -> anyhow::Result<aws_sdk_ec2::Client> {
-        if let Some(c) = self.ec2.lock().expect("session lock").get(target) {
+        let clients = self.clients_for(target);
+        if let Some(c) = clients.ec2.lock().expect("session lock").get(target) {
             return Ok(c.clone());
         }
         let config = self.config_for(&target.account)?;
@@ -261,7 +286,8 @@ impl AwsSession {
         }
         let conf = conf.build();
         let client = aws_sdk_ec2::Client::from_conf(conf);
-        self.ec2
+        clients
+            .ec2
             .lock()
             .expect("session lock")
             .insert(target.clone(), client.clone());
@@ -269,7 +295,8 @@ impl AwsSession {
     }
 
     pub fn kms(&self, target: &Target) -> anyhow::Result<aws_sdk_kms::Client> {
-        if let Some(c) = self.kms.lock().expect("session lock").get(target) {
+        let clients = self.clients_for(target);
+        if let Some(c) = clients.kms.lock().expect("session lock").get(target) {
             return Ok(c.clone());
         }
         let config = self.config_for(&target.account)?;
@@ -281,7 +308,8 @@ impl AwsSession {
         }
         let conf = conf.build();
         let client = aws_sdk_kms::Client::from_conf(conf);
-        self.kms
+        clients
+            .kms
             .lock()
             .expect("session lock")
             .insert(target.clone(), client.clone());
@@ -290,7 +318,8 @@ impl AwsSession {
 
     /// Parameter Store in one account and region: the release's version parameters.
     pub fn ssm(&self, target: &Target) -> anyhow::Result<aws_sdk_ssm::Client> {
-        if let Some(c) = self.ssm.lock().expect("session lock").get(target) {
+        let clients = self.clients_for(target);
+        if let Some(c) = clients.ssm.lock().expect("session lock").get(target) {
             return Ok(c.clone());
         }
         let config = self.config_for(&target.account)?;
@@ -301,7 +330,8 @@ impl AwsSession {
             conf = conf.endpoint_url(url);
         }
         let client = aws_sdk_ssm::Client::from_conf(conf.build());
-        self.ssm
+        clients
+            .ssm
             .lock()
             .expect("session lock")
             .insert(target.clone(), client.clone());
@@ -398,6 +428,59 @@ mod tests {
         for region in ["us-east-1", "eu-west-1"] {
             let config = base_config(&settings, region).await;
             assert!(config.http_client().is_some(), "{region}: no shared client");
+        }
+    }
+
+    /// A session by hand, as `connect` makes it, without asking STS.
+    async fn session(settings: &AwsSettings, home: &str, others: &[&str]) -> AwsSession {
+        let base = base_config(settings, "us-east-1").await;
+        let mut accounts = HashMap::new();
+        for account in std::iter::once(&home).chain(others) {
+            accounts.insert(account.to_string(), base.clone());
+        }
+        AwsSession {
+            settings: settings.clone(),
+            home_account: home.to_string(),
+            home_region: "us-east-1".into(),
+            accounts: Mutex::new(accounts),
+            assumed: Clients::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn builds_share_the_home_accounts_clients_but_not_an_assumed_roles() {
+        let settings = AwsSettings {
+            endpoint_url: Some("http://127.0.0.1:9".into()),
+            ..Default::default()
+        };
+        let (home, other) = ("111111111111", "222222222222");
+        let first = session(&settings, home, &[other]).await;
+        let second = session(&settings, home, &[other]).await;
+        let at = |account: &str, region: &str| Target {
+            account: account.into(),
+            region: region.into(),
+        };
+        for s in [&first, &second] {
+            s.ec2(&at(home, "eu-west-1")).unwrap();
+            s.kms(&at(home, "eu-west-1")).unwrap();
+            s.ssm(&at(home, "eu-west-1")).unwrap();
+            s.ec2(&at(other, "eu-west-1")).unwrap();
+        }
+        second.ec2(&at(home, "us-west-2")).unwrap();
+        let shared = &settings.home_clients;
+        // One client per home (account, region), whichever build asked first.
+        assert_eq!(shared.ec2.lock().unwrap().len(), 2);
+        assert_eq!(shared.kms.lock().unwrap().len(), 1);
+        assert_eq!(shared.ssm.lock().unwrap().len(), 1);
+        // The assumed account's clients carry the session's own role: never shared.
+        assert!(!shared
+            .ec2
+            .lock()
+            .unwrap()
+            .contains_key(&at(other, "eu-west-1")));
+        for s in [&first, &second] {
+            assert_eq!(s.assumed.ec2.lock().unwrap().len(), 1);
+            assert!(s.assumed.kms.lock().unwrap().is_empty());
         }
     }
 

@@ -20,8 +20,8 @@
 //! keep = 3
 //! ```
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use regex::Regex;
 use serde::Serialize;
@@ -73,8 +73,9 @@ pub enum TagRecipes {
 pub struct TagRule {
     pub pattern: String,
     pub recipes: TagRecipes,
+    /// Shared by every rule with the same pattern ([`pattern_regex`]).
     #[serde(skip)]
-    regex: Regex,
+    regex: Arc<Regex>,
 }
 
 impl PartialEq for TagRule {
@@ -114,7 +115,15 @@ impl TagRule {
     }
 }
 
-fn pattern_regex(pattern: &str) -> Result<Regex, String> {
+/// Compiled tag patterns, by regular expression, shared by every job: each job reads its
+/// repository's `bakery.toml` again, and one compiled pattern with its match caches is a
+/// few hundred KB (`[^/]` is a class over all of Unicode), which many builds at once would
+/// otherwise each hold. Bounded: emptied when it reaches [`PATTERN_CACHE_MAX`] entries.
+static PATTERN_CACHE: LazyLock<Mutex<HashMap<String, Arc<Regex>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+const PATTERN_CACHE_MAX: usize = 256;
+
+fn pattern_regex(pattern: &str) -> Result<Arc<Regex>, String> {
     if pattern.is_empty() {
         return Err("the pattern is empty".into());
     }
@@ -144,7 +153,17 @@ fn pattern_regex(pattern: &str) -> Result<Regex, String> {
         return Err("{recipe} may appear only once".into());
     }
     re.push('$');
-    Regex::new(&re).map_err(|e| format!("the pattern does not compile: {e}"))
+    let mut cache = PATTERN_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(compiled) = cache.get(&re) {
+        return Ok(compiled.clone());
+    }
+    let compiled =
+        Arc::new(Regex::new(&re).map_err(|e| format!("the pattern does not compile: {e}"))?);
+    if cache.len() >= PATTERN_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(re, compiled.clone());
+    Ok(compiled)
 }
 
 /// Values every recipe inherits unless it sets its own.
@@ -386,6 +405,19 @@ mod tests {
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn every_job_reading_the_same_pattern_shares_one_compiled_rule() {
+        // Each release job parses bakery.toml again; fifty at once must not hold fifty
+        // compiled copies of the same pattern.
+        let a = TagRule::new("shared-{recipe}/v*", None).unwrap();
+        let b = TagRule::new("shared-{recipe}/v*", None).unwrap();
+        assert!(Arc::ptr_eq(&a.regex, &b.regex));
+        let other = TagRule::new("shared-*", None).unwrap();
+        assert!(!Arc::ptr_eq(&a.regex, &other.regex));
+        assert_eq!(b.matches("shared-web/v1"), Some(Some("web")));
+        assert_eq!(other.matches("shared-web/v1"), None);
     }
 
     #[test]

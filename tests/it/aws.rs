@@ -94,6 +94,7 @@ fn settings(endpoint: &str) -> AwsSettings {
             factor: 2.0,
         },
         installation: OURS.into(),
+        home_clients: Default::default(),
     }
 }
 

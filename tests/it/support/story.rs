@@ -80,6 +80,7 @@ fn aws_settings(endpoint: &str) -> AwsSettings {
             factor: 2.0,
         },
         installation: bakery::aws::tags::DEFAULT_INSTALLATION.into(),
+        home_clients: Default::default(),
     }
 }
 
