@@ -28,6 +28,8 @@ pub const KEPT_TAIL: usize = 200;
 const CHANNEL_LINES: usize = 2048;
 /// Lines per insert transaction, at most.
 const BATCH_LINES: usize = 512;
+/// Lines the writer's buffers keep room for between bursts.
+const IDLE_LINES: usize = 16;
 
 /// How much build output a job's log keeps.
 #[derive(Debug, Clone, Copy)]
@@ -80,8 +82,10 @@ impl JobLogSink {
     pub fn start(store: DynStore, job: JobId, limits: LogLimits) -> Arc<Self> {
         let (tx, mut rx) = mpsc::channel::<Message>(CHANNEL_LINES);
         tokio::spawn(async move {
-            let mut received = Vec::with_capacity(BATCH_LINES);
-            let mut batch: Vec<(String, String)> = Vec::with_capacity(BATCH_LINES);
+            // The buffers grow with a burst and shrink after it: a job's writer lives as long
+            // as its build, and most of the time it carries a line or two.
+            let mut received = Vec::new();
+            let mut batch: Vec<(String, String)> = Vec::new();
             while rx.recv_many(&mut received, BATCH_LINES).await > 0 {
                 for msg in received.drain(..) {
                     match msg {
@@ -93,6 +97,8 @@ impl JobLogSink {
                     }
                 }
                 write(&store, job, &mut batch).await;
+                received.shrink_to(IDLE_LINES);
+                batch.shrink_to(IDLE_LINES);
             }
         });
         Arc::new(JobLogSink {

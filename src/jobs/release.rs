@@ -124,8 +124,8 @@ async fn attempt(
     let started = Instant::now();
     let tag = spec.tag.clone();
 
-    let (workspace, checked) = match prepare(deps, ctx, reporter, spec).await {
-        Ok(Prepared::Ready { workspace, checked }) => (workspace, *checked),
+    let (workspace, mut set) = match prepare(deps, ctx, reporter, spec).await {
+        Ok(Prepared::Ready { workspace, checked }) => (workspace, checked.set),
         Ok(Prepared::Covered { by }) => {
             ctx.log(
                 "checkout",
@@ -142,7 +142,10 @@ async fn attempt(
     let sha = workspace.sha.clone();
     let root = workspace.path.clone();
 
-    let recipes = checked.set.recipes_for_tag(&tag);
+    let recipes = set.recipes_for_tag(&tag);
+    // From here on only the recipes this tag builds are read: many builds at once of a
+    // repository with many recipes would otherwise each hold all of them, parsed.
+    set.keep_only(&recipes);
     if recipes.is_empty() {
         ctx.log(
             "plan",
@@ -165,13 +168,9 @@ async fn attempt(
     for recipe in &recipes {
         // A recipe's builders: EC2 (as before) unless it only has a `[qemu]` builder,
         // then its qemu builder, on the bot.
-        let has_ec2 = checked
-            .set
-            .recipes
-            .get(recipe)
-            .is_none_or(|r| r.has_ec2_builder());
+        let has_ec2 = set.recipes.get(recipe).is_none_or(|r| r.has_ec2_builder());
         let qemu_input = super::release_qemu::ReleaseInput {
-            set: &checked.set,
+            set: &set,
             recipe,
             version: &tag,
             git_sha: &sha,
@@ -189,7 +188,7 @@ async fn attempt(
             continue;
         }
         let mut plan = plan_build(
-            &checked.set,
+            &set,
             &PlanInput {
                 recipe,
                 version: &tag,
@@ -260,13 +259,7 @@ async fn attempt(
         disk_builds,
     };
     if built_any {
-        let patterns: Vec<String> = checked
-            .set
-            .config
-            .tags
-            .iter()
-            .map(|t| t.pattern.clone())
-            .collect();
+        let patterns: Vec<String> = set.config.tags.iter().map(|t| t.pattern.clone()).collect();
         let published = publish_release_with_files(
             reporter,
             &*deps.store,

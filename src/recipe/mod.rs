@@ -207,6 +207,12 @@ impl RecipeSet {
         out
     }
 
+    /// Drops every parsed recipe but those in `keep` (the ones a job builds). `names`
+    /// still lists every recipe, for the hints of a later error.
+    pub fn keep_only(&mut self, keep: &[String]) {
+        self.recipes.retain(|name, _| keep.contains(name));
+    }
+
     /// The recipes a tag builds, in build order.
     pub fn recipes_for_tag(&self, tag: &str) -> Vec<String> {
         self.config.recipes_for_tag(tag, &self.build_order())
