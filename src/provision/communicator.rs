@@ -165,6 +165,9 @@ impl Communicator {
         let started = Instant::now();
         let deadline = started + opts.budget;
         let mut attempt: u32 = 0;
+        // The builder's refusal of the build key, once seen: the builder's own answer says
+        // more than a last attempt cut short by the deadline (or slowed by a busy host).
+        let mut refused: Option<String> = None;
         loop {
             attempt += 1;
             let left = deadline.saturating_duration_since(Instant::now());
@@ -190,8 +193,16 @@ impl Communicator {
                 Ok(Err(ConnectError::HostKeyRefused(reason))) => {
                     anyhow::bail!("refused the SSH host key of {addr}: {reason}")
                 }
+                Ok(Err(ConnectError::AuthRefused(user))) => {
+                    refused = Some(user.clone());
+                    ConnectError::AuthRefused(user).into()
+                }
                 Ok(Err(e)) => e.into(),
-                Err(_) => anyhow::anyhow!("attempt timed out after {per_attempt:?}"),
+                Err(_) => match &refused {
+                    Some(user) => anyhow::Error::from(ConnectError::AuthRefused(user.clone()))
+                        .context(format!("the last attempt timed out after {per_attempt:?}")),
+                    None => anyhow::anyhow!("attempt timed out after {per_attempt:?}"),
+                },
             };
             if Instant::now() >= deadline {
                 return Err(err.context(format!(
