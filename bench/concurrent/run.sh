@@ -7,7 +7,13 @@
 # concurrent build / lone build (goal <= 1.5), and the AWS calls per second.
 #
 # It also prints where the cores went while the N builds ran: the machine's busy time,
-# bakery serve's CPU time per build, moto's per call, and the rest.
+# bakery serve's CPU time per build, moto's per call, the test's own process (the AWS
+# proxy and the harness), and the rest (the builders); and the floors these set for
+# slowest / lone whatever bakery does: moto's CPU time on its one core, and the machine's
+# busy time spread over all its cores.
+#
+# The warm-up build's calls are judged by the IAM oracle; after it the proxy only
+# records, so moto does bakery's calls and not the oracle's lookups.
 #
 #   bench/concurrent/run.sh [builds] [latency-ms]     (defaults: 50 builds, 50 ms)
 #
@@ -25,4 +31,4 @@ profile=()
 [ "${BENCH_PROFILE:-release}" = release ] && profile=(--release)
 cargo test "${profile[@]}" --quiet --test it aws::concurrent::bench_concurrent_builds \
     -- --ignored --nocapture 2>&1 \
-    | grep -E '^(sandboxes|builds at once|lone build|[0-9]+ builds|slowest|peak RSS|AWS calls|CPU while)|panicked|FAILED'
+    | grep -E '^(sandboxes|builds at once|lone build|[0-9]+ builds|slowest|peak RSS|AWS calls|CPU while|floors)|panicked|FAILED'

@@ -126,6 +126,9 @@ struct State {
     created: Mutex<Vec<(String, &'static str, std::time::Instant)>>,
     /// The policies `DryRun=true` calls are answered by (see [`dry_run_answer`]).
     dry_run_policies: Mutex<Policies>,
+    /// Whether the proxy reads, before forwarding a call, what the IAM oracle needs to
+    /// judge it (see [`before`]); off only for a benchmark that judges by hand.
+    look_before: std::sync::atomic::AtomicBool,
 }
 
 pub struct AwsProxy {
@@ -177,6 +180,7 @@ impl AwsProxy {
             unseen_window: Mutex::new(Duration::ZERO),
             created: Mutex::new(vec![]),
             dry_run_policies: Mutex::new(Policies::deployed()),
+            look_before: std::sync::atomic::AtomicBool::new(true),
         });
         let s = state.clone();
         let task = tokio::spawn(async move {
@@ -202,6 +206,17 @@ impl AwsProxy {
     /// [`iam_oracle::evaluate`] itself (on other policies, say).
     pub fn judge_by_hand(&self) {
         *self.oracle.lock().unwrap() = None;
+    }
+
+    /// For a benchmark, once it has judged a build of the same kind by hand: the
+    /// recording is no longer judged, and the proxy no longer reads from moto what the
+    /// IAM oracle would need (a DescribeTags, or more, before each call that names a
+    /// resource), so moto serves bakery's calls only.
+    pub fn stop_judging(&self) {
+        self.judge_by_hand();
+        self.state
+            .look_before
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Answers `DryRun=true` calls by `policies` instead of `deploy/aws/`.
@@ -416,7 +431,9 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
         response: String::new(),
         before: Before::default(),
     };
-    rec.before = before(&state, &auth, &service, &action, &rec.params).await;
+    if state.look_before.load(std::sync::atomic::Ordering::Relaxed) {
+        rec.before = before(&state, &auth, &service, &action, &rec.params).await;
+    }
 
     let unseen = {
         let window = *state.unseen_window.lock().unwrap();
