@@ -7,6 +7,11 @@
 #   bench/aws-parallel/run.sh [latency-ms] [rounds]     (defaults: 50 ms, 3 rounds)
 #
 # Release build by default; BENCH_PROFILE=debug measures the debug build.
+# BENCH_TIMELINE=1 also prints the first measured round's calls in order, with when each
+# reached the proxy and when it was answered: where the regions wait for each other.
+#
+# The warm-up builds are judged by the IAM oracle; after them the proxy only records, so
+# moto does bakery's calls and not the oracle's lookups.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -16,4 +21,4 @@ export BAKERY_BENCH_ROUNDS="${2:-3}"
 profile=()
 [ "${BENCH_PROFILE:-release}" = release ] && profile=(--release)
 cargo test "${profile[@]}" --quiet --test it aws::bench_parallel_copies -- --ignored --nocapture 2>&1 \
-    | grep -E '^(latency|build to|time\(|calls)'
+    | grep -E '^(latency|build to|time\(|calls|timeline)'

@@ -39,6 +39,11 @@ pub struct Recorded {
     /// What the IAM oracle needs to know about the resources the call names, read from
     /// moto just before the call was forwarded.
     pub before: Before,
+    /// When the call reached the proxy, and when its answer was ready.
+    #[serde(skip)]
+    pub arrived: Option<std::time::Instant>,
+    #[serde(skip)]
+    pub answered: Option<std::time::Instant>,
 }
 
 /// The state of the resources a call names, as it was when the call arrived: the tags
@@ -430,6 +435,8 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
         status: 0,
         response: String::new(),
         before: Before::default(),
+        arrived: Some(std::time::Instant::now()),
+        answered: None,
     };
     if state.look_before.load(std::sync::atomic::Ordering::Relaxed) {
         rec.before = before(&state, &auth, &service, &action, &rec.params).await;
@@ -538,8 +545,12 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
             out_head.push_str(&format!("{k}: {v}\r\n"));
         }
         out_head.push_str("Connection: close\r\n\r\n");
-        up.write_all(out_head.as_bytes()).await?;
-        up.write_all(&buf[head_end..]).await?;
+        // One write, without Nagle's delay: a body written after its head would wait
+        // for moto's delayed ACK of the head, a pause no AWS endpoint adds.
+        up.set_nodelay(true)?;
+        let mut request = out_head.into_bytes();
+        request.extend_from_slice(&buf[head_end..]);
+        up.write_all(&request).await?;
         let mut resp = vec![];
         up.read_to_end(&mut resp).await?;
         let Some(rhead_end) = find(&resp, b"\r\n\r\n").map(|p| p + 4) else {
@@ -627,6 +638,7 @@ async fn handle(mut conn: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     {
         let mut records = state.records.lock().unwrap();
         rec.seq = records.len();
+        rec.answered = Some(std::time::Instant::now());
         records.push(rec);
     }
     conn.write_all(&response).await?;
